@@ -1,0 +1,100 @@
+//! TOML configuration: `schema` is what serde reads (unknown keys refused), `validate` turns it
+//! into a typed [`Config`] or a list of errors that each name the key path.
+mod schema;
+mod validate;
+
+pub use schema::RawConfig;
+pub use validate::{validate, Config, DpdkConf, NeighborConf, PortConf, RouteConf, WorkerConf};
+
+use std::fmt;
+use std::path::Path;
+
+/// Most ports one process drives; per-port counters are fixed arrays of this size.
+pub const MAX_PORTS: usize = 16;
+
+/// One problem in a config, tied to the key it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: String,
+    pub msg: String,
+}
+
+impl ConfigError {
+    pub fn new(path: impl Into<String>, msg: impl Into<String>) -> Self {
+        ConfigError {
+            path: path.into(),
+            msg: msg.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        if self.path.is_empty() {
+            write!(f, "{}", self.msg)
+        } else {
+            write!(f, "{}: {}", self.path, self.msg)
+        }
+    }
+}
+
+/// All the reasons a config was refused, one per line when displayed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// What the machine offers, checked against the config. Tests pass a fixed one.
+#[derive(Debug, Clone)]
+pub struct Host {
+    pub cores: Vec<usize>,
+}
+
+impl Host {
+    /// The cores this process may run on.
+    pub fn current() -> Host {
+        let mut cores: Vec<usize> = core_affinity::get_core_ids()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        if cores.is_empty() {
+            cores = (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect();
+        }
+        Host { cores }
+    }
+}
+
+/// Parses TOML text and validates it.
+pub fn parse(text: &str, host: &Host) -> Result<Config, ConfigErrors> {
+    let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        ConfigErrors(vec![ConfigError::new(
+            "",
+            format!("invalid TOML: {}", e.to_string().trim_end()),
+        )])
+    })?;
+    validate(&raw, host)
+}
+
+/// Reads, parses and validates a config file.
+pub fn load(path: &Path, host: &Host) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError::new(
+            "",
+            format!("cannot read {}: {e}", path.display()),
+        )])
+    })?;
+    parse(&text, host)
+}

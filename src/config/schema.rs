@@ -1,0 +1,116 @@
+//! The TOML schema as serde reads it. Addresses stay strings here so that `validate` can say
+//! exactly which key holds a bad one.
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub dpdk: RawDpdk,
+    #[serde(default)]
+    pub ports: Vec<RawPort>,
+    #[serde(default)]
+    pub workers: Vec<RawWorker>,
+    #[serde(default)]
+    pub neighbors: Vec<RawNeighbor>,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawDpdk {
+    /// Extra EAL arguments; anygate adds `-l`, `--vdev` and `-a` itself.
+    #[serde(default)]
+    pub eal_args: Vec<String>,
+    /// The core of the management thread (the EAL main lcore).
+    #[serde(default)]
+    pub main_core: usize,
+    /// Mbufs in the packet pool; 2^n - 1 is the most memory-efficient size.
+    #[serde(default = "default_mempool_size")]
+    pub mempool_size: u32,
+    /// Per-lcore mbuf cache.
+    #[serde(default = "default_mempool_cache")]
+    pub mempool_cache: u32,
+}
+
+impl Default for RawDpdk {
+    fn default() -> Self {
+        RawDpdk {
+            eal_args: Vec::new(),
+            main_core: 0,
+            mempool_size: default_mempool_size(),
+            mempool_cache: default_mempool_cache(),
+        }
+    }
+}
+
+fn default_mempool_size() -> u32 {
+    16383
+}
+fn default_mempool_cache() -> u32 {
+    256
+}
+fn one() -> u16 {
+    1
+}
+fn default_mtu() -> u16 {
+    1500
+}
+fn default_desc() -> u16 {
+    1024
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawPort {
+    pub name: String,
+    /// A PCI address (0000:01:00.0) or a vdev string (net_pcap0,rx_pcap=in.pcap,...).
+    pub device: String,
+    #[serde(default = "one")]
+    pub rx_queues: u16,
+    #[serde(default = "one")]
+    pub tx_queues: u16,
+    #[serde(default = "default_desc")]
+    pub rx_desc: u16,
+    #[serde(default = "default_desc")]
+    pub tx_desc: u16,
+    /// Set on the device at start; when absent the device's own MAC is used.
+    pub mac: Option<String>,
+    /// The port's IPv4 address and subnet, as a CIDR: 192.0.2.1/24.
+    pub address: String,
+    #[serde(default = "default_mtu")]
+    pub mtu: u16,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawWorker {
+    pub core: usize,
+    /// The (port, rx queue) pairs this worker polls.
+    pub rx: Vec<RawQueue>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawQueue {
+    pub port: String,
+    #[serde(default)]
+    pub queue: u16,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawNeighbor {
+    pub ip: String,
+    /// Static MAC; when absent the neighbour is resolved by ARP.
+    pub mac: Option<String>,
+    pub port: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub prefix: String,
+    pub nexthop: String,
+}

@@ -1,0 +1,692 @@
+//! Turns the raw schema into a typed config, collecting every error with its key path.
+use super::schema::*;
+use super::{ConfigError, ConfigErrors, Host, MAX_PORTS};
+use crate::lpm::Prefix;
+use crate::wire::MacAddr;
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub dpdk: DpdkConf,
+    pub ports: Vec<PortConf>,
+    pub workers: Vec<WorkerConf>,
+    pub neighbors: Vec<NeighborConf>,
+    pub routes: Vec<RouteConf>,
+    /// The schema as read, kept to tell which sections a reload changed.
+    pub raw: RawConfig,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DpdkConf {
+    pub eal_args: Vec<String>,
+    pub main_core: usize,
+    pub mempool_size: u32,
+    pub mempool_cache: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PortConf {
+    pub name: String,
+    pub device: String,
+    pub rx_queues: u16,
+    pub tx_queues: u16,
+    pub rx_desc: u16,
+    pub tx_desc: u16,
+    pub mac: Option<MacAddr>,
+    pub addr: u32,
+    pub prefix_len: u8,
+    pub mtu: u16,
+}
+
+impl PortConf {
+    /// True when `ip` is on this port's subnet (and not the subnet's own address).
+    pub fn on_link(&self, ip: u32) -> bool {
+        let m = Prefix::mask(self.prefix_len);
+        ip & m == self.addr & m
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerConf {
+    pub core: usize,
+    /// (port index, rx queue) pairs.
+    pub rx: Vec<(u16, u16)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NeighborConf {
+    pub ip: u32,
+    pub mac: Option<MacAddr>,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteConf {
+    pub prefix: Prefix,
+    pub nexthop: u32,
+    /// The port the next hop is reached on.
+    pub port: u16,
+}
+
+/// EAL options anygate derives from the config itself.
+const MANAGED_EAL_ARGS: &[&str] = &[
+    "-l",
+    "-c",
+    "--lcores",
+    "--vdev",
+    "-a",
+    "--allow",
+    "-b",
+    "--block",
+    "--main-lcore",
+];
+
+fn parse_ip(s: &str) -> Result<u32, String> {
+    s.parse::<Ipv4Addr>()
+        .map(u32::from)
+        .map_err(|_| format!("`{s}` is not an IPv4 address"))
+}
+
+/// Parses `a.b.c.d/len`, returning the address as written and the length.
+fn parse_cidr(s: &str) -> Result<(u32, u8), String> {
+    let (a, l) = s
+        .split_once('/')
+        .ok_or_else(|| format!("`{s}` is not a CIDR (want a.b.c.d/len)"))?;
+    let addr =
+        parse_ip(a).map_err(|_| format!("`{s}` is not a CIDR: `{a}` is not an IPv4 address"))?;
+    let len: u8 = l
+        .parse()
+        .ok()
+        .filter(|l| *l <= 32)
+        .ok_or_else(|| format!("`{s}` is not a CIDR: prefix length `{l}` is not 0..=32"))?;
+    Ok((addr, len))
+}
+
+/// Parses a route prefix, refusing host bits.
+pub fn parse_prefix(s: &str) -> Result<Prefix, String> {
+    let (addr, len) = parse_cidr(s)?;
+    Prefix::new(addr, len).ok_or_else(|| format!("host bits set in {s}"))
+}
+
+struct Errs(Vec<ConfigError>);
+impl Errs {
+    fn push(&mut self, path: impl Into<String>, msg: impl Into<String>) {
+        self.0.push(ConfigError::new(path, msg));
+    }
+}
+
+pub fn validate(raw: &RawConfig, host: &Host) -> Result<Config, ConfigErrors> {
+    let mut e = Errs(Vec::new());
+
+    // [dpdk]
+    let d = &raw.dpdk;
+    for (i, a) in d.eal_args.iter().enumerate() {
+        let flag = a.split('=').next().unwrap_or(a);
+        if MANAGED_EAL_ARGS.contains(&flag) {
+            e.push(
+                format!("dpdk.eal_args[{i}]"),
+                format!("`{a}` is set by anygate from dpdk.main_core, [[workers]] and [[ports]]; remove it"),
+            );
+        }
+    }
+    if !host.cores.contains(&d.main_core) {
+        e.push(
+            "dpdk.main_core",
+            format!(
+                "core {} is not available on this machine (cores: {:?})",
+                d.main_core, host.cores
+            ),
+        );
+    }
+    if d.mempool_size < 1024 {
+        e.push(
+            "dpdk.mempool_size",
+            format!("{} mbufs is too few; at least 1024", d.mempool_size),
+        );
+    }
+    if d.mempool_cache > 512 || d.mempool_cache as u64 * 3 / 2 > d.mempool_size as u64 {
+        e.push(
+            "dpdk.mempool_cache",
+            format!(
+                "{} must be at most 512 and at most 2/3 of dpdk.mempool_size",
+                d.mempool_cache
+            ),
+        );
+    }
+
+    // [[ports]]
+    if raw.ports.is_empty() {
+        e.push("ports", "at least one [[ports]] entry is required");
+    }
+    if raw.ports.len() > MAX_PORTS {
+        e.push(
+            "ports",
+            format!("{} ports; at most {MAX_PORTS}", raw.ports.len()),
+        );
+    }
+    let mut ports = Vec::new();
+    let mut port_idx: HashMap<&str, u16> = HashMap::new();
+    let mut devices: HashMap<&str, usize> = HashMap::new();
+    for (i, p) in raw.ports.iter().enumerate() {
+        let path = format!("ports[{i}]");
+        if p.name.is_empty()
+            || p.name.len() > 15
+            || !p
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            e.push(
+                format!("{path}.name"),
+                format!(
+                    "`{}` must be 1-15 characters of letters, digits, - _ .",
+                    p.name
+                ),
+            );
+        }
+        if port_idx.insert(&p.name, i as u16).is_some() {
+            e.push(
+                format!("{path}.name"),
+                format!("duplicate port name `{}`", p.name),
+            );
+        }
+        let dev_name = p.device.split(',').next().unwrap_or("");
+        if dev_name.is_empty() {
+            e.push(format!("{path}.device"), "empty device");
+        } else if let Some(j) = devices.insert(dev_name, i) {
+            e.push(
+                format!("{path}.device"),
+                format!("device `{dev_name}` is already used by ports[{j}]"),
+            );
+        }
+        for (key, v) in [("rx_queues", p.rx_queues), ("tx_queues", p.tx_queues)] {
+            if !(1..=64).contains(&v) {
+                e.push(format!("{path}.{key}"), format!("{v} is not in 1..=64"));
+            }
+        }
+        for (key, v) in [("rx_desc", p.rx_desc), ("tx_desc", p.tx_desc)] {
+            if !(64..=8192).contains(&v) || !v.is_power_of_two() {
+                e.push(
+                    format!("{path}.{key}"),
+                    format!("{v} must be a power of two in 64..=8192"),
+                );
+            }
+        }
+        if !(576..=9600).contains(&p.mtu) {
+            e.push(
+                format!("{path}.mtu"),
+                format!("{} is not in 576..=9600", p.mtu),
+            );
+        }
+        let mac = match p.mac.as_deref().map(str::parse::<MacAddr>) {
+            Some(Ok(m)) if m.is_multicast() || m == MacAddr::ZERO => {
+                e.push(format!("{path}.mac"), format!("{m} is not a unicast MAC"));
+                None
+            }
+            Some(Ok(m)) => Some(m),
+            Some(Err(msg)) => {
+                e.push(format!("{path}.mac"), msg);
+                None
+            }
+            None => None,
+        };
+        let (addr, prefix_len) = match parse_cidr(&p.address) {
+            Ok((a, l)) if l == 0 || l == 32 => {
+                e.push(
+                    format!("{path}.address"),
+                    format!("{} needs a prefix length of 1..=31", Ipv4Addr::from(a)),
+                );
+                (a, l)
+            }
+            Ok(v) => v,
+            Err(msg) => {
+                e.push(format!("{path}.address"), msg);
+                (0, 0)
+            }
+        };
+        ports.push(PortConf {
+            name: p.name.clone(),
+            device: p.device.clone(),
+            rx_queues: p.rx_queues,
+            tx_queues: p.tx_queues,
+            rx_desc: p.rx_desc,
+            tx_desc: p.tx_desc,
+            mac,
+            addr,
+            prefix_len,
+            mtu: p.mtu,
+        });
+    }
+    for i in 0..ports.len() {
+        for j in 0..i {
+            let (a, b) = (&ports[i], &ports[j]);
+            let m = Prefix::mask(a.prefix_len.min(b.prefix_len));
+            if a.prefix_len > 0 && b.prefix_len > 0 && a.addr & m == b.addr & m {
+                e.push(
+                    format!("ports[{i}].address"),
+                    format!(
+                        "{} overlaps ports[{j}].address {}",
+                        raw.ports[i].address, raw.ports[j].address
+                    ),
+                );
+            }
+        }
+    }
+
+    // [[workers]]
+    if raw.workers.is_empty() {
+        e.push("workers", "at least one [[workers]] entry is required");
+    }
+    let mut workers = Vec::new();
+    let mut cores = HashMap::new();
+    let mut polled: HashMap<(u16, u16), usize> = HashMap::new();
+    for (i, w) in raw.workers.iter().enumerate() {
+        let path = format!("workers[{i}]");
+        if !host.cores.contains(&w.core) {
+            e.push(
+                format!("{path}.core"),
+                format!(
+                    "core {} is not available on this machine (cores: {:?})",
+                    w.core, host.cores
+                ),
+            );
+        }
+        if let Some(j) = cores.insert(w.core, i) {
+            e.push(
+                format!("{path}.core"),
+                format!("core {} is already used by workers[{j}]", w.core),
+            );
+        }
+        let mut rx = Vec::new();
+        for (k, q) in w.rx.iter().enumerate() {
+            let qpath = format!("{path}.rx[{k}]");
+            let Some(&pi) = port_idx.get(q.port.as_str()) else {
+                e.push(
+                    format!("{qpath}.port"),
+                    format!("no port named `{}`", q.port),
+                );
+                continue;
+            };
+            let nq = raw.ports[pi as usize].rx_queues;
+            if q.queue >= nq {
+                e.push(
+                    format!("{qpath}.queue"),
+                    format!(
+                        "port `{}` has {nq} rx queue(s); queue {} does not exist",
+                        q.port, q.queue
+                    ),
+                );
+                continue;
+            }
+            if let Some(j) = polled.insert((pi, q.queue), i) {
+                e.push(
+                    qpath,
+                    format!(
+                        "port `{}` rx queue {} is already polled by workers[{j}]",
+                        q.port, q.queue
+                    ),
+                );
+                continue;
+            }
+            rx.push((pi, q.queue));
+        }
+        workers.push(WorkerConf { core: w.core, rx });
+    }
+    for (pi, p) in raw.ports.iter().enumerate() {
+        for q in 0..p.rx_queues {
+            if !polled.contains_key(&(pi as u16, q)) && !raw.workers.is_empty() {
+                e.push(
+                    format!("ports[{pi}].rx_queues"),
+                    format!("rx queue {q} of port `{}` is polled by no worker", p.name),
+                );
+            }
+        }
+        if (p.tx_queues as usize) < raw.workers.len() {
+            e.push(
+                format!("ports[{pi}].tx_queues"),
+                format!(
+                    "{} tx queue(s) for {} workers; each worker needs its own",
+                    p.tx_queues,
+                    raw.workers.len()
+                ),
+            );
+        }
+    }
+
+    // [[neighbors]]
+    let mut neighbors = Vec::new();
+    let mut neigh_ip: HashMap<u32, usize> = HashMap::new();
+    for (i, n) in raw.neighbors.iter().enumerate() {
+        let path = format!("neighbors[{i}]");
+        let ip = parse_ip(&n.ip)
+            .map_err(|m| e.push(format!("{path}.ip"), m))
+            .ok();
+        let mac = match n.mac.as_deref().map(str::parse::<MacAddr>) {
+            Some(Ok(m)) if m.is_multicast() || m == MacAddr::ZERO => {
+                e.push(format!("{path}.mac"), format!("{m} is not a unicast MAC"));
+                None
+            }
+            Some(Ok(m)) => Some(m),
+            Some(Err(msg)) => {
+                e.push(format!("{path}.mac"), msg);
+                None
+            }
+            None => None,
+        };
+        let Some(&port) = port_idx.get(n.port.as_str()) else {
+            e.push(
+                format!("{path}.port"),
+                format!("no port named `{}`", n.port),
+            );
+            continue;
+        };
+        let Some(ip) = ip else { continue };
+        let pc = &ports[port as usize];
+        if !pc.on_link(ip) {
+            e.push(
+                format!("{path}.ip"),
+                format!(
+                    "{} is not on port `{}`'s subnet {}",
+                    n.ip, n.port, raw.ports[port as usize].address
+                ),
+            );
+        } else if ip == pc.addr {
+            e.push(
+                format!("{path}.ip"),
+                format!("{} is port `{}`'s own address", n.ip, n.port),
+            );
+        }
+        if let Some(j) = neigh_ip.insert(ip, i) {
+            e.push(
+                format!("{path}.ip"),
+                format!("{} is already neighbors[{j}]", n.ip),
+            );
+        }
+        neighbors.push(NeighborConf { ip, mac, port });
+    }
+
+    // [[routes]]
+    let mut routes = Vec::new();
+    let mut seen: HashMap<Prefix, usize> = HashMap::new();
+    for (i, r) in raw.routes.iter().enumerate() {
+        let path = format!("routes[{i}]");
+        let prefix = parse_prefix(&r.prefix)
+            .map_err(|m| e.push(format!("{path}.prefix"), m))
+            .ok();
+        if let Some(p) = prefix {
+            if let Some(j) = seen.insert(p, i) {
+                e.push(
+                    format!("{path}.prefix"),
+                    format!("duplicate route {p}: already routes[{j}]"),
+                );
+            }
+        }
+        let nexthop = match parse_ip(&r.nexthop) {
+            Ok(ip) => ip,
+            Err(m) => {
+                e.push(format!("{path}.nexthop"), m);
+                continue;
+            }
+        };
+        let port = match neigh_ip.get(&nexthop) {
+            Some(&ni) => raw
+                .neighbors
+                .get(ni)
+                .and_then(|n| port_idx.get(n.port.as_str()).copied()),
+            None => ports
+                .iter()
+                .position(|p| p.on_link(nexthop))
+                .map(|p| p as u16),
+        };
+        let Some(port) = port else {
+            e.push(
+                format!("{path}.nexthop"),
+                format!(
+                    "{} is on no port's subnet and is no [[neighbors]] entry",
+                    r.nexthop
+                ),
+            );
+            continue;
+        };
+        if ports.iter().any(|p| p.addr == nexthop) {
+            e.push(
+                format!("{path}.nexthop"),
+                format!("{} is one of our own port addresses", r.nexthop),
+            );
+            continue;
+        }
+        if let Some(prefix) = prefix {
+            routes.push(RouteConf {
+                prefix,
+                nexthop,
+                port,
+            });
+        }
+    }
+
+    if !e.0.is_empty() {
+        return Err(ConfigErrors(e.0));
+    }
+    Ok(Config {
+        dpdk: DpdkConf {
+            eal_args: d.eal_args.clone(),
+            main_core: d.main_core,
+            mempool_size: d.mempool_size,
+            mempool_cache: d.mempool_cache,
+        },
+        ports,
+        workers,
+        neighbors,
+        routes,
+        raw: raw.clone(),
+    })
+}
+
+impl Config {
+    /// Names of the sections that differ from `other` and cannot change while running.
+    pub fn restart_required(&self, other: &Config) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.raw.dpdk != other.raw.dpdk {
+            v.push("[dpdk]");
+        }
+        if self.raw.ports != other.raw.ports {
+            v.push("[[ports]]");
+        }
+        if self.raw.workers != other.raw.workers {
+            v.push("[[workers]]");
+        }
+        v
+    }
+
+    /// Port indices by name.
+    pub fn port_index(&self, name: &str) -> Option<u16> {
+        self.ports
+            .iter()
+            .position(|p| p.name == name)
+            .map(|i| i as u16)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{parse, Host};
+
+    fn host() -> Host {
+        Host { cores: vec![0, 1] }
+    }
+
+    const GOOD: &str = r#"
+[dpdk]
+eal_args = ["--no-huge", "-m", "256"]
+
+[[ports]]
+name = "wan0"
+device = "net_pcap0,rx_pcap=in.pcap,tx_pcap=out.pcap"
+mac = "02:00:00:00:00:01"
+address = "192.0.2.1/24"
+
+[[ports]]
+name = "lan0"
+device = "net_null0"
+address = "10.0.0.1/24"
+
+[[workers]]
+core = 1
+rx = [{ port = "wan0", queue = 0 }, { port = "lan0" }]
+
+[[neighbors]]
+ip = "192.0.2.254"
+mac = "02:00:00:00:00:fe"
+port = "wan0"
+
+[[routes]]
+prefix = "0.0.0.0/0"
+nexthop = "192.0.2.254"
+
+[[routes]]
+prefix = "172.16.0.0/12"
+nexthop = "10.0.0.2"
+"#;
+
+    fn errors(text: &str) -> Vec<String> {
+        match parse(text, &host()) {
+            Ok(_) => vec![],
+            Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn good_config_parses() {
+        let c = parse(GOOD, &host()).unwrap();
+        assert_eq!(c.ports.len(), 2);
+        assert_eq!(c.ports[0].mtu, 1500);
+        assert_eq!(c.workers[0].rx, vec![(0, 0), (1, 0)]);
+        assert_eq!(c.routes[1].port, 1, "on-link gateway resolves to lan0");
+        assert_eq!(c.routes[0].port, 0);
+        assert!(c.neighbors[0].mac.is_some());
+    }
+
+    #[test]
+    fn host_bits_named_by_key() {
+        let t = GOOD.replace("172.16.0.0/12", "10.0.0.1/24");
+        assert_eq!(
+            errors(&t),
+            vec!["routes[1].prefix: host bits set in 10.0.0.1/24"]
+        );
+    }
+
+    #[test]
+    fn unknown_key_refused() {
+        let t = GOOD.replace("[[workers]]\n", "[[workers]]\nspeed = 3\n");
+        let e = errors(&t);
+        assert_eq!(e.len(), 1);
+        assert!(e[0].contains("unknown field `speed`"), "{e:?}");
+        let t = format!("{GOOD}\n[bogus]\nx = 1\n");
+        assert!(errors(&t)[0].contains("unknown field `bogus`"));
+    }
+
+    #[test]
+    fn wrong_type_refused() {
+        let t = GOOD.replace("core = 1", "core = \"one\"");
+        let e = errors(&t);
+        assert!(
+            e[0].contains("core") && e[0].contains("invalid type"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn duplicate_route_refused() {
+        let t =
+            format!("{GOOD}\n[[routes]]\nprefix = \"172.16.0.0/12\"\nnexthop = \"192.0.2.254\"\n");
+        assert_eq!(
+            errors(&t),
+            vec!["routes[2].prefix: duplicate route 172.16.0.0/12: already routes[1]"]
+        );
+    }
+
+    #[test]
+    fn route_to_nowhere_refused() {
+        let t = GOOD.replace("nexthop = \"10.0.0.2\"", "nexthop = \"203.0.113.1\"");
+        assert_eq!(errors(&t), vec!["routes[1].nexthop: 203.0.113.1 is on no port's subnet and is no [[neighbors]] entry"]);
+    }
+
+    #[test]
+    fn missing_core_refused() {
+        let t = GOOD.replace("core = 1", "core = 7");
+        assert_eq!(
+            errors(&t),
+            vec!["workers[0].core: core 7 is not available on this machine (cores: [0, 1])"]
+        );
+    }
+
+    #[test]
+    fn unknown_port_and_queue_refused() {
+        let t = GOOD.replace("{ port = \"lan0\" }", "{ port = \"lan9\" }");
+        let e = errors(&t);
+        assert!(
+            e.contains(&"workers[0].rx[1].port: no port named `lan9`".to_string()),
+            "{e:?}"
+        );
+        assert!(
+            e.contains(
+                &"ports[1].rx_queues: rx queue 0 of port `lan0` is polled by no worker".to_string()
+            ),
+            "{e:?}"
+        );
+        let t = GOOD.replace("{ port = \"lan0\" }", "{ port = \"lan0\", queue = 3 }");
+        assert!(errors(&t)[0].starts_with("workers[0].rx[1].queue: port `lan0` has 1 rx queue(s)"));
+    }
+
+    #[test]
+    fn bad_addresses_named() {
+        let t = GOOD
+            .replace("02:00:00:00:00:fe", "02:00:00:00:fe")
+            .replace("192.0.2.1/24", "192.0.2.1/33");
+        let e = errors(&t);
+        assert!(
+            e.iter()
+                .any(|m| m.starts_with("neighbors[0].mac: `02:00:00:00:fe` is not a MAC")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|m| m.starts_with("ports[0].address: `192.0.2.1/33` is not a CIDR")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn managed_eal_args_refused() {
+        let t = GOOD.replace("\"-m\", \"256\"", "\"-l\", \"0-1\"");
+        assert!(errors(&t)[0].starts_with("dpdk.eal_args[1]: `-l` is set by anygate"));
+    }
+
+    #[test]
+    fn too_few_tx_queues_for_workers() {
+        let t = format!("{GOOD}\n[[workers]]\ncore = 0\nrx = []\n");
+        let e = errors(&t);
+        assert!(
+            e.iter().any(|m| m
+                == "ports[0].tx_queues: 1 tx queue(s) for 2 workers; each worker needs its own"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn restart_sections_detected() {
+        let a = parse(GOOD, &host()).unwrap();
+        let b = parse(&GOOD.replace("172.16.0.0/12", "172.16.0.0/16"), &host()).unwrap();
+        assert!(a.restart_required(&b).is_empty());
+        let c = parse(
+            &GOOD.replace("mtu", "mtu").replace(
+                "address = \"10.0.0.1/24\"",
+                "address = \"10.0.0.1/24\"\nmtu = 9000",
+            ),
+            &host(),
+        )
+        .unwrap();
+        assert_eq!(a.restart_required(&c), vec!["[[ports]]"]);
+    }
+}

@@ -1,0 +1,184 @@
+//! The poll-mode worker: one per core, pinned, registered as a DPDK lcore. Each loop it picks
+//! up the newest snapshot (its RCU quiescent point), then for each of its rx queues receives
+//! a burst, runs the pipeline, and sends per-port batches on its own tx queues.
+use super::counters::SharedCounters;
+use super::pipeline::Pipeline;
+use super::verdict::{DropReason, Verdict};
+use super::BURST;
+use crate::config::MAX_PORTS;
+use crate::dpdk::{self, Mbuf, MbufArray, Mempool, RxQueue, TxQueue};
+use crate::rcu;
+use crate::route::{NhMac, Snapshot};
+use crate::wire::arp;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// ARP requests for one next hop go out at most this often per worker.
+const ARP_INTERVAL_MS: u64 = 1000;
+/// Rate-limit slots, indexed by next-hop id modulo this.
+const ARP_SLOTS: usize = 64;
+
+pub struct Worker {
+    pub index: usize,
+    pub core: usize,
+    /// (port index, queue).
+    pub rx: Vec<(u16, RxQueue)>,
+    /// This worker's tx queue on each port, by port index.
+    pub tx: Vec<TxQueue>,
+    pub snapshot: rcu::Reader<Snapshot>,
+    pub counters: Arc<SharedCounters>,
+    pub pool: Arc<Mempool>,
+    pub stop: Arc<AtomicBool>,
+}
+
+impl Worker {
+    /// Runs until `stop` is set. Every mbuf received is transmitted or freed before return.
+    pub fn run(mut self) {
+        if !core_affinity::set_for_current(core_affinity::CoreId { id: self.core }) {
+            log::warn!("worker {}: could not pin to core {}", self.index, self.core);
+        }
+        let _lcore = match dpdk::LcoreRegistration::register() {
+            Ok(r) => r,
+            Err(e) => {
+                log::error!("worker {}: {e}; mempool caches disabled", self.index);
+                return self.poll();
+            }
+        };
+        self.poll();
+    }
+
+    fn poll(&mut self) {
+        // Split the borrows: the snapshot is borrowed from the reader for one loop while the
+        // queues are used mutably, so there is no Arc clone (an atomic RMW) per loop.
+        let Worker {
+            index,
+            rx,
+            tx,
+            snapshot,
+            counters,
+            pool,
+            stop,
+            ..
+        } = self;
+        let mut pipeline = Pipeline::new();
+        let mut burst: MbufArray<BURST> = MbufArray::new();
+        let mut drops: MbufArray<BURST> = MbufArray::new();
+        let mut txb: Vec<MbufArray<BURST>> = (0..tx.len()).map(|_| MbufArray::new()).collect();
+        let mut verdicts = [Verdict::Drop(DropReason::NoRoute); BURST];
+        let mut arp = ArpLimiter::new(dpdk::tsc_hz() / 1000 * ARP_INTERVAL_MS);
+        let n_ports = tx.len().min(MAX_PORTS);
+
+        while !stop.load(Ordering::Relaxed) {
+            let snap: &Snapshot = snapshot.refresh();
+            let start = dpdk::tsc();
+            let mut busy = false;
+            for (port, rxq) in rx.iter_mut() {
+                let n = rxq.rx(&mut burst);
+                if n == 0 {
+                    continue;
+                }
+                busy = true;
+                pipeline.process(snap, *port, burst.as_mut_slice(), &mut verdicts[..n]);
+                for (m, v) in burst.drain().zip(verdicts.iter()) {
+                    match *v {
+                        // A burst holds at most BURST packets, so the push never fails.
+                        Verdict::Forward(p) if (p as usize) < n_ports => {
+                            if let Err(m) = txb[p as usize].push(m) {
+                                pipeline.counters.drop(DropReason::TxQueueFull);
+                                push_or_free(&mut drops, m);
+                            }
+                        }
+                        Verdict::Forward(_) => {
+                            pipeline.counters.drop(DropReason::NoRoute);
+                            push_or_free(&mut drops, m);
+                        }
+                        Verdict::Drop(_) => push_or_free(&mut drops, m),
+                    }
+                }
+                drops.free_all();
+                arp.send_requests(snap, pool, &mut pipeline, &mut txb);
+                flush(tx, &mut txb, &mut pipeline);
+            }
+            if busy {
+                pipeline.counters.busy_loops += 1;
+                pipeline.counters.busy_cycles += dpdk::tsc() - start;
+                counters.publish(*index, &pipeline.counters);
+            }
+        }
+        counters.publish(*index, &pipeline.counters);
+    }
+}
+
+/// Transmits every per-port batch on this worker's tx queues.
+fn flush(tx: &mut [TxQueue], txb: &mut [MbufArray<BURST>], pipeline: &mut Pipeline) {
+    for (p, (q, b)) in tx.iter_mut().zip(txb.iter_mut()).enumerate() {
+        let n = b.len();
+        if n == 0 {
+            continue;
+        }
+        let (sent, bytes) = q.tx(b);
+        let c = &mut pipeline.counters;
+        c.tx_packets[p] += sent as u64;
+        c.tx_bytes[p] += bytes;
+        c.drops[DropReason::TxQueueFull as usize] += (n - sent) as u64;
+    }
+}
+
+/// Sends a who-has for each next hop the pipeline could not resolve, at most once per
+/// interval per next hop per worker, each in a fresh mbuf from the pool.
+struct ArpLimiter {
+    last: [u64; ARP_SLOTS],
+    gap: u64,
+}
+
+impl ArpLimiter {
+    fn new(gap: u64) -> Self {
+        ArpLimiter {
+            last: [0; ARP_SLOTS],
+            gap,
+        }
+    }
+
+    fn send_requests(
+        &mut self,
+        snap: &Snapshot,
+        pool: &Mempool,
+        pipeline: &mut Pipeline,
+        txb: &mut [MbufArray<BURST>],
+    ) {
+        let mut wants = [None; 8];
+        for (slot, nh) in wants.iter_mut().zip(pipeline.take_arp_wants()) {
+            *slot = Some(nh);
+        }
+        let now = dpdk::tsc();
+        for nh_id in wants.into_iter().flatten() {
+            let Some(nh) = snap.nexthops.get(nh_id as usize) else {
+                continue;
+            };
+            let (NhMac::Arp(_), Some(port)) = (nh.mac, snap.ports.get(nh.port as usize)) else {
+                continue;
+            };
+            let last = &mut self.last[nh_id as usize % ARP_SLOTS];
+            if *last != 0 && now.wrapping_sub(*last) < self.gap {
+                continue;
+            }
+            let Some(b) = txb.get_mut(nh.port as usize).filter(|b| !b.is_full()) else {
+                continue;
+            };
+            let Some(mut m) = pool.alloc() else { continue };
+            let built = m
+                .append(60)
+                .and_then(|f| arp::write_request(f, port.mac, port.addr, nh.ip));
+            if built.is_some() && b.push(m).is_ok() {
+                *last = now;
+                pipeline.counters.originated += 1;
+            }
+        }
+    }
+}
+
+fn push_or_free<const N: usize>(a: &mut MbufArray<N>, m: Mbuf) {
+    if let Err(m) = a.push(m) {
+        drop(m);
+    }
+}

@@ -1,0 +1,56 @@
+//! Safe wrappers over DPDK: the only unsafe code outside `dpdk-sys`. Every `unsafe` block
+//! carries a `SAFETY:` line saying why the call is sound.
+mod eal;
+mod lcore;
+mod mbuf;
+mod mempool;
+mod port;
+
+pub use eal::Eal;
+pub use lcore::{tsc, tsc_hz, LcoreRegistration};
+pub use mbuf::{Mbuf, MbufArray};
+pub use mempool::Mempool;
+pub use port::{port_id_by_name, LinkStatus, Port, PortSettings, PortStats, RxQueue, TxQueue};
+
+use std::fmt;
+
+/// A failed DPDK call: what was attempted and DPDK's own explanation.
+#[derive(Debug, Clone)]
+pub struct Error {
+    pub what: String,
+    pub code: i32,
+}
+
+impl Error {
+    /// Builds an error from a negative return code or, when `code` is -1, from rte_errno.
+    pub fn new(what: impl Into<String>, code: i32) -> Self {
+        let code = if code == -1 {
+            // SAFETY: reads this thread's rte_errno; no pointers involved.
+            unsafe { dpdk_sys::ag_errno() }
+        } else {
+            code.abs()
+        };
+        Error {
+            what: what.into(),
+            code,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        // SAFETY: rte_strerror returns a pointer to a static or thread-local C string.
+        let msg = unsafe { std::ffi::CStr::from_ptr(dpdk_sys::rte_strerror(self.code)) };
+        write!(
+            f,
+            "{}: {} (errno {})",
+            self.what,
+            msg.to_string_lossy(),
+            self.code
+        )
+    }
+}
+
+impl std::error::Error for Error {}
+
+pub type Result<T> = std::result::Result<T, Error>;

@@ -1,0 +1,14 @@
+//! anygate: a DPDK data plane for an anycast GRE / IP-in-IP tunnel edge.
+//!
+//! Everything but `dpdk` and `datapath::worker` is plain safe Rust over byte slices, so the
+//! pipeline is unit-tested, benchmarked and traced without the EAL.
+#![deny(unsafe_code)]
+
+pub mod config;
+pub mod datapath;
+#[allow(unsafe_code)]
+pub mod dpdk;
+pub mod lpm;
+pub mod rcu;
+pub mod route;
+pub mod wire;

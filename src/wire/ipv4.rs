@@ -1,0 +1,242 @@
+//! IPv4 headers (RFC 791): validation, TTL decrement with an incremental checksum.
+use super::checksum;
+use std::net::Ipv4Addr;
+
+pub const MIN_HEADER_LEN: usize = 20;
+pub const PROTO_ICMP: u8 = 1;
+pub const PROTO_IPIP: u8 = 4;
+pub const PROTO_TCP: u8 = 6;
+pub const PROTO_UDP: u8 = 17;
+pub const PROTO_GRE: u8 = 47;
+
+mod field {
+    use std::ops::Range;
+    pub const VER_IHL: usize = 0;
+    pub const TOS: usize = 1;
+    pub const LEN: Range<usize> = 2..4;
+    pub const ID: Range<usize> = 4..6;
+    pub const FLAGS_FRAG: Range<usize> = 6..8;
+    pub const TTL: usize = 8;
+    pub const PROTO: usize = 9;
+    pub const CHECKSUM: Range<usize> = 10..12;
+    pub const SRC: Range<usize> = 12..16;
+    pub const DST: Range<usize> = 16..20;
+}
+
+/// Why a buffer is not a usable IPv4 header. Each maps to its own drop counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Error {
+    Truncated,
+    BadVersion,
+    BadIhl,
+    BadLength,
+    BadChecksum,
+}
+
+/// A view of an IPv4 header at the start of a buffer.
+pub struct Packet<T> {
+    buf: T,
+}
+
+fn be16(b: &[u8]) -> u16 {
+    u16::from_be_bytes([b[0], b[1]])
+}
+fn be32(b: &[u8]) -> u32 {
+    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+
+impl<T: AsRef<[u8]>> Packet<T> {
+    /// Checks version, IHL, total length against the buffer and the header checksum. After
+    /// this, every accessor is in bounds: `header_len() <= total_len() <= buffer length`.
+    pub fn new_checked(buf: T) -> Result<Self, Error> {
+        let b = buf.as_ref();
+        if b.len() < MIN_HEADER_LEN {
+            return Err(Error::Truncated);
+        }
+        if b[field::VER_IHL] >> 4 != 4 {
+            return Err(Error::BadVersion);
+        }
+        let hlen = ((b[field::VER_IHL] & 0x0f) as usize) * 4;
+        if hlen < MIN_HEADER_LEN {
+            return Err(Error::BadIhl);
+        }
+        let total = be16(&b[field::LEN]) as usize;
+        if total < hlen || total > b.len() {
+            return Err(Error::BadLength);
+        }
+        if !checksum::verify(&b[..hlen]) {
+            return Err(Error::BadChecksum);
+        }
+        Ok(Packet { buf })
+    }
+    fn b(&self) -> &[u8] {
+        self.buf.as_ref()
+    }
+    pub fn header_len(&self) -> usize {
+        ((self.b()[field::VER_IHL] & 0x0f) as usize) * 4
+    }
+    pub fn has_options(&self) -> bool {
+        self.header_len() > MIN_HEADER_LEN
+    }
+    pub fn tos(&self) -> u8 {
+        self.b()[field::TOS]
+    }
+    pub fn total_len(&self) -> usize {
+        be16(&self.b()[field::LEN]) as usize
+    }
+    pub fn ident(&self) -> u16 {
+        be16(&self.b()[field::ID])
+    }
+    pub fn dont_frag(&self) -> bool {
+        self.b()[field::FLAGS_FRAG.start] & 0x40 != 0
+    }
+    pub fn more_frags(&self) -> bool {
+        self.b()[field::FLAGS_FRAG.start] & 0x20 != 0
+    }
+    /// Fragment offset in 8-byte units.
+    pub fn frag_offset(&self) -> u16 {
+        be16(&self.b()[field::FLAGS_FRAG]) & 0x1fff
+    }
+    pub fn ttl(&self) -> u8 {
+        self.b()[field::TTL]
+    }
+    pub fn protocol(&self) -> u8 {
+        self.b()[field::PROTO]
+    }
+    pub fn checksum(&self) -> u16 {
+        be16(&self.b()[field::CHECKSUM])
+    }
+    /// Source address as a host-order integer, the form the LPM and hashes use.
+    pub fn src(&self) -> u32 {
+        be32(&self.b()[field::SRC])
+    }
+    pub fn dst(&self) -> u32 {
+        be32(&self.b()[field::DST])
+    }
+    pub fn src_addr(&self) -> Ipv4Addr {
+        Ipv4Addr::from(self.src())
+    }
+    pub fn dst_addr(&self) -> Ipv4Addr {
+        Ipv4Addr::from(self.dst())
+    }
+    pub fn payload(&self) -> &[u8] {
+        &self.b()[self.header_len()..self.total_len()]
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
+    /// Lowers the TTL by one and patches the checksum (RFC 1624) without re-summing the
+    /// header. The caller has checked that the TTL is above 1.
+    pub fn decrement_ttl(&mut self) {
+        let b = self.buf.as_mut();
+        let old = be16(&b[field::TTL..field::PROTO + 1]);
+        b[field::TTL] = b[field::TTL].wrapping_sub(1);
+        let new = be16(&b[field::TTL..field::PROTO + 1]);
+        let hc = be16(&b[field::CHECKSUM]);
+        b[field::CHECKSUM].copy_from_slice(&checksum::update16(hc, old, new).to_be_bytes());
+    }
+    /// Recomputes the header checksum from scratch.
+    pub fn fill_checksum(&mut self) {
+        let hlen = self.header_len();
+        let b = self.buf.as_mut();
+        b[field::CHECKSUM].copy_from_slice(&[0, 0]);
+        let c = checksum::checksum(&b[..hlen]);
+        b[field::CHECKSUM].copy_from_slice(&c.to_be_bytes());
+    }
+}
+
+/// Martian sources (RFC 1812 5.3.7): this-network, loopback, multicast, reserved, broadcast.
+pub fn is_martian_src(a: u32) -> bool {
+    let first = (a >> 24) as u8;
+    first == 0 || first == 127 || first >= 224
+}
+
+/// Destinations a router never forwards as unicast: this-network, loopback, multicast,
+/// reserved and limited broadcast.
+pub fn is_martian_dst(a: u32) -> bool {
+    is_martian_src(a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header() -> Vec<u8> {
+        // 20-byte header + 8 bytes payload, ttl 64, UDP, 192.0.2.1 -> 198.51.100.7
+        let mut h = vec![
+            0x45, 0, 0, 28, 0x12, 0x34, 0x40, 0, 64, 17, 0, 0, 192, 0, 2, 1, 198, 51, 100, 7,
+        ];
+        let c = checksum::checksum(&h);
+        h[10..12].copy_from_slice(&c.to_be_bytes());
+        h.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
+        h
+    }
+
+    #[test]
+    fn golden_fields() {
+        let h = header();
+        let p = Packet::new_checked(&h[..]).unwrap();
+        assert_eq!(p.header_len(), 20);
+        assert_eq!(p.total_len(), 28);
+        assert_eq!(p.ttl(), 64);
+        assert_eq!(p.protocol(), PROTO_UDP);
+        assert_eq!(p.src_addr(), Ipv4Addr::new(192, 0, 2, 1));
+        assert_eq!(p.dst_addr(), Ipv4Addr::new(198, 51, 100, 7));
+        assert!(p.dont_frag());
+        assert_eq!(p.ident(), 0x1234);
+        assert_eq!(p.payload(), &[1, 2, 3, 4, 5, 6, 7, 8]);
+    }
+
+    #[test]
+    fn each_malformation_has_its_error() {
+        let h = header();
+        assert_eq!(Packet::new_checked(&h[..19]).err(), Some(Error::Truncated));
+        let mut v = h.clone();
+        v[0] = 0x65;
+        assert_eq!(Packet::new_checked(&v[..]).err(), Some(Error::BadVersion));
+        let mut v = h.clone();
+        v[0] = 0x44;
+        assert_eq!(Packet::new_checked(&v[..]).err(), Some(Error::BadIhl));
+        let mut v = h.clone();
+        v[3] = 29; // one byte more than the buffer
+        assert_eq!(Packet::new_checked(&v[..]).err(), Some(Error::BadLength));
+        let mut v = h.clone();
+        v[0] = 0x46; // IHL 24 > total length 28 is fine, but checksum is now wrong
+        assert_eq!(Packet::new_checked(&v[..]).err(), Some(Error::BadChecksum));
+        let mut v = h.clone();
+        v[0] = 0x48; // IHL 32 > total length 28
+        assert_eq!(Packet::new_checked(&v[..]).err(), Some(Error::BadLength));
+        let mut v = h;
+        v[15] ^= 0xff;
+        assert_eq!(Packet::new_checked(&v[..]).err(), Some(Error::BadChecksum));
+    }
+
+    #[test]
+    fn ttl_decrement_keeps_checksum_valid() {
+        let mut h = header();
+        for expect in (1..64).rev() {
+            let mut p = Packet::new_checked(&mut h[..]).unwrap();
+            p.decrement_ttl();
+            assert_eq!(p.ttl(), expect);
+        }
+    }
+
+    #[test]
+    fn martians() {
+        assert!(is_martian_src(0x7f000001));
+        assert!(is_martian_src(0xe0000001));
+        assert!(is_martian_src(0xffffffff));
+        assert!(is_martian_src(0x00000000));
+        assert!(!is_martian_src(0xc0000201));
+    }
+
+    proptest::proptest! {
+        /// No byte string makes the parser or any accessor panic.
+        #[test]
+        fn never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..80)) {
+            if let Ok(p) = Packet::new_checked(&bytes[..]) {
+                let _ = (p.payload().len(), p.src(), p.dst(), p.frag_offset(), p.has_options());
+            }
+        }
+    }
+}
