@@ -9,6 +9,8 @@ pub mod datapath;
 #[allow(unsafe_code)]
 pub mod dpdk;
 pub mod lpm;
+pub mod mgmt;
 pub mod rcu;
 pub mod route;
+pub mod trace;
 pub mod wire;

@@ -1,1 +1,145 @@
-fn main() {}
+//! The anygate command line: run, check, trace.
+use anygate::config::{self, Host};
+use anygate::mgmt::{self, Outcome, RunOptions};
+use anygate::trace::{self, TraceOptions};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (DPDK ",
+    env!("ANYGATE_DPDK_VERSION"),
+    ")"
+);
+
+#[derive(Parser)]
+#[command(name = "anygate", version = VERSION, about = "DPDK data plane for an anycast tunnel edge")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the data plane until SIGINT or SIGTERM; SIGHUP reloads routes and neighbours.
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+        /// Stop once no packet has arrived for this many milliseconds.
+        #[arg(long, value_name = "MS")]
+        exit_when_idle: Option<u64>,
+        /// Print counters every S seconds (they are always printed on exit).
+        #[arg(long, value_name = "S")]
+        stats_interval: Option<f64>,
+        /// Print counters as one JSON object per line.
+        #[arg(long)]
+        stats_json: bool,
+    },
+    /// Validate a config without starting DPDK.
+    Check {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Say what the data plane would do with each packet of a capture, without DPDK.
+    Trace {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        pcap: PathBuf,
+        /// Write the forwarded packets, as rewritten, to this capture.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// One JSON object per packet.
+        #[arg(long)]
+        json: bool,
+        /// The port the capture arrives on (default: the first port).
+        #[arg(long)]
+        port: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_target(false)
+        .init();
+    match Cli::parse().cmd {
+        Cmd::Run {
+            config,
+            exit_when_idle,
+            stats_interval,
+            stats_json,
+        } => {
+            let interval = match stats_interval.map(Duration::try_from_secs_f64) {
+                Some(Err(_)) => return fail("--stats-interval: not a duration in seconds"),
+                Some(Ok(d)) => Some(d),
+                None => None,
+            };
+            let opts = RunOptions {
+                config,
+                exit_when_idle: exit_when_idle.map(Duration::from_millis),
+                stats_interval: interval,
+                stats_json,
+            };
+            match mgmt::run(&opts) {
+                Ok(Outcome::Clean) => ExitCode::SUCCESS,
+                Ok(Outcome::Leaked(_)) => ExitCode::from(3),
+                Err(e) => fail(&e),
+            }
+        }
+        Cmd::Check { config } => match config::load(&config, &Host::current()) {
+            Ok(c) => {
+                println!(
+                    "{}: OK ({} ports, {} workers, {} neighbors, {} routes)",
+                    config.display(),
+                    c.ports.len(),
+                    c.workers.len(),
+                    c.neighbors.len(),
+                    c.routes.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&format!("{}: config refused\n{e}", config.display())),
+        },
+        Cmd::Trace {
+            config,
+            pcap,
+            out,
+            json,
+            port,
+        } => {
+            let cfg = match config::load(&config, &Host::current()) {
+                Ok(c) => c,
+                Err(e) => return fail(&format!("{}: config refused\n{e}", config.display())),
+            };
+            let in_port = match port.as_deref().map(|n| cfg.port_index(n).ok_or(n)) {
+                None => 0,
+                Some(Ok(i)) => i,
+                Some(Err(n)) => return fail(&format!("--port: no port named `{n}`")),
+            };
+            let opts = TraceOptions {
+                pcap: &pcap,
+                out: out.as_deref(),
+                json,
+                in_port,
+            };
+            let stdout = std::io::stdout();
+            match trace::trace(&cfg, &opts, &mut stdout.lock()) {
+                Ok(s) => {
+                    eprintln!(
+                        "{} packets: {} forwarded, {} dropped",
+                        s.packets, s.forwarded, s.dropped
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e),
+            }
+        }
+    }
+}
+
+fn fail(msg: &str) -> ExitCode {
+    eprintln!("anygate: {msg}");
+    ExitCode::from(2)
+}

@@ -680,7 +680,7 @@ nexthop = "10.0.0.2"
         let b = parse(&GOOD.replace("172.16.0.0/12", "172.16.0.0/16"), &host()).unwrap();
         assert!(a.restart_required(&b).is_empty());
         let c = parse(
-            &GOOD.replace("mtu", "mtu").replace(
+            &GOOD.replace(
                 "address = \"10.0.0.1/24\"",
                 "address = \"10.0.0.1/24\"\nmtu = 9000",
             ),

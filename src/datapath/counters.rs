@@ -1,10 +1,11 @@
 //! Per-worker counters. A worker counts in plain integers and publishes them once per busy
-//! loop with relaxed stores into its own cache-padded block; the management thread sums the
-//! blocks. No atomic read-modify-write is ever done per packet.
+//! loop with plain stores into its own cache-padded block, under a sequence number (a
+//! seqlock), so the management thread always reads a consistent set. No atomic
+//! read-modify-write is ever done, per packet or per burst.
 use super::verdict::DropReason;
 use crate::config::MAX_PORTS;
 use crossbeam::utils::CachePadded;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicU64, Ordering};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Counters {
@@ -49,24 +50,23 @@ impl Counters {
 
     fn to_array(self) -> [u64; N] {
         let mut a = [0u64; N];
-        let mut i = 0;
-        for v in self
+        let tail = [
+            self.originated,
+            self.arp_replies,
+            self.arp_learned,
+            self.busy_loops,
+            self.busy_cycles,
+        ];
+        let all = self
             .rx_packets
             .iter()
             .chain(&self.rx_bytes)
             .chain(&self.tx_packets)
             .chain(&self.tx_bytes)
             .chain(&self.drops)
-            .chain(&[
-                self.originated,
-                self.arp_replies,
-                self.arp_learned,
-                self.busy_loops,
-                self.busy_cycles,
-            ])
-        {
-            a[i] = *v;
-            i += 1;
+            .chain(&tail);
+        for (dst, v) in a.iter_mut().zip(all) {
+            *dst = *v;
         }
         a
     }
@@ -112,37 +112,63 @@ impl Counters {
     }
 }
 
+struct Block {
+    /// Odd while the worker is writing.
+    seq: AtomicU64,
+    values: [AtomicU64; N],
+}
+
 /// One cache-padded block of counters per worker.
 pub struct SharedCounters {
-    blocks: Vec<CachePadded<[AtomicU64; N]>>,
+    blocks: Vec<CachePadded<Block>>,
 }
 
 impl SharedCounters {
     pub fn new(workers: usize) -> Self {
         SharedCounters {
             blocks: (0..workers)
-                .map(|_| CachePadded::new(std::array::from_fn(|_| AtomicU64::new(0))))
+                .map(|_| {
+                    CachePadded::new(Block {
+                        seq: AtomicU64::new(0),
+                        values: std::array::from_fn(|_| AtomicU64::new(0)),
+                    })
+                })
                 .collect(),
         }
     }
 
-    /// Called by worker `w` only: plain stores, no read-modify-write.
+    /// Called by worker `w` only (a single writer): plain stores, no read-modify-write.
     pub fn publish(&self, w: usize, c: &Counters) {
-        if let Some(block) = self.blocks.get(w) {
-            for (cell, v) in block.iter().zip(c.to_array()) {
-                cell.store(v, Ordering::Relaxed);
-            }
+        let Some(b) = self.blocks.get(w) else { return };
+        let s = b.seq.load(Ordering::Relaxed);
+        b.seq.store(s.wrapping_add(1), Ordering::Relaxed);
+        fence(Ordering::Release);
+        for (cell, v) in b.values.iter().zip(c.to_array()) {
+            cell.store(v, Ordering::Relaxed);
         }
+        b.seq.store(s.wrapping_add(2), Ordering::Release);
     }
 
+    /// A consistent copy of worker `w`'s counters: retried while the worker is mid-publish.
     pub fn read(&self, w: usize) -> Counters {
         let mut a = [0u64; N];
-        if let Some(block) = self.blocks.get(w) {
-            for (v, cell) in a.iter_mut().zip(block.iter()) {
+        let Some(b) = self.blocks.get(w) else {
+            return Counters::default();
+        };
+        loop {
+            let s1 = b.seq.load(Ordering::Acquire);
+            if s1 & 1 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            for (v, cell) in a.iter_mut().zip(b.values.iter()) {
                 *v = cell.load(Ordering::Relaxed);
             }
+            fence(Ordering::Acquire);
+            if b.seq.load(Ordering::Relaxed) == s1 {
+                return Counters::from_array(&a);
+            }
         }
-        Counters::from_array(&a)
     }
 
     pub fn workers(&self) -> usize {
@@ -177,5 +203,25 @@ mod tests {
         assert_eq!(t.drops[DropReason::NoRoute as usize], 2);
         assert_eq!(t.busy_cycles, 154);
         assert_eq!(t.rx_total(), 10);
+    }
+
+    #[test]
+    fn reads_are_never_torn() {
+        // A writer keeps rx == tx at every publish; a reader must never see them differ.
+        let s = std::sync::Arc::new(SharedCounters::new(1));
+        let w = s.clone();
+        let writer = std::thread::spawn(move || {
+            let mut c = Counters::default();
+            for i in 0..200_000u64 {
+                c.rx_packets[0] = i;
+                c.tx_packets[0] = i;
+                w.publish(0, &c);
+            }
+        });
+        while !writer.is_finished() {
+            let c = s.read(0);
+            assert_eq!(c.rx_packets[0], c.tx_packets[0]);
+        }
+        writer.join().unwrap();
     }
 }

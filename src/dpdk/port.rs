@@ -54,6 +54,8 @@ pub struct Port {
     id: u16,
     name: String,
     started: bool,
+    /// The configured MAC, when the device could not be given it.
+    soft_mac: Option<MacAddr>,
 }
 
 fn check(rc: i32, what: impl FnOnce() -> String) -> Result<()> {
@@ -136,18 +138,30 @@ impl Port {
         } else {
             check(rc, || format!("{name}: rte_eth_dev_set_mtu({})", s.mtu))?;
         }
+        let mut soft_mac = None;
         if let Some(mac) = s.mac {
             let mut a = dpdk_sys::rte_ether_addr { addr_bytes: mac.0 };
             // SAFETY: a is a valid address struct.
-            check(
-                unsafe { dpdk_sys::rte_eth_dev_default_mac_addr_set(id, &mut a) },
-                || format!("{name}: setting MAC {mac}"),
-            )?;
+            let rc = unsafe { dpdk_sys::rte_eth_dev_default_mac_addr_set(id, &mut a) };
+            if rc == -95 {
+                // Virtual devices such as net_pcap cannot change their MAC. anygate checks and
+                // writes MACs in software, so it keeps the configured one and listens
+                // promiscuously to receive frames sent to it.
+                log::warn!(
+                    "{name}: device cannot take MAC {mac}; using it in software, promiscuous"
+                );
+                // SAFETY: plain call on a configured port; ENOTSUP is harmless here.
+                unsafe { dpdk_sys::rte_eth_promiscuous_enable(id) };
+                soft_mac = Some(mac);
+            } else {
+                check(rc, || format!("{name}: setting MAC {mac}"))?;
+            }
         }
         Ok(Port {
             id,
             name: name.to_owned(),
             started: false,
+            soft_mac,
         })
     }
 
@@ -182,7 +196,11 @@ impl Port {
         }
     }
 
+    /// The port's MAC: the device's, or the configured one it could not take.
     pub fn mac(&self) -> MacAddr {
+        if let Some(m) = self.soft_mac {
+            return m;
+        }
         let mut a = dpdk_sys::rte_ether_addr::default();
         // SAFETY: valid out-pointer.
         unsafe { dpdk_sys::rte_eth_macaddr_get(self.id, &mut a) };

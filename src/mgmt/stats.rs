@@ -1,0 +1,123 @@
+//! Summing per-worker counters and printing them, as text or one JSON object per report.
+use crate::config::Config;
+use crate::datapath::{Counters, DropReason};
+use crate::dpdk::PortStats;
+use serde_json::{json, Map, Value};
+
+pub struct Report<'a> {
+    pub cfg: &'a Config,
+    pub counters: Counters,
+    pub nic: Vec<PortStats>,
+    pub uptime_s: f64,
+    pub generation: u64,
+    pub mempool: Option<(u32, u32)>,
+    pub tsc_hz: u64,
+    pub final_report: bool,
+}
+
+impl Report<'_> {
+    pub fn cycles_per_packet(&self) -> Option<f64> {
+        let pkts = self.counters.rx_total();
+        (pkts > 0).then(|| self.counters.busy_cycles as f64 / pkts as f64)
+    }
+
+    pub fn to_json(&self) -> Value {
+        let c = &self.counters;
+        let ports: Vec<Value> = self
+            .cfg
+            .ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let nic = self.nic.get(i).copied().unwrap_or_default();
+                json!({
+                    "name": p.name,
+                    "rx_packets": c.rx_packets[i], "rx_bytes": c.rx_bytes[i],
+                    "tx_packets": c.tx_packets[i], "tx_bytes": c.tx_bytes[i],
+                    "nic": {
+                        "ipackets": nic.ipackets, "opackets": nic.opackets,
+                        "ibytes": nic.ibytes, "obytes": nic.obytes,
+                        "imissed": nic.imissed, "ierrors": nic.ierrors,
+                        "oerrors": nic.oerrors, "rx_nombuf": nic.rx_nombuf,
+                    },
+                })
+            })
+            .collect();
+        let drops: Map<String, Value> = DropReason::ALL
+            .iter()
+            .map(|r| (r.name().to_owned(), json!(c.drops[*r as usize])))
+            .collect();
+        let mut v = json!({
+            "event": "stats",
+            "final": self.final_report,
+            "uptime_s": (self.uptime_s * 1000.0).round() / 1000.0,
+            "generation": self.generation,
+            "ports": ports,
+            "drops": drops,
+            "rx_total": c.rx_total(),
+            "tx_total": c.tx_total(),
+            "drop_total": c.drop_total(),
+            "originated": c.originated,
+            "arp_replies": c.arp_replies,
+            "arp_learned": c.arp_learned,
+            "busy_loops": c.busy_loops,
+            "tsc_hz": self.tsc_hz,
+        });
+        if let Some(cpp) = self.cycles_per_packet() {
+            v["cycles_per_packet"] = json!((cpp * 10.0).round() / 10.0);
+        }
+        if let Some((size, avail)) = self.mempool {
+            v["mempool"] = json!({ "size": size, "available": avail });
+        }
+        v
+    }
+
+    pub fn to_text(&self) -> String {
+        use std::fmt::Write;
+        let c = &self.counters;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "{} at {:.1}s, table generation {}:",
+            if self.final_report {
+                "final stats"
+            } else {
+                "stats"
+            },
+            self.uptime_s,
+            self.generation
+        );
+        for (i, p) in self.cfg.ports.iter().enumerate() {
+            let nic = self.nic.get(i).copied().unwrap_or_default();
+            let _ = writeln!(
+                s,
+                "  port {:<10} rx {:>12} pkts {:>14} B   tx {:>12} pkts {:>14} B   nic missed {} errors {}/{} nombuf {}",
+                p.name, c.rx_packets[i], c.rx_bytes[i], c.tx_packets[i], c.tx_bytes[i],
+                nic.imissed, nic.ierrors, nic.oerrors, nic.rx_nombuf
+            );
+        }
+        let _ = writeln!(
+            s,
+            "  total    rx {}  tx {}  dropped {}  originated {}  (arp replies {}, learned {})",
+            c.rx_total(),
+            c.tx_total(),
+            c.drop_total(),
+            c.originated,
+            c.arp_replies,
+            c.arp_learned
+        );
+        for r in DropReason::ALL {
+            let n = c.drops[*r as usize];
+            if n > 0 {
+                let _ = writeln!(s, "  drop {:<22} {:>12}   {}", r.name(), n, r.description());
+            }
+        }
+        if let Some(cpp) = self.cycles_per_packet() {
+            let _ = writeln!(s, "  {cpp:.1} TSC cycles per packet (busy loops only)");
+        }
+        if let Some((size, avail)) = self.mempool {
+            let _ = writeln!(s, "  mempool {avail}/{size} mbufs free");
+        }
+        s
+    }
+}

@@ -1,0 +1,144 @@
+//! `anygate trace`: runs the forwarding pipeline over a capture without DPDK and says, packet by
+//! packet, what the data plane would do. The same code as the workers, over in-memory buffers.
+use crate::config::Config;
+use crate::datapath::{Pipeline, VecBuf, Verdict};
+use crate::route::Snapshot;
+use crate::wire::{ethernet, ipv4, MacAddr};
+use pcap_file::pcap::{PcapPacket, PcapReader, PcapWriter};
+use serde_json::json;
+use std::fs::File;
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+pub struct TraceOptions<'a> {
+    pub pcap: &'a Path,
+    pub out: Option<&'a Path>,
+    pub json: bool,
+    /// Index of the port the capture arrives on.
+    pub in_port: u16,
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct TraceSummary {
+    pub packets: u64,
+    pub forwarded: u64,
+    pub dropped: u64,
+}
+
+/// MACs for the ports: configured ones, or a stand-in for ports that take the NIC's own.
+pub fn port_macs(cfg: &Config) -> Vec<MacAddr> {
+    cfg.ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| p.mac.unwrap_or(MacAddr([0x02, 0, 0, 0, 0, i as u8 + 1])))
+        .collect()
+}
+
+pub fn trace(
+    cfg: &Config,
+    opts: &TraceOptions,
+    out: &mut dyn Write,
+) -> Result<TraceSummary, String> {
+    for p in cfg.ports.iter().filter(|p| p.mac.is_none()) {
+        log::warn!(
+            "port {} has no `mac` in the config; trace uses a stand-in",
+            p.name
+        );
+    }
+    let snap =
+        Snapshot::build(cfg, &port_macs(cfg), 1, None).map_err(|e| format!("routes: {e}"))?;
+    let f = File::open(opts.pcap).map_err(|e| format!("{}: {e}", opts.pcap.display()))?;
+    let mut reader = PcapReader::new(f).map_err(|e| format!("{}: {e}", opts.pcap.display()))?;
+    let mut writer = match opts.out {
+        Some(p) => {
+            let f = File::create(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            Some(PcapWriter::new(f).map_err(|e| format!("{}: {e}", p.display()))?)
+        }
+        None => None,
+    };
+    let mut pipeline = Pipeline::new();
+    let mut sum = TraceSummary::default();
+    let mut index = 0u64;
+    while let Some(pkt) = reader.next_packet() {
+        let pkt = pkt.map_err(|e| format!("{}: packet {index}: {e}", opts.pcap.display()))?;
+        let mut buf = [VecBuf::from_bytes(&pkt.data)];
+        let mut v = [Verdict::Forward(0)];
+        // What the packet was addressed to, before the pipeline rewrites it.
+        let dst = ethernet::Frame::new_checked(&pkt.data[..])
+            .filter(|f| f.ethertype() == ethernet::ETHERTYPE_IPV4)
+            .and_then(|f| {
+                ipv4::Packet::new_checked(f.payload())
+                    .ok()
+                    .map(|ip| ip.dst())
+            });
+        pipeline.process(&snap, opts.in_port, &mut buf, &mut v);
+        sum.packets += 1;
+        let line = describe(cfg, &snap, index, v[0], buf[0].as_ref(), dst, opts.json);
+        writeln!(out, "{line}").map_err(|e| e.to_string())?;
+        match v[0] {
+            Verdict::Forward(_) => {
+                sum.forwarded += 1;
+                if let Some(w) = writer.as_mut() {
+                    let p = PcapPacket::new(
+                        pkt.timestamp,
+                        buf[0].as_ref().len() as u32,
+                        buf[0].as_ref(),
+                    );
+                    w.write_packet(&p).map_err(|e| e.to_string())?;
+                }
+            }
+            Verdict::Drop(_) => sum.dropped += 1,
+        }
+        index += 1;
+    }
+    Ok(sum)
+}
+
+fn describe(
+    cfg: &Config,
+    snap: &Snapshot,
+    index: u64,
+    v: Verdict,
+    data: &[u8],
+    dst: Option<u32>,
+    as_json: bool,
+) -> String {
+    match v {
+        Verdict::Drop(r) => {
+            if as_json {
+                json!({"index": index, "verdict": "drop", "reason": r.name()}).to_string()
+            } else {
+                format!("#{index} drop {} ({})", r.name(), r.description())
+            }
+        }
+        Verdict::Forward(p) => {
+            let port = cfg.ports.get(p as usize).map_or("?", |p| p.name.as_str());
+            let (dmac, smac) = ethernet::Frame::new_checked(data)
+                .map(|f| (f.dst().to_string(), f.src().to_string()))
+                .unwrap_or_default();
+            let route = dst.and_then(|d| snap.matching_prefix(d));
+            let nexthop = dst
+                .and_then(|d| snap.fib.lookup(d))
+                .and_then(|id| snap.nexthops.get(id as usize))
+                .map(|nh| Ipv4Addr::from(nh.ip).to_string());
+            if as_json {
+                let mut o = json!({"index": index, "verdict": "forward", "egress_port": port,
+                                   "dst_mac": dmac, "src_mac": smac});
+                if let Some(r) = route {
+                    o["route_prefix"] = json!(r.to_string());
+                }
+                if let Some(n) = nexthop {
+                    o["nexthop"] = json!(n);
+                }
+                o.to_string()
+            } else {
+                let via = match (route, nexthop) {
+                    (Some(r), Some(n)) => format!(" route {r} via {n}"),
+                    _ => " (arp reply)".to_owned(),
+                };
+                format!("#{index} forward port {port} dst {dmac} src {smac}{via}")
+            }
+        }
+    }
+}
