@@ -1,1 +1,276 @@
-fn main() {}
+//! Micro-benchmarks of the DIR-24-8 table and the in-memory pipeline, timed with the TSC so the
+//! figures compare directly with dpdk-test-fib's (which also reports TSC cycles).
+//!
+//!   cargo bench --bench pipeline -- [--routes FILE --ips FILE] [--runs N]
+//!   cargo bench --bench pipeline -- --callgrind-pipeline N   (under valgrind: a fixed workload)
+//!   cargo bench --bench pipeline -- --callgrind-lookup N
+//!
+//! FILE formats are dpdk-test-fib's: `a.b.c.d/len nexthop` per route, one address per line.
+use anygate::config::{parse, Host};
+use anygate::datapath::{DropReason, Pipeline, VecBuf, Verdict, BURST};
+use anygate::lpm::{Dir24_8, Prefix};
+use anygate::route::Snapshot;
+use anygate::wire::MacAddr;
+use std::hint::black_box;
+use std::net::Ipv4Addr;
+use std::time::Instant;
+
+fn tsc() -> u64 {
+    anygate::dpdk::tsc()
+}
+
+/// TSC ticks per nanosecond, measured against the monotonic clock.
+fn tsc_per_ns() -> f64 {
+    let (t0, c0) = (Instant::now(), tsc());
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    (tsc() - c0) as f64 / t0.elapsed().as_nanos() as f64
+}
+
+fn load_routes(path: &str) -> Vec<(Prefix, u32)> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    text.lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            let (a, len) = it.next()?.split_once('/')?;
+            let nh: u64 = it.next()?.parse().ok()?;
+            let p = Prefix::new(u32::from(a.parse::<Ipv4Addr>().ok()?), len.parse().ok()?)?;
+            Some((p, (nh % 0x7fff_0000) as u32))
+        })
+        .collect()
+}
+
+fn load_ips(path: &str) -> Vec<u32> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    text.lines()
+        .filter_map(|l| l.trim().parse::<Ipv4Addr>().ok().map(u32::from))
+        .collect()
+}
+
+/// A deterministic xorshift, so runs see the same table without a dependency.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// 100k prefixes shaped like a DFZ table (mostly /24, some shorter, a few longer) and 1M
+/// addresses drawn from them.
+fn synthetic() -> (Vec<(Prefix, u32)>, Vec<u32>) {
+    let mut r = Rng(0x9e3779b97f4a7c15);
+    let mut routes = Vec::new();
+    for i in 0..100_000u32 {
+        let len = match r.next() % 100 {
+            0..=59 => 24,
+            60..=89 => 16 + (r.next() % 8) as u8,
+            90..=96 => 8 + (r.next() % 8) as u8,
+            _ => 25 + (r.next() % 8) as u8,
+        };
+        let addr = (r.next() as u32) & Prefix::mask(len);
+        routes.push((Prefix { addr, len }, i % 1024));
+    }
+    let ips = (0..1_000_000)
+        .map(|_| {
+            let (p, _) = routes[(r.next() % routes.len() as u64) as usize];
+            p.addr | (r.next() as u32 & !Prefix::mask(p.len))
+        })
+        .collect();
+    (routes, ips)
+}
+
+fn median(mut v: Vec<f64>) -> (f64, f64, f64) {
+    v.sort_by(|a, b| a.total_cmp(b));
+    (v[v.len() / 2], v[0], v[v.len() - 1])
+}
+
+fn report(name: &str, unit: &str, v: Vec<f64>) {
+    let (med, min, max) = median(v);
+    println!("{name:<40} {med:>9.2} {unit}  (min {min:.2}, max {max:.2})");
+}
+
+fn bench_lpm(routes: &[(Prefix, u32)], ips: &[u32], runs: usize) {
+    println!(
+        "DIR-24-8: {} routes, {} lookup addresses, {runs} runs",
+        routes.len(),
+        ips.len()
+    );
+    let mut build = Vec::new();
+    let mut table = None;
+    for _ in 0..runs {
+        let t = tsc();
+        let d = Dir24_8::build(routes, 1 << 20).expect("table builds");
+        build.push((tsc() - t) as f64 / routes.len() as f64);
+        table = Some(d);
+    }
+    let d = table.expect("runs >= 1");
+    report("build, TSC cycles per route", "cyc", build);
+    println!(
+        "  {} tbl8 groups, {:.1} MiB",
+        d.tbl8_groups(),
+        d.memory_bytes() as f64 / 1048576.0
+    );
+
+    // Bulk: bursts of 64 timed one by one, as dpdk-test-fib does.
+    let mut out = [0u32; 64];
+    let mut bulk = Vec::new();
+    let mut single = Vec::new();
+    for _ in 0..runs {
+        let mut acc = 0u64;
+        for chunk in ips.chunks_exact(64) {
+            let t = tsc();
+            d.lookup_bulk(chunk, &mut out, u32::MAX);
+            acc += tsc() - t;
+            black_box(&out);
+        }
+        bulk.push(acc as f64 / (ips.len() / 64 * 64) as f64);
+        let t = tsc();
+        let mut x = 0u32;
+        for ip in ips {
+            x = x.wrapping_add(d.lookup(*ip).unwrap_or(0));
+        }
+        black_box(x);
+        single.push((tsc() - t) as f64 / ips.len() as f64);
+    }
+    report("lookup_bulk (64), TSC cycles per lookup", "cyc", bulk);
+    report("lookup (single), TSC cycles per lookup", "cyc", single);
+}
+
+/// The demo's config: customer prefix 172.16.0.0/12 behind lan0 via a static neighbour.
+const CFG: &str = include_str!("../../config/demo.toml");
+
+/// A burst of 64-byte UDP frames toward 32 customer hosts.
+fn burst_frames() -> Vec<Vec<u8>> {
+    (0..BURST)
+        .map(|i| {
+            let mut f = vec![0u8; 60];
+            f[..6].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+            f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 0xfe]);
+            f[12..14].copy_from_slice(&[0x08, 0x00]);
+            let ip = &mut f[14..34];
+            ip.copy_from_slice(&[
+                0x45, 0, 0, 46, 0, 0, 0x40, 0, 64, 17, 0, 0, 198, 51, 100, 1, 172, 16, i as u8, 1,
+            ]);
+            let c = anygate::wire::checksum::checksum(ip);
+            ip[10..12].copy_from_slice(&c.to_be_bytes());
+            f
+        })
+        .collect()
+}
+
+fn snapshot() -> Snapshot {
+    let cfg = parse(CFG, &Host { cores: vec![0, 1] }).expect("bench config");
+    let macs: Vec<MacAddr> = cfg
+        .ports
+        .iter()
+        .map(|p| p.mac.unwrap_or_default())
+        .collect();
+    Snapshot::build(&cfg, &macs, 1, None).expect("bench table")
+}
+
+#[inline(never)]
+fn reset_burst(bufs: &mut [VecBuf], frames: &[Vec<u8>]) {
+    for (b, f) in bufs.iter_mut().zip(frames) {
+        b.reset(f);
+    }
+}
+
+/// The measured unit: one burst through the pipeline. Named for callgrind's --toggle-collect.
+#[inline(never)]
+fn process_burst(p: &mut Pipeline, s: &Snapshot, bufs: &mut [VecBuf], v: &mut [Verdict]) {
+    p.process(s, 0, bufs, v);
+}
+
+fn bench_pipeline(runs: usize) {
+    let snap = snapshot();
+    let frames = burst_frames();
+    let mut bufs: Vec<VecBuf> = frames.iter().map(|f| VecBuf::from_bytes(f)).collect();
+    let mut v = [Verdict::Drop(DropReason::NoRoute); BURST];
+    let mut p = Pipeline::new();
+    let iters = 200_000;
+    let mut cycles = Vec::new();
+    let mut reset_only = Vec::new();
+    for _ in 0..runs {
+        let t = tsc();
+        for _ in 0..iters {
+            reset_burst(&mut bufs, &frames);
+            process_burst(&mut p, &snap, &mut bufs, &mut v);
+        }
+        let both = (tsc() - t) as f64;
+        let t = tsc();
+        for _ in 0..iters {
+            reset_burst(&mut bufs, &frames);
+            black_box(&mut bufs);
+        }
+        let reset = (tsc() - t) as f64;
+        cycles.push((both - reset) / (iters * BURST) as f64);
+        reset_only.push(reset / (iters * BURST) as f64);
+    }
+    assert!(
+        v.iter().all(|v| *v == Verdict::Forward(1)),
+        "bench packets must be forwarded"
+    );
+    println!("pipeline: burst of {BURST} UDP/IPv4 64-byte frames, plain forwarding, {runs} runs");
+    report("process, TSC cycles per packet", "cyc", cycles.clone());
+    report("(buffer reset, subtracted above)", "cyc", reset_only);
+    let hz = tsc_per_ns();
+    let (med, _, _) = median(cycles);
+    println!(
+        "  = {:.1} ns per packet, {:.1} Mpps per core at {:.2} GHz TSC",
+        med / hz,
+        hz * 1e3 / med,
+        hz
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let get = |k: &str| {
+        args.iter()
+            .position(|a| a == k)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    if let Some(n) = get("--callgrind-pipeline").and_then(|n| n.parse::<usize>().ok()) {
+        let snap = snapshot();
+        let frames = burst_frames();
+        let mut bufs: Vec<VecBuf> = frames.iter().map(|f| VecBuf::from_bytes(f)).collect();
+        let mut v = [Verdict::Drop(DropReason::NoRoute); BURST];
+        let mut p = Pipeline::new();
+        for _ in 0..n {
+            reset_burst(&mut bufs, &frames);
+            process_burst(&mut p, &snap, &mut bufs, &mut v);
+        }
+        println!("processed {} packets", n * BURST);
+        return;
+    }
+    let (routes, ips) = match (get("--routes"), get("--ips")) {
+        (Some(r), Some(i)) => (load_routes(&r), load_ips(&i)),
+        _ => synthetic(),
+    };
+    if let Some(n) = get("--callgrind-lookup").and_then(|n| n.parse::<usize>().ok()) {
+        let d = Dir24_8::build(&routes, 1 << 20).expect("table builds");
+        let mut out = [0u32; 64];
+        for chunk in ips.chunks_exact(64).cycle().take(n) {
+            lookup_chunk(&d, chunk, &mut out);
+        }
+        println!("looked up {} addresses", n * 64);
+        return;
+    }
+    let runs = get("--runs").and_then(|n| n.parse().ok()).unwrap_or(5);
+    if args.iter().any(|a| a == "--bench" || a == "--lpm")
+        || !args.iter().any(|a| a == "--pipeline")
+    {
+        bench_lpm(&routes, &ips, runs);
+    }
+    if !args.iter().any(|a| a == "--lpm") {
+        bench_pipeline(runs);
+    }
+}
+
+#[inline(never)]
+fn lookup_chunk(d: &Dir24_8, chunk: &[u32], out: &mut [u32; 64]) {
+    d.lookup_bulk(chunk, out, u32::MAX);
+}
