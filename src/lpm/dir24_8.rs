@@ -1,3 +1,4 @@
+use super::table_mem::U32Table;
 use std::fmt;
 use std::net::Ipv4Addr;
 
@@ -53,6 +54,8 @@ pub enum BuildError {
         limit: usize,
     },
     ValueTooLarge(u32),
+    /// The table memory could not be mapped.
+    NoMemory(String),
 }
 
 impl fmt::Display for BuildError {
@@ -63,14 +66,15 @@ impl fmt::Display for BuildError {
                 "the table needs {needed} tbl8 groups (one per /24 holding longer prefixes), limit is {limit}"
             ),
             BuildError::ValueTooLarge(v) => write!(f, "next-hop value {v} exceeds {MAX_VALUE}"),
+            BuildError::NoMemory(e) => write!(f, "cannot allocate the lookup table: {e}"),
         }
     }
 }
 
 /// An immutable DIR-24-8 table mapping IPv4 addresses to u32 values (next-hop ids).
 pub struct Dir24_8 {
-    tbl24: Box<[u32; TBL24_SIZE]>,
-    tbl8: Vec<u32>,
+    tbl24: U32Table,
+    tbl8: U32Table,
     routes: usize,
 }
 
@@ -99,15 +103,11 @@ impl Dir24_8 {
             });
         }
 
-        let tbl24: Box<[u32; TBL24_SIZE]> = vec![MISS; TBL24_SIZE]
-            .into_boxed_slice()
-            .try_into()
-            .unwrap_or_else(|_| unreachable!("length is TBL24_SIZE"));
-        let mut t = Dir24_8 {
-            tbl24,
-            tbl8: Vec::with_capacity(groups_needed.len() * TBL8_GROUP),
-            routes: 0,
-        };
+        let mem = |n| U32Table::zeroed(n).map_err(|e| BuildError::NoMemory(e.to_string()));
+        let mut t24 = mem(TBL24_SIZE)?;
+        let mut t8 = mem(groups_needed.len() * TBL8_GROUP)?;
+        let (tbl24, tbl8) = (t24.as_mut_slice(), t8.as_mut_slice());
+        let mut groups = 0usize;
         let mut seen = std::collections::HashSet::new();
         for (p, v) in &sorted {
             seen.insert(*p);
@@ -115,52 +115,54 @@ impl Dir24_8 {
             if p.len <= 24 {
                 let start = (p.addr >> 8) as usize;
                 let n = 1usize << (24 - p.len);
-                t.tbl24[start..start + n].fill(entry);
+                tbl24[start..start + n].fill(entry);
             } else {
                 let i24 = (p.addr >> 8) as usize;
-                let cur = t.tbl24[i24];
+                let cur = tbl24[i24];
                 let group = if cur & EXT != 0 {
                     (cur & !EXT) as usize
                 } else {
                     // First long prefix under this /24: the group inherits the /24's entry.
-                    let g = t.tbl8.len() / TBL8_GROUP;
-                    t.tbl8.extend(std::iter::repeat_n(cur, TBL8_GROUP));
-                    t.tbl24[i24] = EXT | g as u32;
+                    let g = groups;
+                    groups += 1;
+                    tbl8[g * TBL8_GROUP..(g + 1) * TBL8_GROUP].fill(cur);
+                    tbl24[i24] = EXT | g as u32;
                     g
                 };
                 let start = group * TBL8_GROUP + (p.addr & 0xff) as usize;
                 let n = 1usize << (32 - p.len);
-                t.tbl8[start..start + n].fill(entry);
+                tbl8[start..start + n].fill(entry);
             }
         }
-        t.routes = seen.len();
-        Ok(t)
+        Ok(Dir24_8 {
+            tbl24: t24,
+            tbl8: t8,
+            routes: seen.len(),
+        })
     }
 
     /// The value of the longest prefix covering `ip`.
     #[inline(always)]
     pub fn lookup(&self, ip: u32) -> Option<u32> {
-        let mut e = self.tbl24[(ip >> 8) as usize];
-        if e & EXT != 0 {
-            let i = ((e & !EXT) as usize) * TBL8_GROUP + (ip & 0xff) as usize;
-            e = self.tbl8.get(i).copied().unwrap_or(MISS);
-        }
-        e.checked_sub(1)
+        let e = self
+            .tbl24
+            .as_slice()
+            .get((ip >> 8) as usize)
+            .copied()
+            .unwrap_or(MISS);
+        self.resolve(e, ip)
     }
 
     /// Looks up a batch, four at a time so the tbl24 loads overlap. Misses yield `miss`.
     pub fn lookup_bulk(&self, ips: &[u32], out: &mut [u32], miss: u32) {
         let n = ips.len().min(out.len());
         let (ips, out) = (&ips[..n], &mut out[..n]);
+        let t24 = self.tbl24.as_slice();
+        let at = |ip: u32| t24.get((ip >> 8) as usize).copied().unwrap_or(MISS);
         let mut ic = ips.chunks_exact(4);
         let mut oc = out.chunks_exact_mut(4);
         for (i, o) in (&mut ic).zip(&mut oc) {
-            let e = [
-                self.tbl24[(i[0] >> 8) as usize],
-                self.tbl24[(i[1] >> 8) as usize],
-                self.tbl24[(i[2] >> 8) as usize],
-                self.tbl24[(i[3] >> 8) as usize],
-            ];
+            let e = [at(i[0]), at(i[1]), at(i[2]), at(i[3])];
             for k in 0..4 {
                 o[k] = self.resolve(e[k], i[k]).unwrap_or(miss);
             }
@@ -174,7 +176,7 @@ impl Dir24_8 {
     fn resolve(&self, mut e: u32, ip: u32) -> Option<u32> {
         if e & EXT != 0 {
             let i = ((e & !EXT) as usize) * TBL8_GROUP + (ip & 0xff) as usize;
-            e = self.tbl8.get(i).copied().unwrap_or(MISS);
+            e = self.tbl8.as_slice().get(i).copied().unwrap_or(MISS);
         }
         e.checked_sub(1)
     }

@@ -5,5 +5,6 @@
 //! Tables are immutable once built: the management thread builds a new one and publishes it
 //! by RCU, so the fast path never sees a half-written entry.
 mod dir24_8;
+mod table_mem;
 
 pub use dir24_8::{BuildError, Dir24_8, Prefix, MAX_VALUE};
