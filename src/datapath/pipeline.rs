@@ -3,6 +3,7 @@
 use super::counters::Counters;
 use super::packet::PacketBuf;
 use super::verdict::{DropReason, Verdict};
+use crate::lpm::View;
 use crate::route::{NhMac, Snapshot, NH_LOCAL};
 use crate::wire::{arp, ethernet, ipv4};
 
@@ -41,10 +42,11 @@ impl Pipeline {
         verdicts: &mut [Verdict],
     ) {
         let p = in_port as usize % self.counters.rx_packets.len();
+        let fib = snap.fib.view();
         for (pkt, v) in pkts.iter_mut().zip(verdicts.iter_mut()) {
             self.counters.rx_packets[p] += 1;
             self.counters.rx_bytes[p] += pkt.as_ref().len() as u64;
-            *v = self.one(snap, in_port, pkt);
+            *v = self.one(snap, fib, in_port, pkt);
             if let Verdict::Drop(r) = *v {
                 self.counters.drop(r);
             }
@@ -65,7 +67,13 @@ impl Pipeline {
     }
 
     #[inline]
-    fn one<B: PacketBuf>(&mut self, snap: &Snapshot, in_port: u16, pkt: &mut B) -> Verdict {
+    fn one<B: PacketBuf>(
+        &mut self,
+        snap: &Snapshot,
+        fib: View,
+        in_port: u16,
+        pkt: &mut B,
+    ) -> Verdict {
         if !pkt.is_contiguous() {
             return Verdict::Drop(DropReason::MultiSegment);
         }
@@ -78,7 +86,7 @@ impl Pipeline {
         };
         let dst = eth.dst();
         match eth.ethertype() {
-            ethernet::ETHERTYPE_IPV4 if dst == port.mac => self.ipv4(snap, data),
+            ethernet::ETHERTYPE_IPV4 if dst == port.mac => self.ipv4(snap, fib, data),
             ethernet::ETHERTYPE_ARP if dst == port.mac || dst.is_broadcast() => {
                 self.arp(snap, in_port, data)
             }
@@ -115,7 +123,7 @@ impl Pipeline {
         Verdict::Forward(in_port)
     }
 
-    fn ipv4(&mut self, snap: &Snapshot, frame: &mut [u8]) -> Verdict {
+    fn ipv4(&mut self, snap: &Snapshot, fib: View, frame: &mut [u8]) -> Verdict {
         let (hdr, body) = frame.split_at_mut(ethernet::HEADER_LEN);
         let mut ip = match ipv4::Packet::new_checked(body) {
             Ok(ip) => ip,
@@ -136,7 +144,7 @@ impl Pipeline {
         if ipv4::is_martian_dst(dst) {
             return Verdict::Drop(DropReason::Ipv4MartianDst);
         }
-        let nh_id = match snap.fib.lookup(dst) {
+        let nh_id = match fib.lookup(dst) {
             None => return Verdict::Drop(DropReason::NoRoute),
             Some(NH_LOCAL) => return Verdict::Drop(DropReason::LocalDestination),
             Some(id) => id,

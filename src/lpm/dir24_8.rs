@@ -142,43 +142,37 @@ impl Dir24_8 {
     }
 
     /// The value of the longest prefix covering `ip`.
-    #[inline(always)]
+    #[inline]
     pub fn lookup(&self, ip: u32) -> Option<u32> {
-        let e = self
-            .tbl24
-            .as_slice()
-            .get((ip >> 8) as usize)
-            .copied()
-            .unwrap_or(MISS);
-        self.resolve(e, ip)
+        self.view().lookup(ip)
+    }
+
+    /// Borrowed slices of both levels: take it once per burst, look up per packet.
+    #[inline]
+    pub fn view(&self) -> View<'_> {
+        View {
+            tbl24: self.tbl24.as_slice(),
+            tbl8: self.tbl8.as_slice(),
+        }
     }
 
     /// Looks up a batch, four at a time so the tbl24 loads overlap. Misses yield `miss`.
     pub fn lookup_bulk(&self, ips: &[u32], out: &mut [u32], miss: u32) {
         let n = ips.len().min(out.len());
         let (ips, out) = (&ips[..n], &mut out[..n]);
-        let t24 = self.tbl24.as_slice();
-        let at = |ip: u32| t24.get((ip >> 8) as usize).copied().unwrap_or(MISS);
+        let v = self.view();
+        let at = |ip: u32| v.tbl24.get((ip >> 8) as usize).copied().unwrap_or(MISS);
         let mut ic = ips.chunks_exact(4);
         let mut oc = out.chunks_exact_mut(4);
         for (i, o) in (&mut ic).zip(&mut oc) {
             let e = [at(i[0]), at(i[1]), at(i[2]), at(i[3])];
             for k in 0..4 {
-                o[k] = self.resolve(e[k], i[k]).unwrap_or(miss);
+                o[k] = v.resolve(e[k], i[k]).unwrap_or(miss);
             }
         }
         for (i, o) in ic.remainder().iter().zip(oc.into_remainder()) {
-            *o = self.lookup(*i).unwrap_or(miss);
+            *o = v.lookup(*i).unwrap_or(miss);
         }
-    }
-
-    #[inline(always)]
-    fn resolve(&self, mut e: u32, ip: u32) -> Option<u32> {
-        if e & EXT != 0 {
-            let i = ((e & !EXT) as usize) * TBL8_GROUP + (ip & 0xff) as usize;
-            e = self.tbl8.as_slice().get(i).copied().unwrap_or(MISS);
-        }
-        e.checked_sub(1)
     }
 
     /// Distinct prefixes in the table.
@@ -194,6 +188,31 @@ impl Dir24_8 {
     /// Bytes of table memory: 64 MiB of tbl24 plus 1 KiB per tbl8 group.
     pub fn memory_bytes(&self) -> usize {
         TBL24_SIZE * 4 + self.tbl8.len() * 4
+    }
+}
+
+/// A borrowed view of a [`Dir24_8`], so the fast path converts the table memory once per
+/// burst rather than once per packet.
+#[derive(Clone, Copy)]
+pub struct View<'a> {
+    tbl24: &'a [u32],
+    tbl8: &'a [u32],
+}
+
+impl View<'_> {
+    #[inline(always)]
+    pub fn lookup(&self, ip: u32) -> Option<u32> {
+        let e = self.tbl24.get((ip >> 8) as usize).copied().unwrap_or(MISS);
+        self.resolve(e, ip)
+    }
+
+    #[inline(always)]
+    fn resolve(&self, mut e: u32, ip: u32) -> Option<u32> {
+        if e & EXT != 0 {
+            let i = ((e & !EXT) as usize) * TBL8_GROUP + (ip & 0xff) as usize;
+            e = self.tbl8.get(i).copied().unwrap_or(MISS);
+        }
+        e.checked_sub(1)
     }
 }
 

@@ -7,4 +7,4 @@
 mod dir24_8;
 mod table_mem;
 
-pub use dir24_8::{BuildError, Dir24_8, Prefix, MAX_VALUE};
+pub use dir24_8::{BuildError, Dir24_8, Prefix, View, MAX_VALUE};

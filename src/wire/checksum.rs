@@ -1,41 +1,47 @@
 //! The Internet checksum (RFC 1071) and its incremental update (RFC 1624).
 
-/// One's-complement sum of `data` as big-endian 16-bit words, added to `init`, not folded.
+/// One's-complement sum of `data` as big-endian 16-bit words, added to `init`, folded to at
+/// most 17 bits. Sums 32-bit words into 64 bits: 2^16 = 1 (mod 2^16 - 1), so folding
+/// afterwards gives the same result as adding 16-bit words one by one, in half the steps.
+#[inline]
 pub fn ones_sum(data: &[u8], init: u32) -> u32 {
     let mut sum = init as u64;
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        sum += u16::from_be_bytes([c[0], c[1]]) as u64;
+    let mut words = data.chunks_exact(4);
+    for w in &mut words {
+        sum += u32::from_be_bytes([w[0], w[1], w[2], w[3]]) as u64;
     }
-    if let [last] = chunks.remainder() {
-        sum += (*last as u64) << 8;
-    }
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    sum as u32
+    let rest = words.remainder();
+    let mut tail = [0u8; 4];
+    tail[..rest.len()].copy_from_slice(rest);
+    sum += u32::from_be_bytes(tail) as u64;
+    // 64 -> 33 -> 32 -> 17 bits: fixed steps, no loop.
+    sum = (sum & 0xffff_ffff) + (sum >> 32);
+    sum = (sum & 0xffff_ffff) + (sum >> 32);
+    ((sum & 0xffff) + (sum >> 16)) as u32
 }
 
-/// Folds a 32-bit running sum into 16 bits.
-pub fn fold(mut sum: u32) -> u16 {
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    sum as u16
+/// Folds a running sum (as `ones_sum` returns, or any u32) into 16 bits.
+#[inline(always)]
+pub fn fold(sum: u32) -> u16 {
+    let s = (sum & 0xffff) + (sum >> 16);
+    ((s & 0xffff) + (s >> 16)) as u16
 }
 
 /// The checksum to store in a header whose checksum field is zero.
+#[inline]
 pub fn checksum(data: &[u8]) -> u16 {
     !fold(ones_sum(data, 0))
 }
 
 /// True when a header including its checksum field sums to all ones.
+#[inline]
 pub fn verify(data: &[u8]) -> bool {
     fold(ones_sum(data, 0)) == 0xffff
 }
 
 /// RFC 1624 equation 3: the new checksum after one 16-bit word changed from `old` to `new`.
 /// `HC' = ~(~HC + ~m + m')`, which never yields the -0 that equation 2 can.
+#[inline(always)]
 pub fn update16(hc: u16, old: u16, new: u16) -> u16 {
     !fold((!hc) as u32 + (!old) as u32 + new as u32)
 }
@@ -55,6 +61,26 @@ mod tests {
     #[test]
     fn odd_length_pads_with_zero() {
         assert_eq!(ones_sum(&[0x12], 0), 0x1200);
+        assert_eq!(fold(ones_sum(&[0x12, 0x34, 0x56], 0)), 0x6834);
+    }
+
+    /// The model: 16-bit words added one at a time with end-around carry.
+    fn naive(data: &[u8]) -> u16 {
+        let mut s: u32 = 0;
+        for c in data.chunks(2) {
+            s += u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u32;
+            s = (s & 0xffff) + (s >> 16);
+        }
+        s as u16
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn wide_sum_matches_naive(data in proptest::collection::vec(proptest::num::u8::ANY, 0..200),
+                                  init in 0u32..0x1_0000) {
+            let want = naive(&data) as u32 + init;
+            proptest::prop_assert_eq!(fold(ones_sum(&data, init)), fold(want));
+        }
     }
 
     #[test]

@@ -127,6 +127,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// Lowers the TTL by one and patches the checksum (RFC 1624) without re-summing the
     /// header. The caller has checked that the TTL is above 1.
+    #[inline(always)]
     pub fn decrement_ttl(&mut self) {
         let b = self.buf.as_mut();
         let old = be16(&b[field::TTL..field::PROTO + 1]);
