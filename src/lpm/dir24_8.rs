@@ -151,7 +151,13 @@ impl Dir24_8 {
     #[inline]
     pub fn view(&self) -> View<'_> {
         View {
-            tbl24: self.tbl24.as_slice(),
+            // `build` maps exactly TBL24_SIZE entries; a fixed-size array lets the compiler
+            // see that `ip >> 8` is always in bounds.
+            tbl24: self
+                .tbl24
+                .as_slice()
+                .try_into()
+                .expect("tbl24 is mapped with TBL24_SIZE entries"),
             tbl8: self.tbl8.as_slice(),
         }
     }
@@ -161,7 +167,7 @@ impl Dir24_8 {
         let n = ips.len().min(out.len());
         let (ips, out) = (&ips[..n], &mut out[..n]);
         let v = self.view();
-        let at = |ip: u32| v.tbl24.get((ip >> 8) as usize).copied().unwrap_or(MISS);
+        let at = |ip: u32| v.tbl24[(ip >> 8) as usize];
         let mut ic = ips.chunks_exact(4);
         let mut oc = out.chunks_exact_mut(4);
         for (i, o) in (&mut ic).zip(&mut oc) {
@@ -195,15 +201,14 @@ impl Dir24_8 {
 /// burst rather than once per packet.
 #[derive(Clone, Copy)]
 pub struct View<'a> {
-    tbl24: &'a [u32],
+    tbl24: &'a [u32; TBL24_SIZE],
     tbl8: &'a [u32],
 }
 
 impl View<'_> {
     #[inline(always)]
     pub fn lookup(&self, ip: u32) -> Option<u32> {
-        let e = self.tbl24.get((ip >> 8) as usize).copied().unwrap_or(MISS);
-        self.resolve(e, ip)
+        self.resolve(self.tbl24[(ip >> 8) as usize], ip)
     }
 
     #[inline(always)]
