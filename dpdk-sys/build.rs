@@ -64,10 +64,13 @@ fn main() {
     for inc in &dpdk.include_paths {
         builder = builder.clang_arg(format!("-I{}", inc.display()));
     }
-    let bindings = match builder.generate() {
-        Ok(b) => b,
-        Err(e) => panic!("dpdk-sys: bindgen failed ({e}); {HINT}"),
-    };
+    // bindgen panics by itself when it cannot load libclang; turn that into our message too.
+    let bindings =
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || builder.generate())) {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => panic!("dpdk-sys: bindgen failed ({e}); {HINT}"),
+            Err(_) => panic!("dpdk-sys: bindgen could not run libclang; {HINT}"),
+        };
     let out = PathBuf::from(env::var("OUT_DIR").unwrap()).join("bindings.rs");
     bindings
         .write_to_file(&out)

@@ -47,6 +47,11 @@ impl Signals {
             hup: Arc::new(AtomicBool::new(false)),
             term: Arc::new(AtomicBool::new(false)),
         };
+        for sig in [SIGINT, SIGTERM] {
+            // A second SIGINT/SIGTERM while shutting down exits at once.
+            signal_hook::flag::register_conditional_shutdown(sig, 130, s.term.clone())
+                .map_err(|e| format!("signal {sig}: {e}"))?;
+        }
         for (sig, flag) in [(SIGHUP, &s.hup), (SIGINT, &s.term), (SIGTERM, &s.term)] {
             signal_hook::flag::register(sig, flag.clone())
                 .map_err(|e| format!("signal {sig}: {e}"))?;
@@ -126,6 +131,7 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
                 mempool,
                 tsc_hz,
                 final_report,
+                xstats: Vec::new(),
             };
             if opts.stats_json {
                 println!("{}", r.to_json());
@@ -179,6 +185,10 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
 
     let startup::Dataplane { ports, pool, eal } = dp;
     let nic: Vec<dpdk::PortStats> = ports.iter().map(|p| p.stats()).collect();
+    let xstats: Vec<Vec<(String, u64)>> = ports
+        .iter()
+        .map(|p| p.xstats().into_iter().filter(|(_, v)| *v != 0).collect())
+        .collect();
     // Closing the ports flushes pcap outputs and returns the mbufs their rx rings held.
     drop(ports);
     let (size, avail) = (pool.size(), pool.available());
@@ -191,6 +201,7 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
         mempool: Some((size, avail)),
         tsc_hz,
         final_report: true,
+        xstats,
     };
     if opts.stats_json {
         println!("{}", r.to_json());

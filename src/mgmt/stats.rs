@@ -13,6 +13,8 @@ pub struct Report<'a> {
     pub mempool: Option<(u32, u32)>,
     pub tsc_hz: u64,
     pub final_report: bool,
+    /// The drivers' non-zero extended statistics per port (final report only).
+    pub xstats: Vec<Vec<(String, u64)>>,
 }
 
 impl Report<'_> {
@@ -40,6 +42,9 @@ impl Report<'_> {
                         "imissed": nic.imissed, "ierrors": nic.ierrors,
                         "oerrors": nic.oerrors, "rx_nombuf": nic.rx_nombuf,
                     },
+                    "xstats": self.xstats.get(i).map(|x| {
+                        x.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<Map<String, Value>>()
+                    }).unwrap_or_default(),
                 })
             })
             .collect();
