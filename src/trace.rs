@@ -2,7 +2,7 @@
 //! packet, what the data plane would do. The same code as the workers, over in-memory buffers.
 use crate::config::Config;
 use crate::datapath::{Pipeline, VecBuf, Verdict};
-use crate::route::Snapshot;
+use crate::route::{NextHop, Snapshot};
 use crate::wire::{ethernet, ipv4, MacAddr};
 use pcap_file::pcap::{PcapPacket, PcapReader, PcapWriter};
 use serde_json::json;
@@ -121,7 +121,13 @@ fn describe(
             let nexthop = dst
                 .and_then(|d| snap.fib.lookup(d))
                 .and_then(|id| snap.nexthops.get(id as usize))
-                .map(|nh| Ipv4Addr::from(nh.ip).to_string());
+                .map(|nh| match nh {
+                    NextHop::Gateway(g) => Ipv4Addr::from(g.ip).to_string(),
+                    NextHop::Tunnel(t) => snap
+                        .tunnels
+                        .get(*t as usize)
+                        .map_or("?".into(), |t| t.name.clone()),
+                });
             if as_json {
                 let mut o = json!({"index": index, "verdict": "forward", "egress_port": port,
                                    "dst_mac": dmac, "src_mac": smac});

@@ -1,10 +1,14 @@
 //! TOML configuration: `schema` is what serde reads (unknown keys refused), `validate` turns it
 //! into a typed [`Config`] or a list of errors that each name the key path.
 mod schema;
+mod tunnels;
 mod validate;
 
-pub use schema::RawConfig;
-pub use validate::{validate, Config, DpdkConf, NeighborConf, PortConf, RouteConf, WorkerConf};
+pub use schema::{RawConfig, TunnelType};
+pub use tunnels::{NodeConf, TunnelConf, GRE_OVERHEAD, IPIP_OVERHEAD, MAX_TUNNELS};
+pub use validate::{
+    validate, Config, DpdkConf, NeighborConf, PortConf, RouteConf, Via, WorkerConf,
+};
 
 use std::fmt;
 use std::path::Path;

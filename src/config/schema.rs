@@ -15,6 +15,62 @@ pub struct RawConfig {
     pub neighbors: Vec<RawNeighbor>,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+    #[serde(default)]
+    pub node: RawNode,
+    #[serde(default)]
+    pub tunnels: Vec<RawTunnel>,
+}
+
+/// This server's identity in the fleet.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawNode {
+    /// The anycast addresses tunnels end on; every server of the fleet has the same ones.
+    #[serde(default)]
+    pub anycast_addresses: Vec<String>,
+    /// ICMP errors (time exceeded, fragmentation needed) each worker may send per second.
+    #[serde(default = "default_icmp_rate")]
+    pub icmp_errors_per_second: u32,
+}
+
+impl Default for RawNode {
+    fn default() -> Self {
+        RawNode {
+            anycast_addresses: Vec::new(),
+            icmp_errors_per_second: default_icmp_rate(),
+        }
+    }
+}
+
+fn default_icmp_rate() -> u32 {
+    1000
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum TunnelType {
+    Gre,
+    Ipip,
+}
+
+/// A customer tunnel. Key names follow the vendor's API.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawTunnel {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: TunnelType,
+    pub customer_endpoint: String,
+    /// One of `node.anycast_addresses`.
+    #[serde(alias = "cloudflare_endpoint")]
+    pub edge_endpoint: String,
+    /// Our side of the tunnel's /31 or /30, as a CIDR.
+    pub interface_address: String,
+    pub mtu: Option<u16>,
+    pub ttl: Option<u8>,
+    pub mss_clamp: Option<u16>,
+    /// Inner sources accepted from this tunnel; default: the prefixes routed to it.
+    pub authorized_prefixes: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

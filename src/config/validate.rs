@@ -1,5 +1,6 @@
 //! Turns the raw schema into a typed config, collecting every error with its key path.
 use super::schema::*;
+use super::tunnels::{self, NodeConf, TunnelConf};
 use super::{ConfigError, ConfigErrors, Host, MAX_PORTS};
 use crate::lpm::Prefix;
 use crate::wire::MacAddr;
@@ -13,6 +14,8 @@ pub struct Config {
     pub workers: Vec<WorkerConf>,
     pub neighbors: Vec<NeighborConf>,
     pub routes: Vec<RouteConf>,
+    pub node: NodeConf,
+    pub tunnels: Vec<TunnelConf>,
     /// The schema as read, kept to tell which sections a reload changed.
     pub raw: RawConfig,
 }
@@ -61,12 +64,18 @@ pub struct NeighborConf {
     pub port: u16,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Via {
+    /// A gateway on a port's subnet.
+    Gateway { ip: u32, port: u16 },
+    /// A tunnel, by index into `Config::tunnels`.
+    Tunnel(u16),
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct RouteConf {
     pub prefix: Prefix,
-    pub nexthop: u32,
-    /// The port the next hop is reached on.
-    pub port: u16,
+    pub via: Via,
 }
 
 /// EAL options anygate derives from the config itself.
@@ -82,14 +91,14 @@ const MANAGED_EAL_ARGS: &[&str] = &[
     "--main-lcore",
 ];
 
-fn parse_ip(s: &str) -> Result<u32, String> {
+pub(super) fn parse_ip(s: &str) -> Result<u32, String> {
     s.parse::<Ipv4Addr>()
         .map(u32::from)
         .map_err(|_| format!("`{s}` is not an IPv4 address"))
 }
 
 /// Parses `a.b.c.d/len`, returning the address as written and the length.
-fn parse_cidr(s: &str) -> Result<(u32, u8), String> {
+pub(super) fn parse_cidr(s: &str) -> Result<(u32, u8), String> {
     let (a, l) = s
         .split_once('/')
         .ok_or_else(|| format!("`{s}` is not a CIDR (want a.b.c.d/len)"))?;
@@ -109,9 +118,9 @@ pub fn parse_prefix(s: &str) -> Result<Prefix, String> {
     Prefix::new(addr, len).ok_or_else(|| format!("host bits set in {s}"))
 }
 
-struct Errs(Vec<ConfigError>);
+pub(super) struct Errs(pub(super) Vec<ConfigError>);
 impl Errs {
-    fn push(&mut self, path: impl Into<String>, msg: impl Into<String>) {
+    pub(super) fn push(&mut self, path: impl Into<String>, msg: impl Into<String>) {
         self.0.push(ConfigError::new(path, msg));
     }
 }
@@ -406,6 +415,9 @@ pub fn validate(raw: &RawConfig, host: &Host) -> Result<Config, ConfigErrors> {
         neighbors.push(NeighborConf { ip, mac, port });
     }
 
+    let node = tunnels::validate_node(raw, &ports, &mut e);
+    let mut tunnels = tunnels::validate_tunnels(raw, &node, &mut e);
+
     // [[routes]]
     let mut routes = Vec::new();
     let mut seen: HashMap<Prefix, usize> = HashMap::new();
@@ -422,47 +434,27 @@ pub fn validate(raw: &RawConfig, host: &Host) -> Result<Config, ConfigErrors> {
                 );
             }
         }
-        let nexthop = match parse_ip(&r.nexthop) {
-            Ok(ip) => ip,
-            Err(m) => {
-                e.push(format!("{path}.nexthop"), m);
-                continue;
+        match route_via(&r.nexthop, &ports, &neigh_ip, raw, &port_idx, &tunnels) {
+            Ok(via) => {
+                if let Some(prefix) = prefix {
+                    routes.push(RouteConf { prefix, via });
+                }
             }
-        };
-        let port = match neigh_ip.get(&nexthop) {
-            Some(&ni) => raw
-                .neighbors
-                .get(ni)
-                .and_then(|n| port_idx.get(n.port.as_str()).copied()),
-            None => ports
+            Err(m) => e.push(format!("{path}.nexthop"), m),
+        }
+    }
+    // A tunnel without authorized_prefixes accepts inner sources from the prefixes routed to
+    // it; every tunnel also accepts its own interface subnet (the customer router's address).
+    for (ti, t) in tunnels.iter_mut().enumerate() {
+        let mut list = t.authorized.take().unwrap_or_else(|| {
+            routes
                 .iter()
-                .position(|p| p.on_link(nexthop))
-                .map(|p| p as u16),
-        };
-        let Some(port) = port else {
-            e.push(
-                format!("{path}.nexthop"),
-                format!(
-                    "{} is on no port's subnet and is no [[neighbors]] entry",
-                    r.nexthop
-                ),
-            );
-            continue;
-        };
-        if ports.iter().any(|p| p.addr == nexthop) {
-            e.push(
-                format!("{path}.nexthop"),
-                format!("{} is one of our own port addresses", r.nexthop),
-            );
-            continue;
-        }
-        if let Some(prefix) = prefix {
-            routes.push(RouteConf {
-                prefix,
-                nexthop,
-                port,
-            });
-        }
+                .filter(|r| r.via == Via::Tunnel(ti as u16))
+                .map(|r| r.prefix)
+                .collect()
+        });
+        list.push(t.interface_prefix());
+        t.authorized = Some(list);
     }
 
     if !e.0.is_empty() {
@@ -479,7 +471,42 @@ pub fn validate(raw: &RawConfig, host: &Host) -> Result<Config, ConfigErrors> {
         workers,
         neighbors,
         routes,
+        node,
+        tunnels,
         raw: raw.clone(),
+    })
+}
+
+/// Resolves a route's `nexthop`: a tunnel name, a tunnel's customer-side interface address,
+/// a `[[neighbors]]` entry, or an address on a port's subnet.
+fn route_via(
+    nexthop: &str,
+    ports: &[PortConf],
+    neigh_ip: &HashMap<u32, usize>,
+    raw: &RawConfig,
+    port_idx: &HashMap<&str, u16>,
+    tunnels: &[TunnelConf],
+) -> Result<Via, String> {
+    if let Some(t) = tunnels.iter().position(|t| t.name == nexthop) {
+        return Ok(Via::Tunnel(t as u16));
+    }
+    let ip = parse_ip(nexthop)
+        .map_err(|_| format!("`{nexthop}` is neither a tunnel name nor an IPv4 address"))?;
+    if let Some(t) = tunnels.iter().position(|t| t.peer_addr == ip) {
+        return Ok(Via::Tunnel(t as u16));
+    }
+    if ports.iter().any(|p| p.addr == ip) {
+        return Err(format!("{nexthop} is one of our own port addresses"));
+    }
+    let port = match neigh_ip.get(&ip) {
+        Some(&ni) => raw
+            .neighbors
+            .get(ni)
+            .and_then(|n| port_idx.get(n.port.as_str()).copied()),
+        None => ports.iter().position(|p| p.on_link(ip)).map(|p| p as u16),
+    };
+    port.map(|port| Via::Gateway { ip, port }).ok_or_else(|| {
+        format!("{nexthop} is on no port's subnet and is no [[neighbors]] entry or tunnel")
     })
 }
 
@@ -562,8 +589,21 @@ nexthop = "10.0.0.2"
         assert_eq!(c.ports.len(), 2);
         assert_eq!(c.ports[0].mtu, 1500);
         assert_eq!(c.workers[0].rx, vec![(0, 0), (1, 0)]);
-        assert_eq!(c.routes[1].port, 1, "on-link gateway resolves to lan0");
-        assert_eq!(c.routes[0].port, 0);
+        assert_eq!(
+            c.routes[1].via,
+            super::Via::Gateway {
+                ip: 0x0a00_0002,
+                port: 1
+            },
+            "on-link gateway resolves to lan0"
+        );
+        assert_eq!(
+            c.routes[0].via,
+            super::Via::Gateway {
+                ip: 0xc000_02fe,
+                port: 0
+            }
+        );
         assert!(c.neighbors[0].mac.is_some());
     }
 
@@ -609,7 +649,7 @@ nexthop = "10.0.0.2"
     #[test]
     fn route_to_nowhere_refused() {
         let t = GOOD.replace("nexthop = \"10.0.0.2\"", "nexthop = \"203.0.113.1\"");
-        assert_eq!(errors(&t), vec!["routes[1].nexthop: 203.0.113.1 is on no port's subnet and is no [[neighbors]] entry"]);
+        assert_eq!(errors(&t), vec!["routes[1].nexthop: 203.0.113.1 is on no port's subnet and is no [[neighbors]] entry or tunnel"]);
     }
 
     #[test]

@@ -1,26 +1,61 @@
-//! Per-worker counters. A worker counts in plain integers and publishes them once per busy
-//! loop with plain stores into its own cache-padded block, under a sequence number (a
-//! seqlock), so the management thread always reads a consistent set. No atomic
-//! read-modify-write is ever done, per packet or per burst.
+//! Per-worker counters. A worker counts in plain integers and publishes them, at most once a
+//! millisecond and at exit, with plain stores into its own cache-padded block under a
+//! sequence number (a seqlock), so the management thread always reads a consistent set. No
+//! atomic read-modify-write is ever done, per packet or per burst.
 use super::verdict::DropReason;
-use crate::config::MAX_PORTS;
+use crate::config::{MAX_PORTS, MAX_TUNNELS};
 use crossbeam::utils::CachePadded;
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 
+/// Traffic of one tunnel: what was decapsulated from it, encapsulated into it, and dropped
+/// after it was identified (ingress) or chosen (egress).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TunnelCounters {
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    pub drops: [u64; DropReason::COUNT],
+}
+
+impl Default for TunnelCounters {
+    fn default() -> Self {
+        TunnelCounters {
+            rx_packets: 0,
+            rx_bytes: 0,
+            tx_packets: 0,
+            tx_bytes: 0,
+            drops: [0; DropReason::COUNT],
+        }
+    }
+}
+
+impl TunnelCounters {
+    pub fn drop_total(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Counters {
     pub rx_packets: [u64; MAX_PORTS],
     pub rx_bytes: [u64; MAX_PORTS],
     pub tx_packets: [u64; MAX_PORTS],
     pub tx_bytes: [u64; MAX_PORTS],
     pub drops: [u64; DropReason::COUNT],
-    /// Packets this process made itself (ARP requests), also counted in tx.
+    /// Packets this process made itself (ARP requests, ICMP errors), also counted in tx.
     pub originated: u64,
     pub arp_replies: u64,
     pub arp_learned: u64,
+    pub icmp_errors: u64,
+    /// ICMP errors not sent because of the rate limit.
+    pub icmp_rate_limited: u64,
+    pub mss_clamped: u64,
     /// Busy loop iterations and their TSC cycles, for cycles per packet.
     pub busy_loops: u64,
     pub busy_cycles: u64,
+    /// By tunnel index; always MAX_TUNNELS long.
+    pub tunnels: Vec<TunnelCounters>,
 }
 
 impl Default for Counters {
@@ -34,13 +69,20 @@ impl Default for Counters {
             originated: 0,
             arp_replies: 0,
             arp_learned: 0,
+            icmp_errors: 0,
+            icmp_rate_limited: 0,
+            mss_clamped: 0,
             busy_loops: 0,
             busy_cycles: 0,
+            tunnels: vec![TunnelCounters::default(); MAX_TUNNELS],
         }
     }
 }
 
-const N: usize = 4 * MAX_PORTS + DropReason::COUNT + 5;
+const SCALARS: usize = 8;
+const PER_TUNNEL: usize = 4 + DropReason::COUNT;
+/// Number of u64 values a worker publishes.
+const N: usize = 4 * MAX_PORTS + DropReason::COUNT + SCALARS + MAX_TUNNELS * PER_TUNNEL;
 
 impl Counters {
     #[inline(always)]
@@ -48,57 +90,43 @@ impl Counters {
         self.drops[r as usize] += 1;
     }
 
-    fn to_array(self) -> [u64; N] {
-        let mut a = [0u64; N];
-        let tail = [
-            self.originated,
-            self.arp_replies,
-            self.arp_learned,
-            self.busy_loops,
-            self.busy_cycles,
+    /// Every value, in a fixed order, for publishing and summing.
+    fn fields_mut(&mut self) -> impl Iterator<Item = &mut u64> {
+        let scalars: [&mut u64; SCALARS] = [
+            &mut self.originated,
+            &mut self.arp_replies,
+            &mut self.arp_learned,
+            &mut self.icmp_errors,
+            &mut self.icmp_rate_limited,
+            &mut self.mss_clamped,
+            &mut self.busy_loops,
+            &mut self.busy_cycles,
         ];
-        let all = self
-            .rx_packets
-            .iter()
-            .chain(&self.rx_bytes)
-            .chain(&self.tx_packets)
-            .chain(&self.tx_bytes)
-            .chain(&self.drops)
-            .chain(&tail);
-        for (dst, v) in a.iter_mut().zip(all) {
-            *dst = *v;
-        }
-        a
-    }
-
-    fn from_array(a: &[u64; N]) -> Self {
-        let mut c = Counters::default();
-        let mut it = a.iter().copied();
-        for dst in c
-            .rx_packets
+        self.rx_packets
             .iter_mut()
-            .chain(c.rx_bytes.iter_mut())
-            .chain(c.tx_packets.iter_mut())
-            .chain(c.tx_bytes.iter_mut())
-            .chain(c.drops.iter_mut())
-        {
-            *dst = it.next().unwrap_or(0);
-        }
-        c.originated = it.next().unwrap_or(0);
-        c.arp_replies = it.next().unwrap_or(0);
-        c.arp_learned = it.next().unwrap_or(0);
-        c.busy_loops = it.next().unwrap_or(0);
-        c.busy_cycles = it.next().unwrap_or(0);
-        c
+            .chain(self.rx_bytes.iter_mut())
+            .chain(self.tx_packets.iter_mut())
+            .chain(self.tx_bytes.iter_mut())
+            .chain(self.drops.iter_mut())
+            .chain(scalars)
+            .chain(self.tunnels.iter_mut().flat_map(|t| {
+                [
+                    &mut t.rx_packets,
+                    &mut t.rx_bytes,
+                    &mut t.tx_packets,
+                    &mut t.tx_bytes,
+                ]
+                .into_iter()
+                .chain(t.drops.iter_mut())
+            }))
     }
 
     /// Adds another worker's counters into this one.
     pub fn add(&mut self, o: &Counters) {
-        let mut a = self.to_array();
-        for (x, y) in a.iter_mut().zip(o.to_array()) {
-            *x += y;
+        let mut o = o.clone();
+        for (x, y) in self.fields_mut().zip(o.fields_mut()) {
+            *x += *y;
         }
-        *self = Counters::from_array(&a);
     }
 
     pub fn rx_total(&self) -> u64 {
@@ -115,7 +143,7 @@ impl Counters {
 struct Block {
     /// Odd while the worker is writing.
     seq: AtomicU64,
-    values: [AtomicU64; N],
+    values: Box<[AtomicU64]>,
 }
 
 /// One cache-padded block of counters per worker.
@@ -130,7 +158,7 @@ impl SharedCounters {
                 .map(|_| {
                     CachePadded::new(Block {
                         seq: AtomicU64::new(0),
-                        values: std::array::from_fn(|_| AtomicU64::new(0)),
+                        values: (0..N).map(|_| AtomicU64::new(0)).collect(),
                     })
                 })
                 .collect(),
@@ -138,22 +166,22 @@ impl SharedCounters {
     }
 
     /// Called by worker `w` only (a single writer): plain stores, no read-modify-write.
-    pub fn publish(&self, w: usize, c: &Counters) {
+    pub fn publish(&self, w: usize, c: &mut Counters) {
         let Some(b) = self.blocks.get(w) else { return };
         let s = b.seq.load(Ordering::Relaxed);
         b.seq.store(s.wrapping_add(1), Ordering::Relaxed);
         fence(Ordering::Release);
-        for (cell, v) in b.values.iter().zip(c.to_array()) {
-            cell.store(v, Ordering::Relaxed);
+        for (cell, v) in b.values.iter().zip(c.fields_mut()) {
+            cell.store(*v, Ordering::Relaxed);
         }
         b.seq.store(s.wrapping_add(2), Ordering::Release);
     }
 
     /// A consistent copy of worker `w`'s counters: retried while the worker is mid-publish.
     pub fn read(&self, w: usize) -> Counters {
-        let mut a = [0u64; N];
+        let mut c = Counters::default();
         let Some(b) = self.blocks.get(w) else {
-            return Counters::default();
+            return c;
         };
         loop {
             let s1 = b.seq.load(Ordering::Acquire);
@@ -161,12 +189,12 @@ impl SharedCounters {
                 std::hint::spin_loop();
                 continue;
             }
-            for (v, cell) in a.iter_mut().zip(b.values.iter()) {
+            for (v, cell) in c.fields_mut().zip(b.values.iter()) {
                 *v = cell.load(Ordering::Relaxed);
             }
             fence(Ordering::Acquire);
             if b.seq.load(Ordering::Relaxed) == s1 {
-                return Counters::from_array(&a);
+                return c;
             }
         }
     }
@@ -195,13 +223,20 @@ mod tests {
         c.rx_packets[3] = 5;
         c.drop(DropReason::NoRoute);
         c.busy_cycles = 77;
-        s.publish(0, &c);
-        s.publish(1, &c);
+        c.tunnels[MAX_TUNNELS - 1].drops[DropReason::TunnelUnknown as usize] = 4;
+        c.tunnels[2].tx_bytes = 9;
+        s.publish(0, &mut c);
+        s.publish(1, &mut c);
         assert_eq!(s.read(1), c);
         let t = s.total();
         assert_eq!(t.rx_packets[3], 10);
         assert_eq!(t.drops[DropReason::NoRoute as usize], 2);
         assert_eq!(t.busy_cycles, 154);
+        assert_eq!(t.tunnels[2].tx_bytes, 18);
+        assert_eq!(
+            t.tunnels[MAX_TUNNELS - 1].drops[DropReason::TunnelUnknown as usize],
+            8
+        );
         assert_eq!(t.rx_total(), 10);
     }
 
@@ -212,10 +247,10 @@ mod tests {
         let w = s.clone();
         let writer = std::thread::spawn(move || {
             let mut c = Counters::default();
-            for i in 0..200_000u64 {
+            for i in 0..20_000u64 {
                 c.rx_packets[0] = i;
                 c.tx_packets[0] = i;
-                w.publish(0, &c);
+                w.publish(0, &mut c);
             }
         });
         while !writer.is_finished() {

@@ -1,14 +1,17 @@
 //! The packet pipeline, in plain safe Rust over byte buffers, and the DPDK worker loop that
 //! drives it. Only `worker` knows about DPDK; everything else runs in tests and `trace`.
 pub mod counters;
+mod forward;
+mod icmp_error;
+mod ingress;
 pub mod packet;
 pub mod pipeline;
 pub mod verdict;
 pub mod worker;
 
-pub use counters::{Counters, SharedCounters};
+pub use counters::{Counters, SharedCounters, TunnelCounters};
 pub use packet::{PacketBuf, VecBuf};
-pub use pipeline::Pipeline;
+pub use pipeline::{Note, Pipeline};
 pub use verdict::{DropReason, Verdict};
 
 /// Packets per rx burst, as l3fwd.

@@ -1,20 +1,97 @@
-//! Plain IPv4 forwarding over a burst: L2 checks, ARP, IPv4 validation, DIR-24-8 lookup,
-//! TTL decrement with an incremental checksum, and the Ethernet rewrite toward the next hop.
+//! The per-burst driver and the first stages: L2 checks, ARP, IPv4 validation, and the
+//! dispatch on the FIB result (forward, decapsulate, or local). `ingress`, `forward` and
+//! `icmp_error` hold the other stages.
 use super::counters::Counters;
 use super::packet::PacketBuf;
 use super::verdict::{DropReason, Verdict};
 use crate::lpm::View;
-use crate::route::{NhMac, Snapshot, NH_LOCAL};
-use crate::wire::{arp, ethernet, ipv4};
+use crate::route::{Snapshot, NH_ANYCAST, NH_LOCAL};
+use crate::wire::{arp, ethernet, ipv4, MacAddr};
 
 /// Next hops whose MAC a burst found unresolved, for the worker to ARP for.
 const ARP_WANTS: usize = 8;
 
-/// Per-worker pipeline state: counters and the next hops to resolve. Nothing allocates.
+/// What happened to the last packet, beyond its verdict: for per-tunnel counters and trace.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Note {
+    /// The tunnel the packet was decapsulated from.
+    pub ingress_tunnel: Option<u16>,
+    /// The tunnel the packet was (or was to be) encapsulated into.
+    pub egress_tunnel: Option<u16>,
+    /// The FIB next hop chosen.
+    pub nexthop: Option<u32>,
+    /// The MSS option after clamping, on TCP SYNs through a tunnel that carry one.
+    pub mss: Option<u16>,
+    pub clamped: bool,
+    /// (type, code) of the ICMP error the packet was turned into.
+    pub icmp: Option<(u8, u8)>,
+}
+
+/// Where a packet entered, which decides the source of ICMP errors about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Origin {
+    Port(u16),
+    Tunnel(u16),
+    /// Made by anygate itself: no TTL decrement, never an ICMP error about it.
+    Local,
+}
+
+/// The IPv4 header fields the stages use, read once after validation.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Ip4 {
+    pub hlen: usize,
+    pub total: usize,
+    pub src: u32,
+    pub dst: u32,
+    pub ttl: u8,
+    pub proto: u8,
+    pub tos: u8,
+    pub df: bool,
+    pub frag_off: u16,
+}
+
+/// Validates the IPv4 packet after the Ethernet header of `frame`.
+pub(super) fn parse_ipv4(frame: &[u8]) -> Result<Ip4, DropReason> {
+    let body = frame.get(ethernet::HEADER_LEN..).unwrap_or(&[]);
+    let ip = ipv4::Packet::new_checked(body).map_err(|e| match e {
+        ipv4::Error::Truncated => DropReason::Ipv4Truncated,
+        ipv4::Error::BadVersion => DropReason::Ipv4BadVersion,
+        ipv4::Error::BadIhl => DropReason::Ipv4BadIhl,
+        ipv4::Error::BadLength => DropReason::Ipv4BadLength,
+        ipv4::Error::BadChecksum => DropReason::Ipv4BadChecksum,
+    })?;
+    if ipv4::is_martian_src(ip.src()) {
+        return Err(DropReason::Ipv4MartianSrc);
+    }
+    if ipv4::is_martian_dst(ip.dst()) {
+        return Err(DropReason::Ipv4MartianDst);
+    }
+    Ok(Ip4 {
+        hlen: ip.header_len(),
+        total: ip.total_len(),
+        src: ip.src(),
+        dst: ip.dst(),
+        ttl: ip.ttl(),
+        proto: ip.protocol(),
+        tos: ip.tos(),
+        df: ip.dont_frag(),
+        frag_off: ip.frag_offset(),
+    })
+}
+
+/// Per-worker pipeline state: counters, pending ARP, the ICMP rate limiter, the outer IP ID.
+/// Nothing in here allocates after `new`.
 pub struct Pipeline {
     pub counters: Counters,
     arp_wants: [u32; ARP_WANTS],
     n_arp_wants: usize,
+    pub(super) note: Note,
+    /// TSC (or nanoseconds, in trace) and its rate, set per burst.
+    pub(super) now: u64,
+    pub(super) hz: u64,
+    pub(super) icmp_tokens: u64,
+    pub(super) icmp_refilled: Option<u64>,
+    pub(super) ip_id: u16,
 }
 
 impl Default for Pipeline {
@@ -29,7 +106,24 @@ impl Pipeline {
             counters: Counters::default(),
             arp_wants: [0; ARP_WANTS],
             n_arp_wants: 0,
+            note: Note::default(),
+            now: 0,
+            hz: 0,
+            icmp_tokens: 0,
+            icmp_refilled: None,
+            ip_id: 0,
         }
+    }
+
+    /// The current time in ticks of `hz` per second, for the ICMP rate limit. Once per burst.
+    pub fn set_clock(&mut self, now: u64, hz: u64) {
+        self.now = now;
+        self.hz = hz;
+    }
+
+    /// What happened to the last packet processed.
+    pub fn note(&self) -> &Note {
+        &self.note
     }
 
     /// Decides every packet of a burst received on `in_port`, rewriting forwarded ones in
@@ -44,11 +138,22 @@ impl Pipeline {
         let p = in_port as usize % self.counters.rx_packets.len();
         let fib = snap.fib.view();
         for (pkt, v) in pkts.iter_mut().zip(verdicts.iter_mut()) {
+            self.note = Note::default();
             self.counters.rx_packets[p] += 1;
             self.counters.rx_bytes[p] += pkt.as_ref().len() as u64;
             *v = self.one(snap, fib, in_port, pkt);
             if let Verdict::Drop(r) = *v {
-                self.counters.drop(r);
+                self.count_drop(r);
+            }
+        }
+    }
+
+    /// Counts a drop, and against the tunnel the packet came from or was going to.
+    pub(super) fn count_drop(&mut self, r: DropReason) {
+        self.counters.drop(r);
+        if let Some(t) = self.note.ingress_tunnel.or(self.note.egress_tunnel) {
+            if let Some(tc) = self.counters.tunnels.get_mut(t as usize) {
+                tc.drops[r as usize] += 1;
             }
         }
     }
@@ -59,7 +164,7 @@ impl Pipeline {
         self.arp_wants[..n].iter().copied()
     }
 
-    fn want_arp(&mut self, nh: u32) {
+    pub(super) fn want_arp(&mut self, nh: u32) {
         if self.n_arp_wants < ARP_WANTS && !self.arp_wants[..self.n_arp_wants].contains(&nh) {
             self.arp_wants[self.n_arp_wants] = nh;
             self.n_arp_wants += 1;
@@ -80,15 +185,14 @@ impl Pipeline {
         let Some(port) = snap.ports.get(in_port as usize) else {
             return Verdict::Drop(DropReason::L2NotForUs);
         };
-        let data = pkt.as_mut();
-        let Some(eth) = ethernet::Frame::new_checked(&mut *data) else {
+        let Some(eth) = ethernet::Frame::new_checked(pkt.as_ref()) else {
             return Verdict::Drop(DropReason::EthTruncated);
         };
         let dst = eth.dst();
         match eth.ethertype() {
-            ethernet::ETHERTYPE_IPV4 if dst == port.mac => self.ipv4(snap, fib, data),
+            ethernet::ETHERTYPE_IPV4 if dst == port.mac => self.ipv4(snap, fib, in_port, pkt),
             ethernet::ETHERTYPE_ARP if dst == port.mac || dst.is_broadcast() => {
-                self.arp(snap, in_port, data)
+                self.arp(snap, in_port, pkt.as_mut())
             }
             ethernet::ETHERTYPE_IPV4 | ethernet::ETHERTYPE_ARP => {
                 Verdict::Drop(DropReason::L2NotForUs)
@@ -107,7 +211,7 @@ impl Pipeline {
             return Verdict::Drop(DropReason::ArpMalformed);
         };
         let sender = a.sender_mac();
-        if !sender.is_multicast() && sender != crate::wire::MacAddr::ZERO {
+        if !sender.is_multicast() && sender != MacAddr::ZERO {
             if let Some(slot) = snap.arp.slot(in_port, a.sender_ip()) {
                 if snap.arp.set(slot, sender) {
                     self.counters.arp_learned += 1;
@@ -123,63 +227,31 @@ impl Pipeline {
         Verdict::Forward(in_port)
     }
 
-    fn ipv4(&mut self, snap: &Snapshot, fib: View, frame: &mut [u8]) -> Verdict {
-        let (hdr, body) = frame.split_at_mut(ethernet::HEADER_LEN);
-        let mut ip = match ipv4::Packet::new_checked(body) {
+    /// Validates an IPv4 packet and sends it on by what its destination is: a route, one of
+    /// our anycast tunnel endpoints, or ourselves.
+    fn ipv4<B: PacketBuf>(
+        &mut self,
+        snap: &Snapshot,
+        fib: View,
+        in_port: u16,
+        pkt: &mut B,
+    ) -> Verdict {
+        let ip = match parse_ipv4(pkt.as_ref()) {
             Ok(ip) => ip,
-            Err(e) => {
-                return Verdict::Drop(match e {
-                    ipv4::Error::Truncated => DropReason::Ipv4Truncated,
-                    ipv4::Error::BadVersion => DropReason::Ipv4BadVersion,
-                    ipv4::Error::BadIhl => DropReason::Ipv4BadIhl,
-                    ipv4::Error::BadLength => DropReason::Ipv4BadLength,
-                    ipv4::Error::BadChecksum => DropReason::Ipv4BadChecksum,
-                })
-            }
+            Err(r) => return Verdict::Drop(r),
         };
-        if ipv4::is_martian_src(ip.src()) {
-            return Verdict::Drop(DropReason::Ipv4MartianSrc);
+        match fib.lookup(ip.dst) {
+            None => Verdict::Drop(DropReason::NoRoute),
+            Some(NH_LOCAL) => Verdict::Drop(DropReason::LocalDestination),
+            Some(NH_ANYCAST) => self.decapsulated(snap, fib, pkt, &ip),
+            Some(nh) => self.route(snap, fib, pkt, &ip, nh, Origin::Port(in_port)),
         }
-        let dst = ip.dst();
-        if ipv4::is_martian_dst(dst) {
-            return Verdict::Drop(DropReason::Ipv4MartianDst);
-        }
-        let nh_id = match fib.lookup(dst) {
-            None => return Verdict::Drop(DropReason::NoRoute),
-            Some(NH_LOCAL) => return Verdict::Drop(DropReason::LocalDestination),
-            Some(id) => id,
-        };
-        if ip.ttl() <= 1 {
-            return Verdict::Drop(DropReason::TtlExceeded);
-        }
-        let Some(nh) = snap.nexthops.get(nh_id as usize) else {
-            return Verdict::Drop(DropReason::NoRoute);
-        };
-        let Some(out) = snap.ports.get(nh.port as usize) else {
-            return Verdict::Drop(DropReason::NoRoute);
-        };
-        if ip.total_len() > out.mtu as usize {
-            return Verdict::Drop(DropReason::MtuExceeded);
-        }
-        let mac = match nh.mac {
-            NhMac::Static(m) => m,
-            NhMac::Arp(slot) => match snap.arp.get(slot) {
-                Some(m) => m,
-                None => {
-                    self.want_arp(nh_id);
-                    return Verdict::Drop(DropReason::NeighborUnresolved);
-                }
-            },
-        };
-        ip.decrement_ttl();
-        rewrite_l2(hdr, mac, out.mac);
-        Verdict::Forward(nh.port)
     }
 }
 
 /// Sets both MACs of an Ethernet header.
 #[inline(always)]
-fn rewrite_l2(hdr: &mut [u8], dst: crate::wire::MacAddr, src: crate::wire::MacAddr) {
+pub(super) fn rewrite_l2(hdr: &mut [u8], dst: MacAddr, src: MacAddr) {
     if let Some(mut eth) = ethernet::Frame::new_checked(hdr) {
         eth.set_dst(dst);
         eth.set_src(src);

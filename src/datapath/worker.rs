@@ -8,7 +8,7 @@ use super::BURST;
 use crate::config::MAX_PORTS;
 use crate::dpdk::{self, Mbuf, MbufArray, Mempool, RxQueue, TxQueue};
 use crate::rcu;
-use crate::route::{NhMac, Snapshot};
+use crate::route::{NextHop, NhMac, Snapshot};
 use crate::wire::arp;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -65,12 +65,17 @@ impl Worker {
         let mut drops: MbufArray<BURST> = MbufArray::new();
         let mut txb: Vec<MbufArray<BURST>> = (0..tx.len()).map(|_| MbufArray::new()).collect();
         let mut verdicts = [Verdict::Drop(DropReason::NoRoute); BURST];
-        let mut arp = ArpLimiter::new(dpdk::tsc_hz() / 1000 * ARP_INTERVAL_MS);
+        let hz = dpdk::tsc_hz();
+        let mut arp = ArpLimiter::new(hz / 1000 * ARP_INTERVAL_MS);
+        // Counters go out at most once a millisecond: the block is large (per-tunnel counters).
+        let publish_gap = hz / 1000;
+        let mut published = 0u64;
         let n_ports = tx.len().min(MAX_PORTS);
 
         while !stop.load(Ordering::Relaxed) {
             let snap: &Snapshot = snapshot.refresh();
             let start = dpdk::tsc();
+            pipeline.set_clock(start, hz);
             let mut busy = false;
             for (port, rxq) in rx.iter_mut() {
                 let n = rxq.rx(&mut burst);
@@ -100,12 +105,16 @@ impl Worker {
                 flush(tx, &mut txb, &mut pipeline);
             }
             if busy {
+                let end = dpdk::tsc();
                 pipeline.counters.busy_loops += 1;
-                pipeline.counters.busy_cycles += dpdk::tsc() - start;
-                counters.publish(*index, &pipeline.counters);
+                pipeline.counters.busy_cycles += end - start;
+                if end.wrapping_sub(published) >= publish_gap {
+                    counters.publish(*index, &mut pipeline.counters);
+                    published = end;
+                }
             }
         }
-        counters.publish(*index, &pipeline.counters);
+        counters.publish(*index, &mut pipeline.counters);
     }
 }
 
@@ -152,7 +161,7 @@ impl ArpLimiter {
         }
         let now = dpdk::tsc();
         for nh_id in wants.into_iter().flatten() {
-            let Some(nh) = snap.nexthops.get(nh_id as usize) else {
+            let Some(NextHop::Gateway(nh)) = snap.nexthops.get(nh_id as usize) else {
                 continue;
             };
             let (NhMac::Arp(_), Some(port)) = (nh.mac, snap.ports.get(nh.port as usize)) else {

@@ -2,6 +2,10 @@
 //! the ports' L2/L3 identity, built by the management thread into an immutable [`Snapshot`].
 mod arp_cache;
 mod snapshot;
+mod source_filter;
 
 pub use arp_cache::ArpCache;
-pub use snapshot::{NextHop, NhMac, PortState, Snapshot, NH_LOCAL};
+pub use snapshot::{
+    Gateway, NextHop, NhMac, PortState, Snapshot, TunnelState, NH_ANYCAST, NH_LOCAL,
+};
+pub use source_filter::SourceFilter;

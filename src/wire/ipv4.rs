@@ -129,12 +129,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     /// header. The caller has checked that the TTL is above 1.
     #[inline(always)]
     pub fn decrement_ttl(&mut self) {
-        let b = self.buf.as_mut();
-        let old = be16(&b[field::TTL..field::PROTO + 1]);
-        b[field::TTL] = b[field::TTL].wrapping_sub(1);
-        let new = be16(&b[field::TTL..field::PROTO + 1]);
-        let hc = be16(&b[field::CHECKSUM]);
-        b[field::CHECKSUM].copy_from_slice(&checksum::update16(hc, old, new).to_be_bytes());
+        decrement_ttl_in(self.buf.as_mut());
     }
     /// Recomputes the header checksum from scratch.
     pub fn fill_checksum(&mut self) {
@@ -144,6 +139,53 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
         let c = checksum::checksum(&b[..hlen]);
         b[field::CHECKSUM].copy_from_slice(&c.to_be_bytes());
     }
+}
+
+/// `Packet::decrement_ttl` on raw header bytes, for a header validated earlier: lowers the
+/// TTL by one and patches the checksum incrementally. Does nothing to a short buffer.
+#[inline(always)]
+pub fn decrement_ttl_in(hdr: &mut [u8]) {
+    let Some(b) = hdr.get_mut(..MIN_HEADER_LEN) else {
+        return;
+    };
+    let old = be16(&b[field::TTL..field::PROTO + 1]);
+    b[field::TTL] = b[field::TTL].wrapping_sub(1);
+    let new = be16(&b[field::TTL..field::PROTO + 1]);
+    let hc = be16(&b[field::CHECKSUM]);
+    b[field::CHECKSUM].copy_from_slice(&checksum::update16(hc, old, new).to_be_bytes());
+}
+
+/// The fields of a header anygate writes (outer tunnel headers, ICMP errors).
+#[derive(Debug, Clone, Copy)]
+pub struct NewHeader {
+    pub tos: u8,
+    pub total_len: u16,
+    pub ident: u16,
+    pub dont_frag: bool,
+    pub ttl: u8,
+    pub protocol: u8,
+    pub src: u32,
+    pub dst: u32,
+}
+
+/// Writes a 20-byte header with its checksum at the start of `buf`.
+#[inline]
+pub fn write_header(buf: &mut [u8], h: &NewHeader) {
+    let Some(b) = buf.get_mut(..MIN_HEADER_LEN) else {
+        return;
+    };
+    b[field::VER_IHL] = 0x45;
+    b[field::TOS] = h.tos;
+    b[field::LEN].copy_from_slice(&h.total_len.to_be_bytes());
+    b[field::ID].copy_from_slice(&h.ident.to_be_bytes());
+    b[field::FLAGS_FRAG].copy_from_slice(&[if h.dont_frag { 0x40 } else { 0 }, 0]);
+    b[field::TTL] = h.ttl;
+    b[field::PROTO] = h.protocol;
+    b[field::CHECKSUM].copy_from_slice(&[0, 0]);
+    b[field::SRC].copy_from_slice(&h.src.to_be_bytes());
+    b[field::DST].copy_from_slice(&h.dst.to_be_bytes());
+    let c = checksum::checksum(b);
+    b[field::CHECKSUM].copy_from_slice(&c.to_be_bytes());
 }
 
 /// Martian sources (RFC 1812 5.3.7): this-network, loopback, multicast, reserved, broadcast.

@@ -3,6 +3,9 @@
 pub mod arp;
 pub mod checksum;
 pub mod ethernet;
+pub mod gre;
+pub mod icmp;
 pub mod ipv4;
+pub mod tcp;
 
 pub use ethernet::MacAddr;

@@ -1,0 +1,254 @@
+//! Validation of `[node]` and `[[tunnels]]`.
+use super::schema::{RawConfig, TunnelType};
+use super::validate::{parse_cidr, parse_ip, parse_prefix, Errs, PortConf};
+use crate::lpm::Prefix;
+use std::collections::HashMap;
+
+/// GRE over IPv4 adds 24 bytes (20 IPv4 + 4 GRE), IP-in-IP 20.
+pub const GRE_OVERHEAD: u16 = 24;
+pub const IPIP_OVERHEAD: u16 = 20;
+/// Most tunnels one process serves; per-tunnel counters are fixed arrays of this size.
+pub const MAX_TUNNELS: usize = 256;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeConf {
+    pub anycast: Vec<u32>,
+    pub icmp_errors_per_second: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TunnelConf {
+    pub name: String,
+    pub kind: TunnelType,
+    pub customer_endpoint: u32,
+    pub edge_endpoint: u32,
+    /// Our side of the interface subnet, and the customer's.
+    pub local_addr: u32,
+    pub peer_addr: u32,
+    pub prefix_len: u8,
+    pub mtu: u16,
+    pub ttl: u8,
+    /// 0: no clamping.
+    pub mss_clamp: u16,
+    /// None: the prefixes routed to the tunnel (filled in by `validate`).
+    pub authorized: Option<Vec<Prefix>>,
+}
+
+impl TunnelConf {
+    pub fn overhead(&self) -> u16 {
+        match self.kind {
+            TunnelType::Gre => GRE_OVERHEAD,
+            TunnelType::Ipip => IPIP_OVERHEAD,
+        }
+    }
+    pub fn protocol(&self) -> u8 {
+        match self.kind {
+            TunnelType::Gre => crate::wire::ipv4::PROTO_GRE,
+            TunnelType::Ipip => crate::wire::ipv4::PROTO_IPIP,
+        }
+    }
+    pub fn interface_prefix(&self) -> Prefix {
+        Prefix {
+            addr: self.local_addr & Prefix::mask(self.prefix_len),
+            len: self.prefix_len,
+        }
+    }
+}
+
+fn interface_range_ok(addr: u32) -> bool {
+    let in_p = |a: u32, p: u32, l: u8| a & Prefix::mask(l) == p;
+    in_p(addr, 0x0a00_0000, 8)
+        || in_p(addr, 0xac10_0000, 12)
+        || in_p(addr, 0xc0a8_0000, 16)
+        || in_p(addr, 0xa9fe_f000, 20)
+}
+
+pub fn validate_node(raw: &RawConfig, ports: &[PortConf], e: &mut Errs) -> NodeConf {
+    let mut anycast = Vec::new();
+    for (i, a) in raw.node.anycast_addresses.iter().enumerate() {
+        let path = format!("node.anycast_addresses[{i}]");
+        match parse_ip(a) {
+            Ok(ip) if anycast.contains(&ip) => e.push(path, format!("{a} is listed twice")),
+            Ok(ip) if ports.iter().any(|p| p.addr == ip) => e.push(
+                path,
+                format!("{a} is a port address; anycast addresses are not"),
+            ),
+            Ok(ip) if crate::wire::ipv4::is_martian_dst(ip) => {
+                e.push(path, format!("{a} is not a unicast address"))
+            }
+            Ok(ip) => anycast.push(ip),
+            Err(m) => e.push(path, m),
+        }
+    }
+    NodeConf {
+        anycast,
+        icmp_errors_per_second: raw.node.icmp_errors_per_second,
+    }
+}
+
+pub fn validate_tunnels(raw: &RawConfig, node: &NodeConf, e: &mut Errs) -> Vec<TunnelConf> {
+    if raw.tunnels.len() > MAX_TUNNELS {
+        e.push(
+            "tunnels",
+            format!("{} tunnels; at most {MAX_TUNNELS}", raw.tunnels.len()),
+        );
+    }
+    let mut out: Vec<TunnelConf> = Vec::new();
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    let mut endpoints: HashMap<(u32, u32, TunnelType), usize> = HashMap::new();
+    for (i, t) in raw.tunnels.iter().enumerate() {
+        let path = format!("tunnels[{i}]");
+        let before = e.0.len();
+        if t.name.is_empty() || t.name.len() > 15 || !t.name.chars().all(|c| c.is_ascii_graphic()) {
+            e.push(
+                format!("{path}.name"),
+                format!(
+                    "`{}` must be 1-15 printable characters without spaces",
+                    t.name
+                ),
+            );
+        }
+        if let Some(j) = names.insert(&t.name, i) {
+            e.push(
+                format!("{path}.name"),
+                format!("duplicate tunnel name `{}`: already tunnels[{j}]", t.name),
+            );
+        }
+        let customer = parse_ip(&t.customer_endpoint)
+            .map_err(|m| e.push(format!("{path}.customer_endpoint"), m))
+            .ok();
+        let edge = parse_ip(&t.edge_endpoint)
+            .map_err(|m| e.push(format!("{path}.edge_endpoint"), m))
+            .ok();
+        if let Some(edge) = edge {
+            if !node.anycast.contains(&edge) {
+                e.push(
+                    format!("{path}.edge_endpoint"),
+                    format!("{} is not one of node.anycast_addresses", t.edge_endpoint),
+                );
+            }
+        }
+        if let Some(c) = customer {
+            if crate::wire::ipv4::is_martian_src(c) || node.anycast.contains(&c) {
+                e.push(
+                    format!("{path}.customer_endpoint"),
+                    format!("{} cannot be a customer endpoint", t.customer_endpoint),
+                );
+            }
+        }
+        if let (Some(c), Some(d)) = (customer, edge) {
+            if let Some(j) = endpoints.insert((c, d, t.kind), i) {
+                e.push(
+                    format!("{path}.customer_endpoint"),
+                    format!(
+                        "tunnels[{j}] already joins {} and {} with the same type",
+                        t.customer_endpoint, t.edge_endpoint
+                    ),
+                );
+            }
+        }
+        let (local, len) = match parse_cidr(&t.interface_address) {
+            Ok((a, l)) if l != 30 && l != 31 => {
+                e.push(
+                    format!("{path}.interface_address"),
+                    format!("{} must be a /31 or a /30", t.interface_address),
+                );
+                (a, l)
+            }
+            Ok((a, l)) if !interface_range_ok(a) => {
+                e.push(
+                    format!("{path}.interface_address"),
+                    format!(
+                        "{} must be in RFC 1918 space or 169.254.240.0/20",
+                        t.interface_address
+                    ),
+                );
+                (a, l)
+            }
+            Ok((a, 30)) if a & 3 == 0 || a & 3 == 3 => {
+                e.push(
+                    format!("{path}.interface_address"),
+                    format!(
+                        "{} is the network or broadcast address of its /30",
+                        t.interface_address
+                    ),
+                );
+                (a, 30)
+            }
+            Ok(v) => v,
+            Err(m) => {
+                e.push(format!("{path}.interface_address"), m);
+                (0, 31)
+            }
+        };
+        // The customer's side: the other address of a /31, the other host of a /30.
+        let peer = if len == 31 {
+            local ^ 1
+        } else {
+            (local & !3) | if local & 3 == 1 { 2 } else { 1 }
+        };
+        let (def_mtu, overhead) = match t.kind {
+            TunnelType::Gre => (1500 - GRE_OVERHEAD, GRE_OVERHEAD),
+            TunnelType::Ipip => (1500 - IPIP_OVERHEAD, IPIP_OVERHEAD),
+        };
+        let mtu = t.mtu.unwrap_or(def_mtu);
+        if !(576..=9600 - overhead).contains(&mtu) {
+            e.push(
+                format!("{path}.mtu"),
+                format!("{mtu} is not in 576..={}", 9600 - overhead),
+            );
+        }
+        let ttl = t.ttl.unwrap_or(64);
+        if ttl == 0 {
+            e.push(format!("{path}.ttl"), "0 is not a usable TTL; 1..=255");
+        }
+        let mss_clamp = t.mss_clamp.unwrap_or(mtu.saturating_sub(40));
+        if mss_clamp != 0 && mss_clamp < 88 {
+            e.push(
+                format!("{path}.mss_clamp"),
+                format!("{mss_clamp} is below the smallest useful MSS (88); 0 disables clamping"),
+            );
+        }
+        let authorized = t.authorized_prefixes.as_ref().map(|list| {
+            list.iter()
+                .enumerate()
+                .filter_map(|(k, s)| {
+                    parse_prefix(s)
+                        .map_err(|m| e.push(format!("{path}.authorized_prefixes[{k}]"), m))
+                        .ok()
+                })
+                .collect()
+        });
+        if e.0.len() > before {
+            continue;
+        }
+        let tc = TunnelConf {
+            name: t.name.clone(),
+            kind: t.kind,
+            customer_endpoint: customer.unwrap_or(0),
+            edge_endpoint: edge.unwrap_or(0),
+            local_addr: local,
+            peer_addr: peer,
+            prefix_len: len,
+            mtu,
+            ttl,
+            mss_clamp,
+            authorized,
+        };
+        if let Some(j) = out.iter().position(|o| {
+            let m = Prefix::mask(o.prefix_len.min(tc.prefix_len));
+            o.local_addr & m == tc.local_addr & m
+        }) {
+            e.push(
+                format!("{path}.interface_address"),
+                format!(
+                    "{} overlaps the interface address of tunnel `{}`",
+                    t.interface_address, out[j].name
+                ),
+            );
+            continue;
+        }
+        out.push(tc);
+    }
+    out
+}

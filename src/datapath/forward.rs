@@ -1,0 +1,240 @@
+//! Forwarding toward a next hop: TTL, MTU, MSS clamping through tunnels, then either the L2
+//! rewrite toward a gateway or encapsulation into a tunnel (outer headers written into the
+//! mbuf headroom; the payload is never copied). The link layer is resolved before anything
+//! is modified, so a packet dropped for want of a MAC leaves untouched.
+use super::packet::PacketBuf;
+use super::pipeline::{rewrite_l2, Ip4, Origin, Pipeline};
+use super::verdict::{DropReason, Verdict};
+use crate::config::TunnelType;
+use crate::lpm::View;
+use crate::route::{Gateway, NextHop, NhMac, Snapshot};
+use crate::wire::{ethernet, gre, icmp, ipv4, tcp, MacAddr};
+
+/// Where a packet leaves: destination and source MAC, and the port.
+type L2 = (MacAddr, MacAddr, u16);
+
+impl Pipeline {
+    pub(super) fn route<B: PacketBuf>(
+        &mut self,
+        snap: &Snapshot,
+        fib: View,
+        pkt: &mut B,
+        ip: &Ip4,
+        nh_id: u32,
+        origin: Origin,
+    ) -> Verdict {
+        let Some(&nh) = snap.nexthops.get(nh_id as usize) else {
+            return Verdict::Drop(DropReason::NoRoute);
+        };
+        self.note.nexthop = Some(nh_id);
+        let local = origin == Origin::Local;
+        if !local && ip.ttl <= 1 {
+            return self.icmp_error(
+                snap,
+                fib,
+                pkt,
+                ip,
+                origin,
+                DropReason::TtlExceeded,
+                icmp::TYPE_TIME_EXCEEDED,
+                icmp::CODE_TTL_EXCEEDED,
+                0,
+            );
+        }
+        let (mtu, too_big) = match nh {
+            NextHop::Tunnel(t) => {
+                self.note.egress_tunnel = Some(t);
+                let mtu = snap.tunnels.get(t as usize).map_or(0, |t| t.mtu);
+                (mtu, DropReason::TunnelMtuExceeded)
+            }
+            NextHop::Gateway(g) => {
+                let mtu = snap.ports.get(g.port as usize).map_or(0, |p| p.mtu);
+                (mtu, DropReason::MtuExceeded)
+            }
+        };
+        if ip.total > mtu as usize {
+            if ip.df && !local {
+                return self.icmp_error(
+                    snap,
+                    fib,
+                    pkt,
+                    ip,
+                    origin,
+                    too_big,
+                    icmp::TYPE_DEST_UNREACHABLE,
+                    icmp::CODE_FRAG_NEEDED,
+                    mtu,
+                );
+            }
+            return Verdict::Drop(too_big);
+        }
+        let l2 = match nh {
+            NextHop::Gateway(g) => self
+                .gateway_mac(snap, &g, nh_id)
+                .map(|(d, s)| (d, s, g.port)),
+            NextHop::Tunnel(t) => self.underlay(snap, ip, t),
+        };
+        let l2 = match l2 {
+            Ok(l2) => l2,
+            Err(r) => return Verdict::Drop(r),
+        };
+        if ip.proto == ipv4::PROTO_TCP && ip.frag_off == 0 {
+            self.clamp(snap, pkt, ip, origin, nh);
+        }
+        if !local {
+            let hdr = pkt
+                .as_mut()
+                .get_mut(ethernet::HEADER_LEN..)
+                .unwrap_or(&mut []);
+            ipv4::decrement_ttl_in(hdr);
+        }
+        match nh {
+            NextHop::Gateway(_) => {
+                rewrite_l2(pkt.as_mut(), l2.0, l2.1);
+                Verdict::Forward(l2.2)
+            }
+            NextHop::Tunnel(t) => self.encap(snap, pkt, ip, t, l2),
+        }
+    }
+
+    /// Lowers the MSS of a SYN or SYN-ACK that enters or leaves through a tunnel.
+    fn clamp<B: PacketBuf>(
+        &mut self,
+        snap: &Snapshot,
+        pkt: &mut B,
+        ip: &Ip4,
+        origin: Origin,
+        nh: NextHop,
+    ) {
+        let limit = |t: u16| snap.tunnels.get(t as usize).map_or(0, |t| t.mss_clamp);
+        let ingress = if let Origin::Tunnel(t) = origin {
+            limit(t)
+        } else {
+            0
+        };
+        let egress = if let NextHop::Tunnel(t) = nh {
+            limit(t)
+        } else {
+            0
+        };
+        let max = match (ingress, egress) {
+            (0, x) | (x, 0) => x,
+            (a, b) => a.min(b),
+        };
+        if max == 0 {
+            return;
+        }
+        let start = ethernet::HEADER_LEN + ip.hlen;
+        let end = ethernet::HEADER_LEN + ip.total;
+        let Some(seg) = pkt.as_mut().get_mut(start..end) else {
+            return;
+        };
+        let r = tcp::clamp_mss(seg, max);
+        self.note.mss = r.value();
+        if let tcp::Mss::Clamped(..) = r {
+            self.note.clamped = true;
+            self.counters.mss_clamped += 1;
+        }
+    }
+
+    /// (destination, source) MACs toward a gateway, or why there are none yet.
+    fn gateway_mac(
+        &mut self,
+        snap: &Snapshot,
+        g: &Gateway,
+        nh_id: u32,
+    ) -> Result<(MacAddr, MacAddr), DropReason> {
+        let Some(port) = snap.ports.get(g.port as usize) else {
+            return Err(DropReason::NoRoute);
+        };
+        match g.mac {
+            NhMac::Static(m) => Ok((m, port.mac)),
+            NhMac::Arp(slot) => match snap.arp.get(slot) {
+                Some(m) => Ok((m, port.mac)),
+                None => {
+                    self.want_arp(nh_id);
+                    Err(DropReason::NeighborUnresolved)
+                }
+            },
+        }
+    }
+
+    /// The link layer toward tunnel `t`'s customer endpoint, checking the outer size.
+    fn underlay(&mut self, snap: &Snapshot, ip: &Ip4, t: u16) -> Result<L2, DropReason> {
+        let Some(tun) = snap.tunnels.get(t as usize) else {
+            return Err(DropReason::NoRoute);
+        };
+        let Some(NextHop::Gateway(g)) = snap.nexthops.get(tun.underlay as usize).copied() else {
+            return Err(DropReason::NoRoute);
+        };
+        let (dst, src) = self.gateway_mac(snap, &g, tun.underlay)?;
+        let outer_total = ip.total + tun.overhead as usize;
+        if snap
+            .ports
+            .get(g.port as usize)
+            .is_none_or(|p| outer_total > p.mtu as usize)
+        {
+            return Err(DropReason::MtuExceeded);
+        }
+        Ok((dst, src, g.port))
+    }
+
+    /// Wraps the packet for tunnel `t`: outer IPv4 from our anycast endpoint to the customer's
+    /// (TTL from the tunnel, DSCP/ECN and DF copied from the inner header, ID 0 when DF is set
+    /// and a per-worker counter otherwise), plus a 4-byte GRE header for GRE tunnels.
+    fn encap<B: PacketBuf>(
+        &mut self,
+        snap: &Snapshot,
+        pkt: &mut B,
+        ip: &Ip4,
+        t: u16,
+        l2: L2,
+    ) -> Verdict {
+        let Some(tun) = snap.tunnels.get(t as usize) else {
+            return Verdict::Drop(DropReason::NoRoute);
+        };
+        let padding = pkt
+            .as_ref()
+            .len()
+            .saturating_sub(ethernet::HEADER_LEN + ip.total);
+        if padding > 0 {
+            pkt.trim_back(padding);
+        }
+        let ident = if ip.df {
+            0
+        } else {
+            self.ip_id = self.ip_id.wrapping_add(1);
+            self.ip_id
+        };
+        let Some(buf) = pkt.prepend(tun.overhead as usize) else {
+            return Verdict::Drop(DropReason::NoHeadroom);
+        };
+        let frame_len = buf.len();
+        let outer = ipv4::NewHeader {
+            tos: ip.tos,
+            total_len: (ip.total + tun.overhead as usize) as u16,
+            ident,
+            dont_frag: ip.df,
+            ttl: tun.ttl,
+            protocol: tun.proto,
+            src: tun.local,
+            dst: tun.remote,
+        };
+        let (eth, rest) = buf.split_at_mut(ethernet::HEADER_LEN);
+        ipv4::write_header(rest, &outer);
+        if tun.kind == TunnelType::Gre {
+            let g = rest.get_mut(ipv4::MIN_HEADER_LEN..).unwrap_or(&mut []);
+            gre::write_basic(g, gre::PROTO_IPV4);
+        }
+        if let Some(mut e) = ethernet::Frame::new_checked(eth) {
+            e.set_dst(l2.0);
+            e.set_src(l2.1);
+            e.set_ethertype(ethernet::ETHERTYPE_IPV4);
+        }
+        if let Some(tc) = self.counters.tunnels.get_mut(t as usize) {
+            tc.tx_packets += 1;
+            tc.tx_bytes += frame_len as u64;
+        }
+        Verdict::Forward(l2.2)
+    }
+}
