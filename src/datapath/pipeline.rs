@@ -261,3 +261,7 @@ pub(super) fn rewrite_l2(hdr: &mut [u8], dst: MacAddr, src: MacAddr) {
 #[cfg(test)]
 #[path = "pipeline_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "tunnel_tests.rs"]
+mod tunnel_tests;

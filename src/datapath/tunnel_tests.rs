@@ -1,0 +1,519 @@
+//! Tunnel paths through the pipeline: decap, encap, tunnel to tunnel, source checks, MSS
+//! clamping and ICMP errors. Packets and expectations are built with etherparse.
+use super::*;
+use crate::config::{parse, Host};
+use crate::datapath::{DropReason, VecBuf, Verdict};
+use crate::route::Snapshot;
+use crate::wire::MacAddr;
+use etherparse::{IpNumber, Ipv4Header, PacketBuilder, TcpOptionElement};
+
+const CFG: &str = r#"
+[node]
+anycast_addresses = ["203.0.113.10"]
+icmp_errors_per_second = 1000
+
+[[ports]]
+name = "wan0"
+device = "net_null0"
+mac = "02:00:00:00:00:01"
+address = "192.0.2.1/24"
+
+[[ports]]
+name = "lan0"
+device = "net_null1"
+mac = "02:00:00:00:01:01"
+address = "10.0.0.1/24"
+
+[[workers]]
+core = 0
+rx = [{ port = "wan0" }, { port = "lan0" }]
+
+[[neighbors]]
+ip = "192.0.2.254"
+mac = "02:00:00:00:00:fe"
+port = "wan0"
+
+[[tunnels]]
+name = "acme"
+type = "gre"
+customer_endpoint = "198.51.100.20"
+edge_endpoint = "203.0.113.10"
+interface_address = "10.100.0.0/31"
+
+[[tunnels]]
+name = "beta"
+type = "ipip"
+customer_endpoint = "198.51.100.30"
+cloudflare_endpoint = "203.0.113.10"
+interface_address = "10.100.0.2/31"
+mss_clamp = 1360
+
+[[routes]]
+prefix = "0.0.0.0/0"
+nexthop = "192.0.2.254"
+
+[[routes]]
+prefix = "192.168.10.0/24"
+nexthop = "acme"
+
+[[routes]]
+prefix = "192.168.20.0/24"
+nexthop = "10.100.0.3"
+"#;
+
+const WAN: [u8; 6] = [2, 0, 0, 0, 0, 1];
+const UP: [u8; 6] = [2, 0, 0, 0, 0, 0xfe];
+const EDGE: [u8; 4] = [203, 0, 113, 10];
+const ACME: [u8; 4] = [198, 51, 100, 20];
+const BETA: [u8; 4] = [198, 51, 100, 30];
+const NET: [u8; 4] = [93, 184, 216, 34];
+
+fn snapshot_with(cfg: &str) -> Snapshot {
+    let cfg = parse(cfg, &Host { cores: vec![0] }).unwrap();
+    let macs: Vec<MacAddr> = cfg.ports.iter().map(|p| p.mac.unwrap()).collect();
+    Snapshot::build(&cfg, &macs, 1, None).unwrap()
+}
+
+fn snapshot() -> Snapshot {
+    snapshot_with(CFG)
+}
+
+/// An IPv4/UDP packet without Ethernet, DF set (etherparse's default).
+fn inner_udp(src: [u8; 4], dst: [u8; 4], ttl: u8, len: usize) -> Vec<u8> {
+    let mut v = Vec::new();
+    PacketBuilder::ipv4(src, dst, ttl)
+        .udp(4000, 53)
+        .write(&mut v, &vec![0x42; len])
+        .unwrap();
+    v
+}
+
+/// An IPv4/TCP SYN (or SYN-ACK) carrying `mss`, without Ethernet.
+fn inner_syn(src: [u8; 4], dst: [u8; 4], mss: Option<u16>, ack: bool) -> Vec<u8> {
+    let mut b = PacketBuilder::ipv4(src, dst, 64)
+        .tcp(40000, 443, 1, 64240)
+        .syn();
+    if ack {
+        b = b.ack(77);
+    }
+    let b = match mss {
+        Some(m) => b
+            .options(&[
+                TcpOptionElement::Noop,
+                TcpOptionElement::MaximumSegmentSize(m),
+            ])
+            .unwrap(),
+        None => b,
+    };
+    let mut v = Vec::new();
+    b.write(&mut v, &[]).unwrap();
+    v
+}
+
+fn eth(dst: [u8; 6], src: [u8; 6], payload: &[u8]) -> Vec<u8> {
+    let mut v = dst.to_vec();
+    v.extend_from_slice(&src);
+    v.extend_from_slice(&[0x08, 0x00]);
+    v.extend_from_slice(payload);
+    v
+}
+
+/// Outer IPv4 (+ GRE when `gre_hdr` is given) around `inner`, in an Ethernet frame to wan0.
+fn tunneled(
+    src: [u8; 4],
+    dst: [u8; 4],
+    proto: u8,
+    gre_hdr: Option<&[u8]>,
+    inner: &[u8],
+) -> Vec<u8> {
+    let mut payload = gre_hdr.map(|g| g.to_vec()).unwrap_or_default();
+    payload.extend_from_slice(inner);
+    let mut h = Ipv4Header::new(payload.len() as u16, 60, IpNumber(proto), src, dst).unwrap();
+    h.header_checksum = h.calc_header_checksum();
+    let mut ip = Vec::new();
+    h.write(&mut ip).unwrap();
+    ip.extend_from_slice(&payload);
+    eth(WAN, UP, &ip)
+}
+
+fn gre(inner: &[u8]) -> Vec<u8> {
+    tunneled(ACME, EDGE, 47, Some(&[0, 0, 8, 0]), inner)
+}
+
+fn run1(snap: &Snapshot, frame: Vec<u8>) -> (Verdict, Vec<u8>, Pipeline) {
+    let mut p = Pipeline::new();
+    let mut b = [VecBuf::from_bytes(&frame)];
+    let mut v = [Verdict::Drop(DropReason::NoRoute)];
+    p.process(snap, 0, &mut b, &mut v);
+    (v[0], b[0].as_ref().to_vec(), p)
+}
+
+fn with_ttl(mut ip: Vec<u8>, ttl: u8) -> Vec<u8> {
+    ip[8] = ttl;
+    ip[10..12].copy_from_slice(&[0, 0]);
+    let c = crate::wire::checksum::checksum(&ip[..20]);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    ip
+}
+
+#[test]
+fn gre_decap_then_forward_to_the_internet() {
+    let s = snapshot();
+    let inner = inner_udp([192, 168, 10, 5], NET, 64, 100);
+    let (v, out, p) = run1(&s, gre(&inner));
+    assert_eq!(v, Verdict::Forward(0));
+    assert_eq!(
+        out,
+        eth(UP, WAN, &with_ttl(inner, 63)),
+        "only the inner packet leaves, TTL - 1"
+    );
+    assert_eq!(p.note().ingress_tunnel, Some(0));
+    assert_eq!(p.counters.tunnels[0].rx_packets, 1);
+}
+
+#[test]
+fn ipip_decap() {
+    let s = snapshot();
+    let inner = inner_udp([192, 168, 20, 5], NET, 64, 10);
+    let (v, out, p) = run1(&s, tunneled(BETA, EDGE, 4, None, &inner));
+    assert_eq!(v, Verdict::Forward(0));
+    assert_eq!(out, eth(UP, WAN, &with_ttl(inner, 63)));
+    assert_eq!(p.note().ingress_tunnel, Some(1));
+}
+
+#[test]
+fn gre_options_and_refusals() {
+    let s = snapshot();
+    let inner = inner_udp([192, 168, 10, 5], NET, 64, 20);
+    // Checksum + key + sequence.
+    let mut g = vec![0xb0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0, 42, 0, 0, 0, 1];
+    g.extend_from_slice(&inner);
+    let c = crate::wire::checksum::checksum(&g);
+    g[4..6].copy_from_slice(&c.to_be_bytes());
+    let (v, out, _) = run1(&s, tunneled(ACME, EDGE, 47, Some(&g[..16]), &inner));
+    assert_eq!(v, Verdict::Forward(0));
+    assert_eq!(out, eth(UP, WAN, &with_ttl(inner.clone(), 63)));
+    let mut bad = g.clone();
+    bad[5] ^= 1;
+    // Dropped before decapsulation: the frame is untouched.
+    let before: Vec<(Vec<u8>, DropReason)> = vec![
+        (
+            tunneled(ACME, EDGE, 47, Some(&bad[..16]), &inner),
+            DropReason::GreBadChecksum,
+        ),
+        (
+            tunneled(ACME, EDGE, 47, Some(&[0, 1, 8, 0]), &inner),
+            DropReason::GreBadVersion,
+        ),
+        (
+            tunneled(ACME, EDGE, 47, Some(&[0x40, 0, 8, 0]), &inner),
+            DropReason::GreUnsupportedFlags,
+        ),
+        (
+            tunneled(ACME, EDGE, 47, Some(&[0, 0, 0x86, 0xdd]), &inner),
+            DropReason::GreInnerIpv6,
+        ),
+        (
+            tunneled(ACME, EDGE, 47, Some(&[0, 0, 0x88, 0x0b]), &inner),
+            DropReason::GreUnsupportedProtocol,
+        ),
+        (
+            tunneled(ACME, EDGE, 47, Some(&[0x20, 0]), &[]),
+            DropReason::GreMalformed,
+        ),
+        (
+            tunneled([198, 51, 100, 99], EDGE, 47, Some(&[0, 0, 8, 0]), &inner),
+            DropReason::TunnelUnknown,
+        ),
+        (
+            tunneled(ACME, EDGE, 4, None, &inner),
+            DropReason::TunnelWrongProtocol,
+        ),
+        (
+            eth(WAN, UP, &inner_udp(ACME, EDGE, 64, 8)),
+            DropReason::AnycastNotTunnel,
+        ),
+    ];
+    for (i, (frame, want)) in before.into_iter().enumerate() {
+        let (v, out, _) = run1(&s, frame.clone());
+        assert_eq!(v, Verdict::Drop(want), "case {i}");
+        assert_eq!(
+            out, frame,
+            "case {i}: a packet dropped before decap is left untouched"
+        );
+    }
+    // Dropped after decapsulation: what remains is exactly the inner packet, unmodified.
+    let after: Vec<(Vec<u8>, DropReason)> = vec![
+        (inner_udp(EDGE, ACME, 255, 0), DropReason::GreKeepalive),
+        (
+            inner_udp([10, 9, 9, 9], NET, 64, 8),
+            DropReason::TunnelSpoofedSource,
+        ),
+        (
+            inner_udp([192, 168, 20, 5], NET, 64, 8),
+            DropReason::TunnelSpoofedSource,
+        ),
+        (
+            inner_udp([192, 168, 10, 5], [10, 100, 0, 0], 64, 8),
+            DropReason::LocalDestination,
+        ),
+    ];
+    for (i, (inner, want)) in after.into_iter().enumerate() {
+        let (v, out, p) = run1(&s, gre(&inner));
+        assert_eq!(v, Verdict::Drop(want), "case {i}");
+        assert_eq!(out, eth(WAN, UP, &inner), "case {i}");
+        assert_eq!(
+            p.counters.tunnels[0].drops[want as usize], 1,
+            "case {i}: counted against acme"
+        );
+    }
+}
+
+#[test]
+fn encap_gre_toward_the_customer() {
+    let s = snapshot();
+    let inner = inner_udp(NET, [192, 168, 10, 7], 50, 300);
+    let (v, out, p) = run1(&s, eth(WAN, UP, &inner));
+    assert_eq!(
+        v,
+        Verdict::Forward(0),
+        "the underlay is wan0, via the upstream router"
+    );
+    let mut h = Ipv4Header::new((4 + inner.len()) as u16, 64, IpNumber(47), EDGE, ACME).unwrap();
+    h.dont_fragment = true;
+    h.header_checksum = h.calc_header_checksum();
+    let mut want = Vec::new();
+    h.write(&mut want).unwrap();
+    want.extend_from_slice(&[0, 0, 8, 0]);
+    want.extend_from_slice(&with_ttl(inner, 49));
+    assert_eq!(out, eth(UP, WAN, &want));
+    assert_eq!(p.note().egress_tunnel, Some(0));
+    assert_eq!(p.counters.tunnels[0].tx_packets, 1);
+    assert_eq!(p.counters.tunnels[0].tx_bytes, out.len() as u64);
+}
+
+#[test]
+fn encap_ipip_by_interface_address_route_and_padding_trimmed() {
+    let s = snapshot();
+    let inner = inner_udp(NET, [192, 168, 20, 7], 50, 2);
+    let mut frame = eth(WAN, UP, &inner);
+    frame.resize(60, 0); // Ethernet padding after a 30-byte packet
+    let (v, out, _) = run1(&s, frame);
+    assert_eq!(v, Verdict::Forward(0));
+    assert_eq!(
+        out.len(),
+        14 + 20 + inner.len(),
+        "padding is not carried into the tunnel"
+    );
+    let outer = Ipv4Header::from_slice(&out[14..]).unwrap().0;
+    assert_eq!((outer.protocol, outer.time_to_live), (IpNumber(4), 64));
+    assert_eq!((outer.source, outer.destination), (EDGE, BETA));
+    assert_eq!(outer.header_checksum, outer.calc_header_checksum());
+    assert_eq!(&out[34..], &with_ttl(inner, 49)[..]);
+}
+
+/// The MSS in the inner TCP header at `at`, and whether its checksum verifies.
+fn inner_mss(ip: &[u8]) -> (u16, bool) {
+    let (h, rest) = Ipv4Header::from_slice(ip).unwrap();
+    let (tcp, _) = etherparse::TcpHeader::from_slice(rest).unwrap();
+    let mss = tcp
+        .options_iterator()
+        .find_map(|o| match o {
+            Ok(TcpOptionElement::MaximumSegmentSize(m)) => Some(m),
+            _ => None,
+        })
+        .unwrap();
+    let ok = tcp.checksum == tcp.calc_checksum_ipv4(&h, &[]).unwrap();
+    (mss, ok)
+}
+
+#[test]
+fn mss_clamped_both_ways_and_only_through_tunnels() {
+    let s = snapshot();
+    // Internet -> acme: SYN with MSS 1460, clamped to acme's default 1476 - 40.
+    let (v, out, p) = run1(
+        &s,
+        eth(
+            WAN,
+            UP,
+            &inner_syn(NET, [192, 168, 10, 7], Some(1460), false),
+        ),
+    );
+    assert_eq!(v, Verdict::Forward(0));
+    assert_eq!(inner_mss(&out[14 + 24..]), (1436, true));
+    assert_eq!(p.note().mss, Some(1436));
+    assert_eq!(p.counters.mss_clamped, 1);
+    // acme -> internet: SYN-ACK decapsulated, clamped too.
+    let (v, out, _) = run1(
+        &s,
+        gre(&inner_syn([192, 168, 10, 7], NET, Some(8960), true)),
+    );
+    assert_eq!(v, Verdict::Forward(0));
+    assert_eq!(inner_mss(&out[14..]), (1436, true));
+    // acme -> beta: the smaller clamp of the two tunnels.
+    let (v, out, p) = run1(
+        &s,
+        gre(&inner_syn(
+            [192, 168, 10, 7],
+            [192, 168, 20, 8],
+            Some(1460),
+            false,
+        )),
+    );
+    assert_eq!(v, Verdict::Forward(0));
+    assert_eq!(p.note().ingress_tunnel, Some(0));
+    assert_eq!(p.note().egress_tunnel, Some(1));
+    assert_eq!(inner_mss(&out[14 + 20..]), (1360, true));
+    // Lower than the clamp: kept. No MSS option: none added.
+    let (_, out, _) = run1(
+        &s,
+        eth(
+            WAN,
+            UP,
+            &inner_syn(NET, [192, 168, 10, 7], Some(1200), false),
+        ),
+    );
+    assert_eq!(inner_mss(&out[14 + 24..]), (1200, true));
+    let syn = inner_syn(NET, [192, 168, 10, 7], None, false);
+    let (_, out, p) = run1(&s, eth(WAN, UP, &syn));
+    assert_eq!(&out[14 + 24..], &with_ttl(syn, 63)[..]);
+    assert_eq!(p.note().mss, None);
+    // Not through a tunnel: untouched.
+    let syn = inner_syn(NET, [10, 0, 0, 77], Some(1460), false);
+    let cfg = CFG.replace("[[tunnels]]\nname = \"acme\"", "[[neighbors]]\nip = \"10.0.0.77\"\nmac = \"02:00:00:00:01:77\"\nport = \"lan0\"\n\n[[tunnels]]\nname = \"acme\"");
+    let (v, out, _) = run1(&snapshot_with(&cfg), eth(WAN, UP, &syn));
+    assert_eq!(v, Verdict::Forward(1));
+    assert_eq!(inner_mss(&out[14..]), (1460, true));
+}
+
+/// (type, code, next-hop MTU, source, destination, quoted bytes) of an ICMP error frame.
+fn icmp_of(frame: &[u8]) -> (u8, u8, u16, [u8; 4], [u8; 4], Vec<u8>) {
+    let (h, rest) = Ipv4Header::from_slice(&frame[14..]).unwrap();
+    assert_eq!(h.header_checksum, h.calc_header_checksum());
+    assert_eq!(h.protocol, IpNumber(1));
+    assert!(crate::wire::checksum::verify(rest), "ICMP checksum");
+    let mtu = u16::from_be_bytes([rest[6], rest[7]]);
+    (
+        rest[0],
+        rest[1],
+        mtu,
+        h.source,
+        h.destination,
+        rest[8..].to_vec(),
+    )
+}
+
+#[test]
+fn time_exceeded_from_the_port_and_through_the_tunnel() {
+    let s = snapshot();
+    let dying = inner_udp(NET, [192, 168, 10, 7], 1, 40);
+    let (v, out, p) = run1(&s, eth(WAN, UP, &dying));
+    assert_eq!(v, Verdict::Forward(0));
+    assert_eq!(&out[..12], &[UP, WAN].concat()[..]);
+    let (ty, code, _, src, dst, quote) = icmp_of(&out);
+    assert_eq!((ty, code, src, dst), (11, 0, [192, 0, 2, 1], NET));
+    assert_eq!(
+        quote,
+        dying[..28].to_vec(),
+        "the original header and 8 bytes"
+    );
+    assert_eq!(
+        p.counters.drops[DropReason::TtlExceeded as usize],
+        1,
+        "the drop is still counted"
+    );
+    assert_eq!((p.counters.icmp_errors, p.counters.originated), (1, 1));
+    // A decapsulated packet expiring: the error comes from the tunnel interface, back into it.
+    let dying = inner_udp([192, 168, 10, 5], NET, 1, 40);
+    let (v, out, _) = run1(&s, gre(&dying));
+    assert_eq!(v, Verdict::Forward(0));
+    let outer = Ipv4Header::from_slice(&out[14..]).unwrap().0;
+    assert_eq!((outer.protocol, outer.destination), (IpNumber(47), ACME));
+    let (ty, _, _, src, dst, _) = icmp_of(&[&out[..14], &out[14 + 24..]].concat());
+    assert_eq!((ty, src, dst), (11, [10, 100, 0, 0], [192, 168, 10, 5]));
+}
+
+#[test]
+fn frag_needed_for_df_and_drop_without() {
+    let s = snapshot();
+    let big = inner_udp(NET, [192, 168, 10, 7], 64, 1477 - 28);
+    let (v, out, _) = run1(&s, eth(WAN, UP, &big));
+    assert_eq!(v, Verdict::Forward(0));
+    let (ty, code, mtu, src, dst, _) = icmp_of(&out);
+    assert_eq!((ty, code, mtu, src, dst), (3, 4, 1476, [192, 0, 2, 1], NET));
+    let mut no_df = big.clone();
+    no_df[6] = 0;
+    let no_df = with_ttl(no_df, 64);
+    let (v, _, p) = run1(&s, eth(WAN, UP, &no_df));
+    assert_eq!(v, Verdict::Drop(DropReason::TunnelMtuExceeded));
+    assert_eq!(
+        p.counters.tunnels[0].drops[DropReason::TunnelMtuExceeded as usize],
+        1
+    );
+    let fits = inner_udp(NET, [192, 168, 10, 7], 64, 1476 - 28);
+    assert_eq!(run1(&s, eth(WAN, UP, &fits)).0, Verdict::Forward(0));
+}
+
+#[test]
+fn icmp_errors_are_rate_limited() {
+    let s = snapshot_with(&CFG.replace(
+        "icmp_errors_per_second = 1000",
+        "icmp_errors_per_second = 10",
+    ));
+    let mut p = Pipeline::new();
+    p.set_clock(1_000_000, 1_000_000_000);
+    let dying = eth(WAN, UP, &inner_udp(NET, [192, 168, 10, 7], 1, 40));
+    let mut bufs = [VecBuf::from_bytes(&dying), VecBuf::from_bytes(&dying)];
+    let mut v = [Verdict::Drop(DropReason::NoRoute); 2];
+    p.process(&s, 0, &mut bufs, &mut v);
+    assert_eq!(
+        v,
+        [Verdict::Forward(0), Verdict::Drop(DropReason::TtlExceeded)]
+    );
+    assert_eq!(p.counters.icmp_rate_limited, 1);
+    // A tenth of a second later there is a token again.
+    p.set_clock(101_000_000, 1_000_000_000);
+    let mut bufs = [VecBuf::from_bytes(&dying)];
+    let mut v = [Verdict::Drop(DropReason::NoRoute)];
+    p.process(&s, 0, &mut bufs, &mut v);
+    assert_eq!(v[0], Verdict::Forward(0));
+    assert_eq!(p.counters.drops[DropReason::TtlExceeded as usize], 3);
+}
+
+#[test]
+fn config_refuses_bad_tunnels_by_key() {
+    let bad = |from: &str, to: &str| match parse(&CFG.replace(from, to), &Host { cores: vec![0] }) {
+        Ok(_) => panic!("accepted {to}"),
+        Err(e) => e.to_string(),
+    };
+    assert!(bad("name = \"acme\"", "name = \"a-very-long-tunnel\"").contains("tunnels[0].name"));
+    assert!(bad(
+        "edge_endpoint = \"203.0.113.10\"",
+        "edge_endpoint = \"203.0.113.11\""
+    )
+    .contains("tunnels[0].edge_endpoint: 203.0.113.11 is not one of node.anycast_addresses"));
+    assert!(bad("10.100.0.2/31", "10.100.0.1/31")
+        .contains("tunnels[1].interface_address: 10.100.0.1/31 overlaps"));
+    assert!(bad("10.100.0.2/31", "10.100.0.0/29").contains("must be a /31 or a /30"));
+    assert!(bad("10.100.0.2/31", "8.8.8.8/31").contains("RFC 1918"));
+    assert!(bad("type = \"ipip\"", "type = \"vxlan\"").contains("unknown variant `vxlan`"));
+    assert!(bad("mss_clamp = 1360", "mss_clamp = 20").contains("tunnels[1].mss_clamp"));
+    assert!(bad("nexthop = \"acme\"", "nexthop = \"acme2\"")
+        .contains("routes[1].nexthop: `acme2` is neither"));
+    let cfg = parse(CFG, &Host { cores: vec![0] }).unwrap();
+    let macs: Vec<MacAddr> = cfg.ports.iter().map(|p| p.mac.unwrap()).collect();
+    let no_underlay = parse(
+        &CFG.replace("prefix = \"0.0.0.0/0\"", "prefix = \"8.0.0.0/8\""),
+        &Host { cores: vec![0] },
+    )
+    .unwrap();
+    let e = Snapshot::build(&no_underlay, &macs, 1, None).err().unwrap();
+    assert!(
+        e.starts_with("tunnels[0].customer_endpoint: no route toward 198.51.100.20"),
+        "{e}"
+    );
+    assert_eq!(cfg.tunnels[0].mtu, 1476);
+    assert_eq!(cfg.tunnels[0].mss_clamp, 1436);
+    assert_eq!(cfg.tunnels[1].mtu, 1480);
+    assert_eq!(cfg.tunnels[0].peer_addr, 0x0a64_0001);
+}
