@@ -1,9 +1,9 @@
 //! `anygate trace`: runs the forwarding pipeline over a capture without DPDK and says, packet by
 //! packet, what the data plane would do. The same code as the workers, over in-memory buffers.
 use crate::config::Config;
-use crate::datapath::{Pipeline, VecBuf, Verdict};
+use crate::datapath::{Note, Pipeline, VecBuf, Verdict};
 use crate::route::{NextHop, Snapshot};
-use crate::wire::{ethernet, ipv4, MacAddr};
+use crate::wire::{ethernet, icmp, MacAddr};
 use pcap_file::pcap::{PcapPacket, PcapReader, PcapWriter};
 use serde_json::json;
 use std::fs::File;
@@ -46,8 +46,7 @@ pub fn trace(
             p.name
         );
     }
-    let snap =
-        Snapshot::build(cfg, &port_macs(cfg), 1, None).map_err(|e| format!("routes: {e}"))?;
+    let snap = Snapshot::build(cfg, &port_macs(cfg), 1, None)?;
     let f = File::open(opts.pcap).map_err(|e| format!("{}: {e}", opts.pcap.display()))?;
     let mut reader = PcapReader::new(f).map_err(|e| format!("{}: {e}", opts.pcap.display()))?;
     let mut writer = match opts.out {
@@ -64,17 +63,19 @@ pub fn trace(
         let pkt = pkt.map_err(|e| format!("{}: packet {index}: {e}", opts.pcap.display()))?;
         let mut buf = [VecBuf::from_bytes(&pkt.data)];
         let mut v = [Verdict::Forward(0)];
-        // What the packet was addressed to, before the pipeline rewrites it.
-        let dst = ethernet::Frame::new_checked(&pkt.data[..])
-            .filter(|f| f.ethertype() == ethernet::ETHERTYPE_IPV4)
-            .and_then(|f| {
-                ipv4::Packet::new_checked(f.payload())
-                    .ok()
-                    .map(|ip| ip.dst())
-            });
+        // The capture's clock drives the ICMP rate limit, so a trace replays it faithfully.
+        pipeline.set_clock(pkt.timestamp.as_nanos() as u64, 1_000_000_000);
         pipeline.process(&snap, opts.in_port, &mut buf, &mut v);
         sum.packets += 1;
-        let line = describe(cfg, &snap, index, v[0], buf[0].as_ref(), dst, opts.json);
+        let line = describe(
+            cfg,
+            &snap,
+            index,
+            v[0],
+            pipeline.note(),
+            buf[0].as_ref(),
+            opts.json,
+        );
         writeln!(out, "{line}").map_err(|e| e.to_string())?;
         match v[0] {
             Verdict::Forward(_) => {
@@ -95,56 +96,98 @@ pub fn trace(
     Ok(sum)
 }
 
+/// One packet's story, as a line of text or a JSON object. Field names are stable.
 fn describe(
     cfg: &Config,
     snap: &Snapshot,
     index: u64,
     v: Verdict,
+    note: &Note,
     data: &[u8],
-    dst: Option<u32>,
     as_json: bool,
 ) -> String {
-    match v {
-        Verdict::Drop(r) => {
-            if as_json {
-                json!({"index": index, "verdict": "drop", "reason": r.name()}).to_string()
-            } else {
-                format!("#{index} drop {} ({})", r.name(), r.description())
-            }
+    let tunnel = |t: Option<u16>| {
+        t.and_then(|t| snap.tunnels.get(t as usize))
+            .map(|t| t.name.as_str())
+    };
+    let ingress = tunnel(note.ingress_tunnel);
+    let egress = tunnel(note.egress_tunnel);
+    let icmp = note.icmp.map(|(ty, _)| {
+        if ty == icmp::TYPE_TIME_EXCEEDED {
+            "time_exceeded"
+        } else {
+            "frag_needed"
         }
-        Verdict::Forward(p) => {
-            let port = cfg.ports.get(p as usize).map_or("?", |p| p.name.as_str());
-            let (dmac, smac) = ethernet::Frame::new_checked(data)
-                .map(|f| (f.dst().to_string(), f.src().to_string()))
-                .unwrap_or_default();
-            let route = dst.and_then(|d| snap.matching_prefix(d));
-            let nexthop = dst
-                .and_then(|d| snap.fib.lookup(d))
-                .and_then(|id| snap.nexthops.get(id as usize))
-                .map(|nh| match nh {
-                    NextHop::Gateway(g) => Ipv4Addr::from(g.ip).to_string(),
-                    NextHop::Tunnel(t) => snap
-                        .tunnels
-                        .get(*t as usize)
-                        .map_or("?".into(), |t| t.name.clone()),
-                });
-            if as_json {
+    });
+    let route = note.route_dst.and_then(|d| snap.matching_prefix(d));
+    let nexthop = note
+        .nexthop
+        .and_then(|id| snap.nexthops.get(id as usize))
+        .map(|nh| match nh {
+            NextHop::Gateway(g) => Ipv4Addr::from(g.ip).to_string(),
+            NextHop::Tunnel(t) => tunnel(Some(*t)).unwrap_or("?").to_owned(),
+        });
+    if as_json {
+        let mut o = match v {
+            Verdict::Drop(r) => json!({"index": index, "verdict": "drop", "reason": r.name()}),
+            Verdict::Forward(p) => {
+                let port = cfg.ports.get(p as usize).map_or("?", |p| p.name.as_str());
+                let (dmac, smac) = ethernet::Frame::new_checked(data)
+                    .map(|f| (f.dst().to_string(), f.src().to_string()))
+                    .unwrap_or_default();
                 let mut o = json!({"index": index, "verdict": "forward", "egress_port": port,
                                    "dst_mac": dmac, "src_mac": smac});
                 if let Some(r) = route {
                     o["route_prefix"] = json!(r.to_string());
                 }
-                if let Some(n) = nexthop {
+                if let Some(n) = &nexthop {
                     o["nexthop"] = json!(n);
                 }
-                o.to_string()
-            } else {
-                let via = match (route, nexthop) {
-                    (Some(r), Some(n)) => format!(" route {r} via {n}"),
-                    _ => " (arp reply)".to_owned(),
-                };
-                format!("#{index} forward port {port} dst {dmac} src {smac}{via}")
+                if let Some(i) = icmp {
+                    o["icmp"] = json!(i);
+                }
+                o
             }
+        };
+        if let Some(t) = ingress {
+            o["ingress_tunnel"] = json!(t);
         }
+        if let (Some(t), Verdict::Forward(_)) = (egress, v) {
+            o["tunnel"] = json!(t);
+        }
+        if let Some(m) = note.mss {
+            o["mss"] = json!(m);
+        }
+        return o.to_string();
     }
+    let mut line = match v {
+        Verdict::Drop(r) => format!("#{index} drop {} ({})", r.name(), r.description()),
+        Verdict::Forward(p) => {
+            let port = cfg.ports.get(p as usize).map_or("?", |p| p.name.as_str());
+            let (dmac, smac) = ethernet::Frame::new_checked(data)
+                .map(|f| (f.dst().to_string(), f.src().to_string()))
+                .unwrap_or_default();
+            let via = match (route, &nexthop) {
+                (Some(r), Some(n)) => format!(" route {r} via {n}"),
+                _ => " (arp reply)".to_owned(),
+            };
+            format!("#{index} forward port {port} dst {dmac} src {smac}{via}")
+        }
+    };
+    if let Some(t) = ingress {
+        line.push_str(&format!(", decap from {t}"));
+    }
+    if let Some(m) = note.mss {
+        line.push_str(&format!(
+            ", mss {m}{}",
+            if note.clamped { " (clamped)" } else { "" }
+        ));
+    }
+    if let (Some(t), Verdict::Forward(_)) = (egress, v) {
+        line.push_str(&format!(", encap into {t}"));
+    }
+    if let Some(i) = icmp {
+        line.push_str(&format!(", sent ICMP {i} instead"));
+    }
+    line
 }

@@ -27,6 +27,7 @@ impl Pipeline {
             return Verdict::Drop(DropReason::NoRoute);
         };
         self.note.nexthop = Some(nh_id);
+        self.note.route_dst = Some(ip.dst);
         let local = origin == Origin::Local;
         if !local && ip.ttl <= 1 {
             return self.icmp_error(

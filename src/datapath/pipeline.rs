@@ -18,8 +18,10 @@ pub struct Note {
     pub ingress_tunnel: Option<u16>,
     /// The tunnel the packet was (or was to be) encapsulated into.
     pub egress_tunnel: Option<u16>,
-    /// The FIB next hop chosen.
+    /// The FIB next hop chosen, and the destination it was looked up for (the inner one
+    /// after decapsulation, the sender for an ICMP error).
     pub nexthop: Option<u32>,
+    pub route_dst: Option<u32>,
     /// The MSS option after clamping, on TCP SYNs through a tunnel that carry one.
     pub mss: Option<u16>,
     pub clamped: bool,

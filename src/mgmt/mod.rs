@@ -85,7 +85,7 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
     let signals = Signals::register()?;
     let dp = startup::bring_up(&cfg)?;
     let macs = dp.macs();
-    let first = Snapshot::build(&cfg, &macs, 1, None).map_err(|e| format!("routes: {e}"))?;
+    let first = Snapshot::build(&cfg, &macs, 1, None)?;
     log_snapshot(&first);
     let (mut publisher, readers) = rcu::new(Arc::new(first), cfg.workers.len());
     let counters = Arc::new(SharedCounters::new(cfg.workers.len()));
@@ -227,8 +227,7 @@ fn reload(
     let t = Instant::now();
     let next = load_for_reload(path, running, host)?;
     let g = publisher.generation() + 1;
-    let snap = Snapshot::build(&next, macs, g, Some(publisher.current()))
-        .map_err(|e| format!("routes: {e}"))?;
+    let snap = Snapshot::build(&next, macs, g, Some(publisher.current()))?;
     let routes = snap.fib.len();
     publisher.publish(Arc::new(snap))?;
     log::info!(

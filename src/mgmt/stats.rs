@@ -65,6 +65,10 @@ impl Report<'_> {
             "originated": c.originated,
             "arp_replies": c.arp_replies,
             "arp_learned": c.arp_learned,
+            "icmp_errors": c.icmp_errors,
+            "icmp_rate_limited": c.icmp_rate_limited,
+            "mss_clamped": c.mss_clamped,
+            "tunnels": self.tunnels_json(),
             "busy_loops": c.busy_loops,
             "tsc_hz": self.tsc_hz,
         });
@@ -75,6 +79,32 @@ impl Report<'_> {
             v["mempool"] = json!({ "size": size, "available": avail });
         }
         v
+    }
+
+    /// Per-tunnel traffic, the analogue of the vendor's tunnel bandwidth analytics: packets
+    /// and bytes decapsulated (rx) and encapsulated (tx), and drops by reason.
+    fn tunnels_json(&self) -> Value {
+        let c = &self.counters;
+        let list: Vec<Value> = self
+            .cfg
+            .tunnels
+            .iter()
+            .zip(&c.tunnels)
+            .map(|(t, tc)| {
+                let drops: Map<String, Value> = DropReason::ALL
+                    .iter()
+                    .filter(|r| tc.drops[**r as usize] > 0)
+                    .map(|r| (r.name().to_owned(), json!(tc.drops[*r as usize])))
+                    .collect();
+                json!({
+                    "name": t.name,
+                    "rx_packets": tc.rx_packets, "rx_bytes": tc.rx_bytes,
+                    "tx_packets": tc.tx_packets, "tx_bytes": tc.tx_bytes,
+                    "drops": drops,
+                })
+            })
+            .collect();
+        json!(list)
     }
 
     pub fn to_text(&self) -> String {
@@ -111,6 +141,20 @@ impl Report<'_> {
             c.arp_replies,
             c.arp_learned
         );
+        for (t, tc) in self.cfg.tunnels.iter().zip(&c.tunnels) {
+            let _ = writeln!(
+                s,
+                "  tunnel {:<15} decap {:>12} pkts {:>14} B   encap {:>12} pkts {:>14} B   dropped {}",
+                t.name, tc.rx_packets, tc.rx_bytes, tc.tx_packets, tc.tx_bytes, tc.drop_total()
+            );
+        }
+        if c.icmp_errors + c.icmp_rate_limited + c.mss_clamped > 0 {
+            let _ = writeln!(
+                s,
+                "  icmp errors sent {} (rate-limited {}), mss clamped {}",
+                c.icmp_errors, c.icmp_rate_limited, c.mss_clamped
+            );
+        }
         for r in DropReason::ALL {
             let n = c.drops[*r as usize];
             if n > 0 {
