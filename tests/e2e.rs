@@ -3,58 +3,20 @@
 //! are also decoded by tshark, so neither oracle is anygate's own code.
 //!
 //! DPDK runs spin a core each, so the tests take a lock and run one at a time.
+mod common;
+
+use common::*;
 use etherparse::PacketBuilder;
-use pcap_file::pcap::{PcapPacket, PcapReader, PcapWriter};
 use serde_json::Value;
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-static DPDK: Mutex<()> = Mutex::new(());
-
-const BIN: &str = env!("CARGO_BIN_EXE_anygate");
 const WAN: [u8; 6] = [2, 0, 0, 0, 0, 1];
 const LAN: [u8; 6] = [2, 0, 0, 0, 1, 1];
 const UPSTREAM: [u8; 6] = [2, 0, 0, 0, 0, 0xfe];
 const CUST: [u8; 6] = [2, 0, 0, 0, 1, 2];
-
-fn lock() -> std::sync::MutexGuard<'static, ()> {
-    DPDK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// (main core, worker core): the first and last cores this process may use.
-fn cores() -> (usize, usize) {
-    let mut ids: Vec<usize> = core_affinity::get_core_ids()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|c| c.id)
-        .collect();
-    ids.sort();
-    (*ids.first().unwrap_or(&0), *ids.last().unwrap_or(&0))
-}
-
-fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
-    let mut w = PcapWriter::new(File::create(path).unwrap()).unwrap();
-    for (i, f) in frames.iter().enumerate() {
-        w.write_packet(&PcapPacket::new(
-            Duration::from_micros(i as u64),
-            f.len() as u32,
-            f,
-        ))
-        .unwrap();
-    }
-}
-
-fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
-    let mut r = PcapReader::new(File::open(path).unwrap()).unwrap();
-    let mut out = Vec::new();
-    while let Some(p) = r.next_packet() {
-        out.push(p.unwrap().data.into_owned());
-    }
-    out
-}
 
 fn udp(
     src_mac: [u8; 6],
@@ -104,29 +66,6 @@ fn arp_reply(our_mac: [u8; 6], our_ip: [u8; 4], to_mac: [u8; 6], to_ip: [u8; 4])
     v.extend_from_slice(&to_ip);
     v.resize(60, 0);
     v
-}
-
-struct Dir(tempfile::TempDir);
-impl Dir {
-    fn new() -> Dir {
-        Dir(tempfile::tempdir().unwrap())
-    }
-    fn p(&self, name: &str) -> PathBuf {
-        self.0.path().join(name)
-    }
-}
-
-fn eal(prefix: &str) -> String {
-    format!(
-        r#"[dpdk]
-eal_args = ["--no-huge", "-m", "256", "--no-pci", "--file-prefix", "{prefix}-{}", "--log-level", "lib.eal:warning"]
-main_core = {}
-mempool_size = 4095
-mempool_cache = 64
-"#,
-        std::process::id(),
-        cores().0
-    )
 }
 
 /// wan0 and lan0 on net_pcap; no default route, so 8.0.0.0/8 tests the longest match and
@@ -297,55 +236,6 @@ fn expected_arp_request() -> Vec<u8> {
 
 fn is_arp(f: &[u8]) -> bool {
     f.get(12..14) == Some(&[0x08, 0x06][..])
-}
-
-fn run_to_idle(cfg: &Path) -> (i32, Value, String) {
-    let out = Command::new(BIN)
-        .args([
-            "run",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--exit-when-idle",
-            "400",
-            "--stats-json",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let last = stdout
-        .lines()
-        .last()
-        .unwrap_or_else(|| panic!("no stats printed; stderr:\n{stderr}"));
-    let v: Value = serde_json::from_str(last).unwrap();
-    (out.status.code().unwrap_or(-1), v, stderr)
-}
-
-fn tshark(pcap: &Path, fields: &[&str]) -> Vec<Vec<String>> {
-    let mut cmd = Command::new("tshark");
-    cmd.args([
-        "-r",
-        pcap.to_str().unwrap(),
-        "-o",
-        "ip.check_checksum:TRUE",
-        "-T",
-        "fields",
-        "-E",
-        "separator=|",
-    ]);
-    for f in fields {
-        cmd.args(["-e", f]);
-    }
-    let out = cmd.output().expect("tshark is installed by scripts/setup");
-    assert!(
-        out.status.success(),
-        "tshark failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| l.split('|').map(str::to_owned).collect())
-        .collect()
 }
 
 #[test]

@@ -1,0 +1,128 @@
+//! Helpers shared by the end-to-end tests: captures, temporary directories, EAL arguments,
+//! running to idle, tshark. DPDK runs spin a core each, so tests that start one take `lock()`.
+#![allow(dead_code)]
+use pcap_file::pcap::{PcapPacket, PcapReader, PcapWriter};
+use serde_json::Value;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::Duration;
+
+pub static DPDK: Mutex<()> = Mutex::new(());
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_anygate");
+
+pub fn lock() -> std::sync::MutexGuard<'static, ()> {
+    DPDK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// (main core, worker core): the first and last cores this process may use.
+pub fn cores() -> (usize, usize) {
+    let mut ids: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    ids.sort();
+    (*ids.first().unwrap_or(&0), *ids.last().unwrap_or(&0))
+}
+
+pub fn write_pcap(path: &Path, frames: &[Vec<u8>]) {
+    let mut w = PcapWriter::new(File::create(path).unwrap()).unwrap();
+    for (i, f) in frames.iter().enumerate() {
+        w.write_packet(&PcapPacket::new(
+            Duration::from_micros(i as u64),
+            f.len() as u32,
+            f,
+        ))
+        .unwrap();
+    }
+}
+
+pub fn read_pcap(path: &Path) -> Vec<Vec<u8>> {
+    let mut r = PcapReader::new(File::open(path).unwrap()).unwrap();
+    let mut out = Vec::new();
+    while let Some(p) = r.next_packet() {
+        out.push(p.unwrap().data.into_owned());
+    }
+    out
+}
+
+pub struct Dir(pub tempfile::TempDir);
+impl Dir {
+    pub fn new() -> Dir {
+        Dir(tempfile::tempdir().unwrap())
+    }
+    pub fn p(&self, name: &str) -> PathBuf {
+        self.0.path().join(name)
+    }
+}
+
+pub fn eal(prefix: &str) -> String {
+    format!(
+        r#"[dpdk]
+eal_args = ["--no-huge", "-m", "256", "--no-pci", "--file-prefix", "{prefix}-{}", "--log-level", "lib.eal:warning"]
+main_core = {}
+mempool_size = 4095
+mempool_cache = 64
+"#,
+        std::process::id(),
+        cores().0
+    )
+}
+
+/// Runs anygate until its input is exhausted; returns the exit code, the final stats and
+/// what it logged.
+pub fn run_to_idle(cfg: &Path) -> (i32, Value, String) {
+    let out = Command::new(BIN)
+        .args([
+            "run",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--exit-when-idle",
+            "400",
+            "--stats-json",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let last = stdout
+        .lines()
+        .last()
+        .unwrap_or_else(|| panic!("no stats printed; stderr:\n{stderr}"));
+    let v: Value = serde_json::from_str(last).unwrap();
+    (out.status.code().unwrap_or(-1), v, stderr)
+}
+
+pub fn tshark(pcap: &Path, fields: &[&str]) -> Vec<Vec<String>> {
+    tshark_with(pcap, &["-o", "ip.check_checksum:TRUE"], fields)
+}
+
+/// tshark with extra options (display filter, preferences) before the field list.
+pub fn tshark_with(pcap: &Path, opts: &[&str], fields: &[&str]) -> Vec<Vec<String>> {
+    let mut cmd = Command::new("tshark");
+    cmd.args([
+        "-r",
+        pcap.to_str().unwrap(),
+        "-T",
+        "fields",
+        "-E",
+        "separator=|",
+    ]);
+    cmd.args(opts);
+    for f in fields {
+        cmd.args(["-e", f]);
+    }
+    let out = cmd.output().expect("tshark is installed by scripts/setup");
+    assert!(
+        out.status.success(),
+        "tshark failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split('|').map(str::to_owned).collect())
+        .collect()
+}
