@@ -3,7 +3,7 @@
 //! with etherparse, not anygate's own code, so the demo does not grade its own homework.
 //!
 //! cargo run --release --example demo_traffic -- OUT_DIR [PACKETS]
-use etherparse::PacketBuilder;
+use etherparse::{IpNumber, PacketBuilder};
 use pcap_file::pcap::{PcapPacket, PcapWriter};
 use std::fs::File;
 use std::time::Duration;
@@ -13,6 +13,7 @@ const LAN: [u8; 6] = [2, 0, 0, 0, 1, 1];
 const UPSTREAM: [u8; 6] = [2, 0, 0, 0, 0, 0xfe];
 const CUST2: [u8; 6] = [2, 0, 0, 0, 1, 2];
 const CUST3: [u8; 6] = [2, 0, 0, 0, 1, 3];
+const ACME: [u8; 4] = [198, 51, 100, 20];
 
 fn udp(
     src_mac: [u8; 6],
@@ -34,7 +35,9 @@ fn tcp(src_mac: [u8; 6], dst_mac: [u8; 6], src: [u8; 4], dst: [u8; 4], port: u16
     let b = PacketBuilder::ethernet2(src_mac, dst_mac)
         .ipv4(src, dst, 64)
         .tcp(port, 80, 1000, 65535)
-        .syn();
+        .syn()
+        .options(&[etherparse::TcpOptionElement::MaximumSegmentSize(1460)])
+        .expect("one option fits");
     let mut v = Vec::new();
     b.write(&mut v, &[]).expect("write to Vec");
     v
@@ -57,6 +60,17 @@ fn arp(
     v.extend_from_slice(if op == 1 { &[0; 6] } else { &dst_mac });
     v.extend_from_slice(&target_ip);
     v.resize(60, 0);
+    v
+}
+
+/// A GRE packet from `customer` to our anycast address, carrying the IPv4 packet `inner`.
+fn gre(customer: [u8; 4], inner: &[u8]) -> Vec<u8> {
+    let mut payload = vec![0, 0, 0x08, 0x00];
+    payload.extend_from_slice(inner);
+    let b = PacketBuilder::ethernet2(UPSTREAM, WAN).ipv4(customer, [203, 0, 113, 10], 60);
+    let mut v = Vec::new();
+    b.write(&mut v, IpNumber::GRE, &payload)
+        .expect("write to Vec");
     v
 }
 
@@ -132,6 +146,20 @@ fn main() {
         [192, 0, 2, 254],
         [192, 0, 2, 1],
     ));
+    // Tunnel traffic for acme-gre1: the Internet toward its prefix (encapsulated, SYNs
+    // clamped), its GRE packets toward the Internet (decapsulated), a spoofed inner source.
+    for i in 0..n / 10 {
+        let host = [192, 168, 10, (i % 250) as u8 + 1];
+        wan.push(if i % 2 == 0 {
+            udp(UPSTREAM, WAN, [198, 51, 100, 9], host, 60, 200)
+        } else {
+            tcp(UPSTREAM, WAN, [203, 0, 113, 9], host, 2000 + i as u16)
+        });
+        let inner = &udp([0; 6], [0; 6], host, [93, 184, 216, 34], 64, 100)[14..];
+        wan.push(gre(ACME, inner));
+    }
+    let spoofed = &udp([0; 6], [0; 6], [10, 66, 0, 1], [93, 184, 216, 34], 64, 100)[14..];
+    wan.push(gre(ACME, spoofed));
 
     let mut lan = vec![
         // 10.0.0.3 announces itself (gratuitous reply), so anygate learns its MAC.
