@@ -2,7 +2,8 @@
 //! figures compare directly with dpdk-test-fib's (which also reports TSC cycles).
 //!
 //!   cargo bench --bench pipeline -- [--routes FILE --ips FILE] [--runs N]
-//!   cargo bench --bench pipeline -- --callgrind-pipeline N   (under valgrind: a fixed workload)
+//!   cargo bench --bench pipeline -- --pipeline [--path plain|encap|decap]
+//!   cargo bench --bench pipeline -- --callgrind-pipeline N [--path ...]   (under valgrind)
 //!   cargo bench --bench pipeline -- --callgrind-lookup N
 //!
 //! FILE formats are dpdk-test-fib's: `a.b.c.d/len nexthop` per route, one address per line.
@@ -141,20 +142,80 @@ fn bench_lpm(routes: &[(Prefix, u32)], ips: &[u32], runs: usize) {
 /// The demo's config: customer prefix 172.16.0.0/12 behind lan0 via a static neighbour.
 const CFG: &str = include_str!("../../config/demo.toml");
 
-/// A burst of 64-byte UDP frames toward 32 customer hosts.
-fn burst_frames() -> Vec<Vec<u8>> {
-    (0..BURST)
+/// What a benchmark burst exercises.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Path {
+    /// 64-byte UDP frames routed to a gateway (lan0).
+    Plain,
+    /// The same toward the customer prefix behind the GRE tunnel: encapsulated.
+    Encap,
+    /// GRE from the customer, 64-byte inner UDP toward the Internet: decapsulated.
+    Decap,
+}
+
+impl Path {
+    fn parse(s: &str) -> Option<Path> {
+        match s {
+            "plain" => Some(Path::Plain),
+            "encap" => Some(Path::Encap),
+            "decap" => Some(Path::Decap),
+            _ => None,
+        }
+    }
+    fn name(self) -> &'static str {
+        match self {
+            Path::Plain => "plain forwarding",
+            Path::Encap => "GRE encap",
+            Path::Decap => "GRE decap",
+        }
+    }
+    /// The verdict every packet of the burst must get.
+    fn verdict(self) -> Verdict {
+        match self {
+            Path::Plain => Verdict::Forward(1),
+            Path::Encap | Path::Decap => Verdict::Forward(0),
+        }
+    }
+}
+
+/// A burst of 32 frames for `path`, built with etherparse, toward 32 different hosts.
+fn burst_frames(path: Path) -> Vec<Vec<u8>> {
+    const WAN: [u8; 6] = [2, 0, 0, 0, 0, 1];
+    const UP: [u8; 6] = [2, 0, 0, 0, 0, 0xfe];
+    (0..BURST as u8)
         .map(|i| {
-            let mut f = vec![0u8; 60];
-            f[..6].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
-            f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 0xfe]);
-            f[12..14].copy_from_slice(&[0x08, 0x00]);
-            let ip = &mut f[14..34];
-            ip.copy_from_slice(&[
-                0x45, 0, 0, 46, 0, 0, 0x40, 0, 64, 17, 0, 0, 198, 51, 100, 1, 172, 16, i as u8, 1,
-            ]);
-            let c = anygate::wire::checksum::checksum(ip);
-            ip[10..12].copy_from_slice(&c.to_be_bytes());
+            let mut f = Vec::new();
+            let payload = [0u8; 18];
+            match path {
+                Path::Plain | Path::Encap => {
+                    let dst = if path == Path::Plain {
+                        [172, 16, i, 1]
+                    } else {
+                        [192, 168, 10, i + 1]
+                    };
+                    let b = etherparse::PacketBuilder::ethernet2(UP, WAN)
+                        .ipv4([198, 51, 100, 1], dst, 64)
+                        .udp(4000, 53);
+                    b.write(&mut f, &payload).expect("write to Vec");
+                }
+                Path::Decap => {
+                    let mut inner = vec![0, 0, 0x08, 0x00];
+                    let b = etherparse::PacketBuilder::ipv4(
+                        [192, 168, 10, i + 1],
+                        [93, 184, 216, 34],
+                        64,
+                    )
+                    .udp(4000, 53);
+                    b.write(&mut inner, &payload).expect("write to Vec");
+                    let b = etherparse::PacketBuilder::ethernet2(UP, WAN).ipv4(
+                        [198, 51, 100, 20],
+                        [203, 0, 113, 10],
+                        60,
+                    );
+                    b.write(&mut f, etherparse::IpNumber::GRE, &inner)
+                        .expect("write to Vec");
+                }
+            }
             f
         })
         .collect()
@@ -183,9 +244,9 @@ fn process_burst(p: &mut Pipeline, s: &Snapshot, bufs: &mut [VecBuf], v: &mut [V
     p.process(s, 0, bufs, v);
 }
 
-fn bench_pipeline(runs: usize) {
+fn bench_pipeline(runs: usize, path: Path) {
     let snap = snapshot();
-    let frames = burst_frames();
+    let frames = burst_frames(path);
     let mut bufs: Vec<VecBuf> = frames.iter().map(|f| VecBuf::from_bytes(f)).collect();
     let mut v = [Verdict::Drop(DropReason::NoRoute); BURST];
     let mut p = Pipeline::new();
@@ -209,10 +270,14 @@ fn bench_pipeline(runs: usize) {
         reset_only.push(reset / (iters * BURST) as f64);
     }
     assert!(
-        v.iter().all(|v| *v == Verdict::Forward(1)),
-        "bench packets must be forwarded"
+        v.iter().all(|v| *v == path.verdict()),
+        "bench packets must take the {} path",
+        path.name()
     );
-    println!("pipeline: burst of {BURST} UDP/IPv4 64-byte frames, plain forwarding, {runs} runs");
+    println!(
+        "pipeline: burst of {BURST} 64-byte UDP/IPv4 frames, {}, {runs} runs",
+        path.name()
+    );
     report("process, TSC cycles per packet", "cyc", cycles.clone());
     report("(buffer reset, subtracted above)", "cyc", reset_only);
     let hz = tsc_per_ns();
@@ -233,9 +298,12 @@ fn main() {
             .and_then(|i| args.get(i + 1))
             .cloned()
     };
+    let path = get("--path")
+        .map(|p| Path::parse(&p).expect("--path plain|encap|decap"))
+        .unwrap_or(Path::Plain);
     if let Some(n) = get("--callgrind-pipeline").and_then(|n| n.parse::<usize>().ok()) {
         let snap = snapshot();
-        let frames = burst_frames();
+        let frames = burst_frames(path);
         let mut bufs: Vec<VecBuf> = frames.iter().map(|f| VecBuf::from_bytes(f)).collect();
         let mut v = [Verdict::Drop(DropReason::NoRoute); BURST];
         let mut p = Pipeline::new();
@@ -266,7 +334,7 @@ fn main() {
         bench_lpm(&routes, &ips, runs);
     }
     if !args.iter().any(|a| a == "--lpm") {
-        bench_pipeline(runs);
+        bench_pipeline(runs, path);
     }
 }
 

@@ -38,46 +38,60 @@ pub(super) enum Origin {
     Local,
 }
 
-/// The IPv4 header fields the stages use, read once after validation.
+/// The IPv4 header fields the stages use, read once after validation. Small, so it stays
+/// in registers.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Ip4 {
-    pub hlen: usize,
-    pub total: usize,
     pub src: u32,
     pub dst: u32,
+    pub total: usize,
+    pub hlen: usize,
     pub ttl: u8,
     pub proto: u8,
     pub tos: u8,
     pub df: bool,
+    /// Fragment offset is not zero: not the first fragment.
     pub frag_off: u16,
 }
 
-/// Validates the IPv4 packet after the Ethernet header of `frame`.
+/// Validates the IPv4 packet after the Ethernet header of `frame` (`ipv4::Packet` is the
+/// one validator), then reads the fields from the fixed 20-byte header.
+#[inline(always)]
 pub(super) fn parse_ipv4(frame: &[u8]) -> Result<Ip4, DropReason> {
     let body = frame.get(ethernet::HEADER_LEN..).unwrap_or(&[]);
-    let ip = ipv4::Packet::new_checked(body).map_err(|e| match e {
-        ipv4::Error::Truncated => DropReason::Ipv4Truncated,
-        ipv4::Error::BadVersion => DropReason::Ipv4BadVersion,
-        ipv4::Error::BadIhl => DropReason::Ipv4BadIhl,
-        ipv4::Error::BadLength => DropReason::Ipv4BadLength,
-        ipv4::Error::BadChecksum => DropReason::Ipv4BadChecksum,
-    })?;
-    if ipv4::is_martian_src(ip.src()) {
+    let hlen = match ipv4::Packet::new_checked(body) {
+        Ok(ip) => ip.header_len(),
+        Err(e) => {
+            return Err(match e {
+                ipv4::Error::Truncated => DropReason::Ipv4Truncated,
+                ipv4::Error::BadVersion => DropReason::Ipv4BadVersion,
+                ipv4::Error::BadIhl => DropReason::Ipv4BadIhl,
+                ipv4::Error::BadLength => DropReason::Ipv4BadLength,
+                ipv4::Error::BadChecksum => DropReason::Ipv4BadChecksum,
+            })
+        }
+    };
+    let Some(h) = body.first_chunk::<{ ipv4::MIN_HEADER_LEN }>() else {
+        return Err(DropReason::Ipv4Truncated);
+    };
+    let src = u32::from_be_bytes([h[12], h[13], h[14], h[15]]);
+    let dst = u32::from_be_bytes([h[16], h[17], h[18], h[19]]);
+    if ipv4::is_martian_src(src) {
         return Err(DropReason::Ipv4MartianSrc);
     }
-    if ipv4::is_martian_dst(ip.dst()) {
+    if ipv4::is_martian_dst(dst) {
         return Err(DropReason::Ipv4MartianDst);
     }
     Ok(Ip4 {
-        hlen: ip.header_len(),
-        total: ip.total_len(),
-        src: ip.src(),
-        dst: ip.dst(),
-        ttl: ip.ttl(),
-        proto: ip.protocol(),
-        tos: ip.tos(),
-        df: ip.dont_frag(),
-        frag_off: ip.frag_offset(),
+        src,
+        dst,
+        total: u16::from_be_bytes([h[2], h[3]]) as usize,
+        hlen,
+        ttl: h[8],
+        proto: h[9],
+        tos: h[1],
+        df: h[6] & 0x40 != 0,
+        frag_off: u16::from_be_bytes([h[6], h[7]]) & 0x1fff,
     })
 }
 

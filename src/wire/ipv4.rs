@@ -48,6 +48,7 @@ fn be32(b: &[u8]) -> u32 {
 impl<T: AsRef<[u8]>> Packet<T> {
     /// Checks version, IHL, total length against the buffer and the header checksum. After
     /// this, every accessor is in bounds: `header_len() <= total_len() <= buffer length`.
+    #[inline]
     pub fn new_checked(buf: T) -> Result<Self, Error> {
         let b = buf.as_ref();
         if b.len() < MIN_HEADER_LEN {
@@ -69,56 +70,73 @@ impl<T: AsRef<[u8]>> Packet<T> {
         }
         Ok(Packet { buf })
     }
+    #[inline(always)]
     fn b(&self) -> &[u8] {
         self.buf.as_ref()
     }
+    #[inline]
     pub fn header_len(&self) -> usize {
         ((self.b()[field::VER_IHL] & 0x0f) as usize) * 4
     }
+    #[inline]
     pub fn has_options(&self) -> bool {
         self.header_len() > MIN_HEADER_LEN
     }
+    #[inline]
     pub fn tos(&self) -> u8 {
         self.b()[field::TOS]
     }
+    #[inline]
     pub fn total_len(&self) -> usize {
         be16(&self.b()[field::LEN]) as usize
     }
+    #[inline]
     pub fn ident(&self) -> u16 {
         be16(&self.b()[field::ID])
     }
+    #[inline]
     pub fn dont_frag(&self) -> bool {
         self.b()[field::FLAGS_FRAG.start] & 0x40 != 0
     }
+    #[inline]
     pub fn more_frags(&self) -> bool {
         self.b()[field::FLAGS_FRAG.start] & 0x20 != 0
     }
     /// Fragment offset in 8-byte units.
+    #[inline]
     pub fn frag_offset(&self) -> u16 {
         be16(&self.b()[field::FLAGS_FRAG]) & 0x1fff
     }
+    #[inline]
     pub fn ttl(&self) -> u8 {
         self.b()[field::TTL]
     }
+    #[inline]
     pub fn protocol(&self) -> u8 {
         self.b()[field::PROTO]
     }
+    #[inline]
     pub fn checksum(&self) -> u16 {
         be16(&self.b()[field::CHECKSUM])
     }
     /// Source address as a host-order integer, the form the LPM and hashes use.
+    #[inline]
     pub fn src(&self) -> u32 {
         be32(&self.b()[field::SRC])
     }
+    #[inline]
     pub fn dst(&self) -> u32 {
         be32(&self.b()[field::DST])
     }
+    #[inline]
     pub fn src_addr(&self) -> Ipv4Addr {
         Ipv4Addr::from(self.src())
     }
+    #[inline]
     pub fn dst_addr(&self) -> Ipv4Addr {
         Ipv4Addr::from(self.dst())
     }
+    #[inline]
     pub fn payload(&self) -> &[u8] {
         &self.b()[self.header_len()..self.total_len()]
     }
@@ -189,6 +207,7 @@ pub fn write_header(buf: &mut [u8], h: &NewHeader) {
 }
 
 /// Martian sources (RFC 1812 5.3.7): this-network, loopback, multicast, reserved, broadcast.
+#[inline(always)]
 pub fn is_martian_src(a: u32) -> bool {
     let first = (a >> 24) as u8;
     first == 0 || first == 127 || first >= 224
@@ -196,6 +215,7 @@ pub fn is_martian_src(a: u32) -> bool {
 
 /// Destinations a router never forwards as unicast: this-network, loopback, multicast,
 /// reserved and limited broadcast.
+#[inline(always)]
 pub fn is_martian_dst(a: u32) -> bool {
     is_martian_src(a)
 }
