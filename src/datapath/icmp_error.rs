@@ -5,7 +5,7 @@
 use super::packet::PacketBuf;
 use super::pipeline::{Ip4, Origin, Pipeline};
 use super::verdict::{DropReason, Verdict};
-use crate::lpm::View;
+use crate::lpm::{Prefix, View};
 use crate::route::{Snapshot, NH_ANYCAST, NH_LOCAL};
 use crate::wire::{ethernet, icmp, ipv4};
 
@@ -36,6 +36,17 @@ impl Pipeline {
         let Some(src) = src else {
             return Verdict::Drop(reason);
         };
+        // Nor to the directed broadcast of the subnet the packet arrived on (RFC 1812 4.3.2.7).
+        if let Origin::Port(p) = origin {
+            let bcast = |p: &crate::route::PortState| p.addr | !Prefix::mask(p.prefix_len);
+            if snap
+                .ports
+                .get(p as usize)
+                .is_some_and(|p| ip.src == bcast(p))
+            {
+                return Verdict::Drop(reason);
+            }
+        }
         let allowed = pkt
             .as_ref()
             .get(ethernet::HEADER_LEN..)

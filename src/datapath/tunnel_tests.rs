@@ -423,6 +423,12 @@ fn time_exceeded_from_the_port_and_through_the_tunnel() {
         "the drop is still counted"
     );
     assert_eq!((p.counters.icmp_errors, p.counters.originated), (1, 1));
+    // Never to the directed broadcast of the arrival port's subnet.
+    let from_bcast = inner_udp([192, 0, 2, 255], [192, 168, 10, 7], 1, 40);
+    assert_eq!(
+        run1(&s, eth(WAN, UP, &from_bcast)).0,
+        Verdict::Drop(DropReason::TtlExceeded)
+    );
     // A decapsulated packet expiring: the error comes from the tunnel interface, back into it.
     let dying = inner_udp([192, 168, 10, 5], NET, 1, 40);
     let (v, out, _) = run1(&s, gre(&dying));
