@@ -617,8 +617,8 @@ fn check_and_run_refuse_a_bad_config_naming_the_key() {
             "routes[1].nexthop: 100.64.0.1 is on no port",
         ),
         (
-            format!("{good}\n[[routes]]\nprefix = \"8.0.0.0/8\"\nnexthop = \"10.0.0.2\"\n"),
-            "routes[3].prefix: duplicate route 8.0.0.0/8",
+            format!("{good}\n[[routes]]\nprefix = \"8.0.0.0/8\"\nnexthop = \"192.0.2.254\"\n"),
+            "routes[3]: duplicate route: 8.0.0.0/8 via 192.0.2.254 is already routes[0]",
         ),
         (
             good.replace(&format!("core = {}", cores().1), "core = 4096"),

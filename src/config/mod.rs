@@ -1,11 +1,12 @@
 //! TOML configuration: `schema` is what serde reads (unknown keys refused), `validate` turns it
 //! into a typed [`Config`] or a list of errors that each name the key path.
+mod routes;
 mod schema;
 mod tunnels;
 mod validate;
 
-pub use schema::{RawConfig, TunnelType};
-pub use tunnels::{NodeConf, TunnelConf, GRE_OVERHEAD, IPIP_OVERHEAD, MAX_TUNNELS};
+pub use schema::{Health, RawConfig, RouteSource, TunnelType};
+pub use tunnels::{NodeConf, Region, TunnelConf, GRE_OVERHEAD, IPIP_OVERHEAD, MAX_TUNNELS};
 pub use validate::{
     validate, Config, DpdkConf, NeighborConf, PortConf, RouteConf, Via, WorkerConf,
 };

@@ -31,6 +31,13 @@ pub struct RawNode {
     /// ICMP errors (time exceeded, fragmentation needed) each worker may send per second.
     #[serde(default = "default_icmp_rate")]
     pub icmp_errors_per_second: u32,
+    /// This server's region code (AFR APAC EEUR ENAM ME OC SAM WEUR WNAM) and data center:
+    /// routes scoped elsewhere are invisible here.
+    pub region: Option<String>,
+    pub colo: Option<String>,
+    /// Allow routes toward tunnels outside RFC 1918.
+    #[serde(default)]
+    pub allow_public_prefixes: bool,
 }
 
 impl Default for RawNode {
@@ -38,6 +45,9 @@ impl Default for RawNode {
         RawNode {
             anycast_addresses: Vec::new(),
             icmp_errors_per_second: default_icmp_rate(),
+            region: None,
+            colo: None,
+            allow_public_prefixes: false,
         }
     }
 }
@@ -71,6 +81,9 @@ pub struct RawTunnel {
     pub mss_clamp: Option<u16>,
     /// Inner sources accepted from this tunnel; default: the prefixes routed to it.
     pub authorized_prefixes: Option<Vec<String>>,
+    /// The health to start with, until checks (or `anygate ctl`) say otherwise.
+    #[serde(default)]
+    pub health: Health,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -169,4 +182,66 @@ pub struct RawNeighbor {
 pub struct RawRoute {
     pub prefix: String,
     pub nexthop: String,
+    /// Lower wins; 100 by default, the priority BGP routes enter with.
+    #[serde(default = "default_priority")]
+    pub priority: u32,
+    /// ECMP share, 1..=256; routes without one count as 100.
+    pub weight: Option<u16>,
+    #[serde(default)]
+    pub description: String,
+    pub scope: Option<RawScope>,
+    #[serde(default)]
+    pub source: RouteSource,
+}
+
+fn default_priority() -> u32 {
+    100
+}
+
+/// Where a route is visible: in these regions and/or data centers; everywhere when absent.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawScope {
+    #[serde(default)]
+    pub regions: Vec<String>,
+    #[serde(default)]
+    pub colos: Vec<String>,
+}
+
+#[derive(
+    Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq, Hash, PartialOrd, Ord,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteSource {
+    #[default]
+    Static,
+    Bgp,
+}
+
+/// A tunnel's health, which adds a penalty to the priority of every route through it.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    #[default]
+    Healthy,
+    Degraded,
+    Down,
+}
+
+impl Health {
+    /// +500000 when degraded, +1000000 when down (the vendor's penalties).
+    pub fn penalty(self) -> u64 {
+        match self {
+            Health::Healthy => 0,
+            Health::Degraded => 500_000,
+            Health::Down => 1_000_000,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Health::Healthy => "healthy",
+            Health::Degraded => "degraded",
+            Health::Down => "down",
+        }
+    }
 }

@@ -1,5 +1,5 @@
 //! Validation of `[node]` and `[[tunnels]]`.
-use super::schema::{RawConfig, TunnelType};
+use super::schema::{Health, RawConfig, TunnelType};
 use super::validate::{parse_cidr, parse_ip, parse_prefix, Errs, PortConf};
 use crate::lpm::Prefix;
 use std::collections::HashMap;
@@ -14,6 +14,9 @@ pub const MAX_TUNNELS: usize = 256;
 pub struct NodeConf {
     pub anycast: Vec<u32>,
     pub icmp_errors_per_second: u32,
+    pub region: Option<Region>,
+    pub colo: Option<String>,
+    pub allow_public_prefixes: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -32,6 +35,7 @@ pub struct TunnelConf {
     pub mss_clamp: u16,
     /// None: the prefixes routed to the tunnel (filled in by `validate`).
     pub authorized: Option<Vec<Prefix>>,
+    pub health: Health,
 }
 
 impl TunnelConf {
@@ -53,6 +57,32 @@ impl TunnelConf {
             len: self.prefix_len,
         }
     }
+}
+
+/// The vendor's nine region codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Region(u8);
+
+impl Region {
+    pub const CODES: [&'static str; 9] = [
+        "AFR", "APAC", "EEUR", "ENAM", "ME", "OC", "SAM", "WEUR", "WNAM",
+    ];
+    pub fn parse(s: &str) -> Option<Region> {
+        Self::CODES
+            .iter()
+            .position(|c| *c == s)
+            .map(|i| Region(i as u8))
+    }
+    pub fn code(self) -> &'static str {
+        Self::CODES[self.0 as usize % Self::CODES.len()]
+    }
+}
+
+/// RFC 1918 space.
+pub fn is_rfc1918(p: Prefix) -> bool {
+    [(0x0a00_0000, 8), (0xac10_0000, 12), (0xc0a8_0000, 16)]
+        .iter()
+        .any(|&(a, l)| p.len >= l && p.addr & Prefix::mask(l) == a)
 }
 
 fn interface_range_ok(addr: u32) -> bool {
@@ -80,9 +110,26 @@ pub fn validate_node(raw: &RawConfig, ports: &[PortConf], e: &mut Errs) -> NodeC
             Err(m) => e.push(path, m),
         }
     }
+    let region = raw
+        .node
+        .region
+        .as_deref()
+        .and_then(|r| match Region::parse(r) {
+            Some(r) => Some(r),
+            None => {
+                e.push(
+                    "node.region",
+                    format!("`{r}` is not a region code ({})", Region::CODES.join(" ")),
+                );
+                None
+            }
+        });
     NodeConf {
         anycast,
         icmp_errors_per_second: raw.node.icmp_errors_per_second,
+        region,
+        colo: raw.node.colo.clone(),
+        allow_public_prefixes: raw.node.allow_public_prefixes,
     }
 }
 
@@ -234,6 +281,7 @@ pub fn validate_tunnels(raw: &RawConfig, node: &NodeConf, e: &mut Errs) -> Vec<T
             ttl,
             mss_clamp,
             authorized,
+            health: t.health,
         };
         if let Some(j) = out.iter().position(|o| {
             let m = Prefix::mask(o.prefix_len.min(tc.prefix_len));

@@ -1,4 +1,5 @@
 //! Turns the raw schema into a typed config, collecting every error with its key path.
+use super::routes;
 use super::schema::*;
 use super::tunnels::{self, NodeConf, TunnelConf};
 use super::{ConfigError, ConfigErrors, Host, MAX_PORTS};
@@ -64,19 +65,7 @@ pub struct NeighborConf {
     pub port: u16,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Via {
-    /// A gateway on a port's subnet.
-    Gateway { ip: u32, port: u16 },
-    /// A tunnel, by index into `Config::tunnels`.
-    Tunnel(u16),
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct RouteConf {
-    pub prefix: Prefix,
-    pub via: Via,
-}
+pub use super::routes::{RouteConf, Via};
 
 /// EAL options anygate derives from the config itself.
 const MANAGED_EAL_ARGS: &[&str] = &[
@@ -418,31 +407,14 @@ pub fn validate(raw: &RawConfig, host: &Host) -> Result<Config, ConfigErrors> {
     let node = tunnels::validate_node(raw, &ports, &mut e);
     let mut tunnels = tunnels::validate_tunnels(raw, &node, &mut e);
 
-    // [[routes]]
-    let mut routes = Vec::new();
-    let mut seen: HashMap<Prefix, usize> = HashMap::new();
-    for (i, r) in raw.routes.iter().enumerate() {
-        let path = format!("routes[{i}]");
-        let prefix = parse_prefix(&r.prefix)
-            .map_err(|m| e.push(format!("{path}.prefix"), m))
-            .ok();
-        if let Some(p) = prefix {
-            if let Some(j) = seen.insert(p, i) {
-                e.push(
-                    format!("{path}.prefix"),
-                    format!("duplicate route {p}: already routes[{j}]"),
-                );
-            }
-        }
-        match route_via(&r.nexthop, &ports, &neigh_ip, raw, &port_idx, &tunnels) {
-            Ok(via) => {
-                if let Some(prefix) = prefix {
-                    routes.push(RouteConf { prefix, via });
-                }
-            }
-            Err(m) => e.push(format!("{path}.nexthop"), m),
-        }
-    }
+    let ctx = routes::Context {
+        ports: &ports,
+        neigh_ip: &neigh_ip,
+        port_idx: &port_idx,
+        tunnels: &tunnels,
+        node: &node,
+    };
+    let routes = routes::validate_routes(raw, &ctx, &mut e);
     // A tunnel without authorized_prefixes accepts inner sources from the prefixes routed to
     // it; every tunnel also accepts its own interface subnet (the customer router's address).
     for (ti, t) in tunnels.iter_mut().enumerate() {
@@ -474,39 +446,6 @@ pub fn validate(raw: &RawConfig, host: &Host) -> Result<Config, ConfigErrors> {
         node,
         tunnels,
         raw: raw.clone(),
-    })
-}
-
-/// Resolves a route's `nexthop`: a tunnel name, a tunnel's customer-side interface address,
-/// a `[[neighbors]]` entry, or an address on a port's subnet.
-fn route_via(
-    nexthop: &str,
-    ports: &[PortConf],
-    neigh_ip: &HashMap<u32, usize>,
-    raw: &RawConfig,
-    port_idx: &HashMap<&str, u16>,
-    tunnels: &[TunnelConf],
-) -> Result<Via, String> {
-    if let Some(t) = tunnels.iter().position(|t| t.name == nexthop) {
-        return Ok(Via::Tunnel(t as u16));
-    }
-    let ip = parse_ip(nexthop)
-        .map_err(|_| format!("`{nexthop}` is neither a tunnel name nor an IPv4 address"))?;
-    if let Some(t) = tunnels.iter().position(|t| t.peer_addr == ip) {
-        return Ok(Via::Tunnel(t as u16));
-    }
-    if ports.iter().any(|p| p.addr == ip) {
-        return Err(format!("{nexthop} is one of our own port addresses"));
-    }
-    let port = match neigh_ip.get(&ip) {
-        Some(&ni) => raw
-            .neighbors
-            .get(ni)
-            .and_then(|n| port_idx.get(n.port.as_str()).copied()),
-        None => ports.iter().position(|p| p.on_link(ip)).map(|p| p as u16),
-    };
-    port.map(|port| Via::Gateway { ip, port }).ok_or_else(|| {
-        format!("{nexthop} is on no port's subnet and is no [[neighbors]] entry or tunnel")
     })
 }
 
@@ -638,11 +577,14 @@ nexthop = "10.0.0.2"
 
     #[test]
     fn duplicate_route_refused() {
-        let t =
+        // Another next hop for the same prefix is an ECMP candidate, not a duplicate.
+        let ecmp =
             format!("{GOOD}\n[[routes]]\nprefix = \"172.16.0.0/12\"\nnexthop = \"192.0.2.254\"\n");
+        assert!(errors(&ecmp).is_empty());
+        let t = format!("{GOOD}\n[[routes]]\nprefix = \"172.16.0.0/12\"\nnexthop = \"10.0.0.2\"\npriority = 5\n");
         assert_eq!(
             errors(&t),
-            vec!["routes[2].prefix: duplicate route 172.16.0.0/12: already routes[1]"]
+            vec!["routes[2]: duplicate route: 172.16.0.0/12 via 10.0.0.2 is already routes[1]"]
         );
     }
 

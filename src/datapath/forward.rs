@@ -7,7 +7,7 @@ use super::pipeline::{rewrite_l2, Ip4, Origin, Pipeline};
 use super::verdict::{DropReason, Verdict};
 use crate::config::TunnelType;
 use crate::lpm::View;
-use crate::route::{Gateway, NextHop, NhMac, Snapshot};
+use crate::route::{ecmp, Gateway, NextHop, NhMac, Snapshot};
 use crate::wire::{ethernet, gre, icmp, ipv4, tcp, MacAddr};
 
 /// Where a packet leaves: destination and source MAC, and the port.
@@ -20,9 +20,20 @@ impl Pipeline {
         fib: View,
         pkt: &mut B,
         ip: &Ip4,
-        nh_id: u32,
+        set: u32,
         origin: Origin,
     ) -> Verdict {
+        let Some(group) = snap.group(set) else {
+            return Verdict::Drop(DropReason::NoRoute);
+        };
+        let hash = if group.is_ecmp() {
+            flow_hash(pkt.as_ref(), ip)
+        } else {
+            0
+        };
+        let Some(nh_id) = group.pick(hash) else {
+            return Verdict::Drop(DropReason::NoRoute);
+        };
         let Some(&nh) = snap.nexthops.get(nh_id as usize) else {
             return Verdict::Drop(DropReason::NoRoute);
         };
@@ -165,10 +176,16 @@ impl Pipeline {
         let Some(tun) = snap.tunnels.get(t as usize) else {
             return Err(DropReason::NoRoute);
         };
-        let Some(NextHop::Gateway(g)) = snap.nexthops.get(tun.underlay as usize).copied() else {
+        // The underlay may be ECMP too: one path per tunnel, by its endpoints.
+        let under = snap
+            .group(tun.underlay)
+            .and_then(|g| g.pick(ecmp::flow_hash(tun.local, tun.remote, 0)));
+        let Some((under, NextHop::Gateway(g))) =
+            under.and_then(|u| Some((u, *snap.nexthops.get(u as usize)?)))
+        else {
             return Err(DropReason::NoRoute);
         };
-        let (dst, src) = self.gateway_mac(snap, &g, tun.underlay)?;
+        let (dst, src) = self.gateway_mac(snap, &g, under)?;
         let outer_total = ip.total + tun.overhead as usize;
         if snap
             .ports
@@ -238,4 +255,18 @@ impl Pipeline {
         }
         Verdict::Forward(l2.2)
     }
+}
+
+/// The ECMP flow hash of a packet: addresses, plus ports for TCP and UDP unless it is a
+/// non-first fragment. After decapsulation `ip` is the inner header, so tunnels never polarise.
+#[inline]
+fn flow_hash(frame: &[u8], ip: &Ip4) -> u32 {
+    let l4 = ethernet::HEADER_LEN + ip.hlen;
+    let ports = match (ip.proto, ip.frag_off) {
+        (ipv4::PROTO_TCP | ipv4::PROTO_UDP, 0) => frame
+            .get(l4..l4 + 4)
+            .map_or(0, |p| u32::from_be_bytes([p[0], p[1], p[2], p[3]])),
+        _ => 0,
+    };
+    ecmp::flow_hash(ip.src, ip.dst, ports)
 }

@@ -1,8 +1,11 @@
+use super::ecmp;
+use super::select::{self, Candidate};
 use super::source_filter::SourceFilter;
 use super::ArpCache;
-use crate::config::{Config, TunnelType, Via};
+use crate::config::{Config, Health, RouteSource, TunnelType, Via};
 use crate::lpm::{Dir24_8, Prefix};
 use crate::wire::MacAddr;
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -55,8 +58,64 @@ pub struct TunnelState {
     pub mss_clamp: u16,
     /// Outer header bytes: 24 (GRE) or 20 (IP-in-IP).
     pub overhead: u16,
-    /// The gateway next hop toward `remote`.
+    /// The route set toward `remote`: gateways only.
     pub underlay: u32,
+}
+
+/// (customer endpoint, edge endpoint, protocol) and the tunnel they identify.
+pub type TunnelKey = ((u32, u32, u8), u16);
+
+/// The routes selected for one route set: next hops, and the ECMP table over them.
+#[derive(Debug, Clone, Default)]
+pub struct Group {
+    pub members: Vec<u32>,
+    pub weights: Vec<u16>,
+    /// Indices of the selected candidates in the route set.
+    pub selected: Vec<usize>,
+    /// The winning effective priority.
+    pub effective: u64,
+    /// Member index per slot; empty for groups of one.
+    table: Vec<u16>,
+}
+
+impl Group {
+    fn build(cands: &[Candidate], health: &[Health]) -> Group {
+        let (selected, effective) = select::select(cands, health);
+        let members: Vec<u32> = selected.iter().map(|&i| cands[i].nexthop).collect();
+        let weights: Vec<u16> = selected.iter().map(|&i| cands[i].weight).collect();
+        let table = if members.len() > 1 {
+            let m: Vec<(u64, u32)> = selected
+                .iter()
+                .map(|&i| (cands[i].key, cands[i].weight as u32))
+                .collect();
+            ecmp::build_table(&m)
+        } else {
+            Vec::new()
+        };
+        Group {
+            members,
+            weights,
+            selected,
+            effective,
+            table,
+        }
+    }
+
+    /// More than one member: the caller computes the flow hash.
+    #[inline(always)]
+    pub fn is_ecmp(&self) -> bool {
+        self.members.len() > 1
+    }
+
+    /// The next hop for a flow.
+    #[inline]
+    pub fn pick(&self, hash: u32) -> Option<u32> {
+        if self.members.len() <= 1 {
+            return self.members.first().copied();
+        }
+        let m = *self.table.get(ecmp::slot(hash))?;
+        self.members.get(m as usize).copied()
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -67,21 +126,33 @@ pub struct PortState {
     pub mtu: u16,
 }
 
-/// Everything a worker needs to forward, immutable once published.
+/// Everything a worker needs to forward, immutable once published. The FIB maps a prefix to
+/// a route set (the routes for it visible here); each set has a selected group. A change of
+/// health rebuilds only the groups of the sets that go through the tunnel, and shares the rest
+/// (`with_health`).
+#[derive(Clone)]
 pub struct Snapshot {
     pub generation: u64,
-    pub fib: Dir24_8,
-    pub nexthops: Vec<NextHop>,
+    pub fib: Arc<Dir24_8>,
+    /// Route sets, by FIB value.
+    pub sets: Arc<Vec<Vec<Candidate>>>,
+    /// The selected group of each set.
+    pub groups: Vec<Arc<Group>>,
+    /// Health of each tunnel.
+    pub health: Vec<Health>,
+    /// Sets that contain each tunnel.
+    sets_by_tunnel: Arc<Vec<Vec<u32>>>,
+    pub nexthops: Arc<Vec<NextHop>>,
     pub ports: Vec<PortState>,
     pub arp: Arc<ArpCache>,
-    pub tunnels: Vec<TunnelState>,
+    pub tunnels: Arc<Vec<TunnelState>>,
     /// (customer endpoint, edge endpoint, protocol) -> tunnel, sorted for binary search.
-    pub tunnel_keys: Vec<((u32, u32, u8), u16)>,
+    pub tunnel_keys: Arc<Vec<TunnelKey>>,
     /// Which inner sources each tunnel may send.
-    pub sources: SourceFilter,
+    pub sources: Arc<SourceFilter>,
     pub icmp_errors_per_second: u32,
-    /// The prefix each FIB entry came from, for `trace` and `show`.
-    pub prefixes: Vec<(Prefix, u32)>,
+    /// Each prefix in the FIB and its set, longest first, for `trace` and `show`.
+    pub prefixes: Arc<Vec<(Prefix, u32)>>,
 }
 
 impl Snapshot {
@@ -150,38 +221,111 @@ impl Snapshot {
         let gw_id =
             |port: u16, ip: u32| gateways.iter().position(|k| *k == (port, ip)).unwrap_or(0) as u32;
 
+        // Per prefix, the candidate routes: implicit ones first, replaced by any configured
+        // route for the same prefix that is visible here.
         let host = |addr: u32| Prefix { addr, len: 32 };
-        let mut routes: Vec<(Prefix, u32)> = Vec::new();
+        let gw_key = |ip: u32| ecmp::member_key(&ip.to_be_bytes());
+        let tun_key = |t: usize| ecmp::member_key(cfg.tunnels[t].name.as_bytes());
+        let implicit = |nexthop: u32, tunnel: Option<u16>, key: u64| Candidate {
+            nexthop,
+            tunnel,
+            priority: 0,
+            weight: 1,
+            source: RouteSource::Static,
+            key,
+            route: None,
+        };
+        let mut special: Vec<(Prefix, u32)> = Vec::new();
+        let mut by_prefix: HashMap<Prefix, Vec<Candidate>> = HashMap::new();
         for (i, t) in cfg.tunnels.iter().enumerate() {
-            routes.push((t.interface_prefix(), tunnel_nh0 + i as u32));
-            routes.push((host(t.local_addr), NH_LOCAL));
+            let nh = tunnel_nh0 + i as u32;
+            by_prefix.insert(
+                t.interface_prefix(),
+                vec![implicit(nh, Some(i as u16), tun_key(i))],
+            );
+            special.push((host(t.local_addr), NH_LOCAL));
         }
         for p in &cfg.ports {
-            routes.push((host(p.addr), NH_LOCAL));
+            special.push((host(p.addr), NH_LOCAL));
         }
         for a in &cfg.node.anycast {
-            routes.push((host(*a), NH_ANYCAST));
+            special.push((host(*a), NH_ANYCAST));
         }
         for n in &cfg.neighbors {
-            routes.push((host(n.ip), gw_id(n.port, n.ip)));
+            by_prefix.insert(
+                host(n.ip),
+                vec![implicit(gw_id(n.port, n.ip), None, gw_key(n.ip))],
+            );
         }
-        // Configured routes come last, so they win over the implicit ones.
-        for r in &cfg.routes {
-            let id = match r.via {
-                Via::Gateway { ip, port } => gw_id(port, ip),
-                Via::Tunnel(t) => tunnel_nh0 + t as u32,
+        let mut configured: HashMap<Prefix, Vec<Candidate>> = HashMap::new();
+        for (ri, r) in cfg
+            .routes
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.visible(&cfg.node))
+        {
+            let (nexthop, tunnel, key) = match r.via {
+                Via::Gateway { ip, port } => (gw_id(port, ip), None, gw_key(ip)),
+                Via::Tunnel(t) => (tunnel_nh0 + t as u32, Some(t), tun_key(t as usize)),
             };
-            routes.push((r.prefix, id));
+            configured.entry(r.prefix).or_default().push(Candidate {
+                nexthop,
+                tunnel,
+                priority: r.priority,
+                weight: r.weight,
+                source: r.source,
+                key,
+                route: Some(ri),
+            });
         }
+        by_prefix.extend(configured);
+
+        // Identical candidate lists share one set (and one group).
+        let mut sets: Vec<Vec<Candidate>> = Vec::new();
+        let mut set_ids: HashMap<Vec<Candidate>, u32> = HashMap::new();
+        let mut routes: Vec<(Prefix, u32)> = Vec::with_capacity(by_prefix.len() + special.len());
+        let mut ordered: Vec<(Prefix, Vec<Candidate>)> = by_prefix.into_iter().collect();
+        ordered.sort_by_key(|(p, _)| *p);
+        for (p, cands) in ordered {
+            let id = *set_ids.entry(cands.clone()).or_insert_with(|| {
+                sets.push(cands);
+                (sets.len() - 1) as u32
+            });
+            routes.push((p, id));
+        }
+        // Our own addresses last: nothing overrides them.
+        routes.extend(special);
         let fib = Dir24_8::build(&routes, MAX_TBL8_GROUPS).map_err(|e| format!("routes: {e}"))?;
+
+        let health: Vec<Health> = cfg
+            .tunnels
+            .iter()
+            .map(|t| previous_health(previous, &t.name).unwrap_or(t.health))
+            .collect();
+        let groups: Vec<Arc<Group>> = sets
+            .iter()
+            .map(|c| Arc::new(Group::build(c, &health)))
+            .collect();
+        let mut sets_by_tunnel = vec![Vec::new(); cfg.tunnels.len()];
+        for (si, cands) in sets.iter().enumerate() {
+            for t in cands.iter().filter_map(|c| c.tunnel) {
+                if let Some(v) = sets_by_tunnel.get_mut(t as usize) {
+                    if v.last() != Some(&(si as u32)) {
+                        v.push(si as u32);
+                    }
+                }
+            }
+        }
 
         let mut tunnels = Vec::new();
         for (i, t) in cfg.tunnels.iter().enumerate() {
-            let underlay = match fib
-                .lookup(t.customer_endpoint)
-                .and_then(|id| nexthops.get(id as usize))
-            {
-                Some(NextHop::Gateway(_)) => fib.lookup(t.customer_endpoint).unwrap_or(0),
+            let underlay = match fib.lookup(t.customer_endpoint) {
+                Some(set)
+                    if set < NH_ANYCAST
+                        && sets[set as usize].iter().all(|c| c.tunnel.is_none()) =>
+                {
+                    set
+                }
                 _ => {
                     return Err(format!(
                     "tunnels[{i}].customer_endpoint: no route toward {} through a port (a route \
@@ -204,7 +348,7 @@ impl Snapshot {
                 underlay,
             });
         }
-        let mut tunnel_keys: Vec<((u32, u32, u8), u16)> = tunnels
+        let mut tunnel_keys: Vec<TunnelKey> = tunnels
             .iter()
             .enumerate()
             .map(|(i, t)| ((t.remote, t.local, t.proto), i as u16))
@@ -222,16 +366,49 @@ impl Snapshot {
         prefixes.sort_by_key(|(p, _)| std::cmp::Reverse(p.len));
         Ok(Snapshot {
             generation,
-            fib,
-            nexthops,
+            fib: Arc::new(fib),
+            sets: Arc::new(sets),
+            groups,
+            health,
+            sets_by_tunnel: Arc::new(sets_by_tunnel),
+            nexthops: Arc::new(nexthops),
             ports,
             arp,
-            tunnels,
-            tunnel_keys,
-            sources,
+            tunnels: Arc::new(tunnels),
+            tunnel_keys: Arc::new(tunnel_keys),
+            sources: Arc::new(sources),
             icmp_errors_per_second: cfg.node.icmp_errors_per_second,
-            prefixes,
+            prefixes: Arc::new(prefixes),
         })
+    }
+
+    /// The same table with tunnel `t` in health `h`: only the groups of the route sets that
+    /// contain the tunnel are rebuilt; the FIB and everything else are shared.
+    pub fn with_health(&self, t: u16, h: Health, generation: u64) -> Option<Snapshot> {
+        self.health.get(t as usize)?;
+        let mut next = self.clone();
+        next.generation = generation;
+        next.health[t as usize] = h;
+        for &set in self.sets_by_tunnel.get(t as usize)? {
+            if let (Some(cands), Some(g)) = (
+                self.sets.get(set as usize),
+                next.groups.get_mut(set as usize),
+            ) {
+                *g = Arc::new(Group::build(cands, &next.health));
+            }
+        }
+        Some(next)
+    }
+
+    /// Route sets rebuilt by a health change of tunnel `t`.
+    pub fn sets_through(&self, t: u16) -> usize {
+        self.sets_by_tunnel.get(t as usize).map_or(0, Vec::len)
+    }
+
+    /// The group a FIB value selects.
+    #[inline]
+    pub fn group(&self, set: u32) -> Option<&Group> {
+        self.groups.get(set as usize).map(|g| &**g)
     }
 
     /// The tunnel that outer (source, destination, protocol) belongs to.
@@ -261,4 +438,11 @@ impl Snapshot {
             .find(|(p, _)| p.contains(ip))
             .map(|(p, _)| *p)
     }
+}
+
+/// A tunnel's health in the previous snapshot, so a reload keeps what was set at run time.
+fn previous_health(previous: Option<&Snapshot>, name: &str) -> Option<Health> {
+    let prev = previous?;
+    let i = prev.tunnels.iter().position(|t| t.name == name)?;
+    prev.health.get(i).copied()
 }

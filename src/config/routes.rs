@@ -1,0 +1,183 @@
+//! Validation of `[[routes]]`: next hops, priorities, weights, scopes and the vendor's rules
+//! (RFC 1918 toward tunnels, at most 64 routes per prefix and priority).
+use super::schema::{RawConfig, RouteSource};
+use super::tunnels::{is_rfc1918, NodeConf, Region, TunnelConf};
+use super::validate::{parse_ip, parse_prefix, Errs, PortConf};
+use crate::lpm::Prefix;
+use std::collections::HashMap;
+
+/// Routes with one prefix and one priority, at most (the vendor's limit).
+pub const MAX_SAME_PRIORITY: usize = 64;
+/// The weight of a route that names none.
+pub const DEFAULT_WEIGHT: u16 = 100;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Via {
+    /// A gateway on a port's subnet.
+    Gateway { ip: u32, port: u16 },
+    /// A tunnel, by index into `Config::tunnels`.
+    Tunnel(u16),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteConf {
+    pub prefix: Prefix,
+    pub via: Via,
+    pub priority: u32,
+    pub weight: u16,
+    pub source: RouteSource,
+    /// Empty: every region (and then `colos` decides, or the route is global).
+    pub regions: Vec<Region>,
+    pub colos: Vec<String>,
+    pub description: String,
+}
+
+impl RouteConf {
+    /// Is the route in this server's table? Unscoped routes are everywhere; scoped ones where
+    /// the region or the data center is listed.
+    pub fn visible(&self, node: &NodeConf) -> bool {
+        (self.regions.is_empty() && self.colos.is_empty())
+            || node.region.is_some_and(|r| self.regions.contains(&r))
+            || node.colo.as_ref().is_some_and(|c| self.colos.contains(c))
+    }
+}
+
+pub(super) struct Context<'a> {
+    pub ports: &'a [PortConf],
+    pub neigh_ip: &'a HashMap<u32, usize>,
+    pub port_idx: &'a HashMap<&'a str, u16>,
+    pub tunnels: &'a [TunnelConf],
+    pub node: &'a NodeConf,
+}
+
+pub(super) fn validate_routes(raw: &RawConfig, cx: &Context, e: &mut Errs) -> Vec<RouteConf> {
+    let mut routes: Vec<RouteConf> = Vec::new();
+    let mut index: Vec<usize> = Vec::new();
+    for (i, r) in raw.routes.iter().enumerate() {
+        let path = format!("routes[{i}]");
+        let before = e.0.len();
+        let prefix = parse_prefix(&r.prefix)
+            .map_err(|m| e.push(format!("{path}.prefix"), m))
+            .ok();
+        let via = route_via(&r.nexthop, raw, cx)
+            .map_err(|m| e.push(format!("{path}.nexthop"), m))
+            .ok();
+        if let (Some(p), Some(Via::Tunnel(_))) = (prefix, via) {
+            if !cx.node.allow_public_prefixes && !is_rfc1918(p) {
+                e.push(format!("{path}.prefix"), format!("{p} is not RFC 1918 space; routes toward tunnels need node.allow_public_prefixes = true for it"));
+            }
+        }
+        let weight = match r.weight {
+            None => DEFAULT_WEIGHT,
+            Some(w) if (1..=256).contains(&w) => w,
+            Some(w) => {
+                e.push(format!("{path}.weight"), format!("{w} is not in 1..=256"));
+                DEFAULT_WEIGHT
+            }
+        };
+        let scope = r.scope.clone().unwrap_or_default();
+        let mut regions = Vec::new();
+        for (k, code) in scope.regions.iter().enumerate() {
+            match Region::parse(code) {
+                Some(reg) if !regions.contains(&reg) => regions.push(reg),
+                Some(_) => e.push(
+                    format!("{path}.scope.regions[{k}]"),
+                    format!("{code} is listed twice"),
+                ),
+                None => e.push(
+                    format!("{path}.scope.regions[{k}]"),
+                    format!(
+                        "`{code}` is not a region code ({})",
+                        Region::CODES.join(" ")
+                    ),
+                ),
+            }
+        }
+        regions.sort();
+        let mut colos = scope.colos.clone();
+        if let Some(k) = colos.iter().position(|c| c.is_empty()) {
+            e.push(format!("{path}.scope.colos[{k}]"), "empty data center name");
+        }
+        colos.sort();
+        colos.dedup();
+        if e.0.len() > before {
+            continue;
+        }
+        let (Some(prefix), Some(via)) = (prefix, via) else {
+            continue;
+        };
+        let rc = RouteConf {
+            prefix,
+            via,
+            priority: r.priority,
+            weight,
+            source: r.source,
+            regions,
+            colos,
+            description: r.description.clone(),
+        };
+        if let Some(j) = routes.iter().position(|o| {
+            o.prefix == rc.prefix
+                && o.via == rc.via
+                && o.source == rc.source
+                && o.regions == rc.regions
+                && o.colos == rc.colos
+        }) {
+            e.push(
+                path,
+                format!(
+                    "duplicate route: {} via {} is already routes[{}]",
+                    r.prefix, r.nexthop, index[j]
+                ),
+            );
+            continue;
+        }
+        let same = routes
+            .iter()
+            .filter(|o| o.prefix == rc.prefix && o.priority == rc.priority)
+            .count();
+        if same == MAX_SAME_PRIORITY {
+            e.push(
+                format!("{path}.priority"),
+                format!(
+                    "more than {MAX_SAME_PRIORITY} routes for {} at priority {}",
+                    r.prefix, r.priority
+                ),
+            );
+            continue;
+        }
+        routes.push(rc);
+        index.push(i);
+    }
+    routes
+}
+
+/// Resolves a route's `nexthop`: a tunnel name, a tunnel's customer-side interface address,
+/// a `[[neighbors]]` entry, or an address on a port's subnet.
+fn route_via(nexthop: &str, raw: &RawConfig, cx: &Context) -> Result<Via, String> {
+    if let Some(t) = cx.tunnels.iter().position(|t| t.name == nexthop) {
+        return Ok(Via::Tunnel(t as u16));
+    }
+    let ip = parse_ip(nexthop)
+        .map_err(|_| format!("`{nexthop}` is neither a tunnel name nor an IPv4 address"))?;
+    if let Some(t) = cx.tunnels.iter().position(|t| t.peer_addr == ip) {
+        return Ok(Via::Tunnel(t as u16));
+    }
+    if cx.ports.iter().any(|p| p.addr == ip) {
+        return Err(format!("{nexthop} is one of our own port addresses"));
+    }
+    let port = match cx.neigh_ip.get(&ip) {
+        Some(&ni) => raw
+            .neighbors
+            .get(ni)
+            .and_then(|n| cx.port_idx.get(n.port.as_str()).copied()),
+        None => cx
+            .ports
+            .iter()
+            .position(|p| p.on_link(ip))
+            .map(|p| p as u16),
+    };
+    port.map(|port| Via::Gateway { ip, port }).ok_or_else(|| {
+        format!("{nexthop} is on no port's subnet and is no [[neighbors]] entry or tunnel")
+    })
+}
