@@ -11,3 +11,6 @@ pub use snapshot::{
     Gateway, NextHop, NhMac, PortState, Snapshot, TunnelState, NH_ANYCAST, NH_LOCAL,
 };
 pub use source_filter::SourceFilter;
+
+#[cfg(test)]
+mod routing_tests;
