@@ -5,6 +5,7 @@
 #![deny(unsafe_code)]
 
 pub mod config;
+pub mod ctl;
 pub mod datapath;
 #[allow(unsafe_code)]
 pub mod dpdk;

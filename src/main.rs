@@ -42,6 +42,19 @@ enum Cmd {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Talk to a running anygate through its control socket.
+    Ctl {
+        /// The socket; default: node.control_socket of --config, else /run/anygate.sock.
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Print the reply as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(subcommand)]
+        action: CtlCmd,
+    },
     /// Say what the data plane would do with each packet of a capture, without DPDK.
     Trace {
         #[arg(long)]
@@ -58,6 +71,120 @@ enum Cmd {
         #[arg(long)]
         port: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum CtlCmd {
+    /// Show routes (for each prefix the group, effective priorities and why routes lost) or tunnels.
+    Show {
+        #[command(subcommand)]
+        what: ShowWhat,
+    },
+    /// Set a tunnel's health: healthy, degraded (+500000) or down (+1000000).
+    SetHealth { tunnel: String, health: String },
+    /// Add a route; validated with the whole table, applied or refused whole.
+    AddRoute {
+        #[arg(long)]
+        prefix: String,
+        #[arg(long)]
+        nexthop: String,
+        #[arg(long)]
+        priority: Option<u32>,
+        #[arg(long)]
+        weight: Option<u16>,
+        /// static or bgp.
+        #[arg(long)]
+        source: Option<String>,
+        #[arg(long)]
+        region: Vec<String>,
+        #[arg(long)]
+        colo: Vec<String>,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Remove the routes with this prefix and next hop, as written in the config.
+    DelRoute {
+        #[arg(long)]
+        prefix: String,
+        #[arg(long)]
+        nexthop: String,
+    },
+    /// Reload the config file, as SIGHUP does.
+    Reload,
+}
+
+#[derive(Subcommand)]
+enum ShowWhat {
+    Routes { prefix: Option<String> },
+    Tunnels,
+}
+
+fn ctl(socket: Option<PathBuf>, config: Option<PathBuf>, json: bool, action: CtlCmd) -> ExitCode {
+    let path = match (socket, config) {
+        (Some(s), _) => s,
+        (None, Some(c)) => match config::load(&c, &Host::current()) {
+            Ok(cfg) => PathBuf::from(cfg.node.control_socket),
+            Err(e) => return fail(&format!("{}: config refused\n{e}", c.display())),
+        },
+        (None, None) => PathBuf::from(config::default_control_socket()),
+    };
+    let req = match &action {
+        CtlCmd::Show {
+            what: ShowWhat::Routes { prefix },
+        } => serde_json::json!({"cmd": "show-routes", "prefix": prefix}),
+        CtlCmd::Show {
+            what: ShowWhat::Tunnels,
+        } => serde_json::json!({"cmd": "show-tunnels"}),
+        CtlCmd::SetHealth { tunnel, health } => {
+            serde_json::json!({"cmd": "set-health", "tunnel": tunnel, "health": health})
+        }
+        CtlCmd::AddRoute {
+            prefix,
+            nexthop,
+            priority,
+            weight,
+            source,
+            region,
+            colo,
+            description,
+        } => {
+            let r = anygate::ctl::route_json(
+                prefix,
+                nexthop,
+                *priority,
+                *weight,
+                source.as_deref(),
+                region,
+                colo,
+                description.as_deref(),
+            );
+            serde_json::json!({"cmd": "add-route", "route": r})
+        }
+        CtlCmd::DelRoute { prefix, nexthop } => {
+            serde_json::json!({"cmd": "del-route", "prefix": prefix, "nexthop": nexthop})
+        }
+        CtlCmd::Reload => serde_json::json!({"cmd": "reload"}),
+    };
+    match anygate::ctl::request(&path, &req) {
+        Ok(reply) if reply["ok"] == true => {
+            if json {
+                println!("{reply}");
+            } else {
+                print!("{}", anygate::ctl::render(&reply));
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(reply) => {
+            if json {
+                println!("{reply}");
+            }
+            fail(&format!(
+                "refused: {}",
+                reply["error"].as_str().unwrap_or("?")
+            ))
+        }
+        Err(e) => fail(&e),
+    }
 }
 
 fn main() -> ExitCode {
@@ -102,6 +229,12 @@ fn main() -> ExitCode {
             }
             Err(e) => fail(&format!("{}: config refused\n{e}", config.display())),
         },
+        Cmd::Ctl {
+            socket,
+            config,
+            json,
+            action,
+        } => ctl(socket, config, json, action),
         Cmd::Trace {
             config,
             pcap,

@@ -9,9 +9,7 @@ use common::*;
 use etherparse::PacketBuilder;
 use serde_json::Value;
 use std::fs::File;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 const WAN: [u8; 6] = [2, 0, 0, 0, 0, 1];
 const LAN: [u8; 6] = [2, 0, 0, 0, 1, 1];
@@ -448,48 +446,6 @@ nexthop = "192.0.2.2"
         input = d.p("in.pcap").display(),
         core = cores().1,
     )
-}
-
-struct Running {
-    child: Child,
-    stdout: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
-    stderr_path: PathBuf,
-}
-
-impl Running {
-    fn next_stats(&mut self) -> Value {
-        let line = self.stdout.next().expect("stats line").expect("read stats");
-        serde_json::from_str(&line).unwrap()
-    }
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
-    }
-    fn wait_stderr(&self, needle: &str) -> String {
-        let t = Instant::now();
-        while t.elapsed() < Duration::from_secs(20) {
-            let s = self.stderr();
-            if s.contains(needle) {
-                return s;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("`{needle}` never logged:\n{}", self.stderr());
-    }
-    fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill {sig}");
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn tx(v: &Value, port: usize) -> u64 {

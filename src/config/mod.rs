@@ -5,7 +5,7 @@ mod schema;
 mod tunnels;
 mod validate;
 
-pub use schema::{Health, RawConfig, RouteSource, TunnelType};
+pub use schema::{default_control_socket, Health, RawConfig, RawRoute, RouteSource, TunnelType};
 pub use tunnels::{NodeConf, Region, TunnelConf, GRE_OVERHEAD, IPIP_OVERHEAD, MAX_TUNNELS};
 pub use validate::{
     validate, Config, DpdkConf, NeighborConf, PortConf, RouteConf, Via, WorkerConf,

@@ -38,6 +38,13 @@ pub struct RawNode {
     /// Allow routes toward tunnels outside RFC 1918.
     #[serde(default)]
     pub allow_public_prefixes: bool,
+    /// The Unix socket `anygate ctl` talks to (mode 0600).
+    #[serde(default = "default_control_socket")]
+    pub control_socket: String,
+}
+
+pub fn default_control_socket() -> String {
+    "/run/anygate.sock".to_owned()
 }
 
 impl Default for RawNode {
@@ -48,6 +55,7 @@ impl Default for RawNode {
             region: None,
             colo: None,
             allow_public_prefixes: false,
+            control_socket: default_control_socket(),
         }
     }
 }

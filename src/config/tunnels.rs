@@ -17,6 +17,7 @@ pub struct NodeConf {
     pub region: Option<Region>,
     pub colo: Option<String>,
     pub allow_public_prefixes: bool,
+    pub control_socket: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -130,6 +131,7 @@ pub fn validate_node(raw: &RawConfig, ports: &[PortConf], e: &mut Errs) -> NodeC
         region,
         colo: raw.node.colo.clone(),
         allow_public_prefixes: raw.node.allow_public_prefixes,
+        control_socket: raw.node.control_socket.clone(),
     }
 }
 

@@ -1,6 +1,7 @@
 //! The management thread: brings the data plane up, starts the workers, reloads the config on
 //! SIGHUP by publishing a new snapshot, reclaims old ones, reports stats, and shuts down
 //! cleanly, checking that every mbuf came back.
+pub mod control;
 pub mod startup;
 pub mod stats;
 
@@ -140,8 +141,26 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
             }
         };
 
+    let control = match control::Control::bind(std::path::Path::new(&cfg.node.control_socket)) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            log::warn!("node.control_socket: {e}; running without `anygate ctl`");
+            None
+        }
+    };
     loop {
         std::thread::sleep(TICK);
+        if let Some(c) = &control {
+            let mut plane = control::Plane {
+                cfg: &mut cfg,
+                host: &host,
+                macs: &macs,
+                publisher: &mut publisher,
+                config_path: &opts.config,
+                counters: &counters,
+            };
+            c.poll(&mut plane);
+        }
         if signals.term.load(Ordering::Relaxed) {
             log::info!("signal received, stopping");
             break;

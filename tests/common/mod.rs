@@ -5,9 +5,9 @@ use pcap_file::pcap::{PcapPacket, PcapReader, PcapWriter};
 use serde_json::Value;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub static DPDK: Mutex<()> = Mutex::new(());
 
@@ -125,4 +125,86 @@ pub fn tshark_with(pcap: &Path, opts: &[&str], fields: &[&str]) -> Vec<Vec<Strin
         .lines()
         .map(|l| l.split('|').map(str::to_owned).collect())
         .collect()
+}
+
+/// A running anygate whose stats (`--stats-json`) are read line by line from stdout.
+pub struct Running {
+    pub child: Child,
+    pub stdout: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+    pub stderr_path: PathBuf,
+}
+
+impl Running {
+    pub fn next_stats(&mut self) -> Value {
+        let line = self.stdout.next().expect("stats line").expect("read stats");
+        serde_json::from_str(&line).unwrap()
+    }
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+    pub fn wait_stderr(&self, needle: &str) -> String {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(20) {
+            let s = self.stderr();
+            if s.contains(needle) {
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("`{needle}` never logged:\n{}", self.stderr());
+    }
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig}");
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Running {
+    /// Starts `anygate run` on `cfg` with periodic JSON stats.
+    pub fn start(cfg: &Path, interval: &str, stderr_path: PathBuf) -> Running {
+        use std::io::BufRead;
+        let mut child = Command::new(BIN)
+            .args([
+                "run",
+                "--config",
+                cfg.to_str().unwrap(),
+                "--stats-interval",
+                interval,
+                "--stats-json",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(File::create(&stderr_path).unwrap())
+            .spawn()
+            .unwrap();
+        let stdout = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        Running {
+            child,
+            stdout,
+            stderr_path,
+        }
+    }
+
+    /// Stops it with SIGINT and returns the final stats.
+    pub fn finish(mut self) -> Value {
+        self.signal("-INT");
+        let mut last = Value::Null;
+        for line in self.stdout.by_ref() {
+            last = serde_json::from_str(&line.unwrap()).unwrap();
+        }
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "exit {status:?}:\n{}", self.stderr());
+        assert_eq!(last["final"], true);
+        last
+    }
 }

@@ -1,0 +1,218 @@
+//! ECMP over two tunnels under live traffic, steered through `anygate ctl`: a tunnel marked
+//! down gives all its flows to the other, recovery restores the split, and nothing is lost.
+mod common;
+
+use common::*;
+use etherparse::PacketBuilder;
+use serde_json::Value;
+use std::process::Command;
+
+fn config(d: &Dir) -> String {
+    format!(
+        r#"{eal}
+[node]
+anycast_addresses = ["203.0.113.10"]
+control_socket = "{sock}"
+
+[[ports]]
+name = "in0"
+device = "net_pcap0,rx_pcap={input},infinite_rx=1,tx_pcap=/dev/null"
+mac = "02:00:00:00:01:01"
+address = "10.0.0.1/24"
+
+[[ports]]
+name = "up0"
+device = "net_null0,no-rx=1"
+address = "192.0.2.1/24"
+
+[[workers]]
+core = {core}
+rx = [{{ port = "in0" }}, {{ port = "up0" }}]
+
+[[neighbors]]
+ip = "192.0.2.254"
+mac = "02:00:00:00:00:fe"
+port = "up0"
+
+[[tunnels]]
+name = "T1"
+type = "gre"
+customer_endpoint = "198.51.100.1"
+edge_endpoint = "203.0.113.10"
+interface_address = "10.255.0.2/31"
+
+[[tunnels]]
+name = "T2"
+type = "gre"
+customer_endpoint = "198.51.100.2"
+edge_endpoint = "203.0.113.10"
+interface_address = "10.255.0.4/31"
+
+[[routes]]
+prefix = "0.0.0.0/0"
+nexthop = "192.0.2.254"
+
+[[routes]]
+prefix = "10.10.10.0/24"
+nexthop = "T1"
+priority = 1
+
+[[routes]]
+prefix = "10.10.10.0/24"
+nexthop = "T2"
+priority = 1
+"#,
+        eal = eal("ag-ecmp"),
+        sock = d.p("ctl.sock").display(),
+        input = d.p("in.pcap").display(),
+        core = cores().1,
+    )
+}
+
+fn ctl(d: &Dir, args: &[&str]) -> (bool, Value, String) {
+    let out = Command::new(BIN)
+        .args([
+            "ctl",
+            "--socket",
+            d.p("ctl.sock").to_str().unwrap(),
+            "--json",
+        ])
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let v = serde_json::from_str(stdout.trim()).unwrap_or(Value::Null);
+    (
+        out.status.success(),
+        v,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn tunnel_tx(v: &Value, t: usize) -> u64 {
+    v["tunnels"][t]["tx_packets"].as_u64().unwrap()
+}
+
+/// Reads stats until the table generation reaches `g`, then returns the next two reports.
+fn two_after(r: &mut Running, g: u64) -> (Value, Value) {
+    loop {
+        let s = r.next_stats();
+        if s["generation"].as_u64().unwrap() >= g {
+            return (r.next_stats(), r.next_stats());
+        }
+    }
+}
+
+#[test]
+fn health_changes_through_ctl_move_flows_without_loss() {
+    let _g = lock();
+    let d = Dir::new();
+    // 256 flows: distinct source ports toward 10.10.10.0/24.
+    let frames: Vec<Vec<u8>> = (0..256u16)
+        .map(|i| {
+            let b = PacketBuilder::ethernet2([2, 0, 0, 0, 1, 2], [2, 0, 0, 0, 1, 1])
+                .ipv4([10, 0, 0, 50], [10, 10, 10, (i % 250) as u8 + 1], 64)
+                .udp(1000 + i, 53);
+            let mut v = Vec::new();
+            b.write(&mut v, &[0u8; 18]).unwrap();
+            v
+        })
+        .collect();
+    write_pcap(&d.p("in.pcap"), &frames);
+    std::fs::write(d.p("ecmp.toml"), config(&d)).unwrap();
+    let mut r = Running::start(&d.p("ecmp.toml"), "0.2", d.p("stderr.log"));
+
+    // Both tunnels carry traffic.
+    let (a, b) = (r.next_stats(), r.next_stats());
+    let (a, b) = if tunnel_tx(&a, 0) == 0 {
+        (b, r.next_stats())
+    } else {
+        (a, b)
+    };
+    assert!(
+        tunnel_tx(&b, 0) > tunnel_tx(&a, 0) && tunnel_tx(&b, 1) > tunnel_tx(&a, 1),
+        "{b}"
+    );
+    let share = |x: &Value, y: &Value| {
+        let (t1, t2) = (
+            tunnel_tx(y, 0) - tunnel_tx(x, 0),
+            tunnel_tx(y, 1) - tunnel_tx(x, 1),
+        );
+        t1 as f64 / (t1 + t2) as f64
+    };
+    let before = share(&a, &b);
+    assert!((0.3..0.7).contains(&before), "T1's share {before}");
+
+    // T2 down: every flow to T1, T2 idle. Only T2's groups were rebuilt.
+    let (ok, reply, err) = ctl(&d, &["set-health", "T2", "down"]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        reply["groups_rebuilt"], 2,
+        "the /24's set and T2's interface subnet"
+    );
+    let g = reply["generation"].as_u64().unwrap();
+    let (x, y) = two_after(&mut r, g);
+    assert_eq!(
+        tunnel_tx(&y, 1),
+        tunnel_tx(&x, 1),
+        "nothing to T2 while it is down"
+    );
+    assert!(tunnel_tx(&y, 0) > tunnel_tx(&x, 0));
+    let (ok, routes, _) = ctl(&d, &["show", "routes", "10.10.10.0/24"]);
+    assert!(ok);
+    let cands = &routes["routes"][0]["candidates"];
+    let t2 = cands
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["nexthop"] == "T2")
+        .unwrap();
+    assert_eq!(t2["status"], "lost: effective priority 1000001 > 1");
+    assert_eq!(t2["health"], "down");
+
+    // Recovery restores the split.
+    let (ok, reply, err) = ctl(&d, &["set-health", "T2", "healthy"]);
+    assert!(ok, "{err}");
+    let (x, y) = two_after(&mut r, reply["generation"].as_u64().unwrap());
+    let after = share(&x, &y);
+    assert!(
+        (after - before).abs() < 0.05,
+        "split {before} before, {after} after recovery"
+    );
+
+    // A change that breaks a rule is refused whole and the table stays; a good one applies.
+    let (ok, _, err) = ctl(
+        &d,
+        &["add-route", "--prefix", "8.8.8.0/24", "--nexthop", "T1"],
+    );
+    assert!(
+        !ok && err.contains("8.8.8.0/24 is not RFC 1918 space"),
+        "{err}"
+    );
+    let (ok, reply, err) = ctl(
+        &d,
+        &[
+            "add-route",
+            "--prefix",
+            "10.10.20.0/24",
+            "--nexthop",
+            "T2",
+            "--weight",
+            "50",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(reply["generation"].as_u64().unwrap() > g);
+    let (ok, _, err) = ctl(
+        &d,
+        &["del-route", "--prefix", "10.99.0.0/16", "--nexthop", "T2"],
+    );
+    assert!(!ok && err.contains("no route 10.99.0.0/16 via T2"), "{err}");
+
+    let last = r.finish();
+    // No packet lost, duplicated or leaked across three table swaps.
+    assert_eq!(last["drop_total"], 0, "{last}");
+    assert_eq!(last["rx_total"], last["tx_total"]);
+    assert_eq!(last["mempool"]["available"], last["mempool"]["size"]);
+    assert!(!d.p("ctl.sock").exists(), "the socket is removed at exit");
+}
