@@ -8,8 +8,7 @@ mod common;
 use common::*;
 use etherparse::PacketBuilder;
 use serde_json::Value;
-use std::fs::File;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 const WAN: [u8; 6] = [2, 0, 0, 0, 0, 1];
 const LAN: [u8; 6] = [2, 0, 0, 0, 1, 1];
@@ -454,7 +453,6 @@ fn tx(v: &Value, port: usize) -> u64 {
 
 #[test]
 fn sighup_swaps_the_table_under_traffic_without_loss() {
-    use std::io::BufRead;
     let _g = lock();
     let d = Dir::new();
     let frames: Vec<Vec<u8>> = (0..64u8)
@@ -472,26 +470,7 @@ fn sighup_swaps_the_table_under_traffic_without_loss() {
     write_pcap(&d.p("in.pcap"), &frames);
     let cfg = d.p("swap.toml");
     std::fs::write(&cfg, swap_config(&d, "172.16.0.0/12", "192.0.2.2")).unwrap();
-    let stderr_path = d.p("stderr.log");
-    let mut child = Command::new(BIN)
-        .args([
-            "run",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--stats-interval",
-            "0.2",
-            "--stats-json",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(File::create(&stderr_path).unwrap())
-        .spawn()
-        .unwrap();
-    let stdout = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut r = Running {
-        child,
-        stdout,
-        stderr_path,
-    };
+    let mut r = Running::start(&cfg, "0.2", d.p("stderr.log"));
 
     let s = r.next_stats();
     let s = if tx(&s, 1) == 0 { r.next_stats() } else { s };
@@ -525,14 +504,7 @@ fn sighup_swaps_the_table_under_traffic_without_loss() {
     assert_eq!(tx(&s2, 1), tx(&s1, 1), "nothing goes to a0 after the swap");
     assert!(tx(&s2, 2) > tx(&s1, 2), "b0 carries the traffic");
 
-    r.signal("-INT");
-    let mut last = s2;
-    for line in r.stdout.by_ref() {
-        last = serde_json::from_str(&line.unwrap()).unwrap();
-    }
-    let status = r.child.wait().unwrap();
-    assert!(status.success(), "exit {status:?}:\n{}", r.stderr());
-    assert_eq!(last["final"], true);
+    let last = r.finish();
     // No packet lost, duplicated or leaked across two reloads.
     assert_eq!(last["drop_total"], 0, "{last}");
     assert_eq!(last["rx_total"], last["tx_total"]);
