@@ -2,13 +2,12 @@
 //! packet, what the data plane would do. The same code as the workers, over in-memory buffers.
 use crate::config::Config;
 use crate::datapath::{Note, Pipeline, VecBuf, Verdict};
-use crate::route::{NextHop, Snapshot};
+use crate::route::Snapshot;
 use crate::wire::{ethernet, icmp, MacAddr};
 use pcap_file::pcap::{PcapPacket, PcapReader, PcapWriter};
 use serde_json::json;
 use std::fs::File;
 use std::io::Write;
-use std::net::Ipv4Addr;
 use std::path::Path;
 
 pub struct TraceOptions<'a> {
@@ -120,13 +119,14 @@ fn describe(
         }
     });
     let route = note.route_dst.and_then(|d| snap.matching_prefix(d));
-    let nexthop = note
-        .nexthop
-        .and_then(|id| snap.nexthops.get(id as usize))
-        .map(|nh| match nh {
-            NextHop::Gateway(g) => Ipv4Addr::from(g.ip).to_string(),
-            NextHop::Tunnel(t) => tunnel(Some(*t)).unwrap_or("?").to_owned(),
-        });
+    let nexthop = note.nexthop.map(|id| snap.nexthop_name(id));
+    // The ECMP group the route selected, when it has more than one member.
+    let group: Option<Vec<String>> = note
+        .route_dst
+        .and_then(|d| snap.fib.lookup(d))
+        .and_then(|set| snap.group(set))
+        .filter(|g| g.is_ecmp())
+        .map(|g| g.members.iter().map(|nh| snap.nexthop_name(*nh)).collect());
     if as_json {
         let mut o = match v {
             Verdict::Drop(r) => json!({"index": index, "verdict": "drop", "reason": r.name()}),
@@ -142,6 +142,9 @@ fn describe(
                 }
                 if let Some(n) = &nexthop {
                     o["nexthop"] = json!(n);
+                }
+                if let Some(g) = &group {
+                    o["group"] = json!(g);
                 }
                 if let Some(i) = icmp {
                     o["icmp"] = json!(i);
@@ -167,8 +170,11 @@ fn describe(
             let (dmac, smac) = ethernet::Frame::new_checked(data)
                 .map(|f| (f.dst().to_string(), f.src().to_string()))
                 .unwrap_or_default();
-            let via = match (route, &nexthop) {
-                (Some(r), Some(n)) => format!(" route {r} via {n}"),
+            let via = match (route, &nexthop, &group) {
+                (Some(r), Some(n), Some(g)) => {
+                    format!(" route {r} via {n} (of group {})", g.join(","))
+                }
+                (Some(r), Some(n), None) => format!(" route {r} via {n}"),
                 _ => " (arp reply)".to_owned(),
             };
             format!("#{index} forward port {port} dst {dmac} src {smac}{via}")

@@ -215,4 +215,33 @@ fn health_changes_through_ctl_move_flows_without_loss() {
     assert_eq!(last["rx_total"], last["tx_total"]);
     assert_eq!(last["mempool"]["available"], last["mempool"]["size"]);
     assert!(!d.p("ctl.sock").exists(), "the socket is removed at exit");
+
+    // trace names the prefix, the group and the tunnel each flow takes; both get some.
+    let out = Command::new(BIN)
+        .args([
+            "trace",
+            "--config",
+            d.p("ecmp.toml").to_str().unwrap(),
+            "--pcap",
+            d.p("in.pcap").to_str().unwrap(),
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 256);
+    for l in &lines {
+        assert_eq!(l["route_prefix"], "10.10.10.0/24");
+        assert_eq!(l["group"], serde_json::json!(["T1", "T2"]));
+    }
+    let t1 = lines.iter().filter(|l| l["tunnel"] == "T1").count();
+    assert!((64..192).contains(&t1), "T1 takes {t1} of 256 flows");
+    assert_eq!(
+        lines.iter().filter(|l| l["tunnel"] == "T2").count(),
+        256 - t1
+    );
 }

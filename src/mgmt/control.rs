@@ -6,7 +6,7 @@ use crate::config::{self, Config, Health, Host};
 use crate::datapath::SharedCounters;
 use crate::rcu::Publisher;
 use crate::route::select::{self, Lost};
-use crate::route::{NextHop, Snapshot, NH_ANYCAST, NH_LOCAL};
+use crate::route::{Snapshot, NH_ANYCAST, NH_LOCAL};
 use crate::wire::MacAddr;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
@@ -142,17 +142,6 @@ fn publish_config(plane: &mut Plane, next: Config, what: &str) -> Result<Value, 
     Ok(json!({"ok": true, "generation": g, "prefixes": prefixes}))
 }
 
-fn nexthop_name(s: &Snapshot, nh: u32) -> String {
-    match s.nexthops.get(nh as usize) {
-        Some(NextHop::Tunnel(t)) => s
-            .tunnels
-            .get(*t as usize)
-            .map_or("?".into(), |t| t.name.clone()),
-        Some(NextHop::Gateway(g)) => Ipv4Addr::from(g.ip).to_string(),
-        None => "?".into(),
-    }
-}
-
 /// Each prefix with its group, and every candidate with why it won or lost.
 fn show_routes(plane: &Plane, only: Option<&str>) -> Value {
     let s = plane.publisher.current();
@@ -173,7 +162,7 @@ fn show_routes(plane: &Plane, only: Option<&str>) -> Value {
             .members
             .iter()
             .zip(&group.weights)
-            .map(|(nh, w)| json!({"nexthop": nexthop_name(s, *nh), "weight": w, "share": *w as f64 / total.max(1) as f64}))
+            .map(|(nh, w)| json!({"nexthop": s.nexthop_name(*nh), "weight": w, "share": *w as f64 / total.max(1) as f64}))
             .collect();
         let candidates: Vec<Value> = cands
             .iter()
@@ -185,7 +174,7 @@ fn show_routes(plane: &Plane, only: Option<&str>) -> Value {
                     Some(Lost::StaticPreferred) => "lost: a static route is preferred at this priority".to_owned(),
                 };
                 let health = c.tunnel.and_then(|t| s.health.get(t as usize)).map(|h| h.name());
-                json!({"nexthop": nexthop_name(s, c.nexthop), "priority": c.priority, "effective": c.effective(&s.health),
+                json!({"nexthop": s.nexthop_name(c.nexthop), "priority": c.priority, "effective": c.effective(&s.health),
                        "weight": c.weight, "source": if c.route.is_some() { format!("{:?}", c.source).to_lowercase() } else { "implicit".into() },
                        "route": c.route, "health": health, "status": status})
             })

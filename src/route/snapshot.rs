@@ -405,6 +405,18 @@ impl Snapshot {
         self.sets_by_tunnel.get(t as usize).map_or(0, Vec::len)
     }
 
+    /// A next hop as operators name it: the tunnel's name or the gateway's address.
+    pub fn nexthop_name(&self, id: u32) -> String {
+        match self.nexthops.get(id as usize) {
+            Some(NextHop::Gateway(g)) => Ipv4Addr::from(g.ip).to_string(),
+            Some(NextHop::Tunnel(t)) => self
+                .tunnels
+                .get(*t as usize)
+                .map_or("?".into(), |t| t.name.clone()),
+            None => "?".into(),
+        }
+    }
+
     /// The group a FIB value selects.
     #[inline]
     pub fn group(&self, set: u32) -> Option<&Group> {
