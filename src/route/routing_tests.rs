@@ -288,9 +288,25 @@ fn only_the_failed_tunnels_flows_move_in_a_weighted_group() {
             moved += 1;
         }
     }
-    // The fraction that moves is T3's share (192/639 = 0.30), not the 3/4 of plain mod-n.
+    // The fraction that moves is T3's share (192/639 = 0.30).
     let frac = moved as f64 / FLOWS as f64;
     assert!((frac - 192.0 / 639.0).abs() < 0.03, "moved {frac}");
+    // The vendor's plain "hash mod n" over the same flows, 4 members then 3, moves far more.
+    let naive_moved = (0..FLOWS)
+        .filter(|i| {
+            let h = ecmp::flow_hash(
+                0xc633_6400 | (i.wrapping_mul(2_654_435_761) >> 8),
+                DST,
+                i.wrapping_mul(40_503),
+            );
+            let before = ["T1", "T2", "T3", "T4"][(h % 4) as usize];
+            let after = ["T1", "T2", "T4"][(h % 3) as usize];
+            before != after
+        })
+        .count() as f64
+        / FLOWS as f64;
+    eprintln!("flows moved when T3 goes down: rendezvous {frac:.3}, hash mod n {naive_moved:.3}");
+    assert!(naive_moved > 0.6 && naive_moved > 2.0 * frac);
 }
 
 #[test]
