@@ -52,7 +52,10 @@ pub(super) struct Context<'a> {
 
 pub(super) fn validate_routes(raw: &RawConfig, cx: &Context, e: &mut Errs) -> Vec<RouteConf> {
     let mut routes: Vec<RouteConf> = Vec::new();
-    let mut index: Vec<usize> = Vec::new();
+    // Duplicates and per-priority counts by hash: full tables have ~500k routes.
+    type Key = (Prefix, Via, RouteSource, Vec<Region>, Vec<String>);
+    let mut seen: HashMap<Key, usize> = HashMap::new();
+    let mut per_priority: HashMap<(Prefix, u32), usize> = HashMap::new();
     for (i, r) in raw.routes.iter().enumerate() {
         let path = format!("routes[{i}]");
         let before = e.0.len();
@@ -116,27 +119,25 @@ pub(super) fn validate_routes(raw: &RawConfig, cx: &Context, e: &mut Errs) -> Ve
             colos,
             description: r.description.clone(),
         };
-        if let Some(j) = routes.iter().position(|o| {
-            o.prefix == rc.prefix
-                && o.via == rc.via
-                && o.source == rc.source
-                && o.regions == rc.regions
-                && o.colos == rc.colos
-        }) {
+        let key = (
+            rc.prefix,
+            rc.via,
+            rc.source,
+            rc.regions.clone(),
+            rc.colos.clone(),
+        );
+        if let Some(j) = seen.get(&key) {
             e.push(
                 path,
                 format!(
-                    "duplicate route: {} via {} is already routes[{}]",
-                    r.prefix, r.nexthop, index[j]
+                    "duplicate route: {} via {} is already routes[{j}]",
+                    r.prefix, r.nexthop
                 ),
             );
             continue;
         }
-        let same = routes
-            .iter()
-            .filter(|o| o.prefix == rc.prefix && o.priority == rc.priority)
-            .count();
-        if same == MAX_SAME_PRIORITY {
+        let same = per_priority.entry((rc.prefix, rc.priority)).or_default();
+        if *same == MAX_SAME_PRIORITY {
             e.push(
                 format!("{path}.priority"),
                 format!(
@@ -146,8 +147,9 @@ pub(super) fn validate_routes(raw: &RawConfig, cx: &Context, e: &mut Errs) -> Ve
             );
             continue;
         }
+        *same += 1;
+        seen.insert(key, i);
         routes.push(rc);
-        index.push(i);
     }
     routes
 }

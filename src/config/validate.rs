@@ -417,14 +417,16 @@ pub fn validate(raw: &RawConfig, host: &Host) -> Result<Config, ConfigErrors> {
     let routes = routes::validate_routes(raw, &ctx, &mut e);
     // A tunnel without authorized_prefixes accepts inner sources from the prefixes routed to
     // it; every tunnel also accepts its own interface subnet (the customer router's address).
-    for (ti, t) in tunnels.iter_mut().enumerate() {
-        let mut list = t.authorized.take().unwrap_or_else(|| {
-            routes
-                .iter()
-                .filter(|r| r.via == Via::Tunnel(ti as u16))
-                .map(|r| r.prefix)
-                .collect()
-        });
+    let mut routed: Vec<Vec<Prefix>> = vec![Vec::new(); tunnels.len()];
+    for r in &routes {
+        if let Via::Tunnel(t) = r.via {
+            if let Some(v) = routed.get_mut(t as usize) {
+                v.push(r.prefix);
+            }
+        }
+    }
+    for (t, routed) in tunnels.iter_mut().zip(routed) {
+        let mut list = t.authorized.take().unwrap_or(routed);
         list.push(t.interface_prefix());
         t.authorized = Some(list);
     }

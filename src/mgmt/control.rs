@@ -175,8 +175,8 @@ fn show_routes(plane: &Plane, only: Option<&str>) -> Value {
                 };
                 let health = c.tunnel.and_then(|t| s.health.get(t as usize)).map(|h| h.name());
                 json!({"nexthop": s.nexthop_name(c.nexthop), "priority": c.priority, "effective": c.effective(&s.health),
-                       "weight": c.weight, "source": if c.route.is_some() { format!("{:?}", c.source).to_lowercase() } else { "implicit".into() },
-                       "route": c.route, "health": health, "status": status})
+                       "weight": c.weight, "source": if c.implicit { "implicit".into() } else { format!("{:?}", c.source).to_lowercase() },
+                       "health": health, "status": status})
             })
             .collect();
         out.push(json!({"prefix": prefix.to_string(), "effective": group.effective, "group": selected, "candidates": candidates}));

@@ -407,3 +407,27 @@ fn route_rules_refused_by_key() {
     assert!(bad("", &many)
         .contains("routes[65].priority: more than 64 routes for 10.1.0.0/16 at priority 7"));
 }
+
+#[test]
+fn prefixes_with_the_same_routes_share_a_route_set() {
+    // 200 prefixes, each via T1 and T2: one set for all of them, so a health change rebuilds
+    // one group however large the table.
+    let r: String = (0..200u32)
+        .map(|i| {
+            [
+                route(&format!("10.{}.{}.0/24", 100 + i / 250, i % 250), 1, 1, ""),
+                route(&format!("10.{}.{}.0/24", 100 + i / 250, i % 250), 2, 1, ""),
+            ]
+            .concat()
+        })
+        .collect();
+    let s = build("", &r);
+    // The default route, the ten interface subnets' five sets, and one for the 200 prefixes.
+    assert!(s.sets.len() <= 7, "{} route sets", s.sets.len());
+    let t1 = s.tunnels.iter().position(|t| t.name == "T1").unwrap() as u16;
+    assert_eq!(
+        s.sets_through(t1),
+        2,
+        "the shared set and T1's interface subnet"
+    );
+}

@@ -15,9 +15,10 @@ pub struct Candidate {
     pub source: RouteSource,
     /// Stable identity of the next hop, for ECMP tables.
     pub key: u64,
-    /// Index of the route in the config, or None for implicit routes (neighbours, tunnel
-    /// interfaces).
-    pub route: Option<usize>,
+    /// An implicit route (a neighbour's /32, a tunnel's interface subnet), not a configured
+    /// one. Nothing here names the config entry, so prefixes with the same routes share one
+    /// set and one group: a full table has a handful of sets, not one per prefix.
+    pub implicit: bool,
 }
 
 impl Candidate {

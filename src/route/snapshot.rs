@@ -233,7 +233,7 @@ impl Snapshot {
             weight: 1,
             source: RouteSource::Static,
             key,
-            route: None,
+            implicit: true,
         };
         let mut special: Vec<(Prefix, u32)> = Vec::new();
         let mut by_prefix: HashMap<Prefix, Vec<Candidate>> = HashMap::new();
@@ -258,12 +258,7 @@ impl Snapshot {
             );
         }
         let mut configured: HashMap<Prefix, Vec<Candidate>> = HashMap::new();
-        for (ri, r) in cfg
-            .routes
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| r.visible(&cfg.node))
-        {
+        for r in cfg.routes.iter().filter(|r| r.visible(&cfg.node)) {
             let (nexthop, tunnel, key) = match r.via {
                 Via::Gateway { ip, port } => (gw_id(port, ip), None, gw_key(ip)),
                 Via::Tunnel(t) => (tunnel_nh0 + t as u32, Some(t), tun_key(t as usize)),
@@ -275,7 +270,7 @@ impl Snapshot {
                 weight: r.weight,
                 source: r.source,
                 key,
-                route: Some(ri),
+                implicit: false,
             });
         }
         by_prefix.extend(configured);
