@@ -143,6 +143,11 @@ fn health_changes_through_ctl_move_flows_without_loss() {
     let before = share(&a, &b);
     assert!((0.3..0.7).contains(&before), "T1's share {before}");
 
+    // The control socket is for root (or the owner) only.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(d.p("ctl.sock")).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "control socket mode {mode:o}");
+
     // T2 down: every flow to T1, T2 idle. Only T2's groups were rebuilt.
     let (ok, reply, err) = ctl(&d, &["set-health", "T2", "down"]);
     assert!(ok, "{err}");
