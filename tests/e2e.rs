@@ -345,32 +345,9 @@ fn trace_gives_the_same_verdicts_without_dpdk() {
     let frames: Vec<Vec<u8>> = cases.iter().map(|c| c.0.clone()).collect();
     write_pcap(&d.p("in.pcap"), &frames);
     std::fs::write(d.p("fwd.toml"), forward_config(&d)).unwrap();
-    let out = Command::new(BIN)
-        .args([
-            "trace",
-            "--config",
-            d.p("fwd.toml").to_str().unwrap(),
-            "--pcap",
-            d.p("in.pcap").to_str().unwrap(),
-        ])
-        .args([
-            "--json",
-            "--port",
-            "wan0",
-            "--out",
-            d.p("out.pcap").to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let out_pcap = d.p("out.pcap");
+    let extra = ["--port", "wan0", "--out", out_pcap.to_str().unwrap()];
+    let lines = trace_json(&d.p("fwd.toml"), &d.p("in.pcap"), &extra);
     assert_eq!(lines.len(), cases.len());
     for (i, (l, c)) in lines.iter().zip(&cases).enumerate() {
         assert_eq!(l["index"], i as u64);

@@ -145,7 +145,11 @@ fn health_changes_through_ctl_move_flows_without_loss() {
 
     // The control socket is for root (or the owner) only.
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(d.p("ctl.sock")).unwrap().permissions().mode() & 0o777;
+    let mode = std::fs::metadata(d.p("ctl.sock"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o600, "control socket mode {mode:o}");
 
     // T2 down: every flow to T1, T2 idle. Only T2's groups were rebuilt.
@@ -222,22 +226,7 @@ fn health_changes_through_ctl_move_flows_without_loss() {
     assert!(!d.p("ctl.sock").exists(), "the socket is removed at exit");
 
     // trace names the prefix, the group and the tunnel each flow takes; both get some.
-    let out = Command::new(BIN)
-        .args([
-            "trace",
-            "--config",
-            d.p("ecmp.toml").to_str().unwrap(),
-            "--pcap",
-            d.p("in.pcap").to_str().unwrap(),
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = trace_json(&d.p("ecmp.toml"), &d.p("in.pcap"), &[]);
     assert_eq!(lines.len(), 256);
     for l in &lines {
         assert_eq!(l["route_prefix"], "10.10.10.0/24");

@@ -5,8 +5,6 @@ mod common;
 
 use common::*;
 use etherparse::{IpNumber, Ipv4Header, PacketBuilder, TcpOptionElement};
-use serde_json::Value;
-use std::process::Command;
 
 const WAN: [u8; 6] = [2, 0, 0, 0, 0, 1];
 const UP: [u8; 6] = [2, 0, 0, 0, 0, 0xfe];
@@ -382,22 +380,7 @@ fn tunnels_end_to_end_with_tshark() {
     assert_eq!(stats["mempool"]["available"], stats["mempool"]["size"]);
 
     // trace names the tunnels and the MSS, packet by packet.
-    let out = Command::new(BIN)
-        .args([
-            "trace",
-            "--config",
-            d.p("tun.toml").to_str().unwrap(),
-            "--pcap",
-            d.p("in.pcap").to_str().unwrap(),
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = trace_json(&d.p("tun.toml"), &d.p("in.pcap"), &[]);
     assert_eq!(lines.len(), cases.len());
     for (i, (l, c)) in lines.iter().zip(&cases).enumerate() {
         assert_eq!(l["ingress_tunnel"].as_str(), c.ingress, "packet {i}");

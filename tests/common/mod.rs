@@ -208,3 +208,28 @@ impl Running {
         last
     }
 }
+
+/// `anygate trace --json` over a capture: one JSON object per packet.
+pub fn trace_json(cfg: &Path, pcap: &Path, extra: &[&str]) -> Vec<Value> {
+    let out = Command::new(BIN)
+        .args([
+            "trace",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--pcap",
+            pcap.to_str().unwrap(),
+            "--json",
+        ])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
