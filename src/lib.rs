@@ -9,6 +9,7 @@ pub mod ctl;
 pub mod datapath;
 #[allow(unsafe_code)]
 pub mod dpdk;
+pub mod firewall;
 pub mod lpm;
 pub mod mgmt;
 pub mod rcu;
