@@ -161,6 +161,9 @@ fn describe(
         if let Some(m) = note.mss {
             o["mss"] = json!(m);
         }
+        if let Some(r) = note.rule {
+            o["rule"] = json!(r);
+        }
         return o.to_string();
     }
     let mut line = match v {
@@ -194,6 +197,9 @@ fn describe(
     }
     if let Some(i) = icmp {
         line.push_str(&format!(", sent ICMP {i} instead"));
+    }
+    if let Some(r) = note.rule {
+        line.push_str(&format!(", firewall rule {r}"));
     }
     line
 }

@@ -1,10 +1,12 @@
 //! TOML configuration: `schema` is what serde reads (unknown keys refused), `validate` turns it
 //! into a typed [`Config`] or a list of errors that each name the key path.
+mod firewall;
 mod routes;
 mod schema;
 mod tunnels;
 mod validate;
 
+pub use firewall::{FirewallConf, MAX_RULES};
 pub use schema::{default_control_socket, Health, RawConfig, RawRoute, RouteSource, TunnelType};
 pub use tunnels::{NodeConf, Region, TunnelConf, GRE_OVERHEAD, IPIP_OVERHEAD, MAX_TUNNELS};
 pub use validate::{

@@ -19,6 +19,76 @@ pub struct RawConfig {
     pub node: RawNode,
     #[serde(default)]
     pub tunnels: Vec<RawTunnel>,
+    #[serde(default)]
+    pub firewall: RawFirewall,
+}
+
+/// The stateless firewall: one ordered rule list, first enabled match decides.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawFirewall {
+    #[serde(default)]
+    pub rules: Vec<RawRule>,
+    /// Named lists for `$name` in expressions.
+    #[serde(default)]
+    pub lists: std::collections::BTreeMap<String, Vec<String>>,
+    #[serde(default = "default_allow")]
+    pub default_action: String,
+    /// Where the rules apply: "ingress" (decapsulated, from tunnels) and/or "egress" (toward
+    /// tunnels, before encapsulation).
+    #[serde(default = "both_directions")]
+    pub apply: Vec<String>,
+    #[serde(default = "default_max_rules")]
+    pub max_rules: usize,
+    #[serde(default = "default_max_list_entries")]
+    pub max_list_entries: usize,
+    #[serde(default = "default_max_expression_len")]
+    pub max_expression_len: usize,
+}
+
+impl Default for RawFirewall {
+    fn default() -> Self {
+        RawFirewall {
+            rules: Vec::new(),
+            lists: Default::default(),
+            default_action: default_allow(),
+            apply: both_directions(),
+            max_rules: default_max_rules(),
+            max_list_entries: default_max_list_entries(),
+            max_expression_len: default_max_expression_len(),
+        }
+    }
+}
+
+fn default_allow() -> String {
+    "allow".to_owned()
+}
+fn both_directions() -> Vec<String> {
+    vec!["ingress".to_owned(), "egress".to_owned()]
+}
+fn default_max_rules() -> usize {
+    200
+}
+fn default_max_list_entries() -> usize {
+    10_000
+}
+fn default_max_expression_len() -> usize {
+    4096
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    pub expression: String,
+    pub action: String,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default)]
+    pub description: String,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// This server's identity in the fleet.

@@ -17,6 +17,7 @@ pub struct Config {
     pub routes: Vec<RouteConf>,
     pub node: NodeConf,
     pub tunnels: Vec<TunnelConf>,
+    pub firewall: super::FirewallConf,
     /// The schema as read, kept to tell which sections a reload changed.
     pub raw: RawConfig,
 }
@@ -415,6 +416,7 @@ pub fn validate(raw: &RawConfig, host: &Host) -> Result<Config, ConfigErrors> {
         node: &node,
     };
     let routes = routes::validate_routes(raw, &ctx, &mut e);
+    let firewall = super::firewall::validate_firewall(raw, &mut e);
     // A tunnel without authorized_prefixes accepts inner sources from the prefixes routed to
     // it; every tunnel also accepts its own interface subnet (the customer router's address).
     let mut routed: Vec<Vec<Prefix>> = vec![Vec::new(); tunnels.len()];
@@ -447,6 +449,7 @@ pub fn validate(raw: &RawConfig, host: &Host) -> Result<Config, ConfigErrors> {
         routes,
         node,
         tunnels,
+        firewall,
         raw: raw.clone(),
     })
 }

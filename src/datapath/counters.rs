@@ -1,9 +1,9 @@
-//! Per-worker counters. A worker counts in plain integers and publishes them, at most once a
-//! millisecond and at exit, with plain stores into its own cache-padded block under a
+//! Per-worker counters. A worker counts in plain integers and publishes them, at most every
+//! 10 ms and at exit, with plain stores into its own cache-padded block under a
 //! sequence number (a seqlock), so the management thread always reads a consistent set. No
 //! atomic read-modify-write is ever done, per packet or per burst.
 use super::verdict::DropReason;
-use crate::config::{MAX_PORTS, MAX_TUNNELS};
+use crate::config::{MAX_PORTS, MAX_RULES, MAX_TUNNELS};
 use crossbeam::utils::CachePadded;
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 
@@ -56,6 +56,9 @@ pub struct Counters {
     pub busy_cycles: u64,
     /// By tunnel index; always MAX_TUNNELS long.
     pub tunnels: Vec<TunnelCounters>,
+    /// Firewall: [packets, bytes] decided by each rule (MAX_RULES long), and by the default.
+    pub rules: Vec<[u64; 2]>,
+    pub firewall_default: [u64; 2],
 }
 
 impl Default for Counters {
@@ -75,6 +78,8 @@ impl Default for Counters {
             busy_loops: 0,
             busy_cycles: 0,
             tunnels: vec![TunnelCounters::default(); MAX_TUNNELS],
+            rules: vec![[0; 2]; MAX_RULES],
+            firewall_default: [0; 2],
         }
     }
 }
@@ -82,7 +87,8 @@ impl Default for Counters {
 const SCALARS: usize = 8;
 const PER_TUNNEL: usize = 4 + DropReason::COUNT;
 /// Number of u64 values a worker publishes.
-const N: usize = 4 * MAX_PORTS + DropReason::COUNT + SCALARS + MAX_TUNNELS * PER_TUNNEL;
+const N: usize =
+    4 * MAX_PORTS + DropReason::COUNT + SCALARS + MAX_TUNNELS * PER_TUNNEL + 2 * MAX_RULES + 2;
 
 impl Counters {
     #[inline(always)]
@@ -119,6 +125,8 @@ impl Counters {
                 .into_iter()
                 .chain(t.drops.iter_mut())
             }))
+            .chain(self.rules.iter_mut().flatten())
+            .chain(self.firewall_default.iter_mut())
     }
 
     /// Adds another worker's counters into this one.

@@ -40,6 +40,20 @@ impl Pipeline {
         self.note.nexthop = Some(nh_id);
         self.note.route_dst = Some(ip.dst);
         let local = origin == Origin::Local;
+        // The firewall: after decap for traffic from a tunnel, before encap toward one.
+        if !local {
+            if let Origin::Tunnel(t) = origin {
+                if self.blocked(snap, pkt, ip, t, "ingress") {
+                    return Verdict::Drop(DropReason::FirewallBlock);
+                }
+            }
+            if let NextHop::Tunnel(t) = nh {
+                self.note.egress_tunnel = Some(t);
+                if self.blocked(snap, pkt, ip, t, "egress") {
+                    return Verdict::Drop(DropReason::FirewallBlock);
+                }
+            }
+        }
         if !local && ip.ttl <= 1 {
             return self.icmp_error(
                 snap,

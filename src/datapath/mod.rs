@@ -1,6 +1,7 @@
 //! The packet pipeline, in plain safe Rust over byte buffers, and the DPDK worker loop that
 //! drives it. Only `worker` knows about DPDK; everything else runs in tests and `trace`.
 pub mod counters;
+mod filter;
 mod forward;
 mod icmp_error;
 mod ingress;

@@ -27,6 +27,8 @@ pub struct Note {
     pub clamped: bool,
     /// (type, code) of the ICMP error the packet was turned into.
     pub icmp: Option<(u8, u8)>,
+    /// The firewall rule that decided, when one did (None: no rule matched, or not filtered).
+    pub rule: Option<u16>,
 }
 
 /// Where a packet entered, which decides the source of ICMP errors about it.

@@ -523,3 +523,120 @@ fn config_refuses_bad_tunnels_by_key() {
     assert_eq!(cfg.tunnels[1].mtu, 1480);
     assert_eq!(cfg.tunnels[0].peer_addr, 0x0a64_0001);
 }
+
+/// Seed 000: a default-drop catch-all also blocks the customer's own outbound traffic, because
+/// every packet is judged alone; an allow for the customer prefix placed first fixes it.
+#[test]
+fn firewall_default_drop_blocks_egress_until_the_prefix_is_allowed() {
+    let fw = r#"
+[firewall]
+rules = [
+  { expression = "tcp.dstport in {80 443}", action = "allow" },
+  { expression = "ip.proto in {0..255}", action = "block", description = "default drop" },
+]
+"#;
+    let s = snapshot_with(&format!("{CFG}{fw}"));
+    let web_in = eth(
+        WAN,
+        UP,
+        &inner_syn(NET, [192, 168, 10, 7], Some(1400), false),
+    );
+    let (v, _, p) = run1(&s, web_in);
+    assert_eq!(
+        v,
+        Verdict::Forward(0),
+        "toward the customer's web server: allowed"
+    );
+    assert_eq!(p.note().rule, Some(0));
+    let outbound = gre(&inner_udp([192, 168, 10, 5], NET, 64, 40));
+    let (v, _, p) = run1(&s, outbound.clone());
+    assert_eq!(
+        v,
+        Verdict::Drop(DropReason::FirewallBlock),
+        "the vendor's warning, reproduced"
+    );
+    assert_eq!(p.note().rule, Some(1));
+    assert_eq!(p.counters.rules[1][0], 1);
+    assert_eq!(
+        p.counters.tunnels[0].drops[DropReason::FirewallBlock as usize],
+        1
+    );
+    // The remedy: allow what the customer's prefix sends, before the catch-all.
+    let fixed = fw.replace(
+        "rules = [",
+        "rules = [\n  { expression = \"ip.src in {192.168.10.0/24}\", action = \"allow\" },",
+    );
+    let s = snapshot_with(&format!("{CFG}{fixed}"));
+    let (v, _, p) = run1(&s, outbound);
+    assert_eq!(v, Verdict::Forward(0));
+    assert_eq!(p.note().rule, Some(0));
+    // Plain forwarding (neither from nor toward a tunnel) is not filtered.
+    let s = snapshot_with(&format!("{CFG}{fw}"));
+    assert_eq!(
+        run1(&s, eth(WAN, UP, &inner_udp(NET, [8, 8, 8, 8], 64, 20))).0,
+        Verdict::Forward(0)
+    );
+}
+
+#[test]
+fn firewall_directions_defaults_and_config_errors() {
+    let one = |rules: &str, extra: &str| format!("{CFG}\n[firewall]\n{extra}\nrules = [{rules}]\n");
+    // Block DNS toward customers only (egress), by the direction field.
+    let s = snapshot_with(&one(
+        r#"{ expression = "udp.dstport eq 53 and anygate.direction eq \"egress\"", action = "block" }"#,
+        "",
+    ));
+    assert_eq!(
+        run1(&s, eth(WAN, UP, &inner_udp(NET, [192, 168, 10, 7], 64, 20))).0,
+        Verdict::Drop(DropReason::FirewallBlock)
+    );
+    // Rules applied to ingress only: the same packet passes.
+    let s = snapshot_with(&one(
+        r#"{ expression = "udp.dstport eq 53", action = "block" }"#,
+        r#"apply = ["ingress"]"#,
+    ));
+    assert_eq!(
+        run1(&s, eth(WAN, UP, &inner_udp(NET, [192, 168, 10, 7], 64, 20))).0,
+        Verdict::Forward(0)
+    );
+    // Default block with no rules; counted under the default.
+    let s = snapshot_with(&one("", r#"default_action = "block""#));
+    let (v, _, p) = run1(&s, eth(WAN, UP, &inner_udp(NET, [192, 168, 10, 7], 64, 20)));
+    assert_eq!(v, Verdict::Drop(DropReason::FirewallBlock));
+    assert_eq!((p.note().rule, p.counters.firewall_default[0]), (None, 1));
+    // A disabled rule never decides; a tunnel-name rule.
+    let s = snapshot_with(&one(
+        r#"{ expression = "udp", action = "block", enabled = false }, { expression = "anygate.tunnel eq \"beta\"", action = "block" }"#,
+        "",
+    ));
+    assert_eq!(
+        run1(&s, eth(WAN, UP, &inner_udp(NET, [192, 168, 10, 7], 64, 20))).0,
+        Verdict::Forward(0)
+    );
+    assert_eq!(
+        run1(&s, eth(WAN, UP, &inner_udp(NET, [192, 168, 20, 7], 64, 20))).0,
+        Verdict::Drop(DropReason::FirewallBlock)
+    );
+    // Errors name the rule and the column.
+    let err = |t: &str| match parse(t, &Host { cores: vec![0] }) {
+        Ok(_) => panic!("accepted"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err(&one(
+        r#"{ expression = "tcp.dstport eq", action = "block" }"#,
+        ""
+    ))
+    .contains("firewall.rules[0].expression: column 15: expected a number, found the end"));
+    assert!(err(&one(r#"{ expression = "tcp", action = "drop" }"#, ""))
+        .contains("firewall.rules[0].action: `drop` is not allow or block"));
+    assert!(err(&one(
+        r#"{ expression = "tcp", action = "block" }, { expression = "udp", action = "block" }"#,
+        "max_rules = 1"
+    ))
+    .contains("firewall.rules: 2 rules; firewall.max_rules is 1"));
+    assert!(err(&one(
+        r#"{ expression = "tcp or udp", action = "block" }"#,
+        "max_expression_len = 5"
+    ))
+    .contains("firewall.rules[0].expression: 10 characters"));
+}

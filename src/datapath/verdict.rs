@@ -62,6 +62,7 @@ drop_reasons! {
     TunnelSpoofedSource => "tunnel_spoofed_source": "inner source outside the tunnel's authorized prefixes",
     TunnelMtuExceeded => "tunnel_mtu_exceeded": "larger than the tunnel's MTU (ICMP frag-needed sent when DF is set)",
     NoHeadroom => "no_headroom": "no room in front of the packet for the outer headers",
+    FirewallBlock => "firewall_block": "a firewall rule (or the default action) blocked it",
 }
 
 #[cfg(test)]

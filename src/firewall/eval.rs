@@ -6,7 +6,7 @@ use super::scheme::Field;
 /// The fields of one packet. `None` marks a protocol the packet is not (a UDP packet has no
 /// TCP ports): every comparison on such a field is false.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Fields {
+pub struct Fields<'a> {
     pub src: u32,
     pub dst: u32,
     pub proto: u8,
@@ -19,7 +19,7 @@ pub struct Fields {
     pub tcp: Option<(u16, u16, u8)>,
     /// (source port, destination port)
     pub udp: Option<(u16, u16)>,
-    pub tunnel: Option<String>,
+    pub tunnel: Option<&'a str>,
     /// "ingress" or "egress"
     pub direction: Option<&'static str>,
 }
@@ -38,7 +38,7 @@ pub struct Rule {
 }
 
 /// A number-valued field, or None when the packet does not have it.
-fn num(f: Field, p: &Fields) -> Option<u64> {
+fn num(f: Field, p: &Fields<'_>) -> Option<u64> {
     Some(match f {
         Field::IpSrc => p.src as u64,
         Field::IpDst => p.dst as u64,
@@ -57,15 +57,15 @@ fn num(f: Field, p: &Fields) -> Option<u64> {
     })
 }
 
-fn text(f: Field, p: &Fields) -> Option<&str> {
+fn text<'a>(f: Field, p: &Fields<'a>) -> Option<&'a str> {
     match f {
-        Field::Tunnel => p.tunnel.as_deref(),
+        Field::Tunnel => p.tunnel,
         Field::Direction => p.direction,
         _ => None,
     }
 }
 
-fn has(f: Field, p: &Fields) -> bool {
+fn has(f: Field, p: &Fields<'_>) -> bool {
     match f {
         Field::Icmp => p.icmp.is_some(),
         Field::Tcp => p.tcp.is_some(),
@@ -75,7 +75,7 @@ fn has(f: Field, p: &Fields) -> bool {
     }
 }
 
-pub fn eval(e: &Expr, p: &Fields) -> bool {
+pub fn eval(e: &Expr, p: &Fields<'_>) -> bool {
     match e {
         Expr::Or(a, b) => eval(a, p) || eval(b, p),
         Expr::Xor(a, b) => eval(a, p) != eval(b, p),
@@ -103,7 +103,7 @@ pub fn eval(e: &Expr, p: &Fields) -> bool {
 }
 
 /// The first enabled rule that matches: its index and action. None: the default applies.
-pub fn first_match(rules: &[Rule], p: &Fields) -> Option<(usize, Action)> {
+pub fn first_match(rules: &[Rule], p: &Fields<'_>) -> Option<(usize, Action)> {
     rules
         .iter()
         .enumerate()
@@ -116,7 +116,7 @@ mod tests {
     use super::super::parser::{parse, Lists};
     use super::*;
 
-    fn udp(src: [u8; 4], sport: u16, dport: u16) -> Fields {
+    fn udp(src: [u8; 4], sport: u16, dport: u16) -> Fields<'static> {
         Fields {
             src: u32::from_be_bytes(src),
             dst: 0xc000_0201,
@@ -128,7 +128,7 @@ mod tests {
             ..Default::default()
         }
     }
-    fn tcp(src: [u8; 4], sport: u16, dport: u16, flags: u8) -> Fields {
+    fn tcp(src: [u8; 4], sport: u16, dport: u16, flags: u8) -> Fields<'static> {
         Fields {
             src: u32::from_be_bytes(src),
             dst: 0xc000_0201,

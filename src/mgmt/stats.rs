@@ -69,6 +69,12 @@ impl Report<'_> {
             "icmp_rate_limited": c.icmp_rate_limited,
             "mss_clamped": c.mss_clamped,
             "tunnels": self.tunnels_json(),
+            "firewall": {
+                "rules": self.cfg.raw.firewall.rules.iter().zip(&c.rules)
+                    .map(|(r, n)| json!({"description": r.description, "packets": n[0], "bytes": n[1]}))
+                    .collect::<Vec<_>>(),
+                "default": {"packets": c.firewall_default[0], "bytes": c.firewall_default[1]},
+            },
             "busy_loops": c.busy_loops,
             "tsc_hz": self.tsc_hz,
         });

@@ -151,6 +151,8 @@ pub struct Snapshot {
     /// Which inner sources each tunnel may send.
     pub sources: Arc<SourceFilter>,
     pub icmp_errors_per_second: u32,
+    /// The firewall's rules, default action and where they apply.
+    pub firewall: Arc<crate::config::FirewallConf>,
     /// Each prefix in the FIB and its set, longest first, for `trace` and `show`.
     pub prefixes: Arc<Vec<(Prefix, u32)>>,
 }
@@ -373,6 +375,7 @@ impl Snapshot {
             tunnel_keys: Arc::new(tunnel_keys),
             sources: Arc::new(sources),
             icmp_errors_per_second: cfg.node.icmp_errors_per_second,
+            firewall: Arc::new(cfg.firewall.clone()),
             prefixes: Arc::new(prefixes),
         })
     }

@@ -1,0 +1,113 @@
+//! Validation of `[firewall]`: every expression parsed (errors give the rule index and the
+//! column), actions, limits and where the rules apply.
+use super::schema::RawConfig;
+use super::validate::Errs;
+use crate::firewall::{self, Action, Rule};
+
+/// The most rules a config may raise `max_rules` to: per-rule counters are fixed arrays.
+pub const MAX_RULES: usize = 1024;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FirewallConf {
+    pub rules: Vec<Rule>,
+    pub default_action: Action,
+    pub ingress: bool,
+    pub egress: bool,
+}
+
+fn action(s: &str) -> Option<Action> {
+    match s {
+        "allow" => Some(Action::Allow),
+        "block" => Some(Action::Block),
+        _ => None,
+    }
+}
+
+pub fn validate_firewall(raw: &RawConfig, e: &mut Errs) -> FirewallConf {
+    let f = &raw.firewall;
+    if f.max_rules > MAX_RULES {
+        e.push(
+            "firewall.max_rules",
+            format!("{} is above anygate's limit of {MAX_RULES}", f.max_rules),
+        );
+    }
+    if f.rules.len() > f.max_rules {
+        e.push(
+            "firewall.rules",
+            format!(
+                "{} rules; firewall.max_rules is {}",
+                f.rules.len(),
+                f.max_rules
+            ),
+        );
+    }
+    let entries: usize = f.lists.values().map(Vec::len).sum();
+    if entries > f.max_list_entries {
+        e.push(
+            "firewall.lists",
+            format!(
+                "{entries} entries; firewall.max_list_entries is {}",
+                f.max_list_entries
+            ),
+        );
+    }
+    let default_action = action(&f.default_action).unwrap_or_else(|| {
+        e.push(
+            "firewall.default_action",
+            format!("`{}` is not allow or block", f.default_action),
+        );
+        Action::Allow
+    });
+    let (mut ingress, mut egress) = (false, false);
+    for (i, a) in f.apply.iter().enumerate() {
+        match a.as_str() {
+            "ingress" => ingress = true,
+            "egress" => egress = true,
+            _ => e.push(
+                format!("firewall.apply[{i}]"),
+                format!("`{a}` is not ingress or egress"),
+            ),
+        }
+    }
+    let lists: firewall::Lists = f
+        .lists
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let mut rules = Vec::new();
+    for (i, r) in f.rules.iter().enumerate() {
+        let path = format!("firewall.rules[{i}]");
+        let Some(act) = action(&r.action) else {
+            e.push(
+                format!("{path}.action"),
+                format!("`{}` is not allow or block", r.action),
+            );
+            continue;
+        };
+        if r.expression.len() > f.max_expression_len {
+            e.push(
+                format!("{path}.expression"),
+                format!(
+                    "{} characters; firewall.max_expression_len is {}",
+                    r.expression.len(),
+                    f.max_expression_len
+                ),
+            );
+            continue;
+        }
+        match firewall::parse(&r.expression, &lists) {
+            Ok(expr) => rules.push(Rule {
+                expr,
+                action: act,
+                enabled: r.enabled,
+            }),
+            Err(err) => e.push(format!("{path}.expression"), err.to_string()),
+        }
+    }
+    FirewallConf {
+        rules,
+        default_action,
+        ingress,
+        egress,
+    }
+}

@@ -1,0 +1,78 @@
+//! The firewall stage: after decapsulation for traffic from tunnels, before encapsulation for
+//! traffic toward them. Each packet is judged alone (stateless); the first enabled matching
+//! rule decides, else the default action. Rules are evaluated one by one for now; the compiled
+//! classifier is the next step of issue #5.
+use super::packet::PacketBuf;
+use super::pipeline::{Ip4, Pipeline};
+use crate::firewall::{first_match, Action, Fields};
+use crate::route::Snapshot;
+use crate::wire::{ethernet, ipv4};
+
+impl Pipeline {
+    /// True when the firewall blocks a packet crossing tunnel `t` in direction `dir`.
+    pub(super) fn blocked<B: PacketBuf>(
+        &mut self,
+        snap: &Snapshot,
+        pkt: &B,
+        ip: &Ip4,
+        t: u16,
+        dir: &'static str,
+    ) -> bool {
+        let fw = &snap.firewall;
+        let applies = if dir == "ingress" {
+            fw.ingress
+        } else {
+            fw.egress
+        };
+        if !applies || (fw.rules.is_empty() && fw.default_action == Action::Allow) {
+            return false;
+        }
+        let f = fields(
+            pkt.as_ref(),
+            ip,
+            snap.tunnels.get(t as usize).map(|t| t.name.as_str()),
+            dir,
+        );
+        let bytes = pkt.as_ref().len() as u64;
+        let action = match first_match(&fw.rules, &f) {
+            Some((i, a)) => {
+                if let Some(c) = self.counters.rules.get_mut(i) {
+                    c[0] += 1;
+                    c[1] += bytes;
+                }
+                self.note.rule = Some(i as u16);
+                a
+            }
+            None => {
+                self.counters.firewall_default[0] += 1;
+                self.counters.firewall_default[1] += bytes;
+                fw.default_action
+            }
+        };
+        action == Action::Block
+    }
+}
+
+/// The rule fields of a packet. Transport fields only for first fragments with a whole header.
+fn fields<'a>(frame: &[u8], ip: &Ip4, tunnel: Option<&'a str>, dir: &'static str) -> Fields<'a> {
+    let l4 = frame
+        .get(ethernet::HEADER_LEN + ip.hlen..ethernet::HEADER_LEN + ip.total)
+        .unwrap_or(&[]);
+    let first = ip.frag_off == 0;
+    let be16 = |b: &[u8], i: usize| u16::from_be_bytes([b[i], b[i + 1]]);
+    Fields {
+        src: ip.src,
+        dst: ip.dst,
+        proto: ip.proto,
+        len: ip.total as u16,
+        hdr_len: ip.hlen as u8,
+        ttl: ip.ttl,
+        icmp: (first && ip.proto == ipv4::PROTO_ICMP && l4.len() >= 2).then(|| (l4[0], l4[1])),
+        tcp: (first && ip.proto == ipv4::PROTO_TCP && l4.len() >= 14)
+            .then(|| (be16(l4, 0), be16(l4, 2), l4[13])),
+        udp: (first && ip.proto == ipv4::PROTO_UDP && l4.len() >= 4)
+            .then(|| (be16(l4, 0), be16(l4, 2))),
+        tunnel,
+        direction: Some(dir),
+    }
+}
