@@ -1,10 +1,10 @@
 //! The firewall stage: after decapsulation for traffic from tunnels, before encapsulation for
 //! traffic toward them. Each packet is judged alone (stateless); the first enabled matching
-//! rule decides, else the default action. Rules are evaluated one by one for now; the compiled
-//! classifier is the next step of issue #5.
+//! rule decides, else the default action, as the compiled classifier finds it (one lookup per
+//! field the rules test, not one evaluation per rule).
 use super::packet::PacketBuf;
 use super::pipeline::{Ip4, Pipeline};
-use crate::firewall::{first_match, Action, Fields};
+use crate::firewall::{Action, Fields};
 use crate::route::Snapshot;
 use crate::wire::{ethernet, ipv4};
 
@@ -34,7 +34,7 @@ impl Pipeline {
             dir,
         );
         let bytes = pkt.as_ref().len() as u64;
-        let action = match first_match(&fw.rules, &f) {
+        let action = match snap.classifier.classify(&f, &mut self.fw_scratch) {
             Some((i, a)) => {
                 if let Some(c) = self.counters.rules.get_mut(i) {
                     c[0] += 1;

@@ -110,6 +110,8 @@ pub struct Pipeline {
     pub(super) icmp_tokens: u64,
     pub(super) icmp_refilled: Option<u64>,
     pub(super) ip_id: u16,
+    /// Scratch bitset for the firewall classifier, sized for the largest rule set.
+    pub(super) fw_scratch: Vec<u64>,
 }
 
 impl Default for Pipeline {
@@ -130,6 +132,10 @@ impl Pipeline {
             icmp_tokens: 0,
             icmp_refilled: None,
             ip_id: 0,
+            fw_scratch: vec![
+                0;
+                crate::config::MAX_RULES * crate::firewall::compile::MAX_TERMS / 64
+            ],
         }
     }
 

@@ -6,10 +6,12 @@
 //! Fields that do not apply to a packet (`tcp.dstport` on a UDP packet) make every comparison
 //! on them false, `ne` included, as in Wireshark: `tcp.dstport eq 0` and `tcp.dstport ne 0`
 //! both fail on UDP, and only `not ...` turns that into true.
+pub mod compile;
 pub mod eval;
 pub mod lexer;
 pub mod parser;
 pub mod scheme;
 
+pub use compile::Classifier;
 pub use eval::{first_match, Action, Fields, Rule};
 pub use parser::{parse, Expr, Lists, ParseError};

@@ -153,6 +153,8 @@ pub struct Snapshot {
     pub icmp_errors_per_second: u32,
     /// The firewall's rules, default action and where they apply.
     pub firewall: Arc<crate::config::FirewallConf>,
+    /// The rules compiled for per-packet classification.
+    pub classifier: Arc<crate::firewall::Classifier>,
     /// Each prefix in the FIB and its set, longest first, for `trace` and `show`.
     pub prefixes: Arc<Vec<(Prefix, u32)>>,
 }
@@ -376,6 +378,7 @@ impl Snapshot {
             sources: Arc::new(sources),
             icmp_errors_per_second: cfg.node.icmp_errors_per_second,
             firewall: Arc::new(cfg.firewall.clone()),
+            classifier: Arc::new(crate::firewall::Classifier::new(&cfg.firewall.rules)),
             prefixes: Arc::new(prefixes),
         })
     }

@@ -1,0 +1,476 @@
+//! The compiled classifier. Each rule is rewritten into a disjunction of terms (negations
+//! pushed down to single-field predicates), each term a conjunction of per-field value sets.
+//! For every field some rule tests, the value space is cut into elementary intervals, and each
+//! interval (plus "the packet lacks this field") maps to the bitset of terms that accept it.
+//! A packet costs one binary search and one bitset AND per field, then the lowest set bit:
+//! never one evaluation per rule. Rules whose expansion would exceed `MAX_TERMS` terms keep
+//! using the reference evaluator, in their place in the order.
+use super::eval::{eval, Action, Fields, Rule};
+use super::parser::{CmpOp, Expr, Value};
+use super::scheme::Field;
+
+/// Terms one rule may expand to before it falls back to the evaluator.
+pub const MAX_TERMS: usize = 32;
+
+/// A set of u64 values as sorted disjoint inclusive ranges.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Ranges(Vec<(u64, u64)>);
+
+impl Ranges {
+    fn all() -> Ranges {
+        Ranges(vec![(0, u64::MAX)])
+    }
+    fn contains(&self, v: u64) -> bool {
+        let i = self.0.partition_point(|r| r.1 < v);
+        self.0.get(i).is_some_and(|r| r.0 <= v)
+    }
+    fn complement(&self) -> Ranges {
+        let mut out = Vec::new();
+        let mut next = 0u64;
+        let mut done = false;
+        for &(a, b) in &self.0 {
+            if a > next {
+                out.push((next, a - 1));
+            }
+            if b == u64::MAX {
+                done = true;
+                break;
+            }
+            next = b + 1;
+        }
+        if !done {
+            out.push((next, u64::MAX));
+        }
+        Ranges(out)
+    }
+    fn intersect(&self, o: &Ranges) -> Ranges {
+        let mut out = Vec::new();
+        let (mut i, mut j) = (0, 0);
+        while i < self.0.len() && j < o.0.len() {
+            let (a, b) = (self.0[i], o.0[j]);
+            let lo = a.0.max(b.0);
+            let hi = a.1.min(b.1);
+            if lo <= hi {
+                out.push((lo, hi));
+            }
+            if a.1 < b.1 {
+                i += 1;
+            } else {
+                j += 1;
+            }
+        }
+        Ranges(out)
+    }
+}
+
+/// One field's condition in a term: which values pass, and whether a packet without the
+/// field passes.
+#[derive(Debug, Clone)]
+struct Atom {
+    field: Field,
+    accept: Ranges,
+    absent: bool,
+}
+
+/// Interned strings for the string fields (tunnel names, directions).
+#[derive(Debug, Clone, Default)]
+struct Strings(Vec<String>);
+
+impl Strings {
+    fn id(&mut self, s: &str) -> u64 {
+        match self.0.iter().position(|x| x == s) {
+            Some(i) => i as u64,
+            None => {
+                self.0.push(s.to_owned());
+                (self.0.len() - 1) as u64
+            }
+        }
+    }
+    fn lookup(&self, s: &str) -> u64 {
+        self.0
+            .iter()
+            .position(|x| x == s)
+            .map_or(u64::MAX, |i| i as u64)
+    }
+}
+
+/// The packet's value for a field, None when the packet does not have it.
+fn value(f: Field, p: &Fields<'_>, strings: &Strings) -> Option<u64> {
+    Some(match f {
+        Field::IpSrc => p.src as u64,
+        Field::IpDst => p.dst as u64,
+        Field::IpProto => p.proto as u64,
+        Field::IpLen => p.len as u64,
+        Field::IpHdrLen => p.hdr_len as u64,
+        Field::IpTtl => p.ttl as u64,
+        Field::Icmp => p.icmp.map(|_| 1)?,
+        Field::IcmpType => p.icmp?.0 as u64,
+        Field::IcmpCode => p.icmp?.1 as u64,
+        Field::Tcp => p.tcp.map(|_| 1)?,
+        Field::TcpFlags => p.tcp?.2 as u64,
+        Field::TcpFlag(bit) => (p.tcp?.2 & bit != 0) as u64,
+        Field::TcpSrcPort => p.tcp?.0 as u64,
+        Field::TcpDstPort => p.tcp?.1 as u64,
+        Field::Udp => p.udp.map(|_| 1)?,
+        Field::UdpSrcPort => p.udp?.0 as u64,
+        Field::UdpDstPort => p.udp?.1 as u64,
+        Field::Tunnel => strings.lookup(p.tunnel?),
+        Field::Direction => strings.lookup(p.direction?),
+    })
+}
+
+fn atom(e: &Expr, negate: bool, strings: &mut Strings) -> Option<Atom> {
+    let (field, accept) = match e {
+        Expr::Has(f) => (*f, Ranges(vec![(1, 1)])),
+        Expr::Cmp(f, op, v) => {
+            let v = match v {
+                Value::Num(n) => *n,
+                Value::Str(s) => strings.id(s),
+            };
+            let r = match op {
+                CmpOp::Eq => Ranges(vec![(v, v)]),
+                CmpOp::Ne => Ranges(vec![(v, v)]).complement(),
+                CmpOp::Lt if v == 0 => Ranges(vec![]),
+                CmpOp::Lt => Ranges(vec![(0, v - 1)]),
+                CmpOp::Le => Ranges(vec![(0, v)]),
+                CmpOp::Gt if v == u64::MAX => Ranges(vec![]),
+                CmpOp::Gt => Ranges(vec![(v + 1, u64::MAX)]),
+                CmpOp::Ge => Ranges(vec![(v, u64::MAX)]),
+            };
+            (*f, r)
+        }
+        Expr::In(f, set) => {
+            if set.strs.is_empty() {
+                (*f, Ranges(set.ranges.clone()))
+            } else {
+                let mut ids: Vec<(u64, u64)> = set
+                    .strs
+                    .iter()
+                    .map(|s| strings.id(s))
+                    .map(|i| (i, i))
+                    .collect();
+                ids.sort_unstable();
+                (*f, Ranges(ids))
+            }
+        }
+        _ => return None,
+    };
+    Some(if negate {
+        Atom {
+            field,
+            accept: accept.complement(),
+            absent: true,
+        }
+    } else {
+        Atom {
+            field,
+            accept,
+            absent: false,
+        }
+    })
+}
+
+/// Disjunctive normal form with negations pushed to atoms; None when it would exceed MAX_TERMS.
+fn dnf(e: &Expr, negate: bool, strings: &mut Strings) -> Option<Vec<Vec<Atom>>> {
+    let cross = |a: Vec<Vec<Atom>>, b: Vec<Vec<Atom>>| -> Option<Vec<Vec<Atom>>> {
+        if a.len() * b.len() > MAX_TERMS {
+            return None;
+        }
+        Some(
+            a.iter()
+                .flat_map(|x| b.iter().map(move |y| [x.clone(), y.clone()].concat()))
+                .collect(),
+        )
+    };
+    let union = |mut a: Vec<Vec<Atom>>, b: Vec<Vec<Atom>>| -> Option<Vec<Vec<Atom>>> {
+        a.extend(b);
+        (a.len() <= MAX_TERMS).then_some(a)
+    };
+    match (e, negate) {
+        (Expr::Not(x), n) => dnf(x, !n, strings),
+        (Expr::Or(a, b), false) | (Expr::And(a, b), true) => {
+            union(dnf(a, negate, strings)?, dnf(b, negate, strings)?)
+        }
+        (Expr::And(a, b), false) | (Expr::Or(a, b), true) => {
+            cross(dnf(a, negate, strings)?, dnf(b, negate, strings)?)
+        }
+        (Expr::Xor(a, b), n) => {
+            // a xor b = (a and not b) or (not a and b); its negation swaps one side.
+            let (pa, pb) = (dnf(a, false, strings)?, dnf(b, !n, strings)?);
+            let (na, nb) = (dnf(a, true, strings)?, dnf(b, n, strings)?);
+            union(cross(pa, pb)?, cross(na, nb)?)
+        }
+        (leaf, n) => Some(vec![vec![atom(leaf, n, strings)?]]),
+    }
+}
+
+/// One field's table: elementary interval starts, a bitset per interval, and the bitset for
+/// packets without the field.
+#[derive(Debug, Clone)]
+struct Dim {
+    field: Field,
+    starts: Vec<u64>,
+    sets: Vec<Vec<u64>>,
+    absent: Vec<u64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Classifier {
+    rules: Vec<Rule>,
+    strings: Strings,
+    dims: Vec<Dim>,
+    /// Term bit -> rule index, in rule order.
+    term_rule: Vec<u16>,
+    /// Enabled terms.
+    enabled: Vec<u64>,
+    /// Enabled rules left to the evaluator, in order.
+    fallback: Vec<usize>,
+    words: usize,
+}
+
+impl Classifier {
+    pub fn new(rules: &[Rule]) -> Classifier {
+        let mut strings = Strings::default();
+        let mut terms: Vec<(u16, Vec<Atom>)> = Vec::new();
+        let mut fallback = Vec::new();
+        for (i, r) in rules.iter().enumerate().filter(|(_, r)| r.enabled) {
+            match dnf(&r.expr, false, &mut strings) {
+                Some(ts) => terms.extend(ts.into_iter().map(|t| (i as u16, t))),
+                None => fallback.push(i),
+            }
+        }
+        let words = terms.len().div_ceil(64).max(1);
+        let mut fields: Vec<Field> = terms
+            .iter()
+            .flat_map(|(_, t)| t.iter().map(|a| a.field))
+            .collect();
+        fields.sort_unstable();
+        fields.dedup();
+        let dims = fields
+            .into_iter()
+            .map(|field| {
+                // Each term's condition on this field (all values when it has none).
+                let conds: Vec<(Ranges, bool)> = terms
+                    .iter()
+                    .map(|(_, t)| {
+                        t.iter()
+                            .filter(|a| a.field == field)
+                            .fold((Ranges::all(), true), |(r, abs), a| {
+                                (r.intersect(&a.accept), abs && a.absent)
+                            })
+                    })
+                    .collect();
+                let mut starts: Vec<u64> = vec![0];
+                for (r, _) in &conds {
+                    for &(a, b) in &r.0 {
+                        starts.push(a);
+                        if b < u64::MAX {
+                            starts.push(b + 1);
+                        }
+                    }
+                }
+                starts.sort_unstable();
+                starts.dedup();
+                let bits = |pred: &dyn Fn(&(Ranges, bool)) -> bool| {
+                    let mut w = vec![0u64; words];
+                    for (k, c) in conds.iter().enumerate() {
+                        if pred(c) {
+                            w[k / 64] |= 1 << (k % 64);
+                        }
+                    }
+                    w
+                };
+                let sets = starts
+                    .iter()
+                    .map(|s| bits(&|c: &(Ranges, bool)| c.0.contains(*s)))
+                    .collect();
+                let absent = bits(&|c: &(Ranges, bool)| c.1);
+                Dim {
+                    field,
+                    starts,
+                    sets,
+                    absent,
+                }
+            })
+            .collect();
+        let mut enabled = vec![0u64; words];
+        for k in 0..terms.len() {
+            enabled[k / 64] |= 1 << (k % 64);
+        }
+        Classifier {
+            rules: rules.to_vec(),
+            strings,
+            dims,
+            term_rule: terms.iter().map(|(r, _)| *r).collect(),
+            enabled,
+            fallback,
+            words,
+        }
+    }
+
+    /// The first matching rule, as `first_match` would say. `scratch` is reused across
+    /// packets (at least `words()` long), so classifying allocates nothing.
+    pub fn classify(&self, p: &Fields<'_>, scratch: &mut [u64]) -> Option<(usize, Action)> {
+        let Some(acc) = scratch.get_mut(..self.words) else {
+            // Too little scratch (never with the config's limits): answer the slow way.
+            return super::eval::first_match(&self.rules, p);
+        };
+        acc.copy_from_slice(&self.enabled);
+        for d in &self.dims {
+            let set = match value(d.field, p, &self.strings) {
+                None => &d.absent,
+                Some(v) => {
+                    let i = d.starts.partition_point(|s| *s <= v).saturating_sub(1);
+                    &d.sets[i]
+                }
+            };
+            for (a, s) in acc.iter_mut().zip(set) {
+                *a &= s;
+            }
+        }
+        let compiled = acc
+            .iter()
+            .enumerate()
+            .find(|(_, w)| **w != 0)
+            .map(|(i, w)| self.term_rule[i * 64 + w.trailing_zeros() as usize] as usize);
+        // A fallback rule ahead of the compiled winner still decides first.
+        let fb = self
+            .fallback
+            .iter()
+            .take_while(|&&i| compiled.is_none_or(|c| i < c))
+            .find(|&&i| eval(&self.rules[i].expr, p))
+            .copied();
+        fb.or(compiled).map(|i| (i, self.rules[i].action))
+    }
+
+    /// Scratch words `classify` needs.
+    pub fn words(&self) -> usize {
+        self.words
+    }
+    /// Rules left to the evaluator.
+    pub fn fallback_rules(&self) -> &[usize] {
+        &self.fallback
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::eval::first_match;
+    use super::super::parser::{parse, Lists};
+    use super::*;
+    use proptest::prelude::*;
+
+    fn rule(e: &str) -> Rule {
+        Rule {
+            expr: parse(e, &Lists::new()).unwrap_or_else(|x| panic!("{e}: {x}")),
+            action: Action::Block,
+            enabled: true,
+        }
+    }
+
+    /// Rule texts built from pieces of the language, so that nesting, negation, sets and
+    /// absent fields all occur.
+    fn arb_expr() -> impl Strategy<Value = String> {
+        let leaf = prop_oneof![
+            (0u16..6).prop_map(|p| format!("tcp.dstport eq {}", p * 100)),
+            (0u16..6).prop_map(|p| format!("udp.srcport ne {}", p * 100)),
+            (0u16..600, 0u16..600).prop_map(|(a, b)| format!(
+                "tcp.srcport in {{{}..{} 7}}",
+                a.min(b),
+                a.max(b)
+            )),
+            (0u8..4).prop_map(|o| format!("ip.src in {{10.{o}.0.0/16 192.0.2.{o}}}")),
+            (0u8..255).prop_map(|t| format!("ip.ttl lt {t}")),
+            Just("tcp".to_string()),
+            Just("udp".to_string()),
+            Just("icmp".to_string()),
+            Just("tcp.flags.syn".to_string()),
+            (0u8..5).prop_map(|t| format!("icmp.type ge {t}")),
+            Just("ip.proto in {\"tcp\" \"gre\"}".to_string()),
+            Just("anygate.tunnel eq \"acme\"".to_string()),
+            Just("anygate.direction ne \"egress\"".to_string()),
+        ];
+        leaf.prop_recursive(3, 12, 2, |inner| {
+            prop_oneof![
+                (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} and {b})")),
+                (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} or {b})")),
+                (inner.clone(), inner.clone()).prop_map(|(a, b)| format!("({a} xor {b})")),
+                inner.prop_map(|a| format!("not {a}")),
+            ]
+        })
+    }
+
+    fn arb_packet() -> impl Strategy<Value = Fields<'static>> {
+        (
+            0u8..3,
+            0u8..4,
+            0u16..700,
+            0u16..700,
+            0u8..255,
+            0u8..8,
+            any::<bool>(),
+            any::<bool>(),
+        )
+            .prop_map(|(kind, o, a, b, ttl, t, acme, egress)| {
+                let mut f = Fields {
+                    src: u32::from_be_bytes([if o < 2 { 10 } else { 192 }, o, 0, t]),
+                    dst: 1,
+                    proto: [6, 17, 1][kind as usize],
+                    len: 60,
+                    hdr_len: 20,
+                    ttl,
+                    tunnel: if acme { Some("acme") } else { Some("beta") },
+                    direction: Some(if egress { "egress" } else { "ingress" }),
+                    ..Default::default()
+                };
+                match kind {
+                    0 => f.tcp = Some((a, b, t)),
+                    1 => f.udp = Some((a, b)),
+                    _ => f.icmp = Some((t, 0)),
+                }
+                f
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+        /// The compiled classifier and the rule-by-rule evaluator agree on the verdict and on
+        /// the deciding rule, for random rule lists and packets.
+        #[test]
+        fn agrees_with_the_evaluator(exprs in proptest::collection::vec(arb_expr(), 1..12),
+                                     disabled in proptest::collection::vec(any::<bool>(), 12),
+                                     packets in proptest::collection::vec(arb_packet(), 24)) {
+            let rules: Vec<Rule> = exprs.iter().enumerate().map(|(i, e)| {
+                let mut r = rule(e);
+                r.enabled = !disabled[i] || i == 0;
+                r.action = if i % 3 == 0 { Action::Allow } else { Action::Block };
+                r
+            }).collect();
+            let c = Classifier::new(&rules);
+            let mut scratch = vec![0u64; c.words()];
+            for p in &packets {
+                prop_assert_eq!(c.classify(p, &mut scratch), first_match(&rules, p), "{:?}", exprs);
+            }
+        }
+    }
+
+    #[test]
+    fn deep_rules_fall_back_but_keep_their_place() {
+        // 2^6 = 64 terms: over MAX_TERMS, so it stays with the evaluator.
+        let deep = (0..6)
+            .map(|i| format!("(tcp.dstport eq {i} or udp.dstport eq {i})"))
+            .collect::<Vec<_>>()
+            .join(" and ");
+        let rules = vec![rule("tcp.dstport eq 9"), rule(&deep), rule("tcp")];
+        let c = Classifier::new(&rules);
+        assert_eq!(c.fallback_rules(), &[1]);
+        let mut s = vec![0; c.words()];
+        let p = Fields {
+            proto: 6,
+            tcp: Some((1, 3, 0)),
+            ..Default::default()
+        };
+        assert_eq!(c.classify(&p, &mut s), Some((2, Action::Block)));
+        assert_eq!(c.classify(&p, &mut s), first_match(&rules, &p));
+    }
+}
