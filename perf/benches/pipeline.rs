@@ -328,7 +328,11 @@ fn main() {
         return;
     }
     if let Some(dir) = get("--firewall") {
-        return bench_firewall(&dir, get("--runs").and_then(|n| n.parse().ok()).unwrap_or(5), get("--callgrind").is_some());
+        return bench_firewall(
+            &dir,
+            get("--runs").and_then(|n| n.parse().ok()).unwrap_or(5),
+            get("--callgrind").is_some(),
+        );
     }
     if args.iter().any(|a| a == "--snapshot") {
         return bench_snapshot(&routes);
@@ -420,15 +424,31 @@ fn bench_firewall(dir: &str, runs: usize, callgrind_only: bool) {
     let exprs = std::fs::read_to_string(format!("{dir}/rules.expr")).expect("rules.expr");
     let rules: Vec<Rule> = exprs
         .lines()
-        .map(|l| Rule { expr: parse(l, &Lists::new()).expect("rule parses"), action: Action::Block, enabled: true })
+        .map(|l| Rule {
+            expr: parse(l, &Lists::new()).expect("rule parses"),
+            action: Action::Block,
+            enabled: true,
+        })
         .collect();
     let trace = std::fs::read_to_string(format!("{dir}/trace.acl")).expect("trace.acl");
     let packets: Vec<Fields<'static>> = trace
         .lines()
         .filter_map(|l| {
-            let v: Vec<u64> = l.split_whitespace().filter_map(|x| x.parse().ok()).collect();
-            let (src, dst, sp, dp, proto) = (*v.first()?, *v.get(1)?, *v.get(2)?, *v.get(3)?, *v.get(4)?);
-            let mut f = Fields { src: src as u32, dst: dst as u32, proto: proto as u8, len: 60, hdr_len: 20, ttl: 64, ..Default::default() };
+            let v: Vec<u64> = l
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            let (src, dst, sp, dp, proto) =
+                (*v.first()?, *v.get(1)?, *v.get(2)?, *v.get(3)?, *v.get(4)?);
+            let mut f = Fields {
+                src: src as u32,
+                dst: dst as u32,
+                proto: proto as u8,
+                len: 60,
+                hdr_len: 20,
+                ttl: 64,
+                ..Default::default()
+            };
             if proto == 6 {
                 f.tcp = Some((sp as u16, dp as u16, 0));
             } else {
@@ -467,12 +487,25 @@ fn bench_firewall(dir: &str, runs: usize, callgrind_only: bool) {
         }
         naive.push((tsc() - t) as f64 / packets.len() as f64);
     }
-    println!("firewall: {} rules ({} left to the evaluator), {} packets, {matched} matched a rule", rules.len(), c.fallback_rules().len(), packets.len());
+    println!(
+        "firewall: {} rules ({} left to the evaluator), {} packets, {matched} matched a rule",
+        rules.len(),
+        c.fallback_rules().len(),
+        packets.len()
+    );
     report("classifier, TSC cycles per packet", "cyc", compiled);
-    report("rule-by-rule evaluator, TSC cycles per packet", "cyc", naive);
+    report(
+        "rule-by-rule evaluator, TSC cycles per packet",
+        "cyc",
+        naive,
+    );
 }
 
 #[inline(never)]
-fn classify_one(c: &anygate::firewall::Classifier, p: &anygate::firewall::Fields<'_>, scratch: &mut [u64]) -> usize {
+fn classify_one(
+    c: &anygate::firewall::Classifier,
+    p: &anygate::firewall::Fields<'_>,
+    scratch: &mut [u64],
+) -> usize {
     c.classify(p, scratch).is_some() as usize
 }
