@@ -80,8 +80,10 @@ impl Pipeline {
         {
             return Verdict::Drop(reason);
         }
-        // The offending packet is dropped; what leaves is a new packet of our own.
-        self.count_drop(reason);
+        // The offending packet is dropped; what leaves is a new packet of our own, routed
+        // without the offending packet's tunnels. The drop is counted once, against those
+        // tunnels, whether or not the reply gets out.
+        let offending = (self.note.ingress_tunnel, self.note.egress_tunnel);
         self.note.ingress_tunnel = None;
         self.note.egress_tunnel = None;
         let reply = Ip4 {
@@ -97,14 +99,18 @@ impl Pipeline {
         };
         match self.route(snap, fib, pkt, &reply, nh, Origin::Local) {
             Verdict::Forward(p) => {
+                let reply_tunnels = (self.note.ingress_tunnel, self.note.egress_tunnel);
+                (self.note.ingress_tunnel, self.note.egress_tunnel) = offending;
+                self.count_drop(reason);
+                (self.note.ingress_tunnel, self.note.egress_tunnel) = reply_tunnels;
                 self.counters.icmp_errors += 1;
                 self.counters.originated += 1;
                 self.note.icmp = Some((ty, code));
                 Verdict::Forward(p)
             }
-            // Counted once, as the original reason; the reply simply did not happen.
+            // The reply did not happen: the caller counts the original drop, as usual.
             Verdict::Drop(_) => {
-                self.counters.drops[reason as usize] -= 1;
+                (self.note.ingress_tunnel, self.note.egress_tunnel) = offending;
                 Verdict::Drop(reason)
             }
         }

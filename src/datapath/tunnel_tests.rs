@@ -640,3 +640,23 @@ fn firewall_directions_defaults_and_config_errors() {
     ))
     .contains("firewall.rules[0].expression: 10 characters"));
 }
+
+/// An ICMP error whose reply cannot leave (its tunnel's underlay MAC is unresolved) is one
+/// drop, counted once, against the tunnel the offending packet came from.
+#[test]
+fn unroutable_icmp_reply_counts_the_drop_once() {
+    let cfg = CFG.replace("mac = \"02:00:00:00:00:fe\"\n", "");
+    let s = snapshot_with(&cfg);
+    let dying = gre(&inner_udp([192, 168, 10, 5], NET, 1, 40));
+    let (v, _, p) = run1(&s, dying);
+    assert_eq!(v, Verdict::Drop(DropReason::TtlExceeded));
+    assert_eq!(p.counters.drops[DropReason::TtlExceeded as usize], 1);
+    assert_eq!(p.counters.drop_total(), 1);
+    assert_eq!(
+        p.counters.tunnels[0].drops[DropReason::TtlExceeded as usize],
+        1,
+        "once, against acme"
+    );
+    assert_eq!(p.counters.tunnels[0].drop_total(), 1);
+    assert_eq!((p.counters.icmp_errors, p.counters.originated), (0, 0));
+}
