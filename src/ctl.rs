@@ -53,6 +53,21 @@ pub fn route_json(
     r
 }
 
+/// The `update-routes` request for a TOML batch file with `[[del]]` and `[[add]]` tables.
+pub fn update_request(file: &Path) -> Result<Value, String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let mut req: serde_json::Map<String, Value> =
+        toml::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+    if let Some(k) = req.keys().find(|k| *k != "add" && *k != "del") {
+        return Err(format!(
+            "{}: unknown key `{k}` (expected [[add]] and [[del]] tables)",
+            file.display()
+        ));
+    }
+    req.insert("cmd".into(), json!("update-routes"));
+    Ok(Value::Object(req))
+}
+
 /// The reply as an operator reads it.
 pub fn render(reply: &Value) -> String {
     use std::fmt::Write;
@@ -104,9 +119,9 @@ pub fn render(reply: &Value) -> String {
         for r in reply["invisible"].as_array().into_iter().flatten() {
             let _ = writeln!(
                 s,
-                "{:<20} routes[{}]: {}",
+                "{:<20} via {}: {}",
                 r["prefix"].as_str().unwrap_or("?"),
-                r["route"],
+                r["nexthop"].as_str().unwrap_or("?"),
                 r["status"].as_str().unwrap_or("")
             );
         }
@@ -128,7 +143,15 @@ pub fn render(reply: &Value) -> String {
             );
         }
     } else {
-        let _ = writeln!(s, "ok: table generation {}", reply["generation"]);
+        let _ = write!(s, "ok: table generation {}", reply["generation"]);
+        if reply["rebuilt"] == false {
+            let _ = write!(
+                s,
+                ", {} prefix(es) changed in place ({} FIB entries)",
+                reply["prefixes_changed"], reply["entries"]
+            );
+        }
+        let _ = writeln!(s);
     }
     s
 }

@@ -109,6 +109,10 @@ enum CtlCmd {
         #[arg(long)]
         nexthop: String,
     },
+    /// Apply a batch of route changes from a TOML file, whole or not at all: `[[del]]`
+    /// tables (`prefix`, `nexthop`) are withdrawn, then `[[add]]` tables (the `[[routes]]`
+    /// keys) added. The FIB is edited in place.
+    UpdateRoutes { file: PathBuf },
     /// Reload the config file, as SIGHUP does.
     Reload,
 }
@@ -163,6 +167,10 @@ fn ctl(socket: Option<PathBuf>, config: Option<PathBuf>, json: bool, action: Ctl
         CtlCmd::DelRoute { prefix, nexthop } => {
             serde_json::json!({"cmd": "del-route", "prefix": prefix, "nexthop": nexthop})
         }
+        CtlCmd::UpdateRoutes { file } => match anygate::ctl::update_request(file) {
+            Ok(r) => r,
+            Err(e) => return fail(&e),
+        },
         CtlCmd::Reload => serde_json::json!({"cmd": "reload"}),
     };
     match anygate::ctl::request(&path, &req) {

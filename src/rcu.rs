@@ -88,6 +88,15 @@ impl<T> Publisher<T> {
         Ok(g)
     }
 
+    /// Snapshots that can still be published before some worker's queue is full.
+    pub fn room(&self) -> usize {
+        self.senders
+            .iter()
+            .map(|s| DEPTH - s.len())
+            .min()
+            .unwrap_or(DEPTH)
+    }
+
     /// The oldest generation any live worker still uses.
     pub fn min_acked(&self) -> u64 {
         self.acks

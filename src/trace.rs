@@ -2,7 +2,7 @@
 //! packet, what the data plane would do. The same code as the workers, over in-memory buffers.
 use crate::config::Config;
 use crate::datapath::{Note, Pipeline, VecBuf, Verdict};
-use crate::route::Snapshot;
+use crate::route::{Rib, Snapshot};
 use crate::wire::{ethernet, icmp, MacAddr};
 use pcap_file::pcap::{PcapPacket, PcapReader, PcapWriter};
 use serde_json::json;
@@ -45,7 +45,7 @@ pub fn trace(
             p.name
         );
     }
-    let snap = Snapshot::build(cfg, &port_macs(cfg), 1, None)?;
+    let (snap, rib) = Snapshot::build_with_rib(cfg, &port_macs(cfg), 1, None)?;
     let f = File::open(opts.pcap).map_err(|e| format!("{}: {e}", opts.pcap.display()))?;
     let mut reader = PcapReader::new(f).map_err(|e| format!("{}: {e}", opts.pcap.display()))?;
     let mut writer = match opts.out {
@@ -68,7 +68,7 @@ pub fn trace(
         sum.packets += 1;
         let line = describe(
             cfg,
-            &snap,
+            (&snap, &rib),
             index,
             v[0],
             pipeline.note(),
@@ -98,7 +98,7 @@ pub fn trace(
 /// One packet's story, as a line of text or a JSON object. Field names are stable.
 fn describe(
     cfg: &Config,
-    snap: &Snapshot,
+    (snap, rib): (&Snapshot, &Rib),
     index: u64,
     v: Verdict,
     note: &Note,
@@ -118,7 +118,7 @@ fn describe(
             "frag_needed"
         }
     });
-    let route = note.route_dst.and_then(|d| snap.matching_prefix(d));
+    let route = note.route_dst.and_then(|d| rib.matching_prefix(d));
     let nexthop = note.nexthop.map(|id| snap.nexthop_name(id));
     // The ECMP group the route selected, when it has more than one member.
     let group: Option<Vec<String>> = note

@@ -7,6 +7,7 @@ mod tunnels;
 mod validate;
 
 pub use firewall::{FirewallConf, MAX_RULES};
+pub use routes::MAX_SAME_PRIORITY;
 pub use schema::{default_control_socket, Health, RawConfig, RawRoute, RouteSource, TunnelType};
 pub use tunnels::{NodeConf, Region, TunnelConf, GRE_OVERHEAD, IPIP_OVERHEAD, MAX_TUNNELS};
 pub use validate::{

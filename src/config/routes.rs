@@ -1,6 +1,6 @@
 //! Validation of `[[routes]]`: next hops, priorities, weights, scopes and the vendor's rules
 //! (RFC 1918 toward tunnels, at most 64 routes per prefix and priority).
-use super::schema::{RawConfig, RouteSource};
+use super::schema::{RawConfig, RawRoute, RouteSource};
 use super::tunnels::{is_rfc1918, NodeConf, Region, TunnelConf};
 use super::validate::{parse_ip, parse_prefix, Errs, PortConf};
 use crate::lpm::Prefix;
@@ -58,6 +58,54 @@ pub(super) fn validate_routes(raw: &RawConfig, cx: &Context, e: &mut Errs) -> Ve
     let mut per_priority: HashMap<(Prefix, u32), usize> = HashMap::new();
     for (i, r) in raw.routes.iter().enumerate() {
         let path = format!("routes[{i}]");
+        let Some(rc) = check_route(&path, r, raw, cx, e) else {
+            continue;
+        };
+        let key = (
+            rc.prefix,
+            rc.via,
+            rc.source,
+            rc.regions.clone(),
+            rc.colos.clone(),
+        );
+        if let Some(j) = seen.get(&key) {
+            e.push(
+                path,
+                format!(
+                    "duplicate route: {} via {} is already routes[{j}]",
+                    r.prefix, r.nexthop
+                ),
+            );
+            continue;
+        }
+        let same = per_priority.entry((rc.prefix, rc.priority)).or_default();
+        if *same == MAX_SAME_PRIORITY {
+            e.push(
+                format!("{path}.priority"),
+                format!(
+                    "more than {MAX_SAME_PRIORITY} routes for {} at priority {}",
+                    r.prefix, r.priority
+                ),
+            );
+            continue;
+        }
+        *same += 1;
+        seen.insert(key, i);
+        routes.push(rc);
+    }
+    routes
+}
+
+/// One route on its own: every rule but those across routes (duplicates, the per-priority
+/// limit). Errors are pushed under `path`.
+pub(super) fn check_route(
+    path: &str,
+    r: &RawRoute,
+    raw: &RawConfig,
+    cx: &Context,
+    e: &mut Errs,
+) -> Option<RouteConf> {
+    {
         let before = e.0.len();
         let prefix = parse_prefix(&r.prefix)
             .map_err(|m| e.push(format!("{path}.prefix"), m))
@@ -104,12 +152,12 @@ pub(super) fn validate_routes(raw: &RawConfig, cx: &Context, e: &mut Errs) -> Ve
         colos.sort();
         colos.dedup();
         if e.0.len() > before {
-            continue;
+            return None;
         }
         let (Some(prefix), Some(via)) = (prefix, via) else {
-            continue;
+            return None;
         };
-        let rc = RouteConf {
+        Some(RouteConf {
             prefix,
             via,
             priority: r.priority,
@@ -118,40 +166,8 @@ pub(super) fn validate_routes(raw: &RawConfig, cx: &Context, e: &mut Errs) -> Ve
             regions,
             colos,
             description: r.description.clone(),
-        };
-        let key = (
-            rc.prefix,
-            rc.via,
-            rc.source,
-            rc.regions.clone(),
-            rc.colos.clone(),
-        );
-        if let Some(j) = seen.get(&key) {
-            e.push(
-                path,
-                format!(
-                    "duplicate route: {} via {} is already routes[{j}]",
-                    r.prefix, r.nexthop
-                ),
-            );
-            continue;
-        }
-        let same = per_priority.entry((rc.prefix, rc.priority)).or_default();
-        if *same == MAX_SAME_PRIORITY {
-            e.push(
-                format!("{path}.priority"),
-                format!(
-                    "more than {MAX_SAME_PRIORITY} routes for {} at priority {}",
-                    r.prefix, r.priority
-                ),
-            );
-            continue;
-        }
-        *same += 1;
-        seen.insert(key, i);
-        routes.push(rc);
+        })
     }
-    routes
 }
 
 /// Resolves a route's `nexthop`: a tunnel name, a tunnel's customer-side interface address,

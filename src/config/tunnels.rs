@@ -34,7 +34,7 @@ pub struct TunnelConf {
     pub ttl: u8,
     /// 0: no clamping.
     pub mss_clamp: u16,
-    /// None: the prefixes routed to the tunnel (filled in by `validate`).
+    /// None: sources the route table sends into the tunnel (a reverse-path check).
     pub authorized: Option<Vec<Prefix>>,
     pub health: Health,
 }

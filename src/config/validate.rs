@@ -417,20 +417,14 @@ pub fn validate(raw: &RawConfig, host: &Host) -> Result<Config, ConfigErrors> {
     };
     let routes = routes::validate_routes(raw, &ctx, &mut e);
     let firewall = super::firewall::validate_firewall(raw, &mut e);
-    // A tunnel without authorized_prefixes accepts inner sources from the prefixes routed to
-    // it; every tunnel also accepts its own interface subnet (the customer router's address).
-    let mut routed: Vec<Vec<Prefix>> = vec![Vec::new(); tunnels.len()];
-    for r in &routes {
-        if let Via::Tunnel(t) = r.via {
-            if let Some(v) = routed.get_mut(t as usize) {
-                v.push(r.prefix);
-            }
+    // An explicit authorized_prefixes list also admits the tunnel's interface subnet (the
+    // customer router's own address). Without one, the route table decides (see
+    // `Snapshot::source_allowed`).
+    for t in tunnels.iter_mut() {
+        let iface = t.interface_prefix();
+        if let Some(list) = t.authorized.as_mut() {
+            list.push(iface);
         }
-    }
-    for (t, routed) in tunnels.iter_mut().zip(routed) {
-        let mut list = t.authorized.take().unwrap_or(routed);
-        list.push(t.interface_prefix());
-        t.authorized = Some(list);
     }
 
     if !e.0.is_empty() {
@@ -455,6 +449,37 @@ pub fn validate(raw: &RawConfig, host: &Host) -> Result<Config, ConfigErrors> {
 }
 
 impl Config {
+    /// Checks one route given at run time (`anygate ctl add-route`) against this config:
+    /// the same rules as a `[[routes]]` entry, errors under the key `route`. Rules across
+    /// routes (duplicates, the per-priority limit) are the route table's to check.
+    pub fn validate_route(&self, r: &super::RawRoute) -> Result<RouteConf, ConfigErrors> {
+        let neigh_ip: HashMap<u32, usize> = self
+            .raw
+            .neighbors
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| parse_ip(&n.ip).ok().map(|ip| (ip, i)))
+            .collect();
+        let port_idx: HashMap<&str, u16> = self
+            .ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.name.as_str(), i as u16))
+            .collect();
+        let cx = routes::Context {
+            ports: &self.ports,
+            neigh_ip: &neigh_ip,
+            port_idx: &port_idx,
+            tunnels: &self.tunnels,
+            node: &self.node,
+        };
+        let mut e = Errs(Vec::new());
+        match routes::check_route("route", r, &self.raw, &cx, &mut e) {
+            Some(rc) if e.0.is_empty() => Ok(rc),
+            _ => Err(ConfigErrors(e.0)),
+        }
+    }
+
     /// Names of the sections that differ from `other` and cannot change while running.
     pub fn restart_required(&self, other: &Config) -> Vec<&'static str> {
         let mut v = Vec::new();

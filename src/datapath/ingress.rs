@@ -30,7 +30,7 @@ impl Pipeline {
         if outer.proto == ipv4::PROTO_GRE && inner.src == tun.local && inner.dst == tun.remote {
             return Verdict::Drop(DropReason::GreKeepalive);
         }
-        if !snap.sources.allows(t, inner.src) {
+        if !snap.source_allowed(t, inner.src, fib) {
             return Verdict::Drop(DropReason::TunnelSpoofedSource);
         }
         match fib.lookup(inner.dst) {

@@ -5,12 +5,14 @@ mod lcore;
 mod mbuf;
 mod mempool;
 mod port;
+mod prefetch;
 
 pub use eal::Eal;
 pub use lcore::{tsc, tsc_hz, LcoreRegistration};
 pub use mbuf::{Mbuf, MbufArray};
 pub use mempool::Mempool;
 pub use port::{port_id_by_name, LinkStatus, Port, PortSettings, PortStats, RxQueue, TxQueue};
+pub use prefetch::prefetch;
 
 use std::fmt;
 

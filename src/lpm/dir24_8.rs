@@ -1,13 +1,14 @@
-use super::table_mem::U32Table;
+use super::table_mem::AtomicTable;
 use std::fmt;
 use std::net::Ipv4Addr;
+use std::sync::atomic::{fence, AtomicU32, AtomicUsize, Ordering};
 
-const TBL24_SIZE: usize = 1 << 24;
-const TBL8_GROUP: usize = 256;
+pub(super) const TBL24_SIZE: usize = 1 << 24;
+pub(super) const TBL8_GROUP: usize = 256;
 /// Entry bit that marks a tbl24 entry as the index of a tbl8 group.
-const EXT: u32 = 1 << 31;
+pub(super) const EXT: u32 = 1 << 31;
 /// A zero entry is a miss; otherwise entries store `value + 1`.
-const MISS: u32 = 0;
+pub(super) const MISS: u32 = 0;
 /// Largest value a route can carry.
 pub const MAX_VALUE: u32 = EXT - 2;
 
@@ -71,74 +72,45 @@ impl fmt::Display for BuildError {
     }
 }
 
-/// An immutable DIR-24-8 table mapping IPv4 addresses to u32 values (next-hop ids).
+/// A DIR-24-8 table mapping IPv4 addresses to u32 values (next-hop ids). Workers read it
+/// through [`View`]s; the only writer is its [`Editor`](super::Editor), on the management
+/// thread, which changes entries in place with single 32-bit stores.
 pub struct Dir24_8 {
-    tbl24: U32Table,
-    tbl8: U32Table,
-    routes: usize,
+    tbl24: AtomicTable,
+    /// The whole tbl8 reserve, mapped up front so a group index never dangles; pages of
+    /// groups never used are never touched.
+    tbl8: AtomicTable,
+    routes: AtomicUsize,
+    groups_used: AtomicUsize,
 }
 
 impl Dir24_8 {
-    /// Builds the table from `(prefix, value)` pairs; later duplicates of a prefix win. The
-    /// tbl8 pool is sized from the route set itself, so a table never runs out of groups
-    /// unless it would exceed `max_tbl8_groups`.
+    /// Builds the table from `(prefix, value)` pairs; later duplicates of a prefix win. Fails
+    /// when the routes need more than `max_tbl8_groups` /24s holding longer prefixes.
     pub fn build(routes: &[(Prefix, u32)], max_tbl8_groups: usize) -> Result<Self, BuildError> {
-        let mut sorted: Vec<(Prefix, u32)> = routes.to_vec();
-        // Shorter prefixes first: each longer one then overwrites exactly the range it covers.
-        sorted.sort_by_key(|(p, _)| p.len);
-        if let Some((_, v)) = sorted.iter().find(|(_, v)| *v > MAX_VALUE) {
-            return Err(BuildError::ValueTooLarge(*v));
-        }
-        let mut groups_needed: Vec<u32> = sorted
-            .iter()
-            .filter(|(p, _)| p.len > 24)
-            .map(|(p, _)| p.addr >> 8)
-            .collect();
-        groups_needed.sort_unstable();
-        groups_needed.dedup();
-        if groups_needed.len() > max_tbl8_groups {
-            return Err(BuildError::Tbl8Exhausted {
-                needed: groups_needed.len(),
-                limit: max_tbl8_groups,
-            });
-        }
+        super::Editor::build(routes, max_tbl8_groups).map(super::Editor::into_table)
+    }
 
-        let mem = |n| U32Table::zeroed(n).map_err(|e| BuildError::NoMemory(e.to_string()));
-        let mut t24 = mem(TBL24_SIZE)?;
-        let mut t8 = mem(groups_needed.len() * TBL8_GROUP)?;
-        let (tbl24, tbl8) = (t24.as_mut_slice(), t8.as_mut_slice());
-        let mut groups = 0usize;
-        let mut seen = std::collections::HashSet::new();
-        for (p, v) in &sorted {
-            seen.insert(*p);
-            let entry = v + 1;
-            if p.len <= 24 {
-                let start = (p.addr >> 8) as usize;
-                let n = 1usize << (24 - p.len);
-                tbl24[start..start + n].fill(entry);
-            } else {
-                let i24 = (p.addr >> 8) as usize;
-                let cur = tbl24[i24];
-                let group = if cur & EXT != 0 {
-                    (cur & !EXT) as usize
-                } else {
-                    // First long prefix under this /24: the group inherits the /24's entry.
-                    let g = groups;
-                    groups += 1;
-                    tbl8[g * TBL8_GROUP..(g + 1) * TBL8_GROUP].fill(cur);
-                    tbl24[i24] = EXT | g as u32;
-                    g
-                };
-                let start = group * TBL8_GROUP + (p.addr & 0xff) as usize;
-                let n = 1usize << (32 - p.len);
-                tbl8[start..start + n].fill(entry);
-            }
-        }
+    /// An empty table with room for `max_tbl8_groups` groups.
+    pub(super) fn empty(max_tbl8_groups: usize) -> Result<Self, BuildError> {
+        let mem = |n| AtomicTable::zeroed(n).map_err(BuildError::NoMemory);
         Ok(Dir24_8 {
-            tbl24: t24,
-            tbl8: t8,
-            routes: seen.len(),
+            tbl24: mem(TBL24_SIZE)?,
+            tbl8: mem(max_tbl8_groups * TBL8_GROUP)?,
+            routes: AtomicUsize::new(0),
+            groups_used: AtomicUsize::new(0),
         })
+    }
+
+    pub(super) fn tables_mut(&mut self) -> (&mut [AtomicU32], &mut [AtomicU32]) {
+        (self.tbl24.cells_mut(), self.tbl8.cells_mut())
+    }
+    pub(super) fn tables(&self) -> (&[AtomicU32], &[AtomicU32]) {
+        (self.tbl24.cells(), self.tbl8.cells())
+    }
+    pub(super) fn set_counts(&self, routes: usize, groups: usize) {
+        self.routes.store(routes, Ordering::Relaxed);
+        self.groups_used.store(groups, Ordering::Relaxed);
     }
 
     /// The value of the longest prefix covering `ip`.
@@ -151,49 +123,41 @@ impl Dir24_8 {
     #[inline]
     pub fn view(&self) -> View<'_> {
         View {
-            // `build` maps exactly TBL24_SIZE entries; a fixed-size array lets the compiler
-            // see that `ip >> 8` is always in bounds.
+            // Tables are allocated with exactly TBL24_SIZE entries; a fixed-size array lets
+            // the compiler see that `ip >> 8` is always in bounds.
             tbl24: self
                 .tbl24
-                .as_slice()
+                .cells()
                 .try_into()
-                .expect("tbl24 is mapped with TBL24_SIZE entries"),
-            tbl8: self.tbl8.as_slice(),
+                .expect("tbl24 has TBL24_SIZE entries"),
+            tbl8: self.tbl8.cells(),
         }
     }
 
-    /// Looks up a batch, four at a time so the tbl24 loads overlap. Misses yield `miss`.
+    /// Looks up a batch, eight at a time: the next eight tbl24 entries are prefetched while
+    /// the current ones resolve, so the cache misses overlap. Misses yield `miss`.
     pub fn lookup_bulk(&self, ips: &[u32], out: &mut [u32], miss: u32) {
-        let n = ips.len().min(out.len());
-        let (ips, out) = (&ips[..n], &mut out[..n]);
-        let v = self.view();
-        let at = |ip: u32| v.tbl24[(ip >> 8) as usize];
-        let mut ic = ips.chunks_exact(4);
-        let mut oc = out.chunks_exact_mut(4);
-        for (i, o) in (&mut ic).zip(&mut oc) {
-            let e = [at(i[0]), at(i[1]), at(i[2]), at(i[3])];
-            for k in 0..4 {
-                o[k] = v.resolve(e[k], i[k]).unwrap_or(miss);
-            }
-        }
-        for (i, o) in ic.remainder().iter().zip(oc.into_remainder()) {
-            *o = v.lookup(*i).unwrap_or(miss);
-        }
+        self.view().lookup_bulk(ips, out, miss)
     }
 
     /// Distinct prefixes in the table.
     pub fn len(&self) -> usize {
-        self.routes
+        self.routes.load(Ordering::Relaxed)
     }
     pub fn is_empty(&self) -> bool {
-        self.routes == 0
+        self.len() == 0
     }
+    /// tbl8 groups in use.
     pub fn tbl8_groups(&self) -> usize {
+        self.groups_used.load(Ordering::Relaxed)
+    }
+    /// tbl8 groups the table can hold.
+    pub fn tbl8_capacity(&self) -> usize {
         self.tbl8.len() / TBL8_GROUP
     }
-    /// Bytes of table memory: 64 MiB of tbl24 plus 1 KiB per tbl8 group.
+    /// Bytes of table memory in use: 64 MiB of tbl24 plus 1 KiB per tbl8 group.
     pub fn memory_bytes(&self) -> usize {
-        TBL24_SIZE * 4 + self.tbl8.len() * 4
+        TBL24_SIZE * 4 + self.tbl8_groups() * TBL8_GROUP * 4
     }
 }
 
@@ -201,23 +165,53 @@ impl Dir24_8 {
 /// burst rather than once per packet.
 #[derive(Clone, Copy)]
 pub struct View<'a> {
-    tbl24: &'a [u32; TBL24_SIZE],
-    tbl8: &'a [u32],
+    tbl24: &'a [AtomicU32; TBL24_SIZE],
+    tbl8: &'a [AtomicU32],
 }
 
 impl View<'_> {
     #[inline(always)]
     pub fn lookup(&self, ip: u32) -> Option<u32> {
-        self.resolve(self.tbl24[(ip >> 8) as usize], ip)
+        self.resolve(self.tbl24[(ip >> 8) as usize].load(Ordering::Relaxed), ip)
     }
 
     #[inline(always)]
     fn resolve(&self, mut e: u32, ip: u32) -> Option<u32> {
         if e & EXT != 0 {
+            // Pairs with the editor's release store of the group index: the group's entries
+            // are written before it is linked. Free on x86 (a compiler barrier).
+            fence(Ordering::Acquire);
             let i = ((e & !EXT) as usize) * TBL8_GROUP + (ip & 0xff) as usize;
-            e = self.tbl8.get(i).copied().unwrap_or(MISS);
+            e = self.tbl8.get(i).map_or(MISS, |c| c.load(Ordering::Relaxed));
         }
         e.checked_sub(1)
+    }
+
+    /// See [`Dir24_8::lookup_bulk`].
+    pub fn lookup_bulk(&self, ips: &[u32], out: &mut [u32], miss: u32) {
+        const N: usize = 8;
+        let n = ips.len().min(out.len());
+        let (ips, out) = (&ips[..n], &mut out[..n]);
+        let slot = |ip: u32| &self.tbl24[(ip >> 8) as usize];
+        for ip in ips.iter().take(N) {
+            crate::dpdk::prefetch(slot(*ip));
+        }
+        let mut ic = ips.chunks_exact(N);
+        let mut oc = out.chunks_exact_mut(N);
+        let mut next = N;
+        for (i, o) in (&mut ic).zip(&mut oc) {
+            for ip in ips.iter().skip(next).take(N) {
+                crate::dpdk::prefetch(slot(*ip));
+            }
+            next += N;
+            let e: [u32; N] = std::array::from_fn(|k| slot(i[k]).load(Ordering::Relaxed));
+            for k in 0..N {
+                o[k] = self.resolve(e[k], i[k]).unwrap_or(miss);
+            }
+        }
+        for (i, o) in ic.remainder().iter().zip(oc.into_remainder()) {
+            *o = self.lookup(*i).unwrap_or(miss);
+        }
     }
 }
 

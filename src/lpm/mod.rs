@@ -2,9 +2,11 @@
 //! entry first level indexed by the top 24 bits, and 256-entry extension groups (tbl8) for
 //! prefixes longer than /24. A lookup is one memory access, two for /25../32.
 //!
-//! Tables are immutable once built: the management thread builds a new one and publishes it
-//! by RCU, so the fast path never sees a half-written entry.
+//! A full table is built off the fast path and published by RCU; single prefixes are then
+//! added and withdrawn in place by the [`Editor`], entry by entry, while workers read.
 mod dir24_8;
+mod editor;
 mod table_mem;
 
 pub use dir24_8::{BuildError, Dir24_8, Prefix, View, MAX_VALUE};
+pub use editor::{Edit, Editor};

@@ -1,52 +1,57 @@
-//! Memory for the lookup tables: an anonymous mapping advised to use transparent huge pages.
-//! tbl24 alone is 64 MiB; on 4 KiB pages nearly every random lookup also misses the TLB.
-//! Measured here: huge pages cut bulk lookup cost by about a third (perf/RESULTS.md).
-use memmap2::{Advice, MmapMut, MmapOptions};
+//! Memory for the lookup tables: zero-filled arrays of atomic 32-bit entries.
+//!
+//! Entries are atomics so the management thread can edit a published table in place while
+//! workers read it (rte_lpm does the same with plain 32-bit stores). On x86 a relaxed atomic
+//! load or store is an ordinary `mov`, so lookups cost what they did on plain integers.
+//!
+//! The memory comes from `calloc`: large tables are fresh anonymous mappings whose pages are
+//! faulted in on first touch, so an unused tbl8 reserve costs address space, not RAM. tbl24
+//! alone is 64 MiB, and on 4 KiB pages nearly every random lookup also misses the TLB: run
+//! with `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` (glibc ≥ 2.35) to have malloc advise
+//! transparent huge pages for them (perf/RESULTS.md has the measured difference).
+use std::sync::atomic::AtomicU32;
 
-pub(crate) struct U32Table {
-    map: Option<MmapMut>,
+pub(crate) struct AtomicTable {
+    cells: Box<[AtomicU32]>,
 }
 
-impl U32Table {
-    /// A zero-filled table of `len` entries. Huge pages are a hint: without them (THP off,
-    /// or not available) the table still works on normal pages.
-    pub fn zeroed(len: usize) -> std::io::Result<Self> {
-        if len == 0 {
-            return Ok(U32Table { map: None });
-        }
-        let map = MmapOptions::new().len(len * 4).map_anon()?;
-        let _ = map.advise(Advice::HugePage);
-        Ok(U32Table { map: Some(map) })
+impl AtomicTable {
+    /// A zero-filled table of `len` entries.
+    pub fn zeroed(len: usize) -> Result<Self, String> {
+        let cells = bytemuck::allocation::try_zeroed_slice_box::<AtomicU32>(len)
+            .map_err(|()| format!("cannot allocate {} MiB", (len * 4) >> 20))?;
+        Ok(AtomicTable { cells })
     }
 
     #[inline(always)]
-    pub fn as_slice(&self) -> &[u32] {
-        // A mapping is page-aligned and a whole number of u32s, so the cast cannot fail.
-        self.map.as_deref().map_or(&[], bytemuck::cast_slice)
+    pub fn cells(&self) -> &[AtomicU32] {
+        &self.cells
     }
 
-    pub fn as_mut_slice(&mut self) -> &mut [u32] {
-        self.map
-            .as_deref_mut()
-            .map_or(&mut [], bytemuck::cast_slice_mut)
+    /// Exclusive access while the table is built and not yet shared: plain stores.
+    pub fn cells_mut(&mut self) -> &mut [AtomicU32] {
+        &mut self.cells
     }
 
     pub fn len(&self) -> usize {
-        self.as_slice().len()
+        self.cells.len()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::Ordering;
 
     #[test]
     fn zeroed_and_writable() {
-        let mut t = U32Table::zeroed(1 << 20).unwrap();
+        let mut t = AtomicTable::zeroed(1 << 20).unwrap();
         assert_eq!(t.len(), 1 << 20);
-        assert!(t.as_slice().iter().all(|v| *v == 0));
-        t.as_mut_slice()[12345] = 7;
-        assert_eq!(t.as_slice()[12345], 7);
-        assert_eq!(U32Table::zeroed(0).unwrap().len(), 0);
+        assert!(t.cells().iter().all(|v| v.load(Ordering::Relaxed) == 0));
+        *t.cells_mut()[12345].get_mut() = 7;
+        t.cells()[7].store(3, Ordering::Relaxed);
+        assert_eq!(t.cells()[12345].load(Ordering::Relaxed), 7);
+        assert_eq!(t.cells()[7].load(Ordering::Relaxed), 3);
+        assert_eq!(AtomicTable::zeroed(0).unwrap().len(), 0);
     }
 }

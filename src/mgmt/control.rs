@@ -6,7 +6,7 @@ use crate::config::{self, Config, Health, Host};
 use crate::datapath::SharedCounters;
 use crate::rcu::Publisher;
 use crate::route::select::{self, Lost};
-use crate::route::{Snapshot, NH_ANYCAST, NH_LOCAL};
+use crate::route::{ApplyError, Change, Rib, Snapshot, NH_ANYCAST, NH_LOCAL};
 use crate::wire::MacAddr;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
@@ -62,6 +62,7 @@ pub struct Plane<'a> {
     pub host: &'a Host,
     pub macs: &'a [MacAddr],
     pub publisher: &'a mut Publisher<Snapshot>,
+    pub rib: &'a mut Rib,
     pub config_path: &'a Path,
     pub counters: &'a SharedCounters,
 }
@@ -104,39 +105,93 @@ fn handle(req: &Value, plane: &mut Plane) -> Result<Value, String> {
         "add-route" => {
             let route: config::RawRoute = serde_json::from_value(req.get("route").cloned().unwrap_or(Value::Null))
                 .map_err(|e| format!("route: {e}"))?;
-            let mut raw = plane.cfg.raw.clone();
-            raw.routes.push(route);
-            apply(plane, raw, "add-route")
+            let change = Change::Add(plane.cfg.validate_route(&route).map_err(|e| e.to_string())?);
+            apply_changes(plane, vec![change], "add-route")
         }
         "del-route" => {
-            let (prefix, nexthop) = (arg("prefix")?, arg("nexthop")?);
-            let mut raw = plane.cfg.raw.clone();
-            let before = raw.routes.len();
-            raw.routes.retain(|r| !(r.prefix == prefix && r.nexthop == nexthop));
-            if raw.routes.len() == before {
-                return Err(format!("no route {prefix} via {nexthop}"));
+            let change = removal(plane.cfg, arg("prefix")?, arg("nexthop")?)?;
+            apply_changes(plane, vec![change], "del-route")
+        }
+        "update-routes" => {
+            // One batch, applied whole or refused whole: withdrawals first, then additions.
+            let mut changes = Vec::new();
+            for (i, d) in req.get("del").and_then(Value::as_array).into_iter().flatten().enumerate() {
+                let field = |k: &str| d.get(k).and_then(Value::as_str).ok_or_else(|| format!("del[{i}]: missing \"{k}\""));
+                changes.push(removal(plane.cfg, field("prefix")?, field("nexthop")?).map_err(|e| format!("del[{i}]: {e}"))?);
             }
-            apply(plane, raw, "del-route")
+            for (i, a) in req.get("add").and_then(Value::as_array).into_iter().flatten().enumerate() {
+                let route: config::RawRoute = serde_json::from_value(a.clone()).map_err(|e| format!("add[{i}]: {e}"))?;
+                let rc = plane.cfg.validate_route(&route).map_err(|e| format!("add[{i}]: {e}"))?;
+                changes.push(Change::Add(rc));
+            }
+            apply_changes(plane, changes, "update-routes")
         }
         "reload" => {
             let next = super::load_for_reload(plane.config_path, plane.cfg, plane.host)?;
             publish_config(plane, next, "reload")
         }
-        other => Err(format!("unknown command `{other}` (show-routes, show-tunnels, set-health, add-route, del-route, reload)")),
+        other => Err(format!("unknown command `{other}` (show-routes, show-tunnels, set-health, add-route, del-route, update-routes, reload)")),
     }
 }
 
-/// Validates a changed config whole and publishes it, or refuses it whole.
-fn apply(plane: &mut Plane, raw: config::RawConfig, what: &str) -> Result<Value, String> {
-    let next = config::validate(&raw, plane.host).map_err(|e| e.to_string())?;
-    publish_config(plane, next, what)
+/// A withdrawal of every route for `prefix` through `nexthop`.
+fn removal(cfg: &Config, prefix: &str, nexthop: &str) -> Result<Change, String> {
+    let probe = config::RawRoute {
+        prefix: prefix.to_owned(),
+        nexthop: nexthop.to_owned(),
+        priority: 0,
+        weight: None,
+        description: String::new(),
+        scope: None,
+        source: Default::default(),
+    };
+    let r = cfg.validate_route(&probe).map_err(|e| e.to_string())?;
+    Ok(Change::Remove {
+        prefix: r.prefix,
+        via: r.via,
+    })
+}
+
+/// Applies route changes in place, or rebuilds the whole table when one needs a next hop the
+/// table lacks; refused whole either way when anything is wrong.
+fn apply_changes(plane: &mut Plane, changes: Vec<Change>, what: &str) -> Result<Value, String> {
+    let t = std::time::Instant::now();
+    match plane.rib.apply(&changes, plane.publisher) {
+        Ok(a) => {
+            log::info!(
+                "ctl {what}: {} change(s), {} prefix(es), {} FIB entries rewritten in place, generation {} ({:.1} ms)",
+                changes.len(), a.prefixes, a.entries, a.generation, t.elapsed().as_secs_f64() * 1e3
+            );
+            Ok(
+                json!({"ok": true, "generation": a.generation, "changes": changes.len(), "prefixes_changed": a.prefixes,
+                      "entries": a.entries, "new_sets": a.new_sets, "rebuilt": false, "routes": plane.rib.route_count()}),
+            )
+        }
+        Err(ApplyError::Refused(e)) => Err(e),
+        Err(ApplyError::NeedsRebuild) => {
+            // A new gateway: it needs a next-hop id (and maybe an ARP slot), so rebuild.
+            let mut next = plane.cfg.clone();
+            next.routes = plane.rib.routes().cloned().collect();
+            for c in &changes {
+                match c {
+                    Change::Add(r) => next.routes.push(r.clone()),
+                    Change::Remove { prefix, via } => next
+                        .routes
+                        .retain(|r| !(r.prefix == *prefix && r.via == *via)),
+                }
+            }
+            publish_config(plane, next, what)
+        }
+    }
 }
 
 fn publish_config(plane: &mut Plane, next: Config, what: &str) -> Result<Value, String> {
     let g = plane.publisher.generation() + 1;
-    let snap = Snapshot::build(&next, plane.macs, g, Some(plane.publisher.current()))?;
+    let (snap, rib) =
+        Snapshot::build_with_rib(&next, plane.macs, g, Some(plane.publisher.current()))?;
     let prefixes = snap.fib.len();
     plane.publisher.publish(Arc::new(snap))?;
+    *plane.rib = rib;
     *plane.cfg = next;
     log::info!("ctl {what}: table generation {g} published ({prefixes} prefixes)");
     Ok(json!({"ok": true, "generation": g, "prefixes": prefixes}))
@@ -146,7 +201,7 @@ fn publish_config(plane: &mut Plane, next: Config, what: &str) -> Result<Value, 
 fn show_routes(plane: &Plane, only: Option<&str>) -> Value {
     let s = plane.publisher.current();
     let mut out = Vec::new();
-    for (prefix, set) in s.prefixes.iter() {
+    for (prefix, set) in plane.rib.prefixes().iter() {
         if only.is_some_and(|o| o != prefix.to_string()) {
             continue;
         }
@@ -182,15 +237,14 @@ fn show_routes(plane: &Plane, only: Option<&str>) -> Value {
         out.push(json!({"prefix": prefix.to_string(), "effective": group.effective, "group": selected, "candidates": candidates}));
     }
     let invisible: Vec<Value> = plane
-        .cfg
-        .routes
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| !r.visible(&plane.cfg.node))
-        .filter(|(_, r)| only.is_none_or(|o| o == r.prefix.to_string()))
-        .map(|(i, r)| {
+        .rib
+        .routes()
+        .filter(|r| !r.visible(&plane.cfg.node))
+        .filter(|r| only.is_none_or(|o| o == r.prefix.to_string()))
+        .map(|r| {
             let regions: Vec<&str> = r.regions.iter().map(|g| g.code()).collect();
-            json!({"route": i, "prefix": r.prefix.to_string(), "status": format!("not visible here: scoped to regions {regions:?} colos {:?}", r.colos)})
+            json!({"prefix": r.prefix.to_string(), "nexthop": plane.rib.via_name(r.via),
+                   "status": format!("not visible here: scoped to regions {regions:?} colos {:?}", r.colos)})
         })
         .collect();
     json!({"ok": true, "generation": s.generation, "routes": out, "invisible": invisible})

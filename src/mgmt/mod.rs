@@ -86,7 +86,7 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
     let signals = Signals::register()?;
     let dp = startup::bring_up(&cfg)?;
     let macs = dp.macs();
-    let first = Snapshot::build(&cfg, &macs, 1, None)?;
+    let (first, mut rib) = Snapshot::build_with_rib(&cfg, &macs, 1, None)?;
     log_snapshot(&first);
     let (mut publisher, readers) = rcu::new(Arc::new(first), cfg.workers.len());
     let counters = Arc::new(SharedCounters::new(cfg.workers.len()));
@@ -156,6 +156,7 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
                 host: &host,
                 macs: &macs,
                 publisher: &mut publisher,
+                rib: &mut rib,
                 config_path: &opts.config,
                 counters: &counters,
             };
@@ -167,11 +168,15 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
         }
         if signals.hup.swap(false, Ordering::Relaxed) {
             match reload(&opts.config, &cfg, &host, &macs, &mut publisher) {
-                Ok(next) => cfg = next,
+                Ok((next, next_rib)) => {
+                    cfg = next;
+                    rib = next_rib;
+                }
                 Err(e) => log::error!("reload refused, running table unchanged: {e}"),
             }
         }
         publisher.reclaim();
+        rib.reclaim(publisher.min_acked());
         let rx = counters.total().rx_total();
         if rx != last_rx {
             last_rx = rx;
@@ -242,18 +247,18 @@ fn reload(
     host: &Host,
     macs: &[crate::wire::MacAddr],
     publisher: &mut rcu::Publisher<Snapshot>,
-) -> Result<Config, String> {
+) -> Result<(Config, crate::route::Rib), String> {
     let t = Instant::now();
     let next = load_for_reload(path, running, host)?;
     let g = publisher.generation() + 1;
-    let snap = Snapshot::build(&next, macs, g, Some(publisher.current()))?;
+    let (snap, rib) = Snapshot::build_with_rib(&next, macs, g, Some(publisher.current()))?;
     let routes = snap.fib.len();
     publisher.publish(Arc::new(snap))?;
     log::info!(
         "reload: table generation {g} published ({routes} prefixes, built in {:.1} ms)",
         t.elapsed().as_secs_f64() * 1e3
     );
-    Ok(next)
+    Ok((next, rib))
 }
 
 fn log_snapshot(s: &Snapshot) {

@@ -2,11 +2,13 @@
 //! the ports' L2/L3 identity, built by the management thread into an immutable [`Snapshot`].
 mod arp_cache;
 pub mod ecmp;
+mod rib;
 pub mod select;
 mod snapshot;
 mod source_filter;
 
 pub use arp_cache::ArpCache;
+pub use rib::{Applied, ApplyError, Change, Rib, MAX_TBL8_GROUPS};
 pub use snapshot::{
     Gateway, NextHop, NhMac, PortState, Snapshot, TunnelState, NH_ANYCAST, NH_LOCAL,
 };

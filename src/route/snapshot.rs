@@ -2,10 +2,9 @@ use super::ecmp;
 use super::select::{self, Candidate};
 use super::source_filter::SourceFilter;
 use super::ArpCache;
-use crate::config::{Config, Health, RouteSource, TunnelType, Via};
-use crate::lpm::{Dir24_8, Prefix};
+use crate::config::{Config, Health, TunnelType, Via};
+use crate::lpm::Dir24_8;
 use crate::wire::MacAddr;
-use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
@@ -13,9 +12,6 @@ use std::sync::Arc;
 pub const NH_LOCAL: u32 = crate::lpm::MAX_VALUE;
 /// FIB value for the anycast addresses tunnels end on.
 pub const NH_ANYCAST: u32 = crate::lpm::MAX_VALUE - 1;
-
-/// Upper bound on /24s holding longer prefixes: 64 MiB of tbl8, as much as tbl24 itself.
-const MAX_TBL8_GROUPS: usize = 1 << 16;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NhMac {
@@ -60,6 +56,8 @@ pub struct TunnelState {
     pub overhead: u16,
     /// The route set toward `remote`: gateways only.
     pub underlay: u32,
+    /// Inner sources are checked against the route table, not an authorized list.
+    pub rpf: bool,
 }
 
 /// (customer endpoint, edge endpoint, protocol) and the tunnel they identify.
@@ -79,7 +77,7 @@ pub struct Group {
 }
 
 impl Group {
-    fn build(cands: &[Candidate], health: &[Health]) -> Group {
+    pub(super) fn build(cands: &[Candidate], health: &[Health]) -> Group {
         let (selected, effective) = select::select(cands, health);
         let members: Vec<u32> = selected.iter().map(|&i| cands[i].nexthop).collect();
         let weights: Vec<u16> = selected.iter().map(|&i| cands[i].weight).collect();
@@ -155,8 +153,6 @@ pub struct Snapshot {
     pub firewall: Arc<crate::config::FirewallConf>,
     /// The rules compiled for per-packet classification.
     pub classifier: Arc<crate::firewall::Classifier>,
-    /// Each prefix in the FIB and its set, longest first, for `trace` and `show`.
-    pub prefixes: Arc<Vec<(Prefix, u32)>>,
 }
 
 impl Snapshot {
@@ -170,6 +166,16 @@ impl Snapshot {
         generation: u64,
         previous: Option<&Snapshot>,
     ) -> Result<Snapshot, String> {
+        Self::build_with_rib(cfg, port_macs, generation, previous).map(|(s, _)| s)
+    }
+
+    /// [`Snapshot::build`], also returning the route table that edits its FIB in place.
+    pub fn build_with_rib(
+        cfg: &Config,
+        port_macs: &[MacAddr],
+        generation: u64,
+        previous: Option<&Snapshot>,
+    ) -> Result<(Snapshot, super::Rib), String> {
         let ports: Vec<PortState> = cfg
             .ports
             .iter()
@@ -222,79 +228,9 @@ impl Snapshot {
             .collect();
         let tunnel_nh0 = nexthops.len() as u32;
         nexthops.extend((0..cfg.tunnels.len()).map(|t| NextHop::Tunnel(t as u16)));
-        let gw_id =
-            |port: u16, ip: u32| gateways.iter().position(|k| *k == (port, ip)).unwrap_or(0) as u32;
 
-        // Per prefix, the candidate routes: implicit ones first, replaced by any configured
-        // route for the same prefix that is visible here.
-        let host = |addr: u32| Prefix { addr, len: 32 };
-        let gw_key = |ip: u32| ecmp::member_key(&ip.to_be_bytes());
-        let tun_key = |t: usize| ecmp::member_key(cfg.tunnels[t].name.as_bytes());
-        let implicit = |nexthop: u32, tunnel: Option<u16>, key: u64| Candidate {
-            nexthop,
-            tunnel,
-            priority: 0,
-            weight: 1,
-            source: RouteSource::Static,
-            key,
-            implicit: true,
-        };
-        let mut special: Vec<(Prefix, u32)> = Vec::new();
-        let mut by_prefix: HashMap<Prefix, Vec<Candidate>> = HashMap::new();
-        for (i, t) in cfg.tunnels.iter().enumerate() {
-            let nh = tunnel_nh0 + i as u32;
-            by_prefix.insert(
-                t.interface_prefix(),
-                vec![implicit(nh, Some(i as u16), tun_key(i))],
-            );
-            special.push((host(t.local_addr), NH_LOCAL));
-        }
-        for p in &cfg.ports {
-            special.push((host(p.addr), NH_LOCAL));
-        }
-        for a in &cfg.node.anycast {
-            special.push((host(*a), NH_ANYCAST));
-        }
-        for n in &cfg.neighbors {
-            by_prefix.insert(
-                host(n.ip),
-                vec![implicit(gw_id(n.port, n.ip), None, gw_key(n.ip))],
-            );
-        }
-        let mut configured: HashMap<Prefix, Vec<Candidate>> = HashMap::new();
-        for r in cfg.routes.iter().filter(|r| r.visible(&cfg.node)) {
-            let (nexthop, tunnel, key) = match r.via {
-                Via::Gateway { ip, port } => (gw_id(port, ip), None, gw_key(ip)),
-                Via::Tunnel(t) => (tunnel_nh0 + t as u32, Some(t), tun_key(t as usize)),
-            };
-            configured.entry(r.prefix).or_default().push(Candidate {
-                nexthop,
-                tunnel,
-                priority: r.priority,
-                weight: r.weight,
-                source: r.source,
-                key,
-                implicit: false,
-            });
-        }
-        by_prefix.extend(configured);
-
-        // Identical candidate lists share one set (and one group).
-        let mut sets: Vec<Vec<Candidate>> = Vec::new();
-        let mut set_ids: HashMap<Vec<Candidate>, u32> = HashMap::new();
-        let mut routes: Vec<(Prefix, u32)> = Vec::with_capacity(by_prefix.len() + special.len());
-        let mut ordered: Vec<(Prefix, Vec<Candidate>)> = by_prefix.into_iter().collect();
-        ordered.sort_by_key(|(p, _)| *p);
-        for (p, cands) in ordered {
-            let id = *set_ids.entry(cands.clone()).or_insert_with(|| {
-                sets.push(cands);
-                (sets.len() - 1) as u32
-            });
-            routes.push((p, id));
-        }
-        // Our own addresses last: nothing overrides them.
-        routes.extend(special);
-        let fib = Dir24_8::build(&routes, MAX_TBL8_GROUPS).map_err(|e| format!("routes: {e}"))?;
+        let (rib, sets) = super::Rib::build(cfg, &gateways, tunnel_nh0)?;
+        let fib = rib.fib().clone();
 
         let health: Vec<Health> = cfg
             .tunnels
@@ -345,6 +281,7 @@ impl Snapshot {
                 mss_clamp: t.mss_clamp,
                 overhead: t.overhead(),
                 underlay,
+                rpf: t.authorized.is_none(),
             });
         }
         let mut tunnel_keys: Vec<TunnelKey> = tunnels
@@ -361,11 +298,9 @@ impl Snapshot {
                 .as_slice(),
         )?;
 
-        let mut prefixes = routes;
-        prefixes.sort_by_key(|(p, _)| std::cmp::Reverse(p.len));
-        Ok(Snapshot {
+        let snap = Snapshot {
             generation,
-            fib: Arc::new(fib),
+            fib,
             sets: Arc::new(sets),
             groups,
             health,
@@ -379,8 +314,49 @@ impl Snapshot {
             icmp_errors_per_second: cfg.node.icmp_errors_per_second,
             firewall: Arc::new(cfg.firewall.clone()),
             classifier: Arc::new(crate::firewall::Classifier::new(&cfg.firewall.rules)),
-            prefixes: Arc::new(prefixes),
-        })
+        };
+        Ok((snap, rib))
+    }
+
+    /// This snapshot with route sets appended (ids from `sets.len()` on), their groups
+    /// selected under the current health.
+    pub(super) fn with_sets(&self, added: Vec<Vec<Candidate>>, generation: u64) -> Snapshot {
+        let mut next = self.clone();
+        next.generation = generation;
+        let mut sets = (*self.sets).clone();
+        let mut by_tunnel = (*self.sets_by_tunnel).clone();
+        for cands in added {
+            let id = sets.len() as u32;
+            next.groups
+                .push(Arc::new(Group::build(&cands, &next.health)));
+            for t in cands.iter().filter_map(|c| c.tunnel) {
+                if let Some(v) = by_tunnel.get_mut(t as usize) {
+                    if v.last() != Some(&id) {
+                        v.push(id);
+                    }
+                }
+            }
+            sets.push(cands);
+        }
+        next.sets = Arc::new(sets);
+        next.sets_by_tunnel = Arc::new(by_tunnel);
+        next
+    }
+
+    /// May tunnel `t` send a packet from `src`? With an `authorized_prefixes` list, the
+    /// source must fall in it; otherwise the route table must send `src` into `t`: some
+    /// route (selected or not) for the longest prefix covering `src` goes through the tunnel
+    /// (feasible-path reverse-path forwarding, RFC 3704 section 2.3).
+    #[inline]
+    pub fn source_allowed(&self, t: u16, src: u32, fib: crate::lpm::View) -> bool {
+        match self.tunnels.get(t as usize) {
+            Some(tun) if tun.rpf => fib
+                .lookup(src)
+                .and_then(|set| self.sets.get(set as usize))
+                .is_some_and(|c| c.iter().any(|c| c.tunnel == Some(t))),
+            Some(_) => self.sources.allows(t, src),
+            None => false,
+        }
     }
 
     /// The same table with tunnel `t` in health `h`: only the groups of the route sets that
@@ -442,14 +418,6 @@ impl Snapshot {
         self.tunnel_keys
             .get(i)
             .is_some_and(|(k, _)| (k.0, k.1) == (remote, local))
-    }
-
-    /// The most specific prefix covering `ip` (slow: for tracing, not forwarding).
-    pub fn matching_prefix(&self, ip: u32) -> Option<Prefix> {
-        self.prefixes
-            .iter()
-            .find(|(p, _)| p.contains(ip))
-            .map(|(p, _)| *p)
     }
 }
 
