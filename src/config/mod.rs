@@ -8,7 +8,9 @@ mod validate;
 
 pub use firewall::{FirewallConf, MAX_RULES};
 pub use routes::MAX_SAME_PRIORITY;
-pub use schema::{default_control_socket, Health, RawConfig, RawRoute, RouteSource, TunnelType};
+pub use schema::{
+    default_control_socket, Health, RawConfig, RawRoute, RawScope, RouteSource, TunnelType,
+};
 pub use tunnels::{NodeConf, Region, TunnelConf, GRE_OVERHEAD, IPIP_OVERHEAD, MAX_TUNNELS};
 pub use validate::{
     validate, Config, DpdkConf, NeighborConf, PortConf, RouteConf, Via, WorkerConf,

@@ -164,7 +164,8 @@ fn apply_changes(plane: &mut Plane, changes: Vec<Change>, what: &str) -> Result<
             );
             Ok(
                 json!({"ok": true, "generation": a.generation, "changes": changes.len(), "prefixes_changed": a.prefixes,
-                      "entries": a.entries, "new_sets": a.new_sets, "rebuilt": false, "routes": plane.rib.route_count()}),
+                      "entries": a.entries, "new_sets": a.new_sets, "rebuilt": false, "routes": plane.rib.route_count(),
+                      "apply_us": t.elapsed().as_micros() as u64}),
             )
         }
         Err(ApplyError::Refused(e)) => Err(e),

@@ -15,4 +15,6 @@ pub use snapshot::{
 pub use source_filter::SourceFilter;
 
 #[cfg(test)]
+mod rib_tests;
+#[cfg(test)]
 mod routing_tests;
