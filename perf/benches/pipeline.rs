@@ -9,8 +9,8 @@
 //! FILE formats are dpdk-test-fib's: `a.b.c.d/len nexthop` per route, one address per line.
 use anygate::config::{parse, Host};
 use anygate::datapath::{DropReason, Pipeline, VecBuf, Verdict, BURST};
-use anygate::lpm::{Dir24_8, Prefix};
-use anygate::route::Snapshot;
+use anygate::lpm::{Dir24_8, Editor, Prefix};
+use anygate::route::{Change, Snapshot};
 use anygate::wire::MacAddr;
 use std::hint::black_box;
 use std::net::Ipv4Addr;
@@ -137,6 +137,35 @@ fn bench_lpm(routes: &[(Prefix, u32)], ips: &[u32], runs: usize) {
     }
     report("lookup_bulk (64), TSC cycles per lookup", "cyc", bulk);
     report("lookup (single), TSC cycles per lookup", "cyc", single);
+    bench_updates(routes, ips, runs);
+}
+
+/// In-place updates, one prefix at a time as rte_lpm_add/rte_lpm_delete take them: every
+/// 5th prefix withdrawn, then added back; the table must answer every address as before.
+fn bench_updates(routes: &[(Prefix, u32)], ips: &[u32], runs: usize) {
+    let mut before = vec![0u32; ips.len()];
+    let sample: Vec<(Prefix, u32)> = routes.iter().step_by(5).copied().collect();
+    let (mut del, mut add) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let mut e = Editor::build(routes, 1 << 20).expect("table builds");
+        e.table().lookup_bulk(ips, &mut before, u32::MAX);
+        let t = tsc();
+        for (p, _) in &sample {
+            black_box(e.remove(*p));
+        }
+        del.push((tsc() - t) as f64 / sample.len() as f64);
+        let t = tsc();
+        for (p, v) in &sample {
+            black_box(e.insert(*p, *v).expect("room"));
+        }
+        add.push((tsc() - t) as f64 / sample.len() as f64);
+        let mut after = vec![0u32; ips.len()];
+        e.table().lookup_bulk(ips, &mut after, u32::MAX);
+        assert!(before == after, "withdraw + re-add changed some lookup");
+    }
+    println!("  in-place updates of {} prefixes:", sample.len());
+    report("withdraw, TSC cycles per prefix", "cyc", del);
+    report("add, TSC cycles per prefix", "cyc", add);
 }
 
 /// The demo's config: customer prefix 172.16.0.0/12 behind lan0 via a static neighbour.
@@ -414,6 +443,37 @@ fn bench_snapshot(prefixes: &[(Prefix, u32)]) {
         t.elapsed().as_secs_f64() * 1e3
     );
     black_box(next);
+
+    // Route changes through the route table, as `anygate ctl update-routes` applies them:
+    // every 50th route withdrawn and added back, one change per batch, then 1000 per batch.
+    let (snap, mut rib) =
+        Snapshot::build_with_rib(&cfg, &[MacAddr([2, 0, 0, 0, 0, 1])], 1, None).expect("table");
+    let (mut publisher, _readers) = anygate::rcu::new(std::sync::Arc::new(snap), 0);
+    let sample: Vec<_> = cfg.routes.iter().skip(1).step_by(50).cloned().collect();
+    let dels: Vec<Change> = sample
+        .iter()
+        .map(|r| Change::Remove {
+            prefix: r.prefix,
+            via: r.via,
+        })
+        .collect();
+    let adds: Vec<Change> = sample.iter().cloned().map(Change::Add).collect();
+    for per_batch in [1usize, 1000] {
+        let t = Instant::now();
+        for list in [&dels, &adds] {
+            for b in list.chunks(per_batch) {
+                rib.apply(b, &mut publisher).expect("change applies");
+                publisher.reclaim();
+            }
+        }
+        let secs = t.elapsed().as_secs_f64();
+        println!(
+            "route changes, {per_batch} per batch: {} changes in {:.3} s = {:.0} routes/s",
+            2 * sample.len(),
+            secs,
+            2.0 * sample.len() as f64 / secs
+        );
+    }
 }
 
 /// The firewall on a rule set and traffic written by perf/acl-rules.py (the same rules
