@@ -142,6 +142,26 @@ pub fn render(reply: &Value) -> String {
                 t["drops"]
             );
         }
+    } else if let Some(fw) = reply.get("firewall") {
+        for r in fw["rules"].as_array().into_iter().flatten() {
+            let _ = writeln!(
+                s,
+                "{:>4} {:<6}{} {:>12} pkts {:>14} bytes  {}",
+                r["index"],
+                r["action"].as_str().unwrap_or("?"),
+                if r["enabled"] == true { "" } else { " (off)" },
+                r["packets"],
+                r["bytes"],
+                r["expression"].as_str().unwrap_or("")
+            );
+        }
+        let _ = writeln!(
+            s,
+            "   - {:<6} {:>12} pkts {:>14} bytes  (default action)",
+            fw["default_action"].as_str().unwrap_or("?"),
+            fw["default"]["packets"],
+            fw["default"]["bytes"]
+        );
     } else {
         let _ = write!(s, "ok: table generation {}", reply["generation"]);
         if reply["rebuilt"] == false {

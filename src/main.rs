@@ -119,8 +119,12 @@ enum CtlCmd {
 
 #[derive(Subcommand)]
 enum ShowWhat {
-    Routes { prefix: Option<String> },
+    Routes {
+        prefix: Option<String>,
+    },
     Tunnels,
+    /// The firewall's rules in order, each with the packets and bytes it decided.
+    Firewall,
 }
 
 fn ctl(socket: Option<PathBuf>, config: Option<PathBuf>, json: bool, action: CtlCmd) -> ExitCode {
@@ -139,6 +143,9 @@ fn ctl(socket: Option<PathBuf>, config: Option<PathBuf>, json: bool, action: Ctl
         CtlCmd::Show {
             what: ShowWhat::Tunnels,
         } => serde_json::json!({"cmd": "show-tunnels"}),
+        CtlCmd::Show {
+            what: ShowWhat::Firewall,
+        } => serde_json::json!({"cmd": "show-firewall"}),
         CtlCmd::SetHealth { tunnel, health } => {
             serde_json::json!({"cmd": "set-health", "tunnel": tunnel, "health": health})
         }

@@ -105,6 +105,31 @@ fn a_rule_added_by_reload_blocks_only_what_it_names() {
         "half the flows are DNS: {share}"
     );
 
+    // `ctl show firewall`: the rules in order with their counters, as JSON and as text.
+    let show = |json: bool| {
+        let mut c = std::process::Command::new(BIN);
+        c.args(["ctl", "--socket", d.p("ctl.sock").to_str().unwrap()]);
+        if json {
+            c.arg("--json");
+        }
+        let out = c.args(["show", "firewall"]).output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let v: Value = serde_json::from_str(show(true).trim()).unwrap();
+    let rule = &v["firewall"]["rules"][0];
+    assert_eq!(rule["expression"], "udp.dstport eq 53");
+    assert_eq!(rule["action"], "block");
+    assert!(rule["packets"].as_u64().unwrap() >= blocked, "{v}");
+    assert!(v["firewall"]["default"]["packets"].as_u64().unwrap() > 0);
+    let text = show(false);
+    assert!(
+        text.contains("block")
+            && text.contains("udp.dstport eq 53")
+            && text.contains("(default action)"),
+        "{text}"
+    );
+
     let last = r.finish();
     // Nothing but the named traffic was dropped, across the reload.
     assert_eq!(

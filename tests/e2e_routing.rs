@@ -89,6 +89,20 @@ fn ctl(d: &Dir, args: &[&str]) -> (bool, Value, String) {
     )
 }
 
+/// `n` UDP flows from 10.0.0.50 on in0, flow `i` from source port 1000 + i toward `dst(i)`.
+fn flows(n: u16, dst: impl Fn(u16) -> [u8; 4]) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| {
+            let b = PacketBuilder::ethernet2([2, 0, 0, 0, 1, 2], [2, 0, 0, 0, 1, 1])
+                .ipv4([10, 0, 0, 50], dst(i), 64)
+                .udp(1000 + i, 53);
+            let mut v = Vec::new();
+            b.write(&mut v, &[0u8; 18]).unwrap();
+            v
+        })
+        .collect()
+}
+
 fn tunnel_tx(v: &Value, t: usize) -> u64 {
     v["tunnels"][t]["tx_packets"].as_u64().unwrap()
 }
@@ -108,16 +122,7 @@ fn health_changes_through_ctl_move_flows_without_loss() {
     let _g = lock();
     let d = Dir::new();
     // 256 flows: distinct source ports toward 10.10.10.0/24.
-    let frames: Vec<Vec<u8>> = (0..256u16)
-        .map(|i| {
-            let b = PacketBuilder::ethernet2([2, 0, 0, 0, 1, 2], [2, 0, 0, 0, 1, 1])
-                .ipv4([10, 0, 0, 50], [10, 10, 10, (i % 250) as u8 + 1], 64)
-                .udp(1000 + i, 53);
-            let mut v = Vec::new();
-            b.write(&mut v, &[0u8; 18]).unwrap();
-            v
-        })
-        .collect();
+    let frames = flows(256, |i| [10, 10, 10, (i % 250) as u8 + 1]);
     write_pcap(&d.p("in.pcap"), &frames);
     std::fs::write(d.p("ecmp.toml"), config(&d)).unwrap();
     let mut r = Running::start(&d.p("ecmp.toml"), "0.2", d.p("stderr.log"));
@@ -256,21 +261,13 @@ fn route_updates_in_place_under_traffic_lose_nothing() {
     let _g = lock();
     let d = Dir::new();
     // 256 flows over the T1/T2 group, 256 toward 10.20.0.0/16 (default route at first).
-    let frames: Vec<Vec<u8>> = (0..512u16)
-        .map(|i| {
-            let dst = if i < 256 {
-                [10, 10, 10, (i % 250) as u8 + 1]
-            } else {
-                [10, 20, (i % 8) as u8, (i / 2) as u8]
-            };
-            let b = PacketBuilder::ethernet2([2, 0, 0, 0, 1, 2], [2, 0, 0, 0, 1, 1])
-                .ipv4([10, 0, 0, 50], dst, 64)
-                .udp(1000 + i, 53);
-            let mut v = Vec::new();
-            b.write(&mut v, &[0u8; 18]).unwrap();
-            v
-        })
-        .collect();
+    let frames = flows(512, |i| {
+        if i < 256 {
+            [10, 10, 10, (i % 250) as u8 + 1]
+        } else {
+            [10, 20, (i % 8) as u8, (i / 2) as u8]
+        }
+    });
     write_pcap(&d.p("in.pcap"), &frames);
     std::fs::write(d.p("ecmp.toml"), config(&d)).unwrap();
     let mut r = Running::start(&d.p("ecmp.toml"), "0.2", d.p("stderr.log"));
@@ -341,16 +338,7 @@ fn route_updates_in_place_under_traffic_lose_nothing() {
 fn health_change_seen_in_the_output_capture() {
     let _g = lock();
     let d = Dir::new();
-    let frames: Vec<Vec<u8>> = (0..256u16)
-        .map(|i| {
-            let b = PacketBuilder::ethernet2([2, 0, 0, 0, 1, 2], [2, 0, 0, 0, 1, 1])
-                .ipv4([10, 0, 0, 50], [10, 10, 10, (i % 250) as u8 + 1], 64)
-                .udp(1000 + i, 53);
-            let mut v = Vec::new();
-            b.write(&mut v, &[0u8; 18]).unwrap();
-            v
-        })
-        .collect();
+    let frames = flows(256, |i| [10, 10, 10, (i % 250) as u8 + 1]);
     write_pcap(&d.p("in.pcap"), &frames);
     write_pcap(&d.p("empty.pcap"), &[]);
     let fifo = d.p("out.fifo");

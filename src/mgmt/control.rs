@@ -89,6 +89,7 @@ fn handle(req: &Value, plane: &mut Plane) -> Result<Value, String> {
     match req.get("cmd").and_then(Value::as_str).unwrap_or("") {
         "show-routes" => Ok(show_routes(plane, req.get("prefix").and_then(Value::as_str))),
         "show-tunnels" => Ok(show_tunnels(plane)),
+        "show-firewall" => Ok(show_firewall(plane)),
         "set-health" => {
             let name = arg("tunnel")?;
             let health: Health = serde_json::from_value(json!(arg("health")?))
@@ -130,7 +131,7 @@ fn handle(req: &Value, plane: &mut Plane) -> Result<Value, String> {
             let next = super::load_for_reload(plane.config_path, plane.cfg, plane.host)?;
             publish_config(plane, next, "reload")
         }
-        other => Err(format!("unknown command `{other}` (show-routes, show-tunnels, set-health, add-route, del-route, update-routes, reload)")),
+        other => Err(format!("unknown command `{other}` (show-routes, show-tunnels, show-firewall, set-health, add-route, del-route, update-routes, reload)")),
     }
 }
 
@@ -267,4 +268,23 @@ fn show_tunnels(plane: &Plane) -> Value {
         })
         .collect();
     json!({"ok": true, "generation": s.generation, "tunnels": list})
+}
+
+/// The rules in order with what each decided since start, and the default action's count.
+fn show_firewall(plane: &Plane) -> Value {
+    let c = plane.counters.total();
+    let fw = &plane.cfg.raw.firewall;
+    let rules: Vec<Value> = fw
+        .rules
+        .iter()
+        .zip(&c.rules)
+        .enumerate()
+        .map(|(i, (r, n))| {
+            json!({"index": i, "action": r.action, "enabled": r.enabled, "expression": r.expression,
+                   "description": r.description, "packets": n[0], "bytes": n[1]})
+        })
+        .collect();
+    json!({"ok": true, "generation": plane.publisher.generation(), "firewall": {
+        "default_action": fw.default_action, "rules": rules,
+        "default": {"packets": c.firewall_default[0], "bytes": c.firewall_default[1]}}})
 }
