@@ -320,6 +320,17 @@ fn route_updates_in_place_under_traffic_lose_nothing() {
     .unwrap();
     let (ok, _, err) = ctl(&d, &["update-routes", d.p("bad.toml").to_str().unwrap()]);
     assert!(!ok && err.contains("add[0]: route.nexthop"), "{err}");
+    // A change the route table refuses is named as the file names it.
+    std::fs::write(
+        d.p("bad2.toml"),
+        "[[del]]\nprefix = \"10.20.0.0/16\"\nnexthop = \"T1\"\n\n[[del]]\nprefix = \"10.99.0.0/16\"\nnexthop = \"T2\"\n",
+    )
+    .unwrap();
+    let (ok, _, err) = ctl(&d, &["update-routes", d.p("bad2.toml").to_str().unwrap()]);
+    assert!(
+        !ok && err.contains("del[1]: no route 10.99.0.0/16 via T2"),
+        "{err}"
+    );
     let (_, routes, _) = ctl(&d, &["show", "routes", "10.20.0.0/16"]);
     assert_eq!(routes["routes"][0]["group"][0]["nexthop"], "T1");
 

@@ -107,11 +107,11 @@ fn handle(req: &Value, plane: &mut Plane) -> Result<Value, String> {
             let route: config::RawRoute = serde_json::from_value(req.get("route").cloned().unwrap_or(Value::Null))
                 .map_err(|e| format!("route: {e}"))?;
             let change = Change::Add(plane.cfg.validate_route(&route).map_err(|e| e.to_string())?);
-            apply_changes(plane, vec![change], "add-route")
+            apply_changes(plane, vec![change], "add-route", |_| None)
         }
         "del-route" => {
             let change = removal(plane.cfg, arg("prefix")?, arg("nexthop")?)?;
-            apply_changes(plane, vec![change], "del-route")
+            apply_changes(plane, vec![change], "del-route", |_| None)
         }
         "update-routes" => {
             // One batch, applied whole or refused whole: withdrawals first, then additions.
@@ -125,7 +125,11 @@ fn handle(req: &Value, plane: &mut Plane) -> Result<Value, String> {
                 let rc = plane.cfg.validate_route(&route).map_err(|e| format!("add[{i}]: {e}"))?;
                 changes.push(Change::Add(rc));
             }
-            apply_changes(plane, changes, "update-routes")
+            let dels = req.get("del").and_then(Value::as_array).map_or(0, Vec::len);
+            // Name a bad change as the file does: [[del]] tables first, then [[add]].
+            apply_changes(plane, changes, "update-routes", move |i| {
+                Some(if i < dels { format!("del[{i}]") } else { format!("add[{}]", i - dels) })
+            })
         }
         "reload" => {
             let next = super::load_for_reload(plane.config_path, plane.cfg, plane.host)?;
@@ -155,7 +159,13 @@ fn removal(cfg: &Config, prefix: &str, nexthop: &str) -> Result<Change, String> 
 
 /// Applies route changes in place, or rebuilds the whole table when one needs a next hop the
 /// table lacks; refused whole either way when anything is wrong.
-fn apply_changes(plane: &mut Plane, changes: Vec<Change>, what: &str) -> Result<Value, String> {
+/// `label(i)` names change `i` in an error, as the request named it (None: a lone change).
+fn apply_changes(
+    plane: &mut Plane,
+    changes: Vec<Change>,
+    what: &str,
+    label: impl Fn(usize) -> Option<String>,
+) -> Result<Value, String> {
     let t = std::time::Instant::now();
     match plane.rib.apply(&changes, plane.publisher) {
         Ok(a) => {
@@ -170,6 +180,10 @@ fn apply_changes(plane: &mut Plane, changes: Vec<Change>, what: &str) -> Result<
             )
         }
         Err(ApplyError::Refused(e)) => Err(e),
+        Err(ApplyError::Invalid { change, reason }) => Err(match label(change) {
+            Some(l) => format!("{l}: {reason}"),
+            None => reason,
+        }),
         Err(ApplyError::NeedsRebuild) => {
             // A new gateway: it needs a next-hop id (and maybe an ARP slot), so rebuild.
             let mut next = plane.cfg.clone();

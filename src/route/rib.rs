@@ -40,8 +40,22 @@ pub enum Change {
 pub enum ApplyError {
     /// Refused whole, with the reason; nothing changed.
     Refused(String),
-    /// A route names a gateway that is no next hop yet: the whole table must be rebuilt.
+    /// Change `change` (0-based, in the batch) is wrong; nothing changed. The caller names
+    /// the change as its user wrote it (`del[2]`, `add[0]`).
+    Invalid { change: usize, reason: String },
+    /// Every change is valid, but one names a gateway that is no next hop yet: the whole
+    /// table must be rebuilt with the changes applied.
     NeedsRebuild,
+}
+
+impl std::fmt::Display for ApplyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            ApplyError::Refused(e) => f.write_str(e),
+            ApplyError::Invalid { change, reason } => write!(f, "change {change}: {reason}"),
+            ApplyError::NeedsRebuild => f.write_str("a new next hop needs a full rebuild"),
+        }
+    }
 }
 
 impl From<String> for ApplyError {
@@ -365,6 +379,7 @@ impl Rib {
     /// The route lists of the prefixes the changes touch, after the changes, in order.
     fn stage(&self, changes: &[Change]) -> Result<HashMap<Prefix, Vec<RouteConf>>, ApplyError> {
         let mut staged: HashMap<Prefix, Vec<RouteConf>> = HashMap::new();
+        let mut needs_rebuild = false;
         for (i, c) in changes.iter().enumerate() {
             let prefix = match c {
                 Change::Add(r) => r.prefix,
@@ -373,31 +388,26 @@ impl Rib {
             let list = staged
                 .entry(prefix)
                 .or_insert_with(|| self.routes.get(&prefix).cloned().unwrap_or_default());
-            let at = if changes.len() > 1 {
-                format!("change {i}: ")
-            } else {
-                String::new()
-            };
+            let invalid = |reason: String| ApplyError::Invalid { change: i, reason };
             match c {
                 Change::Add(r) => {
                     if let Via::Gateway { ip, port } = r.via {
-                        if !self.gateways.contains_key(&(port, ip)) {
-                            return Err(ApplyError::NeedsRebuild);
-                        }
+                        // Checked like the rest, so the rebuild applies a valid batch.
+                        needs_rebuild |= !self.gateways.contains_key(&(port, ip));
                     }
                     if list.iter().any(|x| {
                         (x.via, x.source, &x.regions, &x.colos)
                             == (r.via, r.source, &r.regions, &r.colos)
                     }) {
-                        return Err(ApplyError::Refused(format!(
-                            "{at}duplicate route: {prefix} via {} already exists",
+                        return Err(invalid(format!(
+                            "duplicate route: {prefix} via {} already exists",
                             self.via_name(r.via)
                         )));
                     }
                     if list.iter().filter(|x| x.priority == r.priority).count() >= MAX_SAME_PRIORITY
                     {
-                        return Err(ApplyError::Refused(format!(
-                            "{at}more than {MAX_SAME_PRIORITY} routes for {prefix} at priority {}",
+                        return Err(invalid(format!(
+                            "more than {MAX_SAME_PRIORITY} routes for {prefix} at priority {}",
                             r.priority
                         )));
                     }
@@ -407,13 +417,16 @@ impl Rib {
                     let before = list.len();
                     list.retain(|x| x.via != *via);
                     if list.len() == before {
-                        return Err(ApplyError::Refused(format!(
-                            "{at}no route {prefix} via {}",
+                        return Err(invalid(format!(
+                            "no route {prefix} via {}",
                             self.via_name(*via)
                         )));
                     }
                 }
             }
+        }
+        if needs_rebuild {
+            return Err(ApplyError::NeedsRebuild);
         }
         Ok(staged)
     }

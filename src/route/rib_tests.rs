@@ -178,7 +178,10 @@ fn refused_batches_change_nothing() {
     ];
     for (changes, want) in cases {
         match rib.apply(&changes, &mut p) {
-            Err(ApplyError::Refused(e)) => assert!(e.contains(want), "{e}"),
+            Err(e @ (ApplyError::Refused(_) | ApplyError::Invalid { .. })) => {
+                let e = e.to_string();
+                assert!(e.contains(want), "{e}")
+            }
             other => panic!("{other:?}"),
         }
     }
@@ -188,6 +191,17 @@ fn refused_batches_change_nothing() {
     assert!(matches!(
         rib.apply(&[add(&c, "10.3.0.0/16", "192.0.2.77", 100)], &mut p),
         Err(ApplyError::NeedsRebuild)
+    ));
+    // A new gateway sends the batch to a full rebuild only once every change is valid.
+    assert!(matches!(
+        rib.apply(
+            &[
+                add(&c, "10.3.0.0/16", "192.0.2.77", 100),
+                del(&c, "10.9.0.0/16", "T1")
+            ],
+            &mut p
+        ),
+        Err(ApplyError::Invalid { change: 1, .. })
     ));
 }
 
@@ -206,7 +220,10 @@ fn sixty_fifth_route_at_one_priority_is_refused() {
         changes.push(Change::Add(c.validate_route(&r).unwrap()));
     }
     match rib.apply(&changes, &mut p) {
-        Err(ApplyError::Refused(e)) => assert!(e.contains("change 64: more than 64 routes"), "{e}"),
+        Err(e @ ApplyError::Invalid { change: 64, .. }) => {
+            let e = e.to_string();
+            assert!(e.contains("change 64: more than 64 routes"), "{e}")
+        }
         other => panic!("{other:?}"),
     }
     rib.apply(&changes[..64], &mut p).unwrap();
