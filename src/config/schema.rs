@@ -157,7 +157,8 @@ pub struct RawTunnel {
     pub mtu: Option<u16>,
     pub ttl: Option<u8>,
     pub mss_clamp: Option<u16>,
-    /// Inner sources accepted from this tunnel; default: the prefixes routed to it.
+    /// Inner sources accepted from this tunnel (plus its interface subnet); default: sources
+    /// the route table sends into the tunnel (reverse-path check).
     pub authorized_prefixes: Option<Vec<String>>,
     /// The health to start with, until checks (or `anygate ctl`) say otherwise.
     #[serde(default)]

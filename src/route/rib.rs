@@ -101,6 +101,8 @@ impl Rib {
         gateways: &[(u16, u32)],
         tunnel_nh0: u32,
     ) -> Result<(Rib, Vec<Vec<Candidate>>), String> {
+        // The real FIB needs the candidates, which need the rest of `rib`: start from an
+        // empty table (its memory is calloc'd and never touched) and replace it below.
         let mut rib = Rib {
             fib: Editor::build(&[], 0).map_err(|e| format!("routes: {e}"))?,
             routes: HashMap::new(),

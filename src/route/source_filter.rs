@@ -1,6 +1,7 @@
-//! Which inner sources a tunnel may send: every decapsulated packet's source must fall in
-//! one of its tunnel's authorized prefixes. One DIR-24-8 lookup per packet: the table maps
-//! an address to the set of tunnels that authorize some prefix covering it.
+//! Which inner sources a tunnel with `authorized_prefixes` may send: the decapsulated
+//! packet's source must fall in one of them (tunnels without the key are checked against the
+//! route table instead, `Snapshot::source_allowed`). One DIR-24-8 lookup per packet: the table
+//! maps an address to the set of tunnels that authorize some prefix covering it.
 use crate::lpm::{Dir24_8, Prefix};
 use std::collections::HashMap;
 
