@@ -143,7 +143,12 @@ pub fn render(reply: &Value) -> String {
             );
         }
     } else if let Some(fw) = reply.get("firewall") {
+        let mut phase = &Value::Null;
         for r in fw["rules"].as_array().into_iter().flatten() {
+            if r["phase"] != *phase {
+                phase = &r["phase"];
+                let _ = writeln!(s, "phase {}:", phase.as_str().unwrap_or("?"));
+            }
             let _ = writeln!(
                 s,
                 "{:>4} {:<6}{} {:>12} pkts {:>14} bytes  {}",

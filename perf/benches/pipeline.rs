@@ -484,11 +484,7 @@ fn bench_firewall(dir: &str, runs: usize, callgrind_only: bool) {
     let exprs = std::fs::read_to_string(format!("{dir}/rules.expr")).expect("rules.expr");
     let rules: Vec<Rule> = exprs
         .lines()
-        .map(|l| Rule {
-            expr: parse(l, &Lists::new()).expect("rule parses"),
-            action: Action::Block,
-            enabled: true,
-        })
+        .map(|l| Rule::new(parse(l, &Lists::new()).expect("rule parses"), Action::Block))
         .collect();
     let trace = std::fs::read_to_string(format!("{dir}/trace.acl")).expect("trace.acl");
     let packets: Vec<Fields<'static>> = trace

@@ -19,6 +19,7 @@ fn action(s: &str) -> Option<Action> {
     match s {
         "allow" => Some(Action::Allow),
         "block" => Some(Action::Block),
+        "skip" => Some(Action::Skip),
         _ => None,
     }
 }
@@ -51,13 +52,15 @@ pub fn validate_firewall(raw: &RawConfig, e: &mut Errs) -> FirewallConf {
             ),
         );
     }
-    let default_action = action(&f.default_action).unwrap_or_else(|| {
-        e.push(
-            "firewall.default_action",
-            format!("`{}` is not allow or block", f.default_action),
-        );
-        Action::Allow
-    });
+    let default_action = action(&f.default_action)
+        .filter(|a| *a != Action::Skip)
+        .unwrap_or_else(|| {
+            e.push(
+                "firewall.default_action",
+                format!("`{}` is not allow or block", f.default_action),
+            );
+            Action::Allow
+        });
     let (mut ingress, mut egress) = (false, false);
     for (i, a) in f.apply.iter().enumerate() {
         match a.as_str() {
@@ -74,16 +77,32 @@ pub fn validate_firewall(raw: &RawConfig, e: &mut Errs) -> FirewallConf {
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
+    for (i, p) in f.phases.iter().enumerate() {
+        if p.is_empty() || f.phases[..i].contains(p) {
+            e.push(
+                format!("firewall.phases[{i}]"),
+                format!("`{p}` is empty or named twice"),
+            );
+        }
+    }
     let mut rules = Vec::new();
+    let mut last_phase = 0;
     for (i, r) in f.rules.iter().enumerate() {
         let path = format!("firewall.rules[{i}]");
-        let Some(act) = action(&r.action) else {
+        let act = action(&r.action);
+        if act.is_none() {
             e.push(
                 format!("{path}.action"),
-                format!("`{}` is not allow or block", r.action),
+                format!("`{}` is not allow, block or skip", r.action),
             );
+        }
+        let phase = rule_phase(&f.phases, r.phase.as_deref(), last_phase)
+            .map_err(|m| e.push(format!("{path}.phase"), m))
+            .ok();
+        let (Some(act), Some(phase)) = (act, phase) else {
             continue;
         };
+        last_phase = phase;
         if r.expression.len() > f.max_expression_len {
             e.push(
                 format!("{path}.expression"),
@@ -100,6 +119,7 @@ pub fn validate_firewall(raw: &RawConfig, e: &mut Errs) -> FirewallConf {
                 expr,
                 action: act,
                 enabled: r.enabled,
+                phase,
             }),
             Err(err) => e.push(format!("{path}.expression"), err.to_string()),
         }
@@ -110,4 +130,29 @@ pub fn validate_firewall(raw: &RawConfig, e: &mut Errs) -> FirewallConf {
         ingress,
         egress,
     }
+}
+
+/// A rule's phase number. Rules must come phase by phase, in the order of `firewall.phases`,
+/// so that list order is evaluation order (and rule indices in counters read top to bottom).
+fn rule_phase(phases: &[String], named: Option<&str>, last: u16) -> Result<u16, String> {
+    let Some(name) = named else {
+        return match phases.len() {
+            0 | 1 => Ok(0),
+            _ => Err(format!(
+                "missing; with several firewall.phases each rule names one of {phases:?}"
+            )),
+        };
+    };
+    let Some(at) = phases.iter().position(|p| p == name) else {
+        return Err(format!("`{name}` is not one of firewall.phases {phases:?}"));
+    };
+    let at = at as u16;
+    if at < last {
+        return Err(format!(
+            "`{name}` comes after rules of phase `{}`: list the rules phase by phase, in the \
+             order of firewall.phases",
+            phases[last as usize]
+        ));
+    }
+    Ok(at)
 }

@@ -38,6 +38,10 @@ pub struct RawFirewall {
     /// tunnels, before encapsulation).
     #[serde(default = "both_directions")]
     pub apply: Vec<String>,
+    /// Named phases in evaluation order; a `skip` rule passes over the rest of its phase.
+    /// Empty: one phase holding every rule.
+    #[serde(default)]
+    pub phases: Vec<String>,
     #[serde(default = "default_max_rules")]
     pub max_rules: usize,
     #[serde(default = "default_max_list_entries")]
@@ -53,6 +57,7 @@ impl Default for RawFirewall {
             lists: Default::default(),
             default_action: default_allow(),
             apply: both_directions(),
+            phases: Vec::new(),
             max_rules: default_max_rules(),
             max_list_entries: default_max_list_entries(),
             max_expression_len: default_max_expression_len(),
@@ -85,6 +90,9 @@ pub struct RawRule {
     pub enabled: bool,
     #[serde(default)]
     pub description: String,
+    /// One of `firewall.phases` (needed when there are two or more).
+    #[serde(default)]
+    pub phase: Option<String>,
 }
 
 fn yes() -> bool {

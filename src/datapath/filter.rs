@@ -34,12 +34,20 @@ impl Pipeline {
             dir,
         );
         let bytes = pkt.as_ref().len() as u64;
-        let action = match snap.classifier.classify(&f, &mut self.fw_scratch) {
+        let rules = &mut self.counters.rules;
+        let mut count = |i: usize| {
+            if let Some(c) = rules.get_mut(i) {
+                c[0] += 1;
+                c[1] += bytes;
+            }
+        };
+        // Skip rules that matched on the way are counted too: they matched, they decided nothing.
+        let decided = snap
+            .classifier
+            .classify_with(&f, &mut self.fw_scratch, &mut count);
+        let action = match decided {
             Some((i, a)) => {
-                if let Some(c) = self.counters.rules.get_mut(i) {
-                    c[0] += 1;
-                    c[1] += bytes;
-                }
+                count(i);
                 self.note.rule = Some(i as u16);
                 a
             }

@@ -628,7 +628,7 @@ fn firewall_directions_defaults_and_config_errors() {
     ))
     .contains("firewall.rules[0].expression: column 15: expected a number, found the end"));
     assert!(err(&one(r#"{ expression = "tcp", action = "drop" }"#, ""))
-        .contains("firewall.rules[0].action: `drop` is not allow or block"));
+        .contains("firewall.rules[0].action: `drop` is not allow, block or skip"));
     assert!(err(&one(
         r#"{ expression = "tcp", action = "block" }, { expression = "udp", action = "block" }"#,
         "max_rules = 1"
@@ -639,6 +639,55 @@ fn firewall_directions_defaults_and_config_errors() {
         "max_expression_len = 5"
     ))
     .contains("firewall.rules[0].expression: 10 characters"));
+}
+
+/// `skip` with phases from the config: a skip rule counts what it matched, decides nothing,
+/// and the next phase judges the packet; phase errors name the rule's key.
+#[test]
+fn firewall_phases_and_skip() {
+    let fw = r#"
+[firewall]
+phases = ["mitigation", "policy"]
+rules = [
+  { phase = "mitigation", expression = "ip.src in {192.168.10.0/24}", action = "skip" },
+  { phase = "mitigation", expression = "udp.srcport in {19 11211}", action = "block" },
+  { phase = "policy", expression = "udp.dstport eq 53", action = "block" },
+]
+"#;
+    let s = snapshot_with(&format!("{CFG}{fw}"));
+    // From the customer's prefix, decapsulated: the skip passes over the mitigation phase,
+    // the policy phase still blocks DNS (inner_udp is to port 53).
+    let (v, _, p) = run1(&s, gre(&inner_udp([192, 168, 10, 5], NET, 64, 40)));
+    assert_eq!(v, Verdict::Drop(DropReason::FirewallBlock));
+    assert_eq!((p.counters.rules[0][0], p.note().rule), (1, Some(2)));
+    // Anything else from it: skipped, nothing in policy matches, the default allows.
+    let (v, _, p) = run1(&s, gre(&inner_syn([192, 168, 10, 5], NET, None, false)));
+    assert_eq!(v, Verdict::Forward(0));
+    assert_eq!((p.counters.rules[0][0], p.note().rule), (1, None));
+    assert_eq!(
+        (p.counters.rules[1][0], p.counters.firewall_default[0]),
+        (0, 1)
+    );
+    let err = |t: &str| match parse(&format!("{CFG}{t}"), &Host { cores: vec![0] }) {
+        Ok(_) => panic!("accepted"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err(&fw.replace("phase = \"policy\", ", ""))
+        .contains("firewall.rules[2].phase: missing; with several firewall.phases"));
+    assert!(
+        err(&fw.replace("\"policy\", expression", "\"post\", expression"))
+            .contains("firewall.rules[2].phase: `post` is not one of firewall.phases")
+    );
+    let swapped = fw.replace(
+        "phases = [\"mitigation\", \"policy\"]",
+        "phases = [\"policy\", \"mitigation\"]",
+    );
+    assert!(err(&swapped)
+        .contains("firewall.rules[2].phase: `policy` comes after rules of phase `mitigation`"));
+    assert!(err(&fw.replace("\"policy\"]", "\"mitigation\"]"))
+        .contains("firewall.phases[1]: `mitigation` is empty or named twice"));
+    assert!(err(&format!("{fw}default_action = \"skip\"\n"))
+        .contains("firewall.default_action: `skip` is not allow or block"));
 }
 
 /// An ICMP error whose reply cannot leave (its tunnel's underlay MAC is unresolved) is one

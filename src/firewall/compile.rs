@@ -5,7 +5,7 @@
 //! A packet costs one binary search and one bitset AND per field, then the lowest set bit:
 //! never one evaluation per rule. Rules whose expansion would exceed `MAX_TERMS` terms keep
 //! using the reference evaluator, in their place in the order.
-use super::eval::{eval, Action, Fields, Rule};
+use super::eval::{decide, eval, phase_end, Action, Fields, Rule};
 use super::parser::{CmpOp, Expr, Value};
 use super::scheme::Field;
 
@@ -259,6 +259,10 @@ pub struct Classifier {
     enabled: Vec<u64>,
     /// Enabled rules left to the evaluator, in order.
     fallback: Vec<usize>,
+    /// Rule index -> its first term bit (terms of later rules come after); one extra entry.
+    first_term: Vec<usize>,
+    /// Rule index -> the first rule of the next phase, where a skip resumes.
+    phase_end: Vec<usize>,
     words: usize,
 }
 
@@ -342,6 +346,9 @@ impl Classifier {
         for k in 0..terms.len() {
             enabled[k / 64] |= 1 << (k % 64);
         }
+        let first_term = (0..=rules.len())
+            .map(|r| terms.partition_point(|(t, _)| (*t as usize) < r))
+            .collect();
         Classifier {
             rules: rules.to_vec(),
             strings,
@@ -349,6 +356,8 @@ impl Classifier {
             term_rule: terms.iter().map(|(r, _)| *r).collect(),
             enabled,
             fallback,
+            first_term,
+            phase_end: (0..rules.len()).map(|i| phase_end(rules, i)).collect(),
             words,
         }
     }
@@ -356,9 +365,19 @@ impl Classifier {
     /// The first matching rule, as `first_match` would say. `scratch` is reused across
     /// packets (at least `words()` long), so classifying allocates nothing.
     pub fn classify(&self, p: &Fields<'_>, scratch: &mut [u64]) -> Option<(usize, Action)> {
+        self.classify_with(p, scratch, |_| {})
+    }
+
+    /// `classify`, telling `skipped` each skip rule that matched on the way (for counters).
+    pub fn classify_with(
+        &self,
+        p: &Fields<'_>,
+        scratch: &mut [u64],
+        mut skipped: impl FnMut(usize),
+    ) -> Option<(usize, Action)> {
         let Some(acc) = scratch.get_mut(..self.words) else {
             // Too little scratch (never with the config's limits): answer the slow way.
-            return super::eval::first_match(&self.rules, p);
+            return decide(&self.rules, p, skipped);
         };
         acc.copy_from_slice(&self.enabled);
         for d in &self.dims {
@@ -373,19 +392,39 @@ impl Classifier {
                 *a &= s;
             }
         }
-        let compiled = acc
-            .iter()
+        // `acc` now holds every matching term; the first match at or after `from` decides,
+        // unless it is a skip, which resumes the search at the next phase.
+        let mut from = 0;
+        loop {
+            let compiled = self.first_term_at(acc, from);
+            // A fallback rule ahead of the compiled winner still decides first.
+            let fb = self
+                .fallback
+                .iter()
+                .skip_while(|&&i| i < from)
+                .take_while(|&&i| compiled.is_none_or(|c| i < c))
+                .find(|&&i| eval(&self.rules[i].expr, p))
+                .copied();
+            let i = fb.or(compiled)?;
+            let action = self.rules[i].action;
+            if action != Action::Skip {
+                return Some((i, action));
+            }
+            skipped(i);
+            from = self.phase_end[i];
+        }
+    }
+
+    /// The rule of the lowest set term bit that belongs to rule `from` or a later one.
+    fn first_term_at(&self, acc: &[u64], from: usize) -> Option<usize> {
+        let k = *self.first_term.get(from)?;
+        let (w0, b0) = (k / 64, k % 64);
+        acc.iter()
             .enumerate()
-            .find(|(_, w)| **w != 0)
-            .map(|(i, w)| self.term_rule[i * 64 + w.trailing_zeros() as usize] as usize);
-        // A fallback rule ahead of the compiled winner still decides first.
-        let fb = self
-            .fallback
-            .iter()
-            .take_while(|&&i| compiled.is_none_or(|c| i < c))
-            .find(|&&i| eval(&self.rules[i].expr, p))
-            .copied();
-        fb.or(compiled).map(|i| (i, self.rules[i].action))
+            .skip(w0)
+            .map(|(i, w)| (i, if i == w0 { w & (u64::MAX << b0) } else { *w }))
+            .find(|(_, w)| *w != 0)
+            .map(|(i, w)| self.term_rule[i * 64 + w.trailing_zeros() as usize] as usize)
     }
 
     /// Scratch words `classify` needs.
@@ -400,17 +439,16 @@ impl Classifier {
 
 #[cfg(test)]
 mod tests {
-    use super::super::eval::first_match;
+    use super::super::eval::{decide, first_match};
     use super::super::parser::{parse, Lists};
     use super::*;
     use proptest::prelude::*;
 
     fn rule(e: &str) -> Rule {
-        Rule {
-            expr: parse(e, &Lists::new()).unwrap_or_else(|x| panic!("{e}: {x}")),
-            action: Action::Block,
-            enabled: true,
-        }
+        Rule::new(
+            parse(e, &Lists::new()).unwrap_or_else(|x| panic!("{e}: {x}")),
+            Action::Block,
+        )
     }
 
     /// Rule texts built from pieces of the language, so that nesting, negation, sets and
@@ -488,13 +526,21 @@ mod tests {
             let rules: Vec<Rule> = exprs.iter().enumerate().map(|(i, e)| {
                 let mut r = rule(e);
                 r.enabled = !disabled[i] || i == 0;
-                r.action = if i % 3 == 0 { Action::Allow } else { Action::Block };
+                r.action = [Action::Allow, Action::Block, Action::Skip][(i + exprs.len()) % 3];
+                // Phases of 1..4 rules, so skips pass over runs of rules.
+                r.phase = (i / (1 + exprs.len() % 4)) as u16;
                 r
             }).collect();
             let c = Classifier::new(&rules);
             let mut scratch = vec![0u64; c.words()];
             for p in &packets {
-                prop_assert_eq!(c.classify(p, &mut scratch), first_match(&rules, p), "{:?}", exprs);
+                let (mut fast, mut slow) = (Vec::new(), Vec::new());
+                prop_assert_eq!(
+                    c.classify_with(p, &mut scratch, |i| fast.push(i)),
+                    decide(&rules, p, |i| slow.push(i)),
+                    "{:?}", exprs
+                );
+                prop_assert_eq!(fast, slow);
             }
         }
     }

@@ -28,6 +28,9 @@ pub struct Fields<'a> {
 pub enum Action {
     Allow,
     Block,
+    /// Decides nothing: the rest of the rule's phase is passed over and evaluation goes on
+    /// with the next phase (or the default action after the last).
+    Skip,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +38,29 @@ pub struct Rule {
     pub expr: Expr,
     pub action: Action,
     pub enabled: bool,
+    /// The phase the rule belongs to. Rules are listed phase by phase, so a phase is a run
+    /// of equal numbers; with no phases configured every rule is in phase 0.
+    pub phase: u16,
+}
+
+impl Rule {
+    /// An enabled rule in phase 0.
+    pub fn new(expr: Expr, action: Action) -> Rule {
+        Rule {
+            expr,
+            action,
+            enabled: true,
+            phase: 0,
+        }
+    }
+}
+
+/// The index of the first rule after `i` in another phase than rule `i`'s.
+pub fn phase_end(rules: &[Rule], i: usize) -> usize {
+    let ph = rules.get(i).map_or(0, |r| r.phase);
+    i + rules
+        .get(i..)
+        .map_or(0, |rs| rs.iter().take_while(|r| r.phase == ph).count())
 }
 
 /// A number-valued field, or None when the packet does not have it.
@@ -102,13 +128,31 @@ pub fn eval(e: &Expr, p: &Fields<'_>) -> bool {
     }
 }
 
-/// The first enabled rule that matches: its index and action. None: the default applies.
+/// The deciding rule, rule by rule: the first enabled match decides, except that a `skip`
+/// match passes over the rest of its phase. Its index and action (allow or block); None: the
+/// default applies.
 pub fn first_match(rules: &[Rule], p: &Fields<'_>) -> Option<(usize, Action)> {
-    rules
-        .iter()
-        .enumerate()
-        .find(|(_, r)| r.enabled && eval(&r.expr, p))
-        .map(|(i, r)| (i, r.action))
+    decide(rules, p, |_| {})
+}
+
+/// `first_match`, telling `skipped` each skip rule that matched on the way.
+pub fn decide(
+    rules: &[Rule],
+    p: &Fields<'_>,
+    mut skipped: impl FnMut(usize),
+) -> Option<(usize, Action)> {
+    let mut i = 0;
+    while let Some(r) = rules.get(i) {
+        if !(r.enabled && eval(&r.expr, p)) {
+            i += 1;
+        } else if r.action == Action::Skip {
+            skipped(i);
+            i = phase_end(rules, i);
+        } else {
+            return Some((i, r.action));
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -274,6 +318,22 @@ mod tests {
         assert!(eval(&e, &udp([192, 0, 2, 9], 3005, 1)));
         assert!(eval(&e, &udp([10, 1, 1, 1], 53, 1)));
         assert!(!eval(&e, &udp([10, 1, 1, 2], 53, 1)));
+        // The vendor's form without braces.
+        let e = parse("ip.src in $nets", &lists).unwrap();
+        assert!(eval(&e, &udp([192, 0, 2, 9], 1, 1)));
+        assert!(!eval(&e, &udp([10, 1, 1, 2], 1, 1)));
+        let err = parse("ip.src in 10.0.0.1", &lists).unwrap_err();
+        assert_eq!(
+            (err.column, err.msg.as_str()),
+            (
+                11,
+                "expected `{` or a $list after `in`, found address 10.0.0.1"
+            )
+        );
+        assert_eq!(
+            parse("ip.src in $nope", &lists).unwrap_err().msg,
+            "no list named $nope"
+        );
         lists.insert("bad".into(), vec!["10.0.0.0/33".into()]);
         assert!(parse("ip.src in {$bad}", &lists)
             .unwrap_err()
@@ -290,7 +350,7 @@ mod tests {
             "(ip.proto eq \"hopopt\") or (not ip.proto in {\"esp\" \"tcp\" \"udp\" \"gre\" \"icmp\"})",
         ]
         .iter()
-        .map(|e| Rule { expr: parse(e, &Lists::new()).unwrap(), action: Action::Block, enabled: true })
+        .map(|e| Rule::new(parse(e, &Lists::new()).unwrap(), Action::Block))
         .collect();
         let verdict = |p: &Fields| first_match(&rules, p);
         assert_eq!(

@@ -13,5 +13,7 @@ pub mod parser;
 pub mod scheme;
 
 pub use compile::Classifier;
-pub use eval::{first_match, Action, Fields, Rule};
+pub use eval::{decide, first_match, Action, Fields, Rule};
 pub use parser::{parse, Expr, Lists, ParseError};
+#[cfg(test)]
+mod ruleset_tests;

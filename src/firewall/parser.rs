@@ -283,11 +283,21 @@ impl Parser<'_> {
     }
 
     fn set(&mut self, field: Field) -> Result<Set, ParseError> {
+        let mut set = Set::default();
+        // `in $name`, as the vendor writes it, is `in {$name}`.
+        if let Some(Tok::List(name)) = self.peek().cloned() {
+            self.add_list(&mut set, field, &name)?;
+            self.pos += 1;
+            set.normalise();
+            return Ok(set);
+        }
         if self.peek() != Some(&Tok::LBrace) {
-            return self.fail(format!("expected `{{` after `in`, found {}", self.found()));
+            return self.fail(format!(
+                "expected `{{` or a $list after `in`, found {}",
+                self.found()
+            ));
         }
         self.pos += 1;
-        let mut set = Set::default();
         loop {
             match self.peek().cloned() {
                 Some(Tok::RBrace) => {
@@ -296,22 +306,7 @@ impl Parser<'_> {
                 }
                 Some(Tok::Comma) => self.pos += 1,
                 Some(Tok::List(name)) => {
-                    let col = self.col();
-                    let items = self.lists.get(&name).ok_or(ParseError {
-                        column: col,
-                        msg: format!("no list named ${name}"),
-                    })?;
-                    for item in items {
-                        let toks = lex(item).map_err(|e| ParseError {
-                            column: col,
-                            msg: format!("${name}: `{item}`: {}", e.msg),
-                        })?;
-                        let refs: Vec<&Tok> = toks.iter().map(|(_, t)| t).collect();
-                        add_element(&mut set, field, &refs).map_err(|m| ParseError {
-                            column: col,
-                            msg: format!("${name}: `{item}`: {m}"),
-                        })?;
-                    }
+                    self.add_list(&mut set, field, &name)?;
                     self.pos += 1;
                 }
                 Some(_) => {
@@ -337,6 +332,27 @@ impl Parser<'_> {
         }
         set.normalise();
         Ok(set)
+    }
+
+    /// Adds every entry of the named list (at the current token) to `set`.
+    fn add_list(&self, set: &mut Set, field: Field, name: &str) -> Result<(), ParseError> {
+        let col = self.col();
+        let items = self.lists.get(name).ok_or(ParseError {
+            column: col,
+            msg: format!("no list named ${name}"),
+        })?;
+        for item in items {
+            let toks = lex(item).map_err(|e| ParseError {
+                column: col,
+                msg: format!("${name}: `{item}`: {}", e.msg),
+            })?;
+            let refs: Vec<&Tok> = toks.iter().map(|(_, t)| t).collect();
+            add_element(set, field, &refs).map_err(|m| ParseError {
+                column: col,
+                msg: format!("${name}: `{item}`: {m}"),
+            })?;
+        }
+        Ok(())
     }
 }
 

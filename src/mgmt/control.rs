@@ -295,7 +295,8 @@ fn show_firewall(plane: &Plane) -> Value {
         .enumerate()
         .map(|(i, (r, n))| {
             json!({"index": i, "action": r.action, "enabled": r.enabled, "expression": r.expression,
-                   "description": r.description, "packets": n[0], "bytes": n[1]})
+                   "description": r.description, "phase": r.phase.as_ref().or(fw.phases.first()),
+                   "packets": n[0], "bytes": n[1]})
         })
         .collect();
     json!({"ok": true, "generation": plane.publisher.generation(), "firewall": {
