@@ -14,6 +14,7 @@ pub use counters::{Counters, SharedCounters, TunnelCounters};
 pub use packet::{PacketBuf, VecBuf};
 pub use pipeline::{Note, Pipeline};
 pub use verdict::{DropReason, Verdict};
+pub use worker::{loop_histogram, LoopHistogram};
 
 /// Packets per rx burst, as l3fwd.
 pub const BURST: usize = 32;

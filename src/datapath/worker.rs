@@ -18,6 +18,16 @@ const ARP_INTERVAL_MS: u64 = 1000;
 /// Rate-limit slots, indexed by next-hop id modulo this.
 const ARP_SLOTS: usize = 64;
 
+/// TSC cycles per busy loop (one burst per rx queue that had packets, processed and sent).
+pub type LoopHistogram = hdrhistogram::Histogram<u64>;
+
+/// An empty histogram: 1 cycle to 2^40 cycles, 3 significant digits. All of its memory is
+/// allocated here, so recording on the fast path allocates nothing.
+pub fn loop_histogram() -> LoopHistogram {
+    LoopHistogram::new_with_bounds(1, 1 << 40, 3)
+        .unwrap_or_else(|_| LoopHistogram::new(3).expect("3 digits is valid"))
+}
+
 pub struct Worker {
     pub index: usize,
     pub core: usize,
@@ -33,7 +43,8 @@ pub struct Worker {
 
 impl Worker {
     /// Runs until `stop` is set. Every mbuf received is transmitted or freed before return.
-    pub fn run(mut self) {
+    /// Returns the busy-loop latency histogram.
+    pub fn run(mut self) -> LoopHistogram {
         if !core_affinity::set_for_current(core_affinity::CoreId { id: self.core }) {
             log::warn!("worker {}: could not pin to core {}", self.index, self.core);
         }
@@ -44,10 +55,10 @@ impl Worker {
                 return self.poll();
             }
         };
-        self.poll();
+        self.poll()
     }
 
-    fn poll(&mut self) {
+    fn poll(&mut self) -> LoopHistogram {
         // Split the borrows: the snapshot is borrowed from the reader for one loop while the
         // queues are used mutably, so there is no Arc clone (an atomic RMW) per loop.
         let Worker {
@@ -72,6 +83,7 @@ impl Worker {
         let publish_gap = hz / 100;
         let mut published = 0u64;
         let n_ports = tx.len().min(MAX_PORTS);
+        let mut latency = loop_histogram();
 
         while !stop.load(Ordering::Relaxed) {
             let snap: &Snapshot = snapshot.refresh();
@@ -109,6 +121,7 @@ impl Worker {
                 let end = dpdk::tsc();
                 pipeline.counters.busy_loops += 1;
                 pipeline.counters.busy_cycles += end - start;
+                latency.saturating_record(end - start);
                 if end.wrapping_sub(published) >= publish_gap {
                     counters.publish(*index, &mut pipeline.counters);
                     published = end;
@@ -116,6 +129,7 @@ impl Worker {
             }
         }
         counters.publish(*index, &mut pipeline.counters);
+        latency
     }
 }
 

@@ -133,6 +133,7 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
                 tsc_hz,
                 final_report,
                 xstats: Vec::new(),
+                latency: None,
             };
             if opts.stats_json {
                 println!("{}", r.to_json());
@@ -197,9 +198,15 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
     }
 
     stop.store(true, Ordering::Relaxed);
+    let mut latency = crate::datapath::loop_histogram();
     for h in handles {
-        if h.join().is_err() {
-            log::error!("a worker thread panicked");
+        match h.join() {
+            Ok(hist) => {
+                if latency.add(&hist).is_err() {
+                    log::warn!("a worker's latency histogram could not be merged");
+                }
+            }
+            Err(_) => log::error!("a worker thread panicked"),
         }
     }
     let left = publisher.reclaim();
@@ -226,6 +233,7 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
         tsc_hz,
         final_report: true,
         xstats,
+        latency: Some(latency),
     };
     if opts.stats_json {
         println!("{}", r.to_json());

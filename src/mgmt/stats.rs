@@ -1,6 +1,6 @@
 //! Summing per-worker counters and printing them, as text or one JSON object per report.
 use crate::config::Config;
-use crate::datapath::{Counters, DropReason};
+use crate::datapath::{Counters, DropReason, LoopHistogram};
 use crate::dpdk::PortStats;
 use serde_json::{json, Map, Value};
 
@@ -15,6 +15,8 @@ pub struct Report<'a> {
     pub final_report: bool,
     /// The drivers' non-zero extended statistics per port (final report only).
     pub xstats: Vec<Vec<(String, u64)>>,
+    /// TSC cycles per busy loop, all workers (final report only).
+    pub latency: Option<LoopHistogram>,
 }
 
 impl Report<'_> {
@@ -76,8 +78,15 @@ impl Report<'_> {
                 "default": {"packets": c.firewall_default[0], "bytes": c.firewall_default[1]},
             },
             "busy_loops": c.busy_loops,
+            "busy_cycles": c.busy_cycles,
             "tsc_hz": self.tsc_hz,
         });
+        if let Some(l) = self.latency.as_ref().filter(|l| !l.is_empty()) {
+            v["loop_cycles"] = json!({
+                "samples": l.len(), "p50": l.value_at_quantile(0.5), "p99": l.value_at_quantile(0.99),
+                "p99_9": l.value_at_quantile(0.999), "max": l.max(),
+            });
+        }
         if let Some(cpp) = self.cycles_per_packet() {
             v["cycles_per_packet"] = json!((cpp * 10.0).round() / 10.0);
         }
@@ -169,6 +178,22 @@ impl Report<'_> {
         }
         if let Some(cpp) = self.cycles_per_packet() {
             let _ = writeln!(s, "  {cpp:.1} TSC cycles per packet (busy loops only)");
+        }
+        if let Some(l) = self.latency.as_ref().filter(|l| !l.is_empty()) {
+            let us = |c: u64| c as f64 * 1e6 / self.tsc_hz.max(1) as f64;
+            let q = |x: f64| l.value_at_quantile(x);
+            let _ = writeln!(
+                s,
+                "  busy loop (a burst received, processed, sent): p50 {} / p99 {} / p99.9 {} cycles \
+                 ({:.2} / {:.2} / {:.2} us), {} loops",
+                q(0.5),
+                q(0.99),
+                q(0.999),
+                us(q(0.5)),
+                us(q(0.99)),
+                us(q(0.999)),
+                l.len()
+            );
         }
         if let Some((size, avail)) = self.mempool {
             let _ = writeln!(s, "  mempool {avail}/{size} mbufs free");
