@@ -55,7 +55,12 @@ for topo, title in (("A", "A: pcap infinite_rx → forwarder (core 1) → net_nu
             lat_s = " / ".join(f"{x:.2f}" for x in q)
         drops = sum(x.get("drop_total", 0) for x in rows[n])
         rx = sum(x.get("rx_total", 0) for x in rows[n])
-        drop_s = "—" if r["forwarder"] in ("testpmd", "l3fwd") else f"{drops} of {rx}"
+        reasons = {}
+        for x in rows[n]:
+            for k, v in x.get("drops", {}).items():
+                reasons[k] = reasons.get(k, 0) + v
+        why = ", ".join(f"{k}" for k in sorted(reasons))
+        drop_s = "—" if r["forwarder"] in ("testpmd", "l3fwd") else f"{drops} of {rx}" + (f" ({why})" if why else "")
         print(f"| {r['forwarder']} | {r['mix']} | {r['workers']} | {fmt(stat(n, 'mpps'))} | {ratio(mpps(n), ref_l3)} "
               f"| {ratio(mpps(n), ref_tp)} | {fmt(cpp, 0)} | {lat_s} | {drop_s} |")
     print()

@@ -95,6 +95,7 @@ impl Strings {
 }
 
 /// The packet's value for a field, None when the packet does not have it.
+#[inline(always)]
 fn value(f: Field, p: &Fields<'_>, strings: &Strings) -> Option<u64> {
     Some(match f {
         Field::IpSrc => p.src as u64,
