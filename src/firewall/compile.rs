@@ -3,8 +3,9 @@
 //! For every field some rule tests, the value space is cut into elementary intervals, and each
 //! interval (plus "the packet lacks this field") maps to the bitset of terms that accept it.
 //! A packet costs one binary search and one bitset AND per field, then the lowest set bit:
-//! never one evaluation per rule. Rules whose expansion would exceed `MAX_TERMS` terms keep
-//! using the reference evaluator, in their place in the order.
+//! never one evaluation per rule. A `skip` winner masks off the rest of its phase and the
+//! search resumes on the same bitset. Rules whose expansion would exceed `MAX_TERMS` terms
+//! keep using the reference evaluator, in their place in the order.
 use super::eval::{decide, eval, phase_end, Action, Fields, Rule};
 use super::parser::{CmpOp, Expr, Value};
 use super::scheme::Field;

@@ -1,5 +1,6 @@
-//! The reference evaluator: rules tried one by one, first enabled match decides. Simple on
-//! purpose; a compiled classifier must agree with it on every packet.
+//! The reference evaluator: rules tried one by one, first enabled match decides (a `skip`
+//! match passes over the rest of its phase). Simple on purpose; a compiled classifier must
+//! agree with it on every packet.
 use super::parser::{CmpOp, Expr, Value};
 use super::scheme::Field;
 
