@@ -15,6 +15,12 @@ if [ -s "$d/cycles.dat" ]; then
         set ylabel 'cycles / packet'; set xtics rotate by -35; set yrange [0:*];
         plot '$d/cycles.dat' using 0:2:xtic(1) with boxes lc rgb '#cc6677' notitle"
 fi
+if [ -s "$d/stages.dat" ]; then
+    gnuplot -e "$common; set output '$d/stages.png'; set title 'Full pipeline, in memory: TSC cycles per packet added by each stage (bar) and running total (line)';
+        set ylabel 'cycles / packet'; set xtics rotate by -25; set yrange [0:*]; set key top left;
+        plot '$d/stages.dat' using 0:2:xtic(1) with boxes lc rgb '#228833' title 'added by the stage',
+             '' using 0:3 with linespoints lw 2 lc rgb 'black' title 'cumulative'"
+fi
 if [ -s "$d/lookup.dat" ]; then
     gnuplot -e "$common; set output '$d/lookup.png'; set title 'Lookups per second against table size (one core)';
         set xlabel 'routes'; set ylabel 'million lookups / s'; set logscale x; set yrange [0:*]; set key top right;

@@ -85,6 +85,18 @@ if paths:
     for p, c, i in paths:
         print(f"| {p} | {c:.1f} | {i:.1f} |")
     print()
+stages = f"{out}/stages.tsv"
+stage_rows = [l.rstrip("\n").split("\t") for l in open(stages)] if os.path.exists(stages) else []
+if stage_rows:
+    print("### Cycles per packet per pipeline stage (perf/benches/stages.rs)\n")
+    print("The full-pipeline capture through the in-memory pipeline under a ladder of configs, each "
+          "adding one stage; a stage's cost is its rung minus the rung below (TSC cycles per packet, "
+          "8192 flows, bursts of 32).\n")
+    print("| rung | cycles/pkt (median, min–max) | added by the stage |")
+    print("| --- | --- | --- |")
+    for name, cum, added, lo, hi in stage_rows:
+        print(f"| {name} | {cum} ({lo}–{hi}) | {float(added):+.1f} |")
+    print()
 sizes = f"{out}/lpm-sizes.txt"
 if os.path.exists(sizes):
     print("### Lookup cost against table size (dpdk-test-fib's random table and addresses)\n")
@@ -114,6 +126,10 @@ with open(f"{out}/plots/cycles.dat", "w") as f:
                 s = (hz / (mpps(n) * 1e6),)
             if s:
                 f.write(f"\"{n[2:]}\" {s[0]:.1f}\n")
+if stage_rows:
+    with open(f"{out}/plots/stages.dat", "w") as f:
+        for name, cum, added, lo, hi in stage_rows:
+            f.write(f"\"{name}\" {max(float(added), 0):.1f} {cum}\n")
 if os.path.exists(sizes) and hz:
     with open(f"{out}/plots/lookup.dat", "w") as f:
         for line in open(sizes):

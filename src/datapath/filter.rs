@@ -8,16 +8,25 @@ use crate::firewall::{Action, Fields};
 use crate::route::Snapshot;
 use crate::wire::{ethernet, ipv4};
 
+/// A packet's firewall answer (the deciding rule and its action; None: the default), kept for
+/// its second crossing when that one is sure to get the same answer.
+pub(super) type Judged = Option<(usize, Action)>;
+
 impl Pipeline {
-    /// True when the firewall blocks a packet crossing tunnel `t` in direction `dir`.
-    pub(super) fn blocked<B: PacketBuf>(
+    /// Judges a packet crossing tunnel `t` in direction `dir`: true when the firewall blocks
+    /// it. `prior` is the answer from the packet's first crossing, if reusable; the result
+    /// carries this answer when the next crossing may reuse it: when no rule tests the tunnel
+    /// or direction (the only fields that differ between crossings) and no skip rule matched
+    /// (so counting the deciding rule again counts exactly what a second evaluation would).
+    pub(super) fn filter<B: PacketBuf>(
         &mut self,
         snap: &Snapshot,
         pkt: &B,
         ip: &Ip4,
         t: u16,
         dir: &'static str,
-    ) -> bool {
+        prior: Option<Judged>,
+    ) -> (bool, Option<Judged>) {
         let fw = &snap.firewall;
         let applies = if dir == "ingress" {
             fw.ingress
@@ -25,26 +34,35 @@ impl Pipeline {
             fw.egress
         };
         if !applies || (fw.rules.is_empty() && fw.default_action == Action::Allow) {
-            return false;
+            return (false, None);
         }
-        let f = fields(
-            pkt.as_ref(),
-            ip,
-            snap.tunnels.get(t as usize).map(|t| t.name.as_str()),
-            dir,
-        );
         let bytes = pkt.as_ref().len() as u64;
         let rules = &mut self.counters.rules;
+        let mut skips = false;
         let mut count = |i: usize| {
             if let Some(c) = rules.get_mut(i) {
                 c[0] += 1;
                 c[1] += bytes;
             }
         };
-        // Skip rules that matched on the way are counted too: they matched, they decided nothing.
-        let decided = snap
-            .classifier
-            .classify_with(&f, &mut self.fw_scratch, &mut count);
+        let decided = match prior {
+            Some(d) => d,
+            None => {
+                let f = fields(
+                    pkt.as_ref(),
+                    ip,
+                    snap.tunnels.get(t as usize).map(|t| t.name.as_str()),
+                    dir,
+                );
+                // Skip rules that matched on the way are counted too: they matched, they
+                // decided nothing.
+                snap.classifier
+                    .classify_with(&f, &mut self.fw_scratch, |i| {
+                        skips = true;
+                        count(i)
+                    })
+            }
+        };
         let action = match decided {
             Some((i, a)) => {
                 count(i);
@@ -57,7 +75,8 @@ impl Pipeline {
                 fw.default_action
             }
         };
-        action == Action::Block
+        let reusable = !skips && !snap.classifier.per_crossing();
+        (action == Action::Block, reusable.then_some(decided))
     }
 }
 

@@ -40,16 +40,20 @@ impl Pipeline {
         self.note.nexthop = Some(nh_id);
         self.note.route_dst = Some(ip.dst);
         let local = origin == Origin::Local;
-        // The firewall: after decap for traffic from a tunnel, before encap toward one.
+        // The firewall: after decap for traffic from a tunnel, before encap toward one. A
+        // packet crossing both ways is judged twice, but the second time may reuse the first.
         if !local {
+            let mut first = None;
             if let Origin::Tunnel(t) = origin {
-                if self.blocked(snap, pkt, ip, t, "ingress") {
+                let (blocked, judged) = self.filter(snap, pkt, ip, t, "ingress", None);
+                if blocked {
                     return Verdict::Drop(DropReason::FirewallBlock);
                 }
+                first = judged;
             }
             if let NextHop::Tunnel(t) = nh {
                 self.note.egress_tunnel = Some(t);
-                if self.blocked(snap, pkt, ip, t, "egress") {
+                if self.filter(snap, pkt, ip, t, "egress", first).0 {
                     return Verdict::Drop(DropReason::FirewallBlock);
                 }
             }

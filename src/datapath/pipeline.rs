@@ -161,6 +161,15 @@ impl Pipeline {
     ) {
         let p = in_port as usize % self.counters.rx_packets.len();
         let fib = snap.fib.view();
+        // A first pass over the burst starts each packet's table load, so the lookups below
+        // find their tbl24 entries in cache instead of waiting on memory one packet at a time.
+        for pkt in pkts.iter() {
+            let (outer, inner) = lookup_addresses(pkt.as_ref());
+            fib.prefetch(outer);
+            if let Some(inner) = inner {
+                fib.prefetch(inner);
+            }
+        }
         for (pkt, v) in pkts.iter_mut().zip(verdicts.iter_mut()) {
             self.note = Note::default();
             self.counters.rx_packets[p] += 1;
@@ -271,6 +280,29 @@ impl Pipeline {
             Some(nh) => self.route(snap, fib, pkt, &ip, nh, Origin::Port(in_port)),
         }
     }
+}
+
+/// The destination addresses a packet will be looked up for, read without validation (a guess
+/// for prefetching only): the IPv4 destination and, for GRE without options or IP-in-IP,
+/// the inner one. Zero where the frame is too short.
+#[inline(always)]
+fn lookup_addresses(frame: &[u8]) -> (u32, Option<u32>) {
+    let be32 = |at: usize| {
+        frame
+            .get(at..at + 4)
+            .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    const IP: usize = ethernet::HEADER_LEN;
+    let Some(&[ver_ihl, .., proto]) = frame.get(IP..IP + 10) else {
+        return (0, None);
+    };
+    let inner = IP + (ver_ihl & 0x0f) as usize * 4;
+    let inner = match proto {
+        ipv4::PROTO_GRE if frame.get(inner..inner + 2) == Some(&[0, 0]) => Some(inner + 4),
+        ipv4::PROTO_IPIP => Some(inner),
+        _ => None,
+    };
+    (be32(IP + 16), inner.map(|i| be32(i + 16)))
 }
 
 /// Sets both MACs of an Ethernet header.

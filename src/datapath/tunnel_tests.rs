@@ -690,6 +690,74 @@ rules = [
         .contains("firewall.default_action: `skip` is not allow or block"));
 }
 
+/// Tunnel to tunnel (acme in, beta out), a packet is judged on both crossings. When no rule
+/// tests the tunnel or direction the second answer is the first one reused: the verdicts and
+/// every counter must equal those of a rule set that forces two full evaluations.
+#[test]
+fn firewall_second_crossing_reuses_the_first_answer_only_when_it_must_agree() {
+    let fw = |rules: &str| snapshot_with(&format!("{CFG}\n[firewall]\nrules = [{rules}]\n"));
+    let dns = gre(&inner_udp([192, 168, 10, 5], [192, 168, 20, 7], 64, 40));
+    let syn = gre(&inner_syn(
+        [192, 168, 10, 5],
+        [192, 168, 20, 7],
+        None,
+        false,
+    ));
+    let base = r#"{ expression = "tcp.flags.syn", action = "skip" },
+        { expression = "udp.dstport eq 53", action = "allow" },
+        { expression = "tcp.dstport eq 80", action = "block" }"#;
+    // The same rules plus one that never matches but tests the direction: no reuse.
+    let forced = format!(
+        r#"{base}, {{ expression = "anygate.direction eq \"nowhere\"", action = "block" }}"#
+    );
+    let (reused, evaluated) = (fw(base), fw(&forced));
+    assert!(!reused.classifier.per_crossing() && evaluated.classifier.per_crossing());
+    for frame in [dns, syn] {
+        let (va, _, a) = run1(&reused, frame.clone());
+        let (vb, _, b) = run1(&evaluated, frame);
+        assert_eq!(va, Verdict::Forward(0));
+        assert_eq!(va, vb);
+        assert_eq!(a.counters.rules[..3], b.counters.rules[..3]);
+        assert_eq!(a.counters.firewall_default, b.counters.firewall_default);
+        assert_eq!(a.note().rule, b.note().rule);
+    }
+    // Both crossings counted: DNS decided by rule 1 twice; the SYN skipped twice, default twice.
+    let (_, _, p) = run1(
+        &reused,
+        gre(&inner_udp([192, 168, 10, 5], [192, 168, 20, 7], 64, 40)),
+    );
+    assert_eq!(
+        (p.counters.rules[1][0], p.counters.firewall_default[0]),
+        (2, 0)
+    );
+    let (_, _, p) = run1(
+        &reused,
+        gre(&inner_syn(
+            [192, 168, 10, 5],
+            [192, 168, 20, 7],
+            None,
+            false,
+        )),
+    );
+    assert_eq!(
+        (p.counters.rules[0][0], p.counters.firewall_default[0]),
+        (2, 2)
+    );
+    // A direction rule that only matches on the way out must see the second crossing.
+    let s = fw(
+        r#"{ expression = "anygate.direction eq \"egress\" and udp.dstport eq 53", action = "block" }"#,
+    );
+    let (v, _, p) = run1(
+        &s,
+        gre(&inner_udp([192, 168, 10, 5], [192, 168, 20, 7], 64, 40)),
+    );
+    assert_eq!(v, Verdict::Drop(DropReason::FirewallBlock));
+    assert_eq!(
+        (p.counters.rules[0][0], p.counters.firewall_default[0]),
+        (1, 1)
+    );
+}
+
 /// An ICMP error whose reply cannot leave (its tunnel's underlay MAC is unresolved) is one
 /// drop, counted once, against the tunnel the offending packet came from.
 #[test]

@@ -28,6 +28,11 @@ impl Mbuf {
         unsafe { self.0.as_ref() }
     }
 
+    fn raw_mut(&mut self) -> &mut dpdk_sys::rte_mbuf {
+        // SAFETY: we own a live mbuf, and &mut self makes this the only reference to it.
+        unsafe { self.0.as_mut() }
+    }
+
     /// Bytes in the first segment.
     pub fn data_len(&self) -> usize {
         self.raw().data_len as usize
@@ -76,27 +81,63 @@ impl AsMut<[u8]> for Mbuf {
     }
 }
 
+// Single-segment mbufs (every packet the pipeline modifies) are adjusted here, in Rust, as
+// rte_pktmbuf_prepend/adj/trim would: the shim's C functions cannot be inlined across the
+// language boundary, and these run on every tunnelled packet.
 impl PacketBuf for Mbuf {
+    #[inline]
     fn prepend(&mut self, n: usize) -> Option<&mut [u8]> {
         let n = u16::try_from(n).ok()?;
-        // SAFETY: we own the mbuf; prepend checks the headroom and returns null when short.
-        let p = unsafe { dpdk_sys::ag_pktmbuf_prepend(self.0.as_ptr(), n) };
-        (!p.is_null()).then(|| self.as_mut())
+        if self.raw().nb_segs != 1 {
+            // SAFETY: we own the mbuf; prepend checks the headroom and returns null when short.
+            let p = unsafe { dpdk_sys::ag_pktmbuf_prepend(self.0.as_ptr(), n) };
+            return (!p.is_null()).then(|| self.as_mut());
+        }
+        let m = self.raw_mut();
+        if n > m.data_off {
+            return None;
+        }
+        m.data_off -= n;
+        m.data_len += n;
+        m.pkt_len += n as u32;
+        Some(self.as_mut())
     }
+    #[inline]
     fn trim_front(&mut self, n: usize) -> bool {
         let Ok(n) = u16::try_from(n) else {
             return false;
         };
-        // SAFETY: we own the mbuf; adj refuses (null) when the first segment is shorter.
-        unsafe { !dpdk_sys::ag_pktmbuf_adj(self.0.as_ptr(), n).is_null() }
+        let m = self.raw_mut();
+        if m.nb_segs != 1 {
+            // SAFETY: we own the mbuf; adj refuses (null) when the first segment is shorter.
+            return unsafe { !dpdk_sys::ag_pktmbuf_adj(self.0.as_ptr(), n).is_null() };
+        }
+        if n > m.data_len {
+            return false;
+        }
+        m.data_off += n;
+        m.data_len -= n;
+        m.pkt_len -= n as u32;
+        true
     }
+    #[inline]
     fn trim_back(&mut self, n: usize) -> bool {
         let Ok(n) = u16::try_from(n) else {
             return false;
         };
-        // SAFETY: we own the mbuf; trim refuses (-1) when the last segment is shorter.
-        unsafe { dpdk_sys::ag_pktmbuf_trim(self.0.as_ptr(), n) == 0 }
+        let m = self.raw_mut();
+        if m.nb_segs != 1 {
+            // SAFETY: we own the mbuf; trim refuses (-1) when the last segment is shorter.
+            return unsafe { dpdk_sys::ag_pktmbuf_trim(self.0.as_ptr(), n) == 0 };
+        }
+        if n > m.data_len {
+            return false;
+        }
+        m.data_len -= n;
+        m.pkt_len -= n as u32;
+        true
     }
+    #[inline]
     fn is_contiguous(&self) -> bool {
         self.raw().nb_segs == 1
     }

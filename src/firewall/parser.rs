@@ -80,6 +80,19 @@ pub enum Expr {
     In(Field, Set),
 }
 
+impl Expr {
+    /// True when some field the expression tests satisfies `pred`.
+    pub fn mentions(&self, pred: &dyn Fn(Field) -> bool) -> bool {
+        match self {
+            Expr::Or(a, b) | Expr::Xor(a, b) | Expr::And(a, b) => {
+                a.mentions(pred) || b.mentions(pred)
+            }
+            Expr::Not(a) => a.mentions(pred),
+            Expr::Has(f) | Expr::Cmp(f, ..) | Expr::In(f, _) => pred(*f),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseError {
     /// 1-based column in the expression.

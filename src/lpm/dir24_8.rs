@@ -187,6 +187,12 @@ impl View<'_> {
         e.checked_sub(1)
     }
 
+    /// Starts loading `ip`'s tbl24 entry into the cache, for a lookup a little later.
+    #[inline(always)]
+    pub fn prefetch(&self, ip: u32) {
+        crate::dpdk::prefetch(&self.tbl24[(ip >> 8) as usize]);
+    }
+
     /// See [`Dir24_8::lookup_bulk`].
     pub fn lookup_bulk(&self, ips: &[u32], out: &mut [u32], miss: u32) {
         const N: usize = 8;

@@ -38,7 +38,24 @@ fn be32(b: &[u8]) -> u32 {
 
 /// Parses the GRE header at the start of `packet` (header and payload: the checksum, when
 /// present, covers both and is verified here).
+#[inline]
 pub fn parse(packet: &[u8]) -> Result<Header, Error> {
+    // The common case, no flags at all (what anygate and most routers send), without the
+    // general path's bookkeeping.
+    if let Some(&[0, 0, p0, p1]) = packet.first_chunk::<BASE_LEN>() {
+        return Ok(Header {
+            len: BASE_LEN,
+            protocol: u16::from_be_bytes([p0, p1]),
+            key: None,
+            sequence: None,
+            has_checksum: false,
+        });
+    }
+    parse_flags(packet)
+}
+
+/// `parse` for headers with flags: checksum, key and sequence number, or refusals.
+fn parse_flags(packet: &[u8]) -> Result<Header, Error> {
     if packet.len() < BASE_LEN {
         return Err(Error::Truncated);
     }

@@ -1,0 +1,306 @@
+//! The full pipeline's cost per stage. The harness's full-pipeline traffic (GRE from a
+//! customer, decapsulated, filtered on the way in and out, looked up in the 500k-prefix table,
+//! spread over two tunnels, clamped, re-encapsulated) goes through the in-memory pipeline under
+//! a ladder of configs, each adding one stage to the one below; a stage's cost is the
+//! difference in TSC cycles per packet between its rung and the rung below. Every rung sees the
+//! same 8192 flows, so only the stage changes.
+//!
+//!   cargo bench --bench stages -- INPUT_DIR [--runs N] [--out FILE]
+//!
+//! INPUT_DIR holds perf/traffic.rs's full.toml and full.pcap. --out writes
+//! `rung cumulative_median added min max` lines for perf/report.py and the plot.
+use anygate::config::{parse, Host};
+use anygate::datapath::{DropReason, Pipeline, VecBuf, Verdict, BURST};
+use anygate::route::Snapshot;
+use anygate::wire::MacAddr;
+use std::collections::HashSet;
+use std::hint::black_box;
+use std::net::Ipv4Addr;
+
+/// The ports and worker the harness appends to its config bodies (no device is opened here).
+const PORTS: &str = r#"
+[dpdk]
+eal_args = ["--no-huge", "--no-pci"]
+
+[[ports]]
+name = "in"
+device = "net_null0"
+mac = "02:00:00:00:00:01"
+address = "192.0.2.1/24"
+
+[[ports]]
+name = "out"
+device = "net_null1"
+mac = "02:00:00:00:01:01"
+address = "10.0.0.1/24"
+
+[[workers]]
+core = 1
+rx = [{ port = "in" }, { port = "out" }]
+"#;
+
+/// Passes over the capture per timed run.
+const PASSES: usize = 40;
+
+/// A config body cut into its tables, so rungs can drop or edit them.
+#[derive(Clone)]
+struct Chunk {
+    header: String,
+    body: String,
+}
+
+impl Chunk {
+    fn value(&self, key: &str) -> Option<&str> {
+        self.body.lines().find_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            (k.trim() == key).then(|| v.trim().trim_matches('"'))
+        })
+    }
+    fn is_route(&self) -> bool {
+        self.header == "[[routes]]"
+    }
+}
+
+fn chunks(text: &str) -> Vec<Chunk> {
+    let mut out: Vec<Chunk> = Vec::new();
+    for line in text.lines() {
+        if line.starts_with('[') {
+            out.push(Chunk {
+                header: line.to_string(),
+                body: String::new(),
+            });
+        } else if let Some(c) = out.last_mut() {
+            c.body.push_str(line);
+            c.body.push('\n');
+        }
+    }
+    out
+}
+
+fn render(chunks: &[Chunk]) -> String {
+    let mut s = String::with_capacity(chunks.len() * 64);
+    for c in chunks {
+        s.push_str(&c.header);
+        s.push('\n');
+        s.push_str(&c.body);
+    }
+    s.push_str(PORTS);
+    s
+}
+
+fn read_pcap(path: &str) -> Vec<Vec<u8>> {
+    let f = std::fs::File::open(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let mut r = pcap_file::pcap::PcapReader::new(f).expect("a pcap file");
+    let mut v = Vec::new();
+    while let Some(p) = r.next_packet() {
+        v.push(p.expect("a packet").data.into_owned());
+    }
+    v
+}
+
+/// The inner packet of a GRE frame, behind the same Ethernet header.
+fn strip_gre(frame: &[u8]) -> Vec<u8> {
+    let ihl = (frame[14] & 0x0f) as usize * 4;
+    let mut f = frame[..14].to_vec();
+    f.extend_from_slice(&frame[14 + ihl + 4..]);
+    f
+}
+
+fn inner_dst(frame: &[u8]) -> u32 {
+    let ihl = (frame[14] & 0x0f) as usize * 4;
+    let i = 14 + ihl + 4 + 16;
+    u32::from_be_bytes([frame[i], frame[i + 1], frame[i + 2], frame[i + 3]])
+}
+
+fn prefix_of(c: &Chunk) -> Option<(u32, u8)> {
+    let (a, l) = c.value("prefix")?.split_once('/')?;
+    Some((u32::from(a.parse::<Ipv4Addr>().ok()?), l.parse().ok()?))
+}
+
+/// The rungs, from the full pipeline down: (name, config text, frames).
+fn ladder(full: &str, gre: &[Vec<u8>]) -> Vec<(&'static str, String, Vec<Vec<u8>>)> {
+    let all = chunks(full);
+    let no_fw: Vec<Chunk> = all
+        .iter()
+        .filter(|c| !c.header.starts_with("[firewall") && !c.header.starts_with("[[firewall"))
+        .cloned()
+        .collect();
+    let no_clamp: Vec<Chunk> = no_fw
+        .iter()
+        .map(|c| {
+            let mut c = c.clone();
+            if c.header == "[[tunnels]]" {
+                c.body.push_str("mss_clamp = 0\n");
+            }
+            c
+        })
+        .collect();
+    // One path per prefix: the first route of each ECMP group.
+    let mut seen = HashSet::new();
+    let one_path: Vec<Chunk> = no_clamp
+        .iter()
+        .filter(|c| !c.is_route() || seen.insert(c.value("prefix").map(str::to_string)))
+        .cloned()
+        .collect();
+    // Only the routes the traffic uses, and the plain ones: the table's size is the difference.
+    let dsts: Vec<u32> = gre.iter().map(|f| inner_dst(f)).collect();
+    let mut covering = HashSet::new();
+    for &d in &dsts {
+        for len in 0..=32u8 {
+            let m = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+            covering.insert((d & m, len));
+        }
+    }
+    let small: Vec<Chunk> = one_path
+        .iter()
+        .filter(|c| {
+            !c.is_route()
+                || !c.value("nexthop").is_some_and(|n| n.starts_with("site-"))
+                || prefix_of(c).is_some_and(|p| covering.contains(&p))
+        })
+        .cloned()
+        .collect();
+    let gateway: Vec<Chunk> = small
+        .iter()
+        .map(|c| {
+            let mut c = c.clone();
+            if c.is_route() && c.value("nexthop").is_some_and(|n| n.starts_with("site-")) {
+                c.body = c.body.replace("\"site-b\"", "\"10.0.0.2\"");
+                c.body = c.body.replace("\"site-c\"", "\"10.0.0.2\"");
+                c.body = c.body.replace("\"site-d\"", "\"10.0.0.2\"");
+            }
+            c
+        })
+        .collect();
+    let plain: Vec<Vec<u8>> = gre.iter().map(|f| strip_gre(f)).collect();
+    let n_small = small.iter().filter(|c| c.is_route()).count();
+    println!(
+        "routes per rung: full {}, small table {n_small}",
+        one_path.iter().filter(|c| c.is_route()).count()
+    );
+    vec![
+        (
+            "forward (Ethernet, IPv4, lookup, TTL, L2)",
+            render(&gateway),
+            plain,
+        ),
+        ("+ GRE decapsulation", render(&gateway), gre.to_vec()),
+        ("+ GRE encapsulation", render(&small), gre.to_vec()),
+        ("+ 500k-prefix table", render(&one_path), gre.to_vec()),
+        ("+ ECMP over two tunnels", render(&no_clamp), gre.to_vec()),
+        ("+ MSS clamp", render(&no_fw), gre.to_vec()),
+        (
+            "+ firewall, 200 rules, in and out",
+            render(&all),
+            gre.to_vec(),
+        ),
+    ]
+}
+
+/// TSC cycles per packet for `frames` through `snap`, one sample per run.
+fn measure(snap: &Snapshot, frames: &[Vec<u8>], runs: usize) -> (Vec<f64>, [usize; 2]) {
+    let mut bufs: Vec<VecBuf> = frames.iter().map(|f| VecBuf::from_bytes(f)).collect();
+    let mut v = vec![Verdict::Drop(DropReason::NoRoute); frames.len()];
+    let mut p = Pipeline::new();
+    let mut out = Vec::new();
+    for _ in 0..=runs {
+        let t = anygate::dpdk::tsc();
+        for _ in 0..PASSES {
+            for ((b, f), v) in bufs
+                .chunks_mut(BURST)
+                .zip(frames.chunks(BURST))
+                .zip(v.chunks_mut(BURST))
+            {
+                for (b, f) in b.iter_mut().zip(f) {
+                    b.reset(f);
+                }
+                p.process(snap, 0, b, v);
+            }
+        }
+        let both = (anygate::dpdk::tsc() - t) as f64;
+        let t = anygate::dpdk::tsc();
+        for _ in 0..PASSES {
+            for (b, f) in bufs.chunks_mut(BURST).zip(frames.chunks(BURST)) {
+                for (b, f) in b.iter_mut().zip(f) {
+                    b.reset(f);
+                }
+                black_box(&mut *b);
+            }
+        }
+        let reset = (anygate::dpdk::tsc() - t) as f64;
+        out.push((both - reset) / (PASSES * frames.len()) as f64);
+    }
+    out.remove(0); // the first pass warms the caches
+    let fwd = v
+        .iter()
+        .filter(|v| matches!(v, Verdict::Forward(_)))
+        .count();
+    let blocked = v
+        .iter()
+        .filter(|v| **v == Verdict::Drop(DropReason::FirewallBlock))
+        .count();
+    (out, [fwd, blocked])
+}
+
+fn median(mut v: Vec<f64>) -> (f64, f64, f64) {
+    v.sort_by(|a, b| a.total_cmp(b));
+    (v[v.len() / 2], v[0], v[v.len() - 1])
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let get = |k: &str| {
+        args.iter()
+            .position(|a| a == k)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let Some(dir) = args.first().filter(|a| !a.starts_with("--")) else {
+        eprintln!("usage: stages INPUT_DIR [--runs N] [--out FILE]");
+        std::process::exit(2);
+    };
+    let runs: usize = get("--runs").and_then(|n| n.parse().ok()).unwrap_or(5);
+    let full = std::fs::read_to_string(format!("{dir}/full.toml")).expect("full.toml");
+    let gre = read_pcap(&format!("{dir}/full.pcap"));
+    let host = Host { cores: vec![0, 1] };
+    let mut lines = Vec::new();
+    let mut below = 0.0;
+    println!(
+        "{:<44} {:>10} {:>8}   (min-max of {runs} runs, {} packets x {PASSES} per run)",
+        "rung",
+        "cyc/pkt",
+        "added",
+        gre.len()
+    );
+    for (name, text, frames) in ladder(&full, &gre) {
+        let cfg = parse(&text, &host).unwrap_or_else(|e| panic!("{name}: config refused: {e}"));
+        let macs: Vec<MacAddr> = cfg
+            .ports
+            .iter()
+            .map(|p| p.mac.unwrap_or_default())
+            .collect();
+        let snap = Snapshot::build(&cfg, &macs, 1, None).expect("table builds");
+        let (cycles, [fwd, blocked]) = measure(&snap, &frames, runs);
+        // Every packet must take the path the rung is about: forwarded, or blocked by a rule.
+        assert_eq!(
+            fwd + blocked,
+            frames.len(),
+            "{name}: {} packets neither forwarded nor blocked",
+            frames.len() - fwd - blocked
+        );
+        let (med, min, max) = median(cycles);
+        println!(
+            "{name:<44} {med:>10.1} {:>+8.1}   ({min:.1}-{max:.1}; {blocked} blocked)",
+            med - below
+        );
+        lines.push(format!(
+            "{}\t{med:.1}\t{:.1}\t{min:.1}\t{max:.1}",
+            name,
+            med - below
+        ));
+        below = med;
+    }
+    if let Some(out) = get("--out") {
+        std::fs::write(&out, lines.join("\n") + "\n").expect("write --out");
+    }
+}
