@@ -7,31 +7,7 @@ use serde_json::Value;
 
 fn config(d: &Dir, firewall: &str) -> String {
     format!(
-        r#"{eal}
-[node]
-anycast_addresses = ["203.0.113.10"]
-control_socket = "{sock}"
-
-[[ports]]
-name = "in0"
-device = "net_pcap0,rx_pcap={input},infinite_rx=1,tx_pcap=/dev/null"
-mac = "02:00:00:00:01:01"
-address = "10.0.0.1/24"
-
-[[ports]]
-name = "up0"
-device = "net_null0,no-rx=1"
-address = "192.0.2.1/24"
-
-[[workers]]
-core = {core}
-rx = [{{ port = "in0" }}, {{ port = "up0" }}]
-
-[[neighbors]]
-ip = "192.0.2.254"
-mac = "02:00:00:00:00:fe"
-port = "up0"
-
+        r#"{live}
 [[tunnels]]
 name = "acme"
 type = "gre"
@@ -47,10 +23,7 @@ nexthop = "192.0.2.254"
 prefix = "192.168.10.0/24"
 nexthop = "acme"
 {firewall}"#,
-        eal = eal("ag-fw"),
-        sock = d.p("ctl.sock").display(),
-        input = d.p("in.pcap").display(),
-        core = cores().1,
+        live = live_config(d, "ag-fw"),
     )
 }
 

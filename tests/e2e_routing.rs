@@ -9,31 +9,7 @@ use std::process::Command;
 
 fn config(d: &Dir) -> String {
     format!(
-        r#"{eal}
-[node]
-anycast_addresses = ["203.0.113.10"]
-control_socket = "{sock}"
-
-[[ports]]
-name = "in0"
-device = "net_pcap0,rx_pcap={input},infinite_rx=1,tx_pcap=/dev/null"
-mac = "02:00:00:00:01:01"
-address = "10.0.0.1/24"
-
-[[ports]]
-name = "up0"
-device = "net_null0,no-rx=1"
-address = "192.0.2.1/24"
-
-[[workers]]
-core = {core}
-rx = [{{ port = "in0" }}, {{ port = "up0" }}]
-
-[[neighbors]]
-ip = "192.0.2.254"
-mac = "02:00:00:00:00:fe"
-port = "up0"
-
+        r#"{live}
 [[tunnels]]
 name = "T1"
 type = "gre"
@@ -62,10 +38,7 @@ prefix = "10.10.10.0/24"
 nexthop = "T2"
 priority = 1
 "#,
-        eal = eal("ag-ecmp"),
-        sock = d.p("ctl.sock").display(),
-        input = d.p("in.pcap").display(),
-        core = cores().1,
+        live = live_config(d, "ag-ecmp"),
     )
 }
 

@@ -72,6 +72,43 @@ mempool_cache = 64
     )
 }
 
+/// The head of a config for tests under live traffic: EAL arguments, a control socket in `d`,
+/// port in0 replaying `d/in.pcap` forever, port up0 (net_null) toward the upstream router
+/// 192.0.2.254, and one worker on the second core. Tests append tunnels, routes and the rest.
+pub fn live_config(d: &Dir, eal_prefix: &str) -> String {
+    format!(
+        r#"{eal}
+[node]
+anycast_addresses = ["203.0.113.10"]
+control_socket = "{sock}"
+
+[[ports]]
+name = "in0"
+device = "net_pcap0,rx_pcap={input},infinite_rx=1,tx_pcap=/dev/null"
+mac = "02:00:00:00:01:01"
+address = "10.0.0.1/24"
+
+[[ports]]
+name = "up0"
+device = "net_null0,no-rx=1"
+address = "192.0.2.1/24"
+
+[[workers]]
+core = {core}
+rx = [{{ port = "in0" }}, {{ port = "up0" }}]
+
+[[neighbors]]
+ip = "192.0.2.254"
+mac = "02:00:00:00:00:fe"
+port = "up0"
+"#,
+        eal = eal(eal_prefix),
+        sock = d.p("ctl.sock").display(),
+        input = d.p("in.pcap").display(),
+        core = cores().1,
+    )
+}
+
 /// Runs anygate until its input is exhausted; returns the exit code, the final stats and
 /// what it logged.
 pub fn run_to_idle(cfg: &Path) -> (i32, Value, String) {
