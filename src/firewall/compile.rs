@@ -95,7 +95,10 @@ impl Strings {
     }
 }
 
-/// The packet's value for a field, None when the packet does not have it.
+/// The packet's value for a field, None when the packet does not have it. Written apart from
+/// the evaluator's `num`/`has`/`text` on purpose: the evaluator is the property test's oracle,
+/// so a wrong field mapping here must disagree with it (and sharing them measured ~15
+/// instructions per packet more).
 #[inline(always)]
 fn value(f: Field, p: &Fields<'_>, strings: &Strings) -> Option<u64> {
     Some(match f {
