@@ -14,6 +14,9 @@ const VERSION: &str = concat!(
     ")"
 );
 
+/// Stats reports come at most this often: each is a full report of every counter.
+const MIN_STATS_INTERVAL: Duration = Duration::from_millis(100);
+
 #[derive(Parser)]
 #[command(name = "anygate", version = VERSION, about = "DPDK data plane for an anycast tunnel edge")]
 struct Cli {
@@ -23,14 +26,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run the data plane until SIGINT or SIGTERM; SIGHUP reloads routes and neighbours.
+    /// Run the data plane until SIGINT or SIGTERM. SIGHUP reloads the config file: [node],
+    /// [[tunnels]], [[neighbors]], [[routes]] and [firewall] change live; a file that changes
+    /// [dpdk], [[ports]] or [[workers]] is refused, and so is an invalid one.
     Run {
         #[arg(long)]
         config: PathBuf,
         /// Stop once no packet has arrived for this many milliseconds.
         #[arg(long, value_name = "MS")]
         exit_when_idle: Option<u64>,
-        /// Print counters every S seconds (they are always printed on exit).
+        /// Print counters every S seconds, at least 0.1 (they are always printed on exit).
         #[arg(long, value_name = "S")]
         stats_interval: Option<f64>,
         /// Print counters as one JSON object per line.
@@ -45,12 +50,14 @@ enum Cmd {
     /// Talk to a running anygate through its control socket.
     Ctl {
         /// The socket; default: node.control_socket of --config, else /run/anygate.sock.
-        #[arg(long)]
+        #[arg(long, global = true)]
         socket: Option<PathBuf>,
-        #[arg(long)]
+        /// Read the socket path from this config file (only `node.control_socket` is read,
+        /// so a file with an error elsewhere still works).
+        #[arg(long, global = true)]
         config: Option<PathBuf>,
-        /// Print the reply as JSON.
-        #[arg(long)]
+        /// Print the reply as JSON (before or after the subcommand).
+        #[arg(long, global = true)]
         json: bool,
         #[command(subcommand)]
         action: CtlCmd,
@@ -75,7 +82,7 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum CtlCmd {
-    /// Show routes (for each prefix the group, effective priorities and why routes lost) or tunnels.
+    /// Show routes, tunnels or the firewall.
     Show {
         #[command(subcommand)]
         what: ShowWhat,
@@ -113,15 +120,26 @@ enum CtlCmd {
     /// tables (`prefix`, `nexthop`) are withdrawn, then `[[add]]` tables (the `[[routes]]`
     /// keys) added. The FIB is edited in place.
     UpdateRoutes { file: PathBuf },
-    /// Reload the config file, as SIGHUP does.
-    Reload,
+    /// Reload the config file, as SIGHUP does; says which routes it removed and added.
+    /// Routes added with ctl are kept (when still valid) unless --discard-runtime.
+    Reload {
+        /// Drop the routes added with ctl since the last reload.
+        #[arg(long)]
+        discard_runtime: bool,
+    },
 }
 
 #[derive(Subcommand)]
 enum ShowWhat {
+    /// For each prefix: the selected group, every candidate with its priority, effective
+    /// priority, health, description and why it lost, and routes scoped elsewhere.
     Routes {
-        prefix: Option<String>,
+        /// A prefix (exactly that prefix) or an address (the longest prefix covering it, as
+        /// forwarding finds it). Exits non-zero when the table has nothing for it.
+        #[arg(value_name = "PREFIX|ADDRESS")]
+        query: Option<String>,
     },
+    /// Tunnels with their endpoints, health, MTU, MSS clamp and counters.
     Tunnels,
     /// The firewall's rules in order, each with the packets and bytes it decided.
     Firewall,
@@ -130,16 +148,16 @@ enum ShowWhat {
 fn ctl(socket: Option<PathBuf>, config: Option<PathBuf>, json: bool, action: CtlCmd) -> ExitCode {
     let path = match (socket, config) {
         (Some(s), _) => s,
-        (None, Some(c)) => match config::load(&c, &Host::current()) {
-            Ok(cfg) => PathBuf::from(cfg.node.control_socket),
-            Err(e) => return fail(&format!("{}: config refused\n{e}", c.display())),
+        (None, Some(c)) => match anygate::ctl::socket_from_config(&c) {
+            Ok(p) => p,
+            Err(e) => return fail(&e),
         },
         (None, None) => PathBuf::from(config::default_control_socket()),
     };
     let req = match &action {
         CtlCmd::Show {
-            what: ShowWhat::Routes { prefix },
-        } => serde_json::json!({"cmd": "show-routes", "prefix": prefix}),
+            what: ShowWhat::Routes { query },
+        } => serde_json::json!({"cmd": "show-routes", "prefix": query}),
         CtlCmd::Show {
             what: ShowWhat::Tunnels,
         } => serde_json::json!({"cmd": "show-tunnels"}),
@@ -178,7 +196,9 @@ fn ctl(socket: Option<PathBuf>, config: Option<PathBuf>, json: bool, action: Ctl
             Ok(r) => r,
             Err(e) => return fail(&e),
         },
-        CtlCmd::Reload => serde_json::json!({"cmd": "reload"}),
+        CtlCmd::Reload { discard_runtime } => {
+            serde_json::json!({"cmd": "reload", "discard_runtime": discard_runtime})
+        }
     };
     match anygate::ctl::request(&path, &req) {
         Ok(reply) if reply["ok"] == true => {
@@ -214,8 +234,14 @@ fn main() -> ExitCode {
             stats_json,
         } => {
             let interval = match stats_interval.map(Duration::try_from_secs_f64) {
-                Some(Err(_)) => return fail("--stats-interval: not a duration in seconds"),
-                Some(Ok(d)) => Some(d),
+                Some(Ok(d)) if d >= MIN_STATS_INTERVAL => Some(d),
+                Some(_) => {
+                    return fail(&format!(
+                        "--stats-interval: {} is not a number of seconds of at least {}",
+                        stats_interval.unwrap_or_default(),
+                        MIN_STATS_INTERVAL.as_secs_f64()
+                    ))
+                }
                 None => None,
             };
             let opts = RunOptions {
@@ -233,12 +259,12 @@ fn main() -> ExitCode {
         Cmd::Check { config } => match config::load(&config, &Host::current()) {
             Ok(c) => {
                 println!(
-                    "{}: OK ({} ports, {} workers, {} neighbors, {} routes)",
+                    "{}: OK ({}, {}, {}, {})",
                     config.display(),
-                    c.ports.len(),
-                    c.workers.len(),
-                    c.neighbors.len(),
-                    c.routes.len()
+                    count(c.ports.len(), "port"),
+                    count(c.workers.len(), "worker"),
+                    count(c.neighbors.len(), "neighbor"),
+                    count(c.routes.len(), "route")
                 );
                 ExitCode::SUCCESS
             }
@@ -285,6 +311,11 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// "1 route", "2 routes".
+fn count(n: usize, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }
 
 fn fail(msg: &str) -> ExitCode {

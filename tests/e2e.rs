@@ -505,7 +505,7 @@ fn check_and_run_refuse_a_bad_config_naming_the_key() {
         .unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout)
-        .contains("OK (2 ports, 1 workers, 3 neighbors, 3 routes)"));
+        .contains("OK (2 ports, 1 worker, 3 neighbors, 3 routes)"));
 
     let cases = [
         (

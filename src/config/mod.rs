@@ -7,13 +7,13 @@ mod tunnels;
 mod validate;
 
 pub use firewall::{FirewallConf, MAX_RULES};
-pub use routes::MAX_SAME_PRIORITY;
+pub use routes::{RouteOrigin, MAX_SAME_PRIORITY};
 pub use schema::{
     default_control_socket, Health, RawConfig, RawRoute, RawScope, RouteSource, TunnelType,
 };
 pub use tunnels::{NodeConf, Region, TunnelConf, GRE_OVERHEAD, IPIP_OVERHEAD, MAX_TUNNELS};
 pub use validate::{
-    validate, Config, DpdkConf, NeighborConf, PortConf, RouteConf, Via, WorkerConf,
+    parse_prefix, validate, Config, DpdkConf, NeighborConf, PortConf, RouteConf, Via, WorkerConf,
 };
 
 use std::fmt;

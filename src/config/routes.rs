@@ -2,7 +2,7 @@
 //! (RFC 1918 toward tunnels, at most 64 routes per prefix and priority).
 use super::schema::{RawConfig, RawRoute, RouteSource};
 use super::tunnels::{is_rfc1918, NodeConf, Region, TunnelConf};
-use super::validate::{parse_ip, parse_prefix, Errs, PortConf};
+use super::validate::{is_subnet_edge, parse_ip, parse_prefix, Errs, PortConf};
 use crate::lpm::Prefix;
 use std::collections::HashMap;
 
@@ -19,6 +19,23 @@ pub enum Via {
     Tunnel(u16),
 }
 
+/// Where a route came from: the config file, or `anygate ctl` at run time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum RouteOrigin {
+    #[default]
+    Config,
+    Ctl,
+}
+
+impl RouteOrigin {
+    pub fn name(self) -> &'static str {
+        match self {
+            RouteOrigin::Config => "config",
+            RouteOrigin::Ctl => "ctl",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct RouteConf {
     pub prefix: Prefix,
@@ -30,6 +47,7 @@ pub struct RouteConf {
     pub regions: Vec<Region>,
     pub colos: Vec<String>,
     pub description: String,
+    pub origin: RouteOrigin,
 }
 
 impl RouteConf {
@@ -113,6 +131,20 @@ pub(super) fn check_route(
         let via = route_via(&r.nexthop, raw, cx)
             .map_err(|m| e.push(format!("{path}.nexthop"), m))
             .ok();
+        if let Some((j, port)) = prefix.and_then(|p| {
+            cx.ports
+                .iter()
+                .enumerate()
+                .find(|(_, port)| port.prefix_len > 0 && port.subnet() == p)
+        }) {
+            e.push(
+                format!("{path}.prefix"),
+                format!(
+                    "{} is port `{}`'s connected subnet (ports[{j}].address): its hosts are reached directly, by ARP; route a longer prefix inside it instead",
+                    r.prefix, port.name
+                ),
+            );
+        }
         if let (Some(p), Some(Via::Tunnel(_))) = (prefix, via) {
             if !cx.node.allow_public_prefixes && !is_rfc1918(p) {
                 e.push(format!("{path}.prefix"), format!("{p} is not RFC 1918 space; routes toward tunnels need node.allow_public_prefixes = true for it"));
@@ -166,6 +198,7 @@ pub(super) fn check_route(
             regions,
             colos,
             description: r.description.clone(),
+            origin: RouteOrigin::Config,
         })
     }
 }
@@ -183,6 +216,16 @@ fn route_via(nexthop: &str, raw: &RawConfig, cx: &Context) -> Result<Via, String
     }
     if cx.ports.iter().any(|p| p.addr == ip) {
         return Err(format!("{nexthop} is one of our own port addresses"));
+    }
+    if let Some(p) = cx
+        .ports
+        .iter()
+        .find(|p| p.on_link(ip) && is_subnet_edge(ip, p.prefix_len))
+    {
+        return Err(format!(
+            "{nexthop} is the network or broadcast address of port `{}`'s subnet",
+            p.name
+        ));
     }
     let port = match cx.neigh_ip.get(&ip) {
         Some(&ni) => raw

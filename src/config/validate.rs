@@ -4,6 +4,7 @@ use super::schema::*;
 use super::tunnels::{self, NodeConf, TunnelConf};
 use super::{ConfigError, ConfigErrors, Host, MAX_PORTS};
 use crate::lpm::Prefix;
+use crate::route::WIDEST_CONNECTED;
 use crate::wire::MacAddr;
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -45,11 +46,25 @@ pub struct PortConf {
 }
 
 impl PortConf {
-    /// True when `ip` is on this port's subnet (and not the subnet's own address).
+    /// True when `ip` is on this port's subnet.
     pub fn on_link(&self, ip: u32) -> bool {
         let m = Prefix::mask(self.prefix_len);
         ip & m == self.addr & m
     }
+
+    /// The port's connected subnet.
+    pub fn subnet(&self) -> Prefix {
+        Prefix {
+            addr: self.addr & Prefix::mask(self.prefix_len),
+            len: self.prefix_len,
+        }
+    }
+}
+
+/// True when `ip` is the network or broadcast address of its /`len` (a /31 has neither).
+pub(super) fn is_subnet_edge(ip: u32, len: u8) -> bool {
+    let host = !Prefix::mask(len);
+    len <= 30 && (ip & host == 0 || ip & host == host)
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -231,10 +246,23 @@ pub fn validate(raw: &RawConfig, host: &Host) -> Result<Config, ConfigErrors> {
             None => None,
         };
         let (addr, prefix_len) = match parse_cidr(&p.address) {
-            Ok((a, l)) if l == 0 || l == 32 => {
+            Ok((a, l)) if !(WIDEST_CONNECTED..=31).contains(&l) => {
                 e.push(
                     format!("{path}.address"),
-                    format!("{} needs a prefix length of 1..=31", Ipv4Addr::from(a)),
+                    format!(
+                        "{} needs a prefix length of {WIDEST_CONNECTED}..=31 (the port's subnet is a connected route whose hosts are resolved by ARP; /{WIDEST_CONNECTED} is the widest)",
+                        p.address
+                    ),
+                );
+                (a, l)
+            }
+            Ok((a, l)) if is_subnet_edge(a, l) => {
+                e.push(
+                    format!("{path}.address"),
+                    format!(
+                        "{} is the network or broadcast address of its subnet",
+                        p.address
+                    ),
                 );
                 (a, l)
             }
@@ -395,6 +423,14 @@ pub fn validate(raw: &RawConfig, host: &Host) -> Result<Config, ConfigErrors> {
                 format!("{path}.ip"),
                 format!("{} is port `{}`'s own address", n.ip, n.port),
             );
+        } else if is_subnet_edge(ip, pc.prefix_len) {
+            e.push(
+                format!("{path}.ip"),
+                format!(
+                    "{} is the network or broadcast address of port `{}`'s subnet",
+                    n.ip, n.port
+                ),
+            );
         }
         if let Some(j) = neigh_ip.insert(ip, i) {
             e.push(
@@ -416,6 +452,26 @@ pub fn validate(raw: &RawConfig, host: &Host) -> Result<Config, ConfigErrors> {
         node: &node,
     };
     let routes = routes::validate_routes(raw, &ctx, &mut e);
+    // A tunnel's interface subnet inside a port's would make the connected route and the
+    // tunnel fight over the same hosts.
+    for (i, t) in tunnels.iter().enumerate() {
+        let iface = t.interface_prefix();
+        if let Some(j) = ports.iter().position(|p| {
+            let m = Prefix::mask(p.prefix_len.min(iface.len));
+            p.prefix_len > 0 && p.addr & m == iface.addr & m
+        }) {
+            e.push(
+                format!("tunnels[{i}].interface_address"),
+                format!(
+                    "{} overlaps ports[{j}].address {}",
+                    raw.tunnels
+                        .get(i)
+                        .map_or("", |t| t.interface_address.as_str()),
+                    raw.ports[j].address
+                ),
+            );
+        }
+    }
     let firewall = super::firewall::validate_firewall(raw, &mut e);
     // An explicit authorized_prefixes list also admits the tunnel's interface subnet (the
     // customer router's own address). Without one, the route table decides (see
@@ -666,6 +722,78 @@ nexthop = "10.0.0.2"
             e.iter()
                 .any(|m| m.starts_with("ports[0].address: `192.0.2.1/33` is not a CIDR")),
             "{e:?}"
+        );
+    }
+
+    #[test]
+    fn a_port_subnet_is_a_connected_route_no_configured_route_may_replace() {
+        let t =
+            format!("{GOOD}\n[[routes]]\nprefix = \"10.0.0.0/24\"\nnexthop = \"192.0.2.254\"\n");
+        assert_eq!(
+            errors(&t),
+            vec!["routes[2].prefix: 10.0.0.0/24 is port `lan0`'s connected subnet (ports[1].address): its hosts are reached directly, by ARP; route a longer prefix inside it instead"]
+        );
+        // A longer prefix inside it is an ordinary route.
+        let t =
+            format!("{GOOD}\n[[routes]]\nprefix = \"10.0.0.128/25\"\nnexthop = \"192.0.2.254\"\n");
+        assert!(errors(&t).is_empty());
+        let c = parse(GOOD, &host()).unwrap();
+        let r = crate::config::RawRoute {
+            prefix: "10.0.0.0/24".into(),
+            nexthop: "192.0.2.254".into(),
+            priority: 1,
+            weight: None,
+            description: String::new(),
+            scope: None,
+            source: Default::default(),
+        };
+        assert!(c
+            .validate_route(&r)
+            .unwrap_err()
+            .to_string()
+            .starts_with("route.prefix: 10.0.0.0/24 is port `lan0`'s connected subnet"));
+    }
+
+    #[test]
+    fn subnet_edges_and_wide_subnets_refused() {
+        let e = errors(&GOOD.replace("10.0.0.1/24", "10.0.0.1/8"));
+        assert!(
+            e[0].starts_with("ports[1].address: 10.0.0.1/8 needs a prefix length of 16..=31"),
+            "{e:?}"
+        );
+        let e = errors(
+            &GOOD
+                .replace("10.0.0.1/24", "10.0.0.255/24")
+                .replace("10.0.0.2\"", "10.0.0.3\""),
+        );
+        assert_eq!(
+            e,
+            vec![
+                "ports[1].address: 10.0.0.255/24 is the network or broadcast address of its subnet"
+            ]
+        );
+        let e = errors(&GOOD.replace("192.0.2.254", "192.0.2.255"));
+        assert!(e.contains(&"neighbors[0].ip: 192.0.2.255 is the network or broadcast address of port `wan0`'s subnet".to_string()), "{e:?}");
+        let e = errors(&GOOD.replace("10.0.0.2", "10.0.0.0"));
+        assert_eq!(e, vec!["routes[1].nexthop: 10.0.0.0 is the network or broadcast address of port `lan0`'s subnet"]);
+        // A /31 has no network or broadcast address (RFC 3021).
+        let t = GOOD
+            .replace("10.0.0.1/24", "10.0.0.0/31")
+            .replace("10.0.0.2", "10.0.0.1");
+        assert!(errors(&t).is_empty(), "{:?}", errors(&t));
+    }
+
+    #[test]
+    fn a_tunnel_interface_inside_a_port_subnet_refused() {
+        let t = format!(
+            "{}\n[node]\nanycast_addresses = [\"203.0.113.10\"]\n\n[[tunnels]]\nname = \"T1\"\ntype = \"gre\"\ncustomer_endpoint = \"192.0.2.77\"\nedge_endpoint = \"203.0.113.10\"\ninterface_address = \"10.0.0.100/31\"\n",
+            GOOD.replace("\n[[routes]]\nprefix = \"172.16.0.0/12\"\nnexthop = \"10.0.0.2\"\n", "")
+        );
+        assert_eq!(
+            errors(&t),
+            vec![
+                "tunnels[0].interface_address: 10.0.0.100/31 overlaps ports[1].address 10.0.0.1/24"
+            ]
         );
     }
 

@@ -77,8 +77,8 @@ impl Pipeline {
                 let mtu = snap.tunnels.get(t as usize).map_or(0, |t| t.mtu);
                 (mtu, DropReason::TunnelMtuExceeded)
             }
-            NextHop::Gateway(g) => {
-                let mtu = snap.ports.get(g.port as usize).map_or(0, |p| p.mtu);
+            NextHop::Gateway(Gateway { port, .. }) | NextHop::Connected(port) => {
+                let mtu = snap.ports.get(port as usize).map_or(0, |p| p.mtu);
                 (mtu, DropReason::MtuExceeded)
             }
         };
@@ -99,9 +99,8 @@ impl Pipeline {
             return Verdict::Drop(too_big);
         }
         let l2 = match nh {
-            NextHop::Gateway(g) => self
-                .gateway_mac(snap, &g, nh_id)
-                .map(|(d, s)| (d, s, g.port)),
+            NextHop::Gateway(g) => self.gateway_mac(snap, &g).map(|(d, s)| (d, s, g.port)),
+            NextHop::Connected(p) => self.host_mac(snap, p, ip.dst).map(|(d, s)| (d, s, p)),
             NextHop::Tunnel(t) => self.underlay(snap, ip, t),
         };
         let l2 = match l2 {
@@ -119,7 +118,7 @@ impl Pipeline {
             ipv4::decrement_ttl_in(hdr);
         }
         match nh {
-            NextHop::Gateway(_) => {
+            NextHop::Gateway(_) | NextHop::Connected(_) => {
                 rewrite_l2(pkt.as_mut(), l2.0, l2.1);
                 Verdict::Forward(l2.2)
             }
@@ -172,7 +171,6 @@ impl Pipeline {
         &mut self,
         snap: &Snapshot,
         g: &Gateway,
-        nh_id: u32,
     ) -> Result<(MacAddr, MacAddr), DropReason> {
         let Some(port) = snap.ports.get(g.port as usize) else {
             return Err(DropReason::NoRoute);
@@ -182,10 +180,29 @@ impl Pipeline {
             NhMac::Arp(slot) => match snap.arp.get(slot) {
                 Some(m) => Ok((m, port.mac)),
                 None => {
-                    self.want_arp(nh_id);
+                    self.want_arp(g.port, g.ip);
                     Err(DropReason::NeighborUnresolved)
                 }
             },
+        }
+    }
+
+    /// (destination, source) MACs toward host `ip` on port `p`'s connected subnet.
+    fn host_mac(
+        &mut self,
+        snap: &Snapshot,
+        p: u16,
+        ip: u32,
+    ) -> Result<(MacAddr, MacAddr), DropReason> {
+        let Some(port) = snap.ports.get(p as usize) else {
+            return Err(DropReason::NoRoute);
+        };
+        match snap.arp.host(p, ip) {
+            Some(m) => Ok((m, port.mac)),
+            None => {
+                self.want_arp(p, ip);
+                Err(DropReason::NeighborUnresolved)
+            }
         }
     }
 
@@ -198,21 +215,26 @@ impl Pipeline {
         let under = snap
             .group(tun.underlay)
             .and_then(|g| g.pick(ecmp::flow_hash(tun.local, tun.remote, 0)));
-        let Some((under, NextHop::Gateway(g))) =
-            under.and_then(|u| Some((u, *snap.nexthops.get(u as usize)?)))
-        else {
-            return Err(DropReason::NoRoute);
+        let (dst, src, port) = match under.and_then(|u| snap.nexthops.get(u as usize)) {
+            Some(NextHop::Gateway(g)) => {
+                let (d, s) = self.gateway_mac(snap, g)?;
+                (d, s, g.port)
+            }
+            Some(&NextHop::Connected(p)) => {
+                let (d, s) = self.host_mac(snap, p, tun.remote)?;
+                (d, s, p)
+            }
+            Some(NextHop::Tunnel(_)) | None => return Err(DropReason::NoRoute),
         };
-        let (dst, src) = self.gateway_mac(snap, &g, under)?;
         let outer_total = ip.total + tun.overhead as usize;
         if snap
             .ports
-            .get(g.port as usize)
+            .get(port as usize)
             .is_none_or(|p| outer_total > p.mtu as usize)
         {
             return Err(DropReason::MtuExceeded);
         }
-        Ok((dst, src, g.port))
+        Ok((dst, src, port))
     }
 
     /// Wraps the packet for tunnel `t`: outer IPv4 from our anycast endpoint to the customer's

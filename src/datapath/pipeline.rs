@@ -8,7 +8,7 @@ use crate::lpm::View;
 use crate::route::{Snapshot, NH_ANYCAST, NH_LOCAL};
 use crate::wire::{arp, ethernet, ipv4, MacAddr};
 
-/// Next hops whose MAC a burst found unresolved, for the worker to ARP for.
+/// Addresses whose MAC a burst found unresolved, for the worker to ARP for.
 const ARP_WANTS: usize = 8;
 
 /// What happened to the last packet, beyond its verdict: for per-tunnel counters and trace.
@@ -101,7 +101,8 @@ pub(super) fn parse_ipv4(frame: &[u8]) -> Result<Ip4, DropReason> {
 /// Nothing in here allocates after `new`.
 pub struct Pipeline {
     pub counters: Counters,
-    arp_wants: [u32; ARP_WANTS],
+    /// (port, address) pairs to ARP for.
+    arp_wants: [(u16, u32); ARP_WANTS],
     n_arp_wants: usize,
     pub(super) note: Note,
     /// TSC (or nanoseconds, in trace) and its rate, set per burst.
@@ -124,7 +125,7 @@ impl Pipeline {
     pub fn new() -> Self {
         Pipeline {
             counters: Counters::default(),
-            arp_wants: [0; ARP_WANTS],
+            arp_wants: [(0, 0); ARP_WANTS],
             n_arp_wants: 0,
             note: Note::default(),
             now: 0,
@@ -191,15 +192,17 @@ impl Pipeline {
         }
     }
 
-    /// Next hops that needed ARP since the last call; the caller sends the requests.
-    pub fn take_arp_wants(&mut self) -> impl Iterator<Item = u32> + '_ {
+    /// (port, address) pairs that needed ARP since the last call; the caller sends the
+    /// requests.
+    pub fn take_arp_wants(&mut self) -> impl Iterator<Item = (u16, u32)> + '_ {
         let n = std::mem::take(&mut self.n_arp_wants);
         self.arp_wants[..n].iter().copied()
     }
 
-    pub(super) fn want_arp(&mut self, nh: u32) {
-        if self.n_arp_wants < ARP_WANTS && !self.arp_wants[..self.n_arp_wants].contains(&nh) {
-            self.arp_wants[self.n_arp_wants] = nh;
+    pub(super) fn want_arp(&mut self, port: u16, ip: u32) {
+        let w = (port, ip);
+        if self.n_arp_wants < ARP_WANTS && !self.arp_wants[..self.n_arp_wants].contains(&w) {
+            self.arp_wants[self.n_arp_wants] = w;
             self.n_arp_wants += 1;
         }
     }
@@ -234,7 +237,9 @@ impl Pipeline {
         }
     }
 
-    /// Answers requests for the port's address, learns gateway MACs from any ARP they send.
+    /// Answers requests for the port's address, learns gateway MACs from any ARP they send,
+    /// and the MACs of hosts on the port's subnet from ARP addressed to us (requests for our
+    /// address, replies to ours).
     fn arp(&mut self, snap: &Snapshot, in_port: u16, frame: &mut [u8]) -> Verdict {
         let Some(port) = snap.ports.get(in_port as usize) else {
             return Verdict::Drop(DropReason::ArpMalformed);
@@ -245,10 +250,13 @@ impl Pipeline {
         };
         let sender = a.sender_mac();
         if !sender.is_multicast() && sender != MacAddr::ZERO {
-            if let Some(slot) = snap.arp.slot(in_port, a.sender_ip()) {
-                if snap.arp.set(slot, sender) {
-                    self.counters.arp_learned += 1;
-                }
+            let ip = a.sender_ip();
+            let learned = match snap.arp.slot(in_port, ip) {
+                Some(slot) => snap.arp.set(slot, sender),
+                None => a.target_ip() == port.addr && snap.arp.set_host(in_port, ip, sender),
+            };
+            if learned {
+                self.counters.arp_learned += 1;
             }
         }
         if a.operation() != arp::OP_REQUEST || a.target_ip() != port.addr {

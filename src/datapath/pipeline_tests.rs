@@ -284,11 +284,8 @@ fn unresolved_gateway_learned_from_arp_then_forwarded() {
     let pkt = udp(WAN_MAC, [198, 51, 100, 1], [172, 16, 5, 1], 64, 20);
     let (mut p, _, v) = run(&s, 0, std::slice::from_ref(&pkt));
     assert_eq!(v[0], Verdict::Drop(DropReason::NeighborUnresolved));
-    let wants: Vec<u32> = p.take_arp_wants().collect();
-    assert_eq!(wants.len(), 1);
-    assert!(
-        matches!(s.nexthops[wants[0] as usize], crate::route::NextHop::Gateway(g) if g.ip == 0x0a000002)
-    );
+    let wants: Vec<(u16, u32)> = p.take_arp_wants().collect();
+    assert_eq!(wants, vec![(1, 0x0a000002)], "ARP for the gateway on lan0");
     assert_eq!(p.take_arp_wants().count(), 0);
     // 10.0.0.2 answers (a reply to our request) on lan0.
     let gw = MacAddr([2, 0, 0, 0, 1, 2]);
@@ -359,4 +356,71 @@ fn lookup_addresses_guesses_outer_and_inner() {
         super::lookup_addresses(&outer(47, &[0, 0])[..40]),
         (edge, Some(0))
     );
+}
+
+/// An ARP reply from `ip` (MAC `mac`) to our address `to` on a port with MAC `port_mac`.
+fn arp_reply(port_mac: [u8; 6], mac: MacAddr, ip: u32, to: u32) -> Vec<u8> {
+    let mut rep = vec![0u8; 60];
+    arp::write_request(&mut rep, mac, ip, to).unwrap();
+    rep[..6].copy_from_slice(&port_mac);
+    rep[21] = 2; // op = reply
+    rep
+}
+
+#[test]
+fn hosts_on_a_port_subnet_are_reached_directly_through_the_connected_route() {
+    // 10.0.0.77 is on lan0's 10.0.0.1/24 and has no route of its own: it used to leave
+    // through the default route on wan0.
+    let s = snapshot();
+    let pkt = udp(WAN_MAC, [198, 51, 100, 1], [10, 0, 0, 77], 64, 20);
+    let (mut p, _, v) = run(&s, 0, std::slice::from_ref(&pkt));
+    assert_eq!(v[0], Verdict::Drop(DropReason::NeighborUnresolved));
+    assert_eq!(
+        p.take_arp_wants().collect::<Vec<_>>(),
+        vec![(1, 0x0a00_004d)],
+        "a who-has for the host itself, on lan0"
+    );
+    // An ARP reply not addressed to us teaches nothing; one to us does.
+    let host = MacAddr([2, 0, 0, 0, 1, 0x4d]);
+    let stray = arp_reply(LAN_MAC, host, 0x0a00_004d, 0x0a00_0063);
+    assert_eq!(one(&s, 1, stray).0, Verdict::Drop(DropReason::ArpConsumed));
+    assert_eq!(
+        one(&s, 0, pkt.clone()).0,
+        Verdict::Drop(DropReason::NeighborUnresolved)
+    );
+    let rep = arp_reply(LAN_MAC, host, 0x0a00_004d, 0x0a00_0001);
+    assert_eq!(one(&s, 1, rep).0, Verdict::Drop(DropReason::ArpConsumed));
+    let (v, out) = one(&s, 0, pkt);
+    assert_eq!(v, Verdict::Forward(1));
+    assert_eq!(&out[..6], &host.0, "to the host's own MAC");
+    assert_eq!(&out[6..12], &LAN_MAC);
+    // An ICMP error about a packet from that host goes back to it on lan0, not upstream.
+    let expired = udp(LAN_MAC, [10, 0, 0, 77], [198, 51, 100, 1], 1, 20);
+    let (p, bufs, v) = run(&s, 1, &[expired]);
+    assert_eq!(v[0], Verdict::Forward(1), "the error leaves on lan0");
+    assert_eq!(p.counters.drops[DropReason::TtlExceeded as usize], 1);
+    let out = bufs[0].as_ref().to_vec();
+    let p = SlicedPacket::from_ethernet(&out).unwrap();
+    let Some(etherparse::NetSlice::Ipv4(ip)) = p.net else {
+        panic!("not IPv4")
+    };
+    assert_eq!(ip.header().destination(), [10, 0, 0, 77]);
+    assert_eq!(&out[..6], &host.0);
+}
+
+#[test]
+fn a_port_subnets_network_and_broadcast_addresses_are_not_forwarded() {
+    let s = snapshot();
+    for dst in [[10, 0, 0, 0], [10, 0, 0, 255]] {
+        let (v, _) = one(&s, 0, udp(WAN_MAC, [198, 51, 100, 1], dst, 64, 20));
+        assert_eq!(v, Verdict::Drop(DropReason::LocalDestination), "{dst:?}");
+    }
+    // A static neighbour's /32 still wins inside the subnet.
+    let (v, out) = one(
+        &s,
+        0,
+        udp(WAN_MAC, [198, 51, 100, 1], [10, 0, 0, 9], 64, 20),
+    );
+    assert_eq!(v, Verdict::Forward(1));
+    assert_eq!(&out[..6], &[2, 0, 0, 0, 1, 9]);
 }

@@ -8,14 +8,14 @@ use super::BURST;
 use crate::config::MAX_PORTS;
 use crate::dpdk::{self, Mbuf, MbufArray, Mempool, RxQueue, TxQueue};
 use crate::rcu;
-use crate::route::{NextHop, NhMac, Snapshot};
+use crate::route::{ecmp, Snapshot};
 use crate::wire::arp;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-/// ARP requests for one next hop go out at most this often per worker.
+/// ARP requests for one address go out at most this often per worker.
 const ARP_INTERVAL_MS: u64 = 1000;
-/// Rate-limit slots, indexed by next-hop id modulo this.
+/// Rate-limit slots, indexed by a hash of (port, address).
 const ARP_SLOTS: usize = 64;
 
 /// TSC cycles per busy loop (one burst per rx queue that had packets, processed and sent).
@@ -148,8 +148,9 @@ fn flush(tx: &mut [TxQueue], txb: &mut [MbufArray<BURST>], pipeline: &mut Pipeli
     }
 }
 
-/// Sends a who-has for each next hop the pipeline could not resolve, at most once per
-/// interval per next hop per worker, each in a fresh mbuf from the pool.
+/// Sends a who-has for each address the pipeline could not resolve (a gateway, or a host on a
+/// connected subnet), at most once per interval per address per worker, each in a fresh mbuf
+/// from the pool.
 struct ArpLimiter {
     last: [u64; ARP_SLOTS],
     gap: u64,
@@ -171,28 +172,27 @@ impl ArpLimiter {
         txb: &mut [MbufArray<BURST>],
     ) {
         let mut wants = [None; 8];
-        for (slot, nh) in wants.iter_mut().zip(pipeline.take_arp_wants()) {
-            *slot = Some(nh);
+        for (slot, w) in wants.iter_mut().zip(pipeline.take_arp_wants()) {
+            *slot = Some(w);
         }
         let now = dpdk::tsc();
-        for nh_id in wants.into_iter().flatten() {
-            let Some(NextHop::Gateway(nh)) = snap.nexthops.get(nh_id as usize) else {
+        for (p, ip) in wants.into_iter().flatten() {
+            let Some(port) = snap.ports.get(p as usize) else {
                 continue;
             };
-            let (NhMac::Arp(_), Some(port)) = (nh.mac, snap.ports.get(nh.port as usize)) else {
-                continue;
-            };
-            let last = &mut self.last[nh_id as usize % ARP_SLOTS];
+            // Addresses sharing a limiter slot share its interval; a collision only delays.
+            let h = ecmp::flow_hash(ip, p as u32, 0) as usize;
+            let last = &mut self.last[h % ARP_SLOTS];
             if *last != 0 && now.wrapping_sub(*last) < self.gap {
                 continue;
             }
-            let Some(b) = txb.get_mut(nh.port as usize).filter(|b| !b.is_full()) else {
+            let Some(b) = txb.get_mut(p as usize).filter(|b| !b.is_full()) else {
                 continue;
             };
             let Some(mut m) = pool.alloc() else { continue };
             let built = m
                 .append(60)
-                .and_then(|f| arp::write_request(f, port.mac, port.addr, nh.ip));
+                .and_then(|f| arp::write_request(f, port.mac, port.addr, ip));
             if built.is_some() && b.push(m).is_ok() {
                 *last = now;
                 pipeline.counters.originated += 1;

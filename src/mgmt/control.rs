@@ -4,9 +4,10 @@
 //! snapshot by RCU, or refused whole with the reason; the running table is never half-changed.
 use crate::config::{self, Config, Health, Host};
 use crate::datapath::SharedCounters;
+use crate::lpm::Prefix;
 use crate::rcu::Publisher;
 use crate::route::select::{self, Lost};
-use crate::route::{ApplyError, Change, Rib, Snapshot, NH_ANYCAST, NH_LOCAL};
+use crate::route::{ApplyError, Change, NextHop, Rib, Snapshot, NH_ANYCAST, NH_LOCAL};
 use crate::wire::MacAddr;
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
@@ -65,6 +66,8 @@ pub struct Plane<'a> {
     pub rib: &'a mut Rib,
     pub config_path: &'a Path,
     pub counters: &'a SharedCounters,
+    /// Routes added with `ctl` since the last reload, as given: kept across reloads.
+    pub runtime: &'a mut Vec<config::RawRoute>,
 }
 
 fn serve(stream: UnixStream, plane: &mut Plane) -> std::io::Result<()> {
@@ -87,7 +90,7 @@ fn handle(req: &Value, plane: &mut Plane) -> Result<Value, String> {
             .ok_or_else(|| format!("missing \"{k}\""))
     };
     match req.get("cmd").and_then(Value::as_str).unwrap_or("") {
-        "show-routes" => Ok(show_routes(plane, req.get("prefix").and_then(Value::as_str))),
+        "show-routes" => show_routes(plane, req.get("prefix").and_then(Value::as_str)),
         "show-tunnels" => Ok(show_tunnels(plane)),
         "show-firewall" => Ok(show_firewall(plane)),
         "set-health" => {
@@ -96,18 +99,23 @@ fn handle(req: &Value, plane: &mut Plane) -> Result<Value, String> {
                 .map_err(|_| "health must be healthy, degraded or down".to_owned())?;
             let cur = plane.publisher.current().clone();
             let t = cur.tunnels.iter().position(|t| t.name == name).ok_or_else(|| format!("no tunnel named `{name}`"))?;
+            if cur.health.get(t) == Some(&health) {
+                return Ok(json!({"ok": true, "changed": false, "generation": cur.generation}));
+            }
             let g = plane.publisher.generation() + 1;
             let next = cur.with_health(t as u16, health, g).ok_or("no such tunnel")?;
             let rebuilt = cur.sets_through(t as u16);
             plane.publisher.publish(Arc::new(next))?;
             log::info!("ctl: tunnel {name} is {}, {rebuilt} route set(s) rebuilt, generation {g}", health.name());
-            Ok(json!({"ok": true, "generation": g, "groups_rebuilt": rebuilt}))
+            Ok(json!({"ok": true, "changed": true, "generation": g, "groups_rebuilt": rebuilt}))
         }
         "add-route" => {
             let route: config::RawRoute = serde_json::from_value(req.get("route").cloned().unwrap_or(Value::Null))
                 .map_err(|e| format!("route: {e}"))?;
-            let change = Change::Add(plane.cfg.validate_route(&route).map_err(|e| e.to_string())?);
-            apply_changes(plane, vec![change], "add-route", |_| None)
+            let change = Change::Add(ctl_route(plane.cfg, &route).map_err(|e| e.to_string())?);
+            let reply = apply_changes(plane, vec![change], "add-route", |_| None)?;
+            plane.runtime.push(route);
+            Ok(reply)
         }
         "del-route" => {
             let change = removal(plane.cfg, arg("prefix")?, arg("nexthop")?)?;
@@ -120,23 +128,40 @@ fn handle(req: &Value, plane: &mut Plane) -> Result<Value, String> {
                 let field = |k: &str| d.get(k).and_then(Value::as_str).ok_or_else(|| format!("del[{i}]: missing \"{k}\""));
                 changes.push(removal(plane.cfg, field("prefix")?, field("nexthop")?).map_err(|e| format!("del[{i}]: {e}"))?);
             }
+            let mut added = Vec::new();
             for (i, a) in req.get("add").and_then(Value::as_array).into_iter().flatten().enumerate() {
                 let route: config::RawRoute = serde_json::from_value(a.clone()).map_err(|e| format!("add[{i}]: {e}"))?;
-                let rc = plane.cfg.validate_route(&route).map_err(|e| format!("add[{i}]: {e}"))?;
+                let rc = ctl_route(plane.cfg, &route).map_err(|e| format!("add[{i}]: {e}"))?;
                 changes.push(Change::Add(rc));
+                added.push(route);
+            }
+            if changes.is_empty() {
+                return Ok(json!({"ok": true, "changed": false, "changes": 0, "generation": plane.publisher.generation()}));
             }
             let dels = req.get("del").and_then(Value::as_array).map_or(0, Vec::len);
             // Name a bad change as the file does: [[del]] tables first, then [[add]].
-            apply_changes(plane, changes, "update-routes", move |i| {
+            let reply = apply_changes(plane, changes, "update-routes", move |i| {
                 Some(if i < dels { format!("del[{i}]") } else { format!("add[{}]", i - dels) })
-            })
+            })?;
+            plane.runtime.extend(added);
+            Ok(reply)
         }
         "reload" => {
-            let next = super::load_for_reload(plane.config_path, plane.cfg, plane.host)?;
-            publish_config(plane, next, "reload")
+            let discard = req.get("discard_runtime").and_then(Value::as_bool).unwrap_or(false);
+            super::reload::reload(plane, discard, "ctl")
         }
         other => Err(format!("unknown command `{other}` (show-routes, show-tunnels, show-firewall, set-health, add-route, del-route, update-routes, reload)")),
     }
+}
+
+/// A route added with `ctl`: checked as a `[[routes]]` entry, marked as added at run time.
+fn ctl_route(
+    cfg: &Config,
+    raw: &config::RawRoute,
+) -> Result<config::RouteConf, config::ConfigErrors> {
+    let mut rc = cfg.validate_route(raw)?;
+    rc.origin = config::RouteOrigin::Ctl;
+    Ok(rc)
 }
 
 /// A withdrawal of every route for `prefix` through `nexthop`.
@@ -161,6 +186,29 @@ fn removal(cfg: &Config, prefix: &str, nexthop: &str) -> Result<Change, String> 
 /// table lacks; refused whole either way when anything is wrong.
 /// `label(i)` names change `i` in an error, as the request named it (None: a lone change).
 fn apply_changes(
+    plane: &mut Plane,
+    changes: Vec<Change>,
+    what: &str,
+    label: impl Fn(usize) -> Option<String>,
+) -> Result<Value, String> {
+    let removed: Vec<(Prefix, config::Via)> = changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::Remove { prefix, via } => Some((*prefix, *via)),
+            Change::Add(_) => None,
+        })
+        .collect();
+    let reply = apply_in_place(plane, changes, what, label)?;
+    // Withdrawn routes that were added at run time are no longer kept across reloads.
+    let Plane { cfg, runtime, .. } = plane;
+    runtime.retain(|raw| {
+        cfg.validate_route(raw)
+            .is_ok_and(|r| !removed.contains(&(r.prefix, r.via)))
+    });
+    Ok(reply)
+}
+
+fn apply_in_place(
     plane: &mut Plane,
     changes: Vec<Change>,
     what: &str,
@@ -213,19 +261,62 @@ fn publish_config(plane: &mut Plane, next: Config, what: &str) -> Result<Value, 
     Ok(json!({"ok": true, "generation": g, "prefixes": prefixes}))
 }
 
-/// Each prefix with its group, and every candidate with why it won or lost.
-fn show_routes(plane: &Plane, only: Option<&str>) -> Value {
+/// Which prefixes `show routes` shows.
+enum RouteQuery {
+    All,
+    /// Exactly this prefix.
+    Prefix(Prefix),
+    /// The longest prefix covering this address, as forwarding would find it.
+    Address(u32),
+}
+
+impl RouteQuery {
+    fn parse(q: Option<&str>) -> Result<RouteQuery, String> {
+        match q {
+            None => Ok(RouteQuery::All),
+            Some(q) if q.contains('/') => config::parse_prefix(q).map(RouteQuery::Prefix),
+            Some(q) => q
+                .parse::<Ipv4Addr>()
+                .map(|a| RouteQuery::Address(a.into()))
+                .map_err(|_| format!("`{q}` is neither an IPv4 address nor a prefix")),
+        }
+    }
+}
+
+/// Each prefix with its group, and every candidate with why it won or lost. With a prefix,
+/// that prefix only; with an address, the prefix forwarding uses for it. Either is an error
+/// when the table has nothing for it.
+fn show_routes(plane: &Plane, query: Option<&str>) -> Result<Value, String> {
     let s = plane.publisher.current();
+    let query = RouteQuery::parse(query)?;
+    let only = match query {
+        RouteQuery::All => None,
+        RouteQuery::Prefix(p) => Some(p),
+        RouteQuery::Address(a) => Some(plane.rib.matching_prefix(a).ok_or_else(|| {
+            format!(
+                "no route for {}: no prefix covers it and there is no default route",
+                Ipv4Addr::from(a)
+            )
+        })?),
+    };
+    let prefixes = match only {
+        None => plane.rib.prefixes(),
+        Some(p) => plane.rib.value(p).map(|v| vec![(p, v)]).unwrap_or_default(),
+    };
     let mut out = Vec::new();
-    for (prefix, set) in plane.rib.prefixes().iter() {
-        if only.is_some_and(|o| o != prefix.to_string()) {
+    for (prefix, set) in prefixes {
+        if set == NH_LOCAL || set == NH_ANYCAST {
+            let what = if set == NH_ANYCAST {
+                "anycast tunnel endpoint"
+            } else if plane.cfg.ports.iter().any(|p| p.addr == prefix.addr) {
+                "own address"
+            } else {
+                "subnet network or broadcast address, not forwarded"
+            };
+            out.push(json!({"prefix": prefix.to_string(), "local": what}));
             continue;
         }
-        if *set == NH_LOCAL || *set == NH_ANYCAST {
-            out.push(json!({"prefix": prefix.to_string(), "local": if *set == NH_LOCAL { "own address" } else { "anycast tunnel endpoint" }}));
-            continue;
-        }
-        let (Some(cands), Some(group)) = (s.sets.get(*set as usize), s.group(*set)) else {
+        let (Some(cands), Some(group)) = (s.sets.get(set as usize), s.group(set)) else {
             continue;
         };
         let total: u32 = group.weights.iter().map(|w| *w as u32).sum();
@@ -235,6 +326,7 @@ fn show_routes(plane: &Plane, only: Option<&str>) -> Value {
             .zip(&group.weights)
             .map(|(nh, w)| json!({"nexthop": s.nexthop_name(*nh), "weight": w, "share": *w as f64 / total.max(1) as f64}))
             .collect();
+        let routes = plane.rib.routes_of(prefix);
         let candidates: Vec<Value> = cands
             .iter()
             .enumerate()
@@ -245,25 +337,51 @@ fn show_routes(plane: &Plane, only: Option<&str>) -> Value {
                     Some(Lost::StaticPreferred) => "lost: a static route is preferred at this priority".to_owned(),
                 };
                 let health = c.tunnel.and_then(|t| s.health.get(t as usize)).map(|h| h.name());
+                let route = routes.get(i).copied().flatten();
+                let source = match (route, s.nexthops.get(c.nexthop as usize)) {
+                    (Some(r), _) => format!("{:?}", r.source).to_lowercase(),
+                    (None, Some(NextHop::Connected(_))) => "connected".into(),
+                    (None, _) => "implicit".into(),
+                };
                 json!({"nexthop": s.nexthop_name(c.nexthop), "priority": c.priority, "effective": c.effective(&s.health),
-                       "weight": c.weight, "source": if c.implicit { "implicit".into() } else { format!("{:?}", c.source).to_lowercase() },
-                       "health": health, "status": status})
+                       "weight": c.weight, "source": source, "origin": route.map(|r| r.origin.name()),
+                       "description": route.map(|r| r.description.as_str()), "health": health, "status": status})
             })
             .collect();
-        out.push(json!({"prefix": prefix.to_string(), "effective": group.effective, "group": selected, "candidates": candidates}));
+        let connected = cands
+            .iter()
+            .find_map(|c| match s.nexthops.get(c.nexthop as usize) {
+                Some(NextHop::Connected(p)) => {
+                    plane.cfg.ports.get(*p as usize).map(|p| p.name.as_str())
+                }
+                _ => None,
+            });
+        out.push(
+            json!({"prefix": prefix.to_string(), "effective": group.effective, "group": selected,
+                        "candidates": candidates, "connected": connected}),
+        );
     }
     let invisible: Vec<Value> = plane
         .rib
         .routes()
         .filter(|r| !r.visible(&plane.cfg.node))
-        .filter(|r| only.is_none_or(|o| o == r.prefix.to_string()))
+        .filter(|r| only.is_none_or(|o| o == r.prefix))
         .map(|r| {
             let regions: Vec<&str> = r.regions.iter().map(|g| g.code()).collect();
-            json!({"prefix": r.prefix.to_string(), "nexthop": plane.rib.via_name(r.via),
+            json!({"prefix": r.prefix.to_string(), "nexthop": plane.rib.via_name(r.via), "description": r.description,
+                   "origin": r.origin.name(),
                    "status": format!("not visible here: scoped to regions {regions:?} colos {:?}", r.colos)})
         })
         .collect();
-    json!({"ok": true, "generation": s.generation, "routes": out, "invisible": invisible})
+    if let (Some(p), true, true) = (only, out.is_empty(), invisible.is_empty()) {
+        return Err(format!("{p} is not in the table"));
+    }
+    let mut reply =
+        json!({"ok": true, "generation": s.generation, "routes": out, "invisible": invisible});
+    if let RouteQuery::Address(a) = query {
+        reply["for"] = json!(Ipv4Addr::from(a).to_string());
+    }
+    Ok(reply)
 }
 
 fn show_tunnels(plane: &Plane) -> Value {

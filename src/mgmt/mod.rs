@@ -2,6 +2,7 @@
 //! SIGHUP by publishing a new snapshot, reclaims old ones, reports stats, and shuts down
 //! cleanly, checking that every mbuf came back.
 pub mod control;
+pub mod reload;
 pub mod startup;
 pub mod stats;
 
@@ -72,7 +73,7 @@ pub fn load_for_reload(
     let fixed = next.restart_required(running);
     if !fixed.is_empty() {
         return Err(format!(
-            "{} changed; these need a restart (routes and neighbors reload live)",
+            "{} changed; these need a restart ([node], [[tunnels]], [[neighbors]], [[routes]] and [firewall] reload live)",
             fixed.join(", ")
         ));
     }
@@ -149,18 +150,20 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
             None
         }
     };
+    let mut runtime_routes = Vec::new();
     loop {
         std::thread::sleep(TICK);
+        let mut plane = control::Plane {
+            cfg: &mut cfg,
+            host: &host,
+            macs: &macs,
+            publisher: &mut publisher,
+            rib: &mut rib,
+            config_path: &opts.config,
+            counters: &counters,
+            runtime: &mut runtime_routes,
+        };
         if let Some(c) = &control {
-            let mut plane = control::Plane {
-                cfg: &mut cfg,
-                host: &host,
-                macs: &macs,
-                publisher: &mut publisher,
-                rib: &mut rib,
-                config_path: &opts.config,
-                counters: &counters,
-            };
             c.poll(&mut plane);
         }
         if signals.term.load(Ordering::Relaxed) {
@@ -168,12 +171,8 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
             break;
         }
         if signals.hup.swap(false, Ordering::Relaxed) {
-            match reload(&opts.config, &cfg, &host, &macs, &mut publisher) {
-                Ok((next, next_rib)) => {
-                    cfg = next;
-                    rib = next_rib;
-                }
-                Err(e) => log::error!("reload refused, running table unchanged: {e}"),
+            if let Err(e) = reload::reload(&mut plane, false, "SIGHUP") {
+                log::error!("reload refused, running table unchanged: {e}");
             }
         }
         publisher.reclaim();
@@ -247,26 +246,6 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
         return Ok(Outcome::Leaked(size - avail));
     }
     Ok(Outcome::Clean)
-}
-
-fn reload(
-    path: &std::path::Path,
-    running: &Config,
-    host: &Host,
-    macs: &[crate::wire::MacAddr],
-    publisher: &mut rcu::Publisher<Snapshot>,
-) -> Result<(Config, crate::route::Rib), String> {
-    let t = Instant::now();
-    let next = load_for_reload(path, running, host)?;
-    let g = publisher.generation() + 1;
-    let (snap, rib) = Snapshot::build_with_rib(&next, macs, g, Some(publisher.current()))?;
-    let routes = snap.fib.len();
-    publisher.publish(Arc::new(snap))?;
-    log::info!(
-        "reload: table generation {g} published ({routes} prefixes, built in {:.1} ms)",
-        t.elapsed().as_secs_f64() * 1e3
-    );
-    Ok((next, rib))
 }
 
 fn log_snapshot(s: &Snapshot) {

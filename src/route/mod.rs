@@ -7,7 +7,7 @@ pub mod select;
 mod snapshot;
 mod source_filter;
 
-pub use arp_cache::ArpCache;
+pub use arp_cache::{ArpCache, WIDEST_CONNECTED};
 pub use rib::{Applied, ApplyError, Change, Rib, MAX_TBL8_GROUPS};
 pub use snapshot::{
     Gateway, NextHop, NhMac, PortState, Snapshot, TunnelState, NH_ANYCAST, NH_LOCAL,

@@ -80,8 +80,9 @@ pub struct Rib {
     fib: Editor,
     /// Configured and runtime routes by prefix, in the order they came.
     routes: HashMap<Prefix, Vec<RouteConf>>,
-    /// Routes anygate adds itself (tunnel interface subnets, neighbour /32s): used where no
-    /// configured route for the same prefix is visible.
+    /// Routes anygate adds itself (port subnets, tunnel interface subnets, neighbour /32s):
+    /// used where no configured route for the same prefix is visible. Configured routes for a
+    /// port's own subnet are refused by validation, so connected routes always stand.
     implicit: HashMap<Prefix, Vec<Candidate>>,
     /// Our own addresses: never overridden by a route.
     special: HashMap<Prefix, u32>,
@@ -90,6 +91,9 @@ pub struct Rib {
     gateways: HashMap<(u16, u32), u32>,
     tunnel_nh0: u32,
     tunnel_names: Vec<String>,
+    /// Next-hop id of port 0's connected subnet; the other ports follow.
+    connected_nh0: u32,
+    port_names: Vec<String>,
     route_count: usize,
 }
 
@@ -117,9 +121,28 @@ impl Rib {
                 .collect(),
             tunnel_nh0,
             tunnel_names: cfg.tunnels.iter().map(|t| t.name.clone()).collect(),
+            connected_nh0: tunnel_nh0 + cfg.tunnels.len() as u32,
+            port_names: cfg.ports.iter().map(|p| p.name.clone()).collect(),
             route_count: cfg.routes.len(),
         };
         let host = |addr: u32| Prefix { addr, len: 32 };
+        for (i, p) in cfg.ports.iter().enumerate() {
+            let mask = Prefix::mask(p.prefix_len);
+            let net = p.addr & mask;
+            rib.implicit.insert(
+                Prefix {
+                    addr: net,
+                    len: p.prefix_len,
+                },
+                vec![rib.connected_candidate(i as u16)],
+            );
+            // A subnet's network and broadcast addresses are never forwarded to (RFC 2644:
+            // no directed broadcasts); a /31 has neither (RFC 3021).
+            if p.prefix_len <= 30 {
+                rib.special.insert(host(net), NH_LOCAL);
+                rib.special.insert(host(net | !mask), NH_LOCAL);
+            }
+        }
         for (i, t) in cfg.tunnels.iter().enumerate() {
             let c = rib.implicit_candidate(Via::Tunnel(i as u16));
             rib.implicit
@@ -188,6 +211,11 @@ impl Rib {
         v
     }
 
+    /// The FIB value of exactly this prefix, if it is in the table.
+    pub fn value(&self, p: Prefix) -> Option<u32> {
+        self.fib.get(&p)
+    }
+
     /// The most specific prefix covering `ip` (for `trace`, not forwarding).
     pub fn matching_prefix(&self, ip: u32) -> Option<Prefix> {
         self.fib.longest_match(ip).map(|(p, _)| p)
@@ -201,16 +229,39 @@ impl Rib {
     /// The candidates for a prefix: its configured routes visible here, or else its
     /// implicit one.
     fn candidates(&self, p: Prefix, routes: &[RouteConf]) -> Vec<Candidate> {
-        let configured: Vec<Candidate> = routes
+        self.candidates_with_routes(p, routes)
+            .into_iter()
+            .map(|(c, _)| c)
+            .collect()
+    }
+
+    /// [`Rib::candidates`], each with the route it comes from (None: an implicit one).
+    fn candidates_with_routes<'a>(
+        &self,
+        p: Prefix,
+        routes: &'a [RouteConf],
+    ) -> Vec<(Candidate, Option<&'a RouteConf>)> {
+        let configured: Vec<(Candidate, Option<&RouteConf>)> = routes
             .iter()
             .filter(|r| r.visible(&self.node))
-            .filter_map(|r| self.candidate(r))
+            .filter_map(|r| Some((self.candidate(r)?, Some(r))))
             .collect();
         if configured.is_empty() {
-            self.implicit.get(&p).cloned().unwrap_or_default()
+            let implicit = self.implicit.get(&p).map_or(&[][..], Vec::as_slice);
+            implicit.iter().map(|c| (c.clone(), None)).collect()
         } else {
             configured
         }
+    }
+
+    /// The route behind each candidate of `p`'s route set, in the set's order (None for an
+    /// implicit route), for `show routes`.
+    pub fn routes_of(&self, p: Prefix) -> Vec<Option<&RouteConf>> {
+        let routes = self.routes.get(&p).map_or(&[][..], Vec::as_slice);
+        self.candidates_with_routes(p, routes)
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect()
     }
 
     fn candidate(&self, r: &RouteConf) -> Option<Candidate> {
@@ -220,6 +271,23 @@ impl Rib {
         c.source = r.source;
         c.implicit = false;
         Some(c)
+    }
+
+    /// The route to port `port`'s own subnet: hosts on it are resolved by ARP.
+    fn connected_candidate(&self, port: u16) -> Candidate {
+        let name = self
+            .port_names
+            .get(port as usize)
+            .map_or("", String::as_str);
+        Candidate {
+            nexthop: self.connected_nh0 + port as u32,
+            tunnel: None,
+            priority: 0,
+            weight: 1,
+            source: RouteSource::Static,
+            key: ecmp::member_key(format!("connected {name}").as_bytes()),
+            implicit: true,
+        }
     }
 
     fn implicit_candidate(&self, via: Via) -> Option<Candidate> {

@@ -68,7 +68,7 @@ fn pick(s: &Snapshot, dst: u32, i: u32) -> String {
         .unwrap();
     match s.nexthops[nh as usize] {
         NextHop::Tunnel(t) => s.tunnels[t as usize].name.clone(),
-        NextHop::Gateway(_) => "-".into(),
+        NextHop::Gateway(_) | NextHop::Connected(_) => "-".into(),
     }
 }
 
@@ -423,8 +423,8 @@ fn prefixes_with_the_same_routes_share_a_route_set() {
         .collect();
     let s = build("", &r);
     // The default route, the upstream neighbour's /32, the five tunnels' interface subnets,
-    // and one set for all 200 prefixes.
-    assert_eq!(s.sets.len(), 8);
+    // the port's connected subnet, and one set for all 200 prefixes.
+    assert_eq!(s.sets.len(), 9);
     let t1 = s.tunnels.iter().position(|t| t.name == "T1").unwrap() as u16;
     assert_eq!(
         s.sets_through(t1),

@@ -33,6 +33,8 @@ pub enum NextHop {
     Gateway(Gateway),
     /// Encapsulate into this tunnel (index into `Snapshot::tunnels`).
     Tunnel(u16),
+    /// The destination itself, on this port's connected subnet, resolved by ARP.
+    Connected(u16),
 }
 
 /// A tunnel as the fast path needs it.
@@ -142,6 +144,8 @@ pub struct Snapshot {
     sets_by_tunnel: Arc<Vec<Vec<u32>>>,
     pub nexthops: Arc<Vec<NextHop>>,
     pub ports: Vec<PortState>,
+    /// Port names, for operators.
+    pub port_names: Arc<Vec<String>>,
     pub arp: Arc<ArpCache>,
     pub tunnels: Arc<Vec<TunnelState>>,
     /// (customer endpoint, edge endpoint, protocol) -> tunnel, sorted for binary search.
@@ -158,8 +162,9 @@ pub struct Snapshot {
 impl Snapshot {
     /// Builds a snapshot from a validated config. `port_macs` are the MACs the ports really
     /// have (from DPDK, or from the config in `trace`). Besides the configured routes, the
-    /// FIB holds: our port, tunnel-interface and anycast addresses; a /32 to every neighbour;
-    /// each tunnel's interface subnet through the tunnel. Configured routes win over these.
+    /// FIB holds: our port, tunnel-interface and anycast addresses; each port's connected
+    /// subnet; a /32 to every neighbour; each tunnel's interface subnet through the tunnel.
+    /// Configured routes win over the last two.
     pub fn build(
         cfg: &Config,
         port_macs: &[MacAddr],
@@ -203,12 +208,14 @@ impl Snapshot {
                 .find(|n| n.ip == ip)
                 .and_then(|n| n.mac)
         };
-        let arp = Arc::new(ArpCache::new(
+        let subnets: Vec<(u32, u8)> = cfg.ports.iter().map(|p| (p.addr, p.prefix_len)).collect();
+        let arp = Arc::new(ArpCache::with_subnets(
             gateways
                 .iter()
                 .filter(|(_, ip)| static_mac(*ip).is_none())
                 .copied()
                 .collect(),
+            &subnets,
         ));
         if let Some(prev) = previous {
             arp.inherit(&prev.arp);
@@ -228,6 +235,7 @@ impl Snapshot {
             .collect();
         let tunnel_nh0 = nexthops.len() as u32;
         nexthops.extend((0..cfg.tunnels.len()).map(|t| NextHop::Tunnel(t as u16)));
+        nexthops.extend((0..cfg.ports.len()).map(|p| NextHop::Connected(p as u16)));
 
         let (rib, sets) = super::Rib::build(cfg, &gateways, tunnel_nh0)?;
         let fib = rib.fib().clone();
@@ -307,6 +315,7 @@ impl Snapshot {
             sets_by_tunnel: Arc::new(sets_by_tunnel),
             nexthops: Arc::new(nexthops),
             ports,
+            port_names: Arc::new(cfg.ports.iter().map(|p| p.name.clone()).collect()),
             arp,
             tunnels: Arc::new(tunnels),
             tunnel_keys: Arc::new(tunnel_keys),
@@ -390,6 +399,10 @@ impl Snapshot {
                 .tunnels
                 .get(*t as usize)
                 .map_or("?".into(), |t| t.name.clone()),
+            Some(NextHop::Connected(p)) => format!(
+                "connected ({})",
+                self.port_names.get(*p as usize).map_or("?", String::as_str)
+            ),
             None => "?".into(),
         }
     }
