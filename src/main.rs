@@ -302,8 +302,8 @@ fn main() -> ExitCode {
             match trace::trace(&cfg, &opts, &mut stdout.lock()) {
                 Ok(s) => {
                     eprintln!(
-                        "{} packets: {} forwarded, {} dropped",
-                        s.packets, s.forwarded, s.dropped
+                        "{} packets: {} forwarded, {} dropped ({} answered with an ICMP error)",
+                        s.packets, s.forwarded, s.dropped, s.answered
                     );
                     ExitCode::SUCCESS
                 }

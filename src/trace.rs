@@ -22,7 +22,10 @@ pub struct TraceOptions<'a> {
 pub struct TraceSummary {
     pub packets: u64,
     pub forwarded: u64,
+    /// Counted as dropped too, as `run` counts them.
     pub dropped: u64,
+    /// Dropped packets answered with an ICMP error (written to `--out` as the error).
+    pub answered: u64,
 }
 
 /// MACs for the ports: configured ones, or a stand-in for ports that take the NIC's own.
@@ -76,9 +79,16 @@ pub fn trace(
             opts.json,
         );
         writeln!(out, "{line}").map_err(|e| e.to_string())?;
+        if pipeline.note().answered.is_some() {
+            sum.answered += 1;
+        }
+        match v[0] {
+            Verdict::Forward(_) if pipeline.note().answered.is_some() => sum.dropped += 1,
+            Verdict::Forward(_) => sum.forwarded += 1,
+            Verdict::Drop(_) => sum.dropped += 1,
+        }
         match v[0] {
             Verdict::Forward(_) => {
-                sum.forwarded += 1;
                 if let Some(w) = writer.as_mut() {
                     let p = PcapPacket::new(
                         pkt.timestamp,
@@ -88,7 +98,7 @@ pub fn trace(
                     w.write_packet(&p).map_err(|e| e.to_string())?;
                 }
             }
-            Verdict::Drop(_) => sum.dropped += 1,
+            Verdict::Drop(_) => {}
         }
         index += 1;
     }
@@ -127,9 +137,39 @@ fn describe(
         .and_then(|set| snap.group(set))
         .filter(|g| g.is_ecmp())
         .map(|g| g.members.iter().map(|nh| snap.nexthop_name(*nh)).collect());
+    let port_name = |p: u16| cfg.ports.get(p as usize).map_or("?", |p| p.name.as_str());
+    // A packet answered with an ICMP error is dropped, as `run` counts it; what leaves is the
+    // error, toward the packet's sender.
+    if let (Some(r), Some(i), Verdict::Forward(p)) = (note.answered, icmp, v) {
+        let to = note
+            .route_dst
+            .map(|a| std::net::Ipv4Addr::from(a).to_string());
+        if as_json {
+            let mut o = json!({"index": index, "verdict": "drop", "reason": r.name(), "icmp": i,
+                               "icmp_dst": to, "icmp_egress_port": port_name(p)});
+            if let Some(n) = &nexthop {
+                o["icmp_nexthop"] = json!(n);
+            }
+            if let Some(t) = ingress {
+                o["ingress_tunnel"] = json!(t);
+            }
+            return o.to_string();
+        }
+        let via = nexthop.map(|n| format!(" via {n}")).unwrap_or_default();
+        return format!(
+            "#{index} drop {} ({}), answered with ICMP {i} to {} out port {}{via}",
+            r.name(),
+            r.description(),
+            to.unwrap_or_default(),
+            port_name(p)
+        );
+    }
     if as_json {
         let mut o = match v {
             Verdict::Drop(r) => json!({"index": index, "verdict": "drop", "reason": r.name()}),
+            Verdict::Forward(p) if note.arp_reply => {
+                json!({"index": index, "verdict": "forward", "egress_port": port_name(p), "arp": "reply"})
+            }
             Verdict::Forward(p) => {
                 let port = cfg.ports.get(p as usize).map_or("?", |p| p.name.as_str());
                 let (dmac, smac) = ethernet::Frame::new_checked(data)
@@ -145,9 +185,6 @@ fn describe(
                 }
                 if let Some(g) = &group {
                     o["group"] = json!(g);
-                }
-                if let Some(i) = icmp {
-                    o["icmp"] = json!(i);
                 }
                 o
             }
@@ -194,9 +231,6 @@ fn describe(
     }
     if let (Some(t), Verdict::Forward(_)) = (egress, v) {
         line.push_str(&format!(", encap into {t}"));
-    }
-    if let Some(i) = icmp {
-        line.push_str(&format!(", sent ICMP {i} instead"));
     }
     if let Some(r) = note.rule {
         line.push_str(&format!(", firewall rule {r}"));

@@ -386,9 +386,22 @@ fn tunnels_end_to_end_with_tshark() {
         assert_eq!(l["ingress_tunnel"].as_str(), c.ingress, "packet {i}");
         assert_eq!(l["tunnel"].as_str(), c.egress, "packet {i}");
         assert_eq!(l["mss"].as_u64(), c.mss.map(u64::from), "packet {i}");
-        match &c.out {
-            Ok(_) => assert_eq!(l["verdict"], "forward", "packet {i}"),
-            Err(r) => assert_eq!(l["reason"], *r, "packet {i}"),
+        // An expected ICMP error (type 3 or 11 from us) means the packet was dropped and
+        // answered: trace says so as `run` counts it.
+        let answered = match &c.out {
+            Ok(f) if f[23] == 1 && f[34] == 3 => Some(("tunnel_mtu_exceeded", "frag_needed")),
+            Ok(f) if f[23] == 1 && f[34] == 11 => Some(("ttl_exceeded", "time_exceeded")),
+            _ => None,
+        };
+        match (&c.out, answered) {
+            (Ok(_), Some((reason, icmp))) => {
+                assert_eq!(l["verdict"], "drop", "packet {i}");
+                assert_eq!(l["reason"], reason, "packet {i}");
+                assert_eq!(l["icmp"], icmp, "packet {i}");
+                assert_eq!(l["icmp_egress_port"], "wan0", "packet {i}");
+            }
+            (Ok(_), None) => assert_eq!(l["verdict"], "forward", "packet {i}"),
+            (Err(r), _) => assert_eq!(l["reason"], *r, "packet {i}"),
         }
     }
 }

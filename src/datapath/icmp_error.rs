@@ -106,6 +106,7 @@ impl Pipeline {
                 self.counters.icmp_errors += 1;
                 self.counters.originated += 1;
                 self.note.icmp = Some((ty, code));
+                self.note.answered = Some(reason);
                 Verdict::Forward(p)
             }
             // The reply did not happen: the caller counts the original drop, as usual.

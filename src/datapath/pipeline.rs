@@ -25,8 +25,11 @@ pub struct Note {
     /// The MSS option after clamping, on TCP SYNs through a tunnel that carry one.
     pub mss: Option<u16>,
     pub clamped: bool,
-    /// (type, code) of the ICMP error the packet was turned into.
+    /// (type, code) of the ICMP error the packet was turned into, and the drop it answers.
     pub icmp: Option<(u8, u8)>,
+    pub answered: Option<DropReason>,
+    /// An ARP request for our address, answered in place.
+    pub arp_reply: bool,
     /// The firewall rule that decided, when one did (None: no rule matched, or not filtered).
     pub rule: Option<u16>,
 }
@@ -265,6 +268,7 @@ impl Pipeline {
         a.make_reply(port.mac, port.addr);
         rewrite_l2(hdr, sender, port.mac);
         self.counters.arp_replies += 1;
+        self.note.arp_reply = true;
         Verdict::Forward(in_port)
     }
 
