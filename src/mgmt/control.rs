@@ -202,9 +202,8 @@ fn apply_changes(
 }
 
 fn publish_config(plane: &mut Plane, next: Config, what: &str) -> Result<Value, String> {
-    let g = plane.publisher.generation() + 1;
-    let (snap, rib) =
-        Snapshot::build_with_rib(&next, plane.macs, g, Some(plane.publisher.current()))?;
+    let (snap, rib) = super::rebuild(&next, plane.macs, plane.publisher, plane.counters)?;
+    let g = snap.generation;
     let prefixes = snap.fib.len();
     plane.publisher.publish(Arc::new(snap))?;
     *plane.rib = rib;
@@ -268,7 +267,7 @@ fn show_routes(plane: &Plane, only: Option<&str>) -> Value {
 
 fn show_tunnels(plane: &Plane) -> Value {
     let s = plane.publisher.current();
-    let c = plane.counters.total();
+    let c = s.counters(plane.counters);
     let list: Vec<Value> = s
         .tunnels
         .iter()
@@ -284,9 +283,10 @@ fn show_tunnels(plane: &Plane) -> Value {
     json!({"ok": true, "generation": s.generation, "tunnels": list})
 }
 
-/// The rules in order with what each decided since start, and the default action's count.
+/// The rules in order with what each decided since it was configured (counters follow a
+/// rule's identity across reloads), and the default action's count.
 fn show_firewall(plane: &Plane) -> Value {
-    let c = plane.counters.total();
+    let c = plane.publisher.current().counters(plane.counters);
     let fw = &plane.cfg.raw.firewall;
     let rules: Vec<Value> = fw
         .rules
@@ -294,7 +294,7 @@ fn show_firewall(plane: &Plane) -> Value {
         .zip(&c.rules)
         .enumerate()
         .map(|(i, (r, n))| {
-            json!({"index": i, "action": r.action, "enabled": r.enabled, "expression": r.expression,
+            json!({"index": i, "id": r.id, "action": r.action, "enabled": r.enabled, "expression": r.expression,
                    "description": r.description, "phase": r.phase.as_ref().or(fw.phases.first()),
                    "packets": n[0], "bytes": n[1]})
         })
