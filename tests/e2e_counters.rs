@@ -8,29 +8,23 @@ use etherparse::PacketBuilder;
 use serde_json::Value;
 use std::process::Command;
 
-const T1: &str = r#"
-[[tunnels]]
-name = "T1"
-type = "gre"
-customer_endpoint = "198.51.100.1"
-edge_endpoint = "203.0.113.10"
-interface_address = "10.255.0.2/31"
-"#;
-
-const T2: &str = r#"
-[[tunnels]]
-name = "T2"
-type = "gre"
-customer_endpoint = "198.51.100.2"
-edge_endpoint = "203.0.113.10"
-interface_address = "10.255.0.4/31"
-"#;
+/// Tunnel `name`, the `n`th customer (198.51.100.n, interface 10.255.0.2n/31).
+fn tunnel(name: &str, n: u8) -> String {
+    format!(
+        "\n[[tunnels]]\nname = \"{name}\"\ntype = \"gre\"\ncustomer_endpoint = \"198.51.100.{n}\"\n\
+         edge_endpoint = \"203.0.113.10\"\ninterface_address = \"10.255.0.{}/31\"\n",
+        2 * n
+    )
+}
 
 const DNS: &str = r#"{ expression = "udp.dstport eq 53", action = "allow", description = "dns" }"#;
 const WEB: &str =
     r#"{ id = "web", expression = "udp.dstport eq 80", action = "allow", description = "web" }"#;
 
-fn config(d: &Dir, tunnels: [&str; 2], rules: &[&str]) -> String {
+/// T1 and T2 in this order (or the other), a /24 through each, and these firewall rules.
+fn config(d: &Dir, swapped: bool, rules: &[&str]) -> String {
+    let (t1, t2) = (tunnel("T1", 1), tunnel("T2", 2));
+    let tunnels = if swapped { [t2, t1] } else { [t1, t2] };
     format!(
         r#"{live}{}{}
 [[routes]]
@@ -55,19 +49,11 @@ rules = [{}]
     )
 }
 
-fn ctl(d: &Dir, args: &[&str]) -> Value {
-    let out = Command::new(BIN)
-        .args([
-            "ctl",
-            "--socket",
-            d.p("ctl.sock").to_str().unwrap(),
-            "--json",
-        ])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    serde_json::from_slice(&out.stdout).unwrap()
+/// `anygate ctl --json ARGS`, which must succeed.
+fn ctl_ok(d: &Dir, args: &[&str]) -> Value {
+    let (ok, v, err) = ctl(d, args);
+    assert!(ok, "ctl {args:?}: {err}");
+    v
 }
 
 /// The entry of `list` whose `key` is `value`.
@@ -111,7 +97,7 @@ fn counters_follow_rules_and_tunnels_across_reloads() {
         .collect();
     write_pcap(&d.p("in.pcap"), &frames);
     let cfg = d.p("counters.toml");
-    std::fs::write(&cfg, config(&d, [T1, T2], &[DNS])).unwrap();
+    std::fs::write(&cfg, config(&d, false, &[DNS])).unwrap();
     let mut r = Running::start(&cfg, "0.2", d.p("stderr.log"));
     let mut s = r.next_stats();
     while u(&s["firewall"]["rules"][0]["packets"]) == 0 {
@@ -120,11 +106,11 @@ fn counters_follow_rules_and_tunnels_across_reloads() {
     let dns_before = u(&s["firewall"]["rules"][0]["packets"]);
 
     // A rule inserted above the DNS rule (SIGHUP): it starts from zero, the DNS rule counts on.
-    std::fs::write(&cfg, config(&d, [T1, T2], &[WEB, DNS])).unwrap();
+    std::fs::write(&cfg, config(&d, false, &[WEB, DNS])).unwrap();
     r.signal("-HUP");
     r.wait_stderr("table generation 2 published");
     let s = after(&mut r, 2);
-    let fw = ctl(&d, &["show", "firewall"]);
+    let fw = ctl_ok(&d, &["show", "firewall"]);
     let rules = &fw["firewall"]["rules"];
     let (web, dns) = (&rules[0], &rules[1]);
     assert_eq!(
@@ -155,11 +141,11 @@ fn counters_follow_rules_and_tunnels_across_reloads() {
     );
 
     // The tunnels swapped (`ctl reload`): each keeps its traffic under its name.
-    let before = ctl(&d, &["show", "tunnels"]);
-    std::fs::write(&cfg, config(&d, [T2, T1], &[WEB, DNS])).unwrap();
-    let reply = ctl(&d, &["reload"]);
+    let before = ctl_ok(&d, &["show", "tunnels"]);
+    std::fs::write(&cfg, config(&d, true, &[WEB, DNS])).unwrap();
+    let reply = ctl_ok(&d, &["reload"]);
     let s = after(&mut r, u(&reply["generation"]));
-    let now = ctl(&d, &["show", "tunnels"]);
+    let now = ctl_ok(&d, &["show", "tunnels"]);
     assert_eq!(now["tunnels"][0]["name"], "T2", "{now}");
     for t in ["T1", "T2"] {
         let (b, n) = (
