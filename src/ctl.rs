@@ -221,9 +221,18 @@ pub fn render(reply: &Value) -> String {
                 phase = &r["phase"];
                 let _ = writeln!(s, "phase {}:", phase.as_str().unwrap_or("?"));
             }
+            let id = r["id"]
+                .as_str()
+                .map(|i| format!("  [{i}]"))
+                .unwrap_or_default();
+            let description = r["description"]
+                .as_str()
+                .filter(|d| !d.is_empty())
+                .map(|d| format!("  # {d}"))
+                .unwrap_or_default();
             let _ = writeln!(
                 s,
-                "{:>4} {:<6}{} {:>12} pkts {:>14} bytes  {}",
+                "{:>4} {:<6}{} {:>12} pkts {:>14} bytes  {}{id}{description}",
                 r["index"],
                 r["action"].as_str().unwrap_or("?"),
                 if r["enabled"] == true { "" } else { " (off)" },

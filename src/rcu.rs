@@ -119,11 +119,19 @@ impl<T> Reader<T> {
     /// Switches to the newest published snapshot, if any, and returns it. Call once per burst.
     #[inline]
     pub fn refresh(&mut self) -> &Arc<T> {
+        self.refresh_with(|| {})
+    }
+
+    /// [`Reader::refresh`], calling `before_ack` when it switches, before the ack: what it
+    /// publishes (the worker's counters) is visible to whoever sees the ack.
+    #[inline]
+    pub fn refresh_with(&mut self, before_ack: impl FnOnce()) -> &Arc<T> {
         if !self.rx.is_empty() {
             while let Ok((g, s)) = self.rx.try_recv() {
                 self.current = s;
                 self.generation = g;
             }
+            before_ack();
             // Quiescent point: nothing from older generations is referenced past here.
             self.acks[self.index].store(self.generation, Ordering::Release);
         }
@@ -176,6 +184,21 @@ mod tests {
         assert_eq!(**rs[0].refresh(), 3);
         assert_eq!(p.min_acked(), 3);
         assert_eq!(p.reclaim(), 0);
+    }
+
+    #[test]
+    fn before_ack_runs_once_per_switch_and_before_the_ack() {
+        let (mut p, mut rs) = new(Arc::new(0u32), 1);
+        let mut calls = 0;
+        rs[0].refresh_with(|| calls += 1);
+        assert_eq!(calls, 0, "nothing new");
+        p.publish(Arc::new(1)).unwrap();
+        let acked_then = std::cell::Cell::new(0);
+        rs[0].refresh_with(|| {
+            calls += 1;
+            acked_then.set(p.min_acked());
+        });
+        assert_eq!((calls, acked_then.get(), p.min_acked()), (1, 1, 2));
     }
 
     #[test]

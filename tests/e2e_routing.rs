@@ -42,26 +42,6 @@ priority = 1
     )
 }
 
-fn ctl(d: &Dir, args: &[&str]) -> (bool, Value, String) {
-    let out = Command::new(BIN)
-        .args([
-            "ctl",
-            "--socket",
-            d.p("ctl.sock").to_str().unwrap(),
-            "--json",
-        ])
-        .args(args)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let v = serde_json::from_str(stdout.trim()).unwrap_or(Value::Null);
-    (
-        out.status.success(),
-        v,
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// `n` UDP flows from 10.0.0.50 on in0, flow `i` from source port 1000 + i toward `dst(i)`.
 fn flows(n: u16, dst: impl Fn(u16) -> [u8; 4]) -> Vec<Vec<u8>> {
     (0..n)

@@ -3,6 +3,7 @@
 use super::schema::RawConfig;
 use super::validate::Errs;
 use crate::firewall::{self, Action, Rule};
+use std::collections::HashMap;
 
 /// The most rules a config may raise `max_rules` to: per-rule counters are fixed arrays.
 pub const MAX_RULES: usize = 1024;
@@ -13,6 +14,9 @@ pub struct FirewallConf {
     pub default_action: Action,
     pub ingress: bool,
     pub egress: bool,
+    /// Each rule's identity for its counters across reloads: its `id`, else its phase, action
+    /// and expression (and which occurrence, for exact duplicates).
+    pub keys: Vec<String>,
 }
 
 fn action(s: &str) -> Option<Action> {
@@ -85,6 +89,7 @@ pub fn validate_firewall(raw: &RawConfig, e: &mut Errs) -> FirewallConf {
             );
         }
     }
+    let keys = rule_keys(f, e);
     let mut rules = Vec::new();
     let mut last_phase = 0;
     for (i, r) in f.rules.iter().enumerate() {
@@ -129,7 +134,42 @@ pub fn validate_firewall(raw: &RawConfig, e: &mut Errs) -> FirewallConf {
         default_action,
         ingress,
         egress,
+        keys,
     }
+}
+
+/// The rules' counter identities; ids must be unique and not empty.
+fn rule_keys(f: &super::schema::RawFirewall, e: &mut Errs) -> Vec<String> {
+    let mut ids: HashMap<&str, usize> = HashMap::new();
+    let mut seen: HashMap<(&str, &str, &str), usize> = HashMap::new();
+    let mut keys = Vec::with_capacity(f.rules.len());
+    for (i, r) in f.rules.iter().enumerate() {
+        if let Some(id) = &r.id {
+            if id.is_empty() {
+                e.push(format!("firewall.rules[{i}].id"), "empty");
+            } else if let Some(first) = ids.get(id.as_str()) {
+                e.push(
+                    format!("firewall.rules[{i}].id"),
+                    format!("duplicate id {id:?}, already firewall.rules[{first}]"),
+                );
+            } else {
+                ids.insert(id, i);
+            }
+            keys.push(format!("id {id:?}"));
+            continue;
+        }
+        let phase = r
+            .phase
+            .as_ref()
+            .or(f.phases.first())
+            .map_or("", String::as_str);
+        let n = seen
+            .entry((phase, r.action.as_str(), r.expression.as_str()))
+            .or_default();
+        keys.push(format!("rule {:?}", (phase, &r.action, &r.expression, *n)));
+        *n += 1;
+    }
+    keys
 }
 
 /// A rule's phase number. Rules must come phase by phase, in the order of `firewall.phases`,
@@ -155,4 +195,55 @@ fn rule_phase(phases: &[String], named: Option<&str>, last: u16) -> Result<u16, 
         ));
     }
     Ok(at)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn firewall(rules: &str) -> (FirewallConf, Vec<String>) {
+        let raw: RawConfig = toml::from_str(&format!("[firewall]\nrules = [{rules}]")).unwrap();
+        let mut e = Errs(Vec::new());
+        let f = validate_firewall(&raw, &mut e);
+        (f, e.0.iter().map(|e| e.to_string()).collect())
+    }
+
+    #[test]
+    fn rule_ids_must_be_unique_and_not_empty() {
+        let (_, e) = firewall(
+            r#"{ id = "x", expression = "tcp", action = "block" },
+               { id = "", expression = "udp", action = "block" },
+               { expression = "udp", action = "block" },
+               { id = "x", expression = "icmp", action = "allow" }"#,
+        );
+        assert_eq!(
+            e,
+            [
+                "firewall.rules[1].id: empty",
+                "firewall.rules[3].id: duplicate id \"x\", already firewall.rules[0]"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_rule_is_known_by_its_id_else_by_its_text_and_occurrence() {
+        let (f, e) = firewall(
+            r#"{ expression = "tcp", action = "block" },
+               { expression = "tcp", action = "block", description = "again" },
+               { expression = "tcp", action = "allow" },
+               { id = "tcp", expression = "tcp", action = "block" }"#,
+        );
+        assert!(e.is_empty(), "{e:?}");
+        let k = &f.keys;
+        assert_eq!(k.len(), 4);
+        assert!(k[0] != k[1] && k[0] != k[2] && k[1] != k[2], "{k:?}");
+        assert_eq!(k[3], "id \"tcp\"");
+        // The same rule after another is inserted before it keeps its identity.
+        let (g, _) = firewall(
+            r#"{ expression = "udp", action = "block" },
+               { expression = "tcp", action = "block" },
+               { expression = "tcp", action = "block", description = "again" }"#,
+        );
+        assert_eq!(g.keys[1..], k[..2]);
+    }
 }

@@ -84,6 +84,9 @@ fn default_max_expression_len() -> usize {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RawRule {
+    /// Names the rule for its counters across reloads (else its phase, action and expression).
+    #[serde(default)]
+    pub id: Option<String>,
     pub expression: String,
     pub action: String,
     #[serde(default = "yes")]

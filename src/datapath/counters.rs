@@ -7,6 +7,12 @@ use crate::config::{MAX_PORTS, MAX_RULES, MAX_TUNNELS};
 use crossbeam::utils::CachePadded;
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 
+/// Counter slots for tunnels and rules: twice the most a config has, so that a reload can
+/// give new items slots while workers on the old table still count into the old ones
+/// (`counter_slots`).
+pub const TUNNEL_SLOTS: usize = 2 * MAX_TUNNELS;
+pub const RULE_SLOTS: usize = 2 * MAX_RULES;
+
 /// Traffic of one tunnel: what was decapsulated from it, encapsulated into it, and dropped
 /// after it was identified (ingress) or chosen (egress).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,9 +60,10 @@ pub struct Counters {
     /// Busy loop iterations and their TSC cycles, for cycles per packet.
     pub busy_loops: u64,
     pub busy_cycles: u64,
-    /// By tunnel index; always MAX_TUNNELS long.
+    /// By tunnel counter slot (the snapshot maps tunnels to slots); TUNNEL_SLOTS long.
     pub tunnels: Vec<TunnelCounters>,
-    /// Firewall: [packets, bytes] decided by each rule (MAX_RULES long), and by the default.
+    /// Firewall: [packets, bytes] decided by each rule, by counter slot (RULE_SLOTS long),
+    /// and by the default.
     pub rules: Vec<[u64; 2]>,
     pub firewall_default: [u64; 2],
 }
@@ -77,8 +84,8 @@ impl Default for Counters {
             mss_clamped: 0,
             busy_loops: 0,
             busy_cycles: 0,
-            tunnels: vec![TunnelCounters::default(); MAX_TUNNELS],
-            rules: vec![[0; 2]; MAX_RULES],
+            tunnels: vec![TunnelCounters::default(); TUNNEL_SLOTS],
+            rules: vec![[0; 2]; RULE_SLOTS],
             firewall_default: [0; 2],
         }
     }
@@ -88,7 +95,7 @@ const SCALARS: usize = 8;
 const PER_TUNNEL: usize = 4 + DropReason::COUNT;
 /// Number of u64 values a worker publishes.
 const N: usize =
-    4 * MAX_PORTS + DropReason::COUNT + SCALARS + MAX_TUNNELS * PER_TUNNEL + 2 * MAX_RULES + 2;
+    4 * MAX_PORTS + DropReason::COUNT + SCALARS + TUNNEL_SLOTS * PER_TUNNEL + 2 * RULE_SLOTS + 2;
 
 impl Counters {
     #[inline(always)]

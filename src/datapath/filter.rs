@@ -40,7 +40,7 @@ impl Pipeline {
         let rules = &mut self.counters.rules;
         let mut skips = false;
         let mut count = |i: usize| {
-            if let Some(c) = rules.get_mut(i) {
+            if let Some(c) = rules.get_mut(snap.rule_slot(i)) {
                 c[0] += 1;
                 c[1] += bytes;
             }

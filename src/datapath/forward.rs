@@ -289,7 +289,7 @@ impl Pipeline {
             e.set_src(l2.1);
             e.set_ethertype(ethernet::ETHERTYPE_IPV4);
         }
-        if let Some(tc) = self.counters.tunnels.get_mut(t as usize) {
+        if let Some(tc) = self.counters.tunnels.get_mut(snap.tunnel_slot(t)) {
             tc.tx_packets += 1;
             tc.tx_bytes += frame_len as u64;
         }

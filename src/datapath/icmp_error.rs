@@ -101,7 +101,7 @@ impl Pipeline {
             Verdict::Forward(p) => {
                 let reply_tunnels = (self.note.ingress_tunnel, self.note.egress_tunnel);
                 (self.note.ingress_tunnel, self.note.egress_tunnel) = offending;
-                self.count_drop(reason);
+                self.count_drop(snap, reason);
                 (self.note.ingress_tunnel, self.note.egress_tunnel) = reply_tunnels;
                 self.counters.icmp_errors += 1;
                 self.counters.originated += 1;

@@ -60,7 +60,7 @@ impl Pipeline {
         };
         self.note.ingress_tunnel = Some(t);
         let frame_len = pkt.as_ref().len();
-        if let Some(tc) = self.counters.tunnels.get_mut(t as usize) {
+        if let Some(tc) = self.counters.tunnels.get_mut(snap.tunnel_slot(t)) {
             tc.rx_packets += 1;
             tc.rx_bytes += frame_len as u64;
         }

@@ -1,5 +1,6 @@
 //! The packet pipeline, in plain safe Rust over byte buffers, and the DPDK worker loop that
 //! drives it. Only `worker` knows about DPDK; everything else runs in tests and `trace`.
+pub mod counter_slots;
 pub mod counters;
 mod filter;
 mod forward;
@@ -10,6 +11,7 @@ pub mod pipeline;
 pub mod verdict;
 pub mod worker;
 
+pub use counter_slots::CounterSlots;
 pub use counters::{Counters, SharedCounters, TunnelCounters};
 pub use packet::{PacketBuf, VecBuf};
 pub use pipeline::{Note, Pipeline};

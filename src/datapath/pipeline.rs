@@ -180,16 +180,16 @@ impl Pipeline {
             self.counters.rx_bytes[p] += pkt.as_ref().len() as u64;
             *v = self.one(snap, fib, in_port, pkt);
             if let Verdict::Drop(r) = *v {
-                self.count_drop(r);
+                self.count_drop(snap, r);
             }
         }
     }
 
     /// Counts a drop, and against the tunnel the packet came from or was going to.
-    pub(super) fn count_drop(&mut self, r: DropReason) {
+    pub(super) fn count_drop(&mut self, snap: &Snapshot, r: DropReason) {
         self.counters.drop(r);
         if let Some(t) = self.note.ingress_tunnel.or(self.note.egress_tunnel) {
-            if let Some(tc) = self.counters.tunnels.get_mut(t as usize) {
+            if let Some(tc) = self.counters.tunnels.get_mut(snap.tunnel_slot(t)) {
                 tc.drops[r as usize] += 1;
             }
         }

@@ -777,3 +777,6 @@ fn unroutable_icmp_reply_counts_the_drop_once() {
     assert_eq!(p.counters.tunnels[0].drop_total(), 1);
     assert_eq!((p.counters.icmp_errors, p.counters.originated), (0, 0));
 }
+
+#[path = "counter_reload_tests.rs"]
+mod counter_reload;

@@ -78,15 +78,18 @@ impl Worker {
         let mut verdicts = [Verdict::Drop(DropReason::NoRoute); BURST];
         let hz = dpdk::tsc_hz();
         let mut arp = ArpLimiter::new(hz / 1000 * ARP_INTERVAL_MS);
-        // Counters go out at most every 10 ms: the block is large (per-tunnel and per-rule
-        // counters, ~100 KB); the final publish at exit is exact.
+        // Counters go out at most every 10 ms, and on a table switch: the block is large
+        // (per-tunnel and per-rule counter slots, ~220 KB); the final publish at exit is exact.
         let publish_gap = hz / 100;
         let mut published = 0u64;
         let n_ports = tx.len().min(MAX_PORTS);
         let mut latency = loop_histogram();
 
         while !stop.load(Ordering::Relaxed) {
-            let snap: &Snapshot = snapshot.refresh();
+            // Counts made on the old table go out before the ack that lets the management
+            // give that table's freed counter slots to new rules and tunnels.
+            let snap: &Snapshot =
+                snapshot.refresh_with(|| counters.publish(*index, &mut pipeline.counters));
             let start = dpdk::tsc();
             pipeline.set_clock(start, hz);
             let mut busy = false;

@@ -250,9 +250,8 @@ fn apply_in_place(
 }
 
 fn publish_config(plane: &mut Plane, next: Config, what: &str) -> Result<Value, String> {
-    let g = plane.publisher.generation() + 1;
-    let (snap, rib) =
-        Snapshot::build_with_rib(&next, plane.macs, g, Some(plane.publisher.current()))?;
+    let (snap, rib) = super::rebuild(&next, plane.macs, plane.publisher, plane.counters)?;
+    let g = snap.generation;
     let prefixes = snap.fib.len();
     plane.publisher.publish(Arc::new(snap))?;
     *plane.rib = rib;
@@ -386,7 +385,7 @@ fn show_routes(plane: &Plane, query: Option<&str>) -> Result<Value, String> {
 
 fn show_tunnels(plane: &Plane) -> Value {
     let s = plane.publisher.current();
-    let c = plane.counters.total();
+    let c = s.counters(plane.counters);
     let list: Vec<Value> = s
         .tunnels
         .iter()
@@ -402,9 +401,10 @@ fn show_tunnels(plane: &Plane) -> Value {
     json!({"ok": true, "generation": s.generation, "tunnels": list})
 }
 
-/// The rules in order with what each decided since start, and the default action's count.
+/// The rules in order with what each decided since it was configured (counters follow a
+/// rule's identity across reloads), and the default action's count.
 fn show_firewall(plane: &Plane) -> Value {
-    let c = plane.counters.total();
+    let c = plane.publisher.current().counters(plane.counters);
     let fw = &plane.cfg.raw.firewall;
     let rules: Vec<Value> = fw
         .rules
@@ -412,7 +412,7 @@ fn show_firewall(plane: &Plane) -> Value {
         .zip(&c.rules)
         .enumerate()
         .map(|(i, (r, n))| {
-            json!({"index": i, "action": r.action, "enabled": r.enabled, "expression": r.expression,
+            json!({"index": i, "id": r.id, "action": r.action, "enabled": r.enabled, "expression": r.expression,
                    "description": r.description, "phase": r.phase.as_ref().or(fw.phases.first()),
                    "packets": n[0], "bytes": n[1]})
         })

@@ -11,7 +11,7 @@ use crate::datapath::worker::Worker;
 use crate::datapath::SharedCounters;
 use crate::dpdk;
 use crate::rcu;
-use crate::route::Snapshot;
+use crate::route::{Previous, Snapshot};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,6 +20,9 @@ use std::time::{Duration, Instant};
 
 /// How often the management loop wakes up.
 const TICK: Duration = Duration::from_millis(10);
+/// How long a rebuild waits for every worker to take the running table (they do within a
+/// loop), so that counter slots it no longer maps can go to new rules and tunnels.
+const ACK_WAIT: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -123,13 +126,13 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
     let mut last_rx = 0u64;
     let mut last_rx_change = Instant::now();
     let report =
-        |cfg: &Config, generation: u64, final_report: bool, mempool: Option<(u32, u32)>| {
+        |cfg: &Config, snap: &Snapshot, final_report: bool, mempool: Option<(u32, u32)>| {
             let r = stats::Report {
                 cfg,
-                counters: counters.total(),
+                counters: snap.counters(&counters),
                 nic: dp.ports.iter().map(|p| p.stats()).collect(),
                 uptime_s: started.elapsed().as_secs_f64(),
-                generation,
+                generation: snap.generation,
                 mempool,
                 tsc_hz,
                 final_report,
@@ -191,7 +194,7 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
         if let Some(iv) = opts.stats_interval {
             if last_stats.elapsed() >= iv {
                 last_stats = Instant::now();
-                report(&cfg, publisher.generation(), false, None);
+                report(&cfg, publisher.current(), false, None);
             }
         }
     }
@@ -210,7 +213,7 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
     }
     let left = publisher.reclaim();
     debug_assert_eq!(left, 0);
-    let generation = publisher.generation();
+    let last = publisher.current().clone();
     drop(publisher);
 
     let startup::Dataplane { ports, pool, eal } = dp;
@@ -224,10 +227,10 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
     let (size, avail) = (pool.size(), pool.available());
     let r = stats::Report {
         cfg: &cfg,
-        counters: counters.total(),
+        counters: last.counters(&counters),
         nic,
         uptime_s: started.elapsed().as_secs_f64(),
-        generation,
+        generation: last.generation,
         mempool: Some((size, avail)),
         tsc_hz,
         final_report: true,
@@ -246,6 +249,29 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
         return Ok(Outcome::Leaked(size - avail));
     }
     Ok(Outcome::Clean)
+}
+
+/// Builds the next table generation from `cfg` over the running one, keeping its ARP
+/// entries, tunnel health and counter slots.
+pub(super) fn rebuild(
+    cfg: &Config,
+    macs: &[crate::wire::MacAddr],
+    publisher: &rcu::Publisher<Snapshot>,
+    counters: &SharedCounters,
+) -> Result<(Snapshot, crate::route::Rib), String> {
+    let t = Instant::now();
+    while publisher.min_acked() < publisher.generation() && t.elapsed() < ACK_WAIT {
+        std::thread::sleep(Duration::from_micros(20));
+    }
+    // Acks first: a worker publishes its counters before it acks (`Reader::refresh_with`).
+    let acked = publisher.min_acked();
+    let raw = counters.total();
+    let previous = Previous {
+        snapshot: publisher.current(),
+        acked,
+        counters: &raw,
+    };
+    Snapshot::build_with_rib(cfg, macs, publisher.generation() + 1, Some(previous))
 }
 
 fn log_snapshot(s: &Snapshot) {

@@ -10,7 +10,6 @@ use crate::config::{
     Config, RawRoute, RouteConf, RouteOrigin, RouteSource, Via, MAX_SAME_PRIORITY,
 };
 use crate::lpm::Prefix;
-use crate::route::Snapshot;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -178,9 +177,8 @@ pub fn reload(plane: &mut Plane, discard_runtime: bool, who: &str) -> Result<Val
                          "runtime_kept": plane.runtime.len(), "runtime_dropped": dropped}),
         );
     }
-    let g = plane.publisher.generation() + 1;
-    let (snap, rib) =
-        Snapshot::build_with_rib(&next, plane.macs, g, Some(plane.publisher.current()))?;
+    let (snap, rib) = super::rebuild(&next, plane.macs, plane.publisher, plane.counters)?;
+    let g = snap.generation;
     let prefixes = snap.fib.len();
     plane.publisher.publish(Arc::new(snap))?;
     *plane.rib = rib;

@@ -3,6 +3,7 @@ use super::select::{self, Candidate};
 use super::source_filter::SourceFilter;
 use super::ArpCache;
 use crate::config::{Config, Health, TunnelType, Via};
+use crate::datapath::{CounterSlots, Counters, SharedCounters};
 use crate::lpm::Dir24_8;
 use crate::wire::MacAddr;
 use std::net::Ipv4Addr;
@@ -157,6 +158,18 @@ pub struct Snapshot {
     pub firewall: Arc<crate::config::FirewallConf>,
     /// The rules compiled for per-packet classification.
     pub classifier: Arc<crate::firewall::Classifier>,
+    /// The counter slot of each rule and tunnel, kept for them across rebuilds.
+    pub counter_slots: Arc<CounterSlots>,
+}
+
+/// What a rebuild carries over from the running table: ARP, health and counter slots.
+#[derive(Clone, Copy)]
+pub struct Previous<'a> {
+    pub snapshot: &'a Snapshot,
+    /// The oldest generation a worker still uses: counter slots freed by then may be reused.
+    pub acked: u64,
+    /// The totals over workers, read after `acked`: where a reused slot starts from.
+    pub counters: &'a Counters,
 }
 
 impl Snapshot {
@@ -169,7 +182,7 @@ impl Snapshot {
         cfg: &Config,
         port_macs: &[MacAddr],
         generation: u64,
-        previous: Option<&Snapshot>,
+        previous: Option<Previous>,
     ) -> Result<Snapshot, String> {
         Self::build_with_rib(cfg, port_macs, generation, previous).map(|(s, _)| s)
     }
@@ -179,8 +192,20 @@ impl Snapshot {
         cfg: &Config,
         port_macs: &[MacAddr],
         generation: u64,
-        previous: Option<&Snapshot>,
+        previous: Option<Previous>,
     ) -> Result<(Snapshot, super::Rib), String> {
+        let names: Vec<&str> = cfg.tunnels.iter().map(|t| t.name.as_str()).collect();
+        let counter_slots = match previous {
+            Some(p) => p.snapshot.counter_slots.next(
+                &cfg.firewall.keys,
+                &names,
+                generation,
+                p.acked,
+                Some(p.counters),
+            ),
+            None => CounterSlots::default().next(&cfg.firewall.keys, &names, generation, 0, None),
+        }?;
+        let previous = previous.map(|p| p.snapshot);
         let ports: Vec<PortState> = cfg
             .ports
             .iter()
@@ -323,6 +348,7 @@ impl Snapshot {
             icmp_errors_per_second: cfg.node.icmp_errors_per_second,
             firewall: Arc::new(cfg.firewall.clone()),
             classifier: Arc::new(crate::firewall::Classifier::new(&cfg.firewall.rules)),
+            counter_slots: Arc::new(counter_slots),
         };
         Ok((snap, rib))
     }
@@ -405,6 +431,24 @@ impl Snapshot {
             ),
             None => "?".into(),
         }
+    }
+
+    /// The totals over workers, with the rule and tunnel counters by position in this
+    /// snapshot's config, each since that rule or tunnel was configured.
+    pub fn counters(&self, shared: &SharedCounters) -> Counters {
+        self.counter_slots.by_position(&shared.total())
+    }
+
+    /// The counter slot of rule `i`.
+    #[inline(always)]
+    pub fn rule_slot(&self, i: usize) -> usize {
+        self.counter_slots.rules.slot(i)
+    }
+
+    /// The counter slot of tunnel `t`.
+    #[inline(always)]
+    pub fn tunnel_slot(&self, t: u16) -> usize {
+        self.counter_slots.tunnels.slot(t as usize)
     }
 
     /// The group a FIB value selects.

@@ -109,6 +109,27 @@ port = "up0"
     )
 }
 
+/// `anygate ctl --json ARGS` on the control socket in `d`: success, the reply, stderr.
+pub fn ctl(d: &Dir, args: &[&str]) -> (bool, Value, String) {
+    let out = Command::new(BIN)
+        .args([
+            "ctl",
+            "--socket",
+            d.p("ctl.sock").to_str().unwrap(),
+            "--json",
+        ])
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let v = serde_json::from_str(stdout.trim()).unwrap_or(Value::Null);
+    (
+        out.status.success(),
+        v,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Runs anygate until its input is exhausted; returns the exit code, the final stats and
 /// what it logged.
 pub fn run_to_idle(cfg: &Path) -> (i32, Value, String) {
