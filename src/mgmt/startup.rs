@@ -1,17 +1,7 @@
 //! Bringing DPDK up from a config: EAL arguments, mempool, ports.
-use crate::config::{Config, PortConf};
+use crate::config::{is_pci, Config, PortConf};
 use crate::dpdk::{self, Eal, Mempool, Port, PortSettings};
 use crate::wire::MacAddr;
-
-/// True for a PCI address (`0000:01:00.0` or `01:00.0`), false for a vdev string.
-pub fn is_pci(device: &str) -> bool {
-    let name = device.split(',').next().unwrap_or("");
-    name.contains(':')
-        && name.contains('.')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
-}
 
 /// The name the EAL gives the device: the vdev name, or the full PCI address.
 pub fn eal_device_name(device: &str) -> String {
@@ -106,10 +96,6 @@ mod tests {
 
     #[test]
     fn pci_or_vdev() {
-        assert!(is_pci("0000:01:00.0"));
-        assert!(is_pci("01:00.1"));
-        assert!(!is_pci("net_pcap0,rx_pcap=a.pcap"));
-        assert!(!is_pci("net_null0"));
         assert_eq!(eal_device_name("01:00.1"), "0000:01:00.1");
         assert_eq!(
             eal_device_name("net_pcap0,rx_pcap=/tmp/a:b.pcap"),
