@@ -1,5 +1,6 @@
 //! Safe wrappers over DPDK: the only unsafe code outside `dpdk-sys`. Every `unsafe` block
 //! carries a `SAFETY:` line saying why the call is sound.
+mod device;
 mod eal;
 mod lcore;
 mod mbuf;
@@ -7,6 +8,7 @@ mod mempool;
 mod port;
 mod prefetch;
 
+pub use device::probe as probe_device;
 pub use eal::Eal;
 pub use lcore::{tsc, tsc_hz, LcoreRegistration};
 pub use mbuf::{Mbuf, MbufArray};

@@ -14,7 +14,7 @@ pub fn eal_device_name(device: &str) -> String {
 }
 
 /// The EAL command line: main lcore, the operator's extra arguments, then one `-a` per PCI
-/// port and one `--vdev` per virtual one.
+/// port. Virtual devices are probed one by one once the EAL runs (see [`create_vdevs`]).
 pub fn eal_args(cfg: &Config) -> Vec<String> {
     let mut a = vec![
         "anygate".to_owned(),
@@ -22,11 +22,48 @@ pub fn eal_args(cfg: &Config) -> Vec<String> {
         cfg.dpdk.main_core.to_string(),
     ];
     a.extend(cfg.dpdk.eal_args.iter().cloned());
-    for p in &cfg.ports {
-        a.push(if is_pci(&p.device) { "-a" } else { "--vdev" }.to_owned());
+    for p in cfg.ports.iter().filter(|p| is_pci(&p.device)) {
+        a.push("-a".to_owned());
         a.push(p.device.clone());
     }
     a
+}
+
+/// Why DPDK did not create a port's device: `ports[i] (name): device "..." was not created
+/// by DPDK: <reason>`.
+pub fn not_created(i: usize, p: &PortConf, reason: &str) -> String {
+    format!(
+        "ports[{i}] ({}): device \"{}\" was not created by DPDK: {reason}",
+        p.name, p.device
+    )
+}
+
+/// What `rte_dev_probe`'s return code (negated) says about a vdev.
+fn probe_refusal(code: i32) -> String {
+    const EEXIST: i32 = 17;
+    const ENODEV: i32 = 19;
+    const EINVAL: i32 = 22;
+    const ENOTSUP: i32 = 95;
+    match code {
+        EINVAL => "DPDK could not parse it (unknown driver or bad syntax; see the EAL log above)"
+            .to_owned(),
+        ENODEV => "no bus found the device (see the EAL log above)".to_owned(),
+        EEXIST => "a device of that name exists already".to_owned(),
+        ENOTSUP => "its bus cannot add devices at run time".to_owned(),
+        c => format!(
+            "the driver refused its arguments (rte_dev_probe returned -{c}; see the EAL log above)"
+        ),
+    }
+}
+
+/// Probes every virtual port's device, in config order, naming the first one refused.
+fn create_vdevs(cfg: &Config) -> Result<(), String> {
+    for (i, p) in cfg.ports.iter().enumerate() {
+        if !is_pci(&p.device) {
+            dpdk::probe_device(&p.device).map_err(|e| not_created(i, p, &probe_refusal(e.code)))?;
+        }
+    }
+    Ok(())
 }
 
 pub struct Dataplane {
@@ -52,6 +89,7 @@ pub fn bring_up(cfg: &Config) -> Result<Dataplane, String> {
     let args = eal_args(cfg);
     log::info!("EAL arguments: {}", args[1..].join(" "));
     let eal = Eal::init(&args).map_err(|e| e.to_string())?;
+    create_vdevs(cfg)?;
     let pool = Mempool::new(
         "anygate_pkt",
         cfg.dpdk.mempool_size,
@@ -62,8 +100,14 @@ pub fn bring_up(cfg: &Config) -> Result<Dataplane, String> {
     let pool = std::sync::Arc::new(pool);
     let mut ports = Vec::new();
     for (i, p) in cfg.ports.iter().enumerate() {
-        let id = dpdk::port_id_by_name(&eal_device_name(&p.device))
-            .map_err(|e| format!("ports[{i}].device: {e}"))?;
+        let id = dpdk::port_id_by_name(&eal_device_name(&p.device)).map_err(|_| {
+            let why = if is_pci(&p.device) {
+                "no driver took it (is it bound to vfio-pci or igb_uio? see the EAL log above)"
+            } else {
+                "it was probed but made no ethdev port (not a network driver?)"
+            };
+            not_created(i, p, why)
+        })?;
         let mut port = Port::configure(id, &p.name, &settings(p), &pool)
             .map_err(|e| format!("ports[{i}]: {e}"))?;
         port.start().map_err(|e| format!("ports[{i}]: {e}"))?;
