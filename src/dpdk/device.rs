@@ -8,7 +8,7 @@ use std::ffi::CString;
 pub fn probe(devargs: &str) -> Result<()> {
     let c = CString::new(devargs).map_err(|_| Error {
         what: format!("`{devargs}` holds a NUL byte"),
-        code: 22, // EINVAL
+        code: super::errno::EINVAL,
     })?;
     // SAFETY: c is a valid C string that outlives the call; the EAL is initialised (the only
     // caller holds an `Eal`).

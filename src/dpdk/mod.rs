@@ -2,6 +2,7 @@
 //! carries a `SAFETY:` line saying why the call is sound.
 mod device;
 mod eal;
+pub mod errno;
 mod lcore;
 mod mbuf;
 mod mempool;
@@ -9,7 +10,7 @@ mod port;
 mod prefetch;
 
 pub use device::probe as probe_device;
-pub use eal::Eal;
+pub use eal::{Eal, InitError};
 pub use lcore::{tsc, tsc_hz, LcoreRegistration};
 pub use mbuf::{Mbuf, MbufArray};
 pub use mempool::Mempool;

@@ -40,10 +40,7 @@ pub fn not_created(i: usize, p: &PortConf, reason: &str) -> String {
 
 /// What `rte_dev_probe`'s return code (negated) says about a vdev.
 fn probe_refusal(code: i32) -> String {
-    const EEXIST: i32 = 17;
-    const ENODEV: i32 = 19;
-    const EINVAL: i32 = 22;
-    const ENOTSUP: i32 = 95;
+    use dpdk::errno::{EEXIST, EINVAL, ENODEV, ENOTSUP};
     match code {
         EINVAL => "DPDK could not parse it (unknown driver or bad syntax; see the EAL log above)"
             .to_owned(),
