@@ -88,7 +88,10 @@ nexthop = "192.0.2.254"
 
     #[test]
     fn good_config_gets_its_table() {
-        let c = errors(CFG).ok().expect("accepted");
+        let c = match errors(CFG) {
+            Ok(c) => c,
+            Err(e) => panic!("refused: {e:?}"),
+        };
         assert_eq!(c.snapshot.tunnels.len(), 2);
         assert_eq!(c.snapshot.generation, 1);
         let real = crate::wire::MacAddr([2, 0, 0, 0, 9, 9]);
@@ -97,7 +100,9 @@ nexthop = "192.0.2.254"
 
     #[test]
     fn every_tunnel_without_underlay_named() {
-        let e = errors(&CFG.replace("0.0.0.0/0", "8.0.0.0/8")).err().expect("refused");
+        let e = errors(&CFG.replace("0.0.0.0/0", "8.0.0.0/8"))
+            .err()
+            .expect("refused");
         assert_eq!(e.len(), 2, "{e:?}");
         assert!(
             e[0].starts_with("tunnels[0].customer_endpoint: no route toward 198.51.100.20"),

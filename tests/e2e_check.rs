@@ -47,7 +47,11 @@ nexthop = "192.0.2.254"
 
 /// `base` with `extra` appended to `dpdk.eal_args` (whose last entry is `lib.eal:warning`).
 fn with_eal_args(text: &str, extra: &str) -> String {
-    text.replacen("\"lib.eal:warning\"]", &format!("\"lib.eal:warning\", {extra}]"), 1)
+    text.replacen(
+        "\"lib.eal:warning\"]",
+        &format!("\"lib.eal:warning\", {extra}]"),
+        1,
+    )
 }
 
 /// Runs `anygate <cmd> --config cfg`; `run` stops by itself should it ever get going.

@@ -119,7 +119,10 @@ pub(super) fn check_eal_args(args: &[String], e: &mut Errs) -> EalFacts {
         } else if let Some(short) = a.strip_prefix('-').filter(|s| !s.is_empty()) {
             // Flags may be grouped (`-vl1`); the first option that takes a value ends the group
             // and the rest of the argument is its value.
-            let skip = short.chars().take_while(|c| SHORT_FLAGS.contains(*c)).count();
+            let skip = short
+                .chars()
+                .take_while(|c| SHORT_FLAGS.contains(*c))
+                .count();
             let mut rest = short[skip..].chars();
             match rest.next() {
                 Some(c) if SHORT_WITH_VALUE.contains(c) => {
@@ -345,10 +348,7 @@ mod tests {
             errs(&["--no-huge", "", "-m", "256"]),
             vec!["dpdk.eal_args[1]: empty argument"]
         );
-        assert_eq!(
-            errs(&["-m"]),
-            vec!["dpdk.eal_args[0]: `-m` needs a value"]
-        );
+        assert_eq!(errs(&["-m"]), vec!["dpdk.eal_args[0]: `-m` needs a value"]);
         assert_eq!(
             errs(&["-m", "256", "512"]),
             vec!["dpdk.eal_args[2]: `512` is not an EAL option (a value without its option?)"]
@@ -386,8 +386,9 @@ mod tests {
         let e = device_errs("net_nul0", &[]);
         assert_eq!(e.len(), 1);
         assert!(
-            e[0].starts_with("ports[2].device: `net_nul0` is no PCI address and names no vdev driver")
-                && e[0].ends_with("did you mean net_null?"),
+            e[0].starts_with(
+                "ports[2].device: `net_nul0` is no PCI address and names no vdev driver"
+            ) && e[0].ends_with("did you mean net_null?"),
             "{e:?}"
         );
         assert!(device_errs("nte_pcap0,rx_pcap=x", &[])[0].ends_with("did you mean net_pcap?"));
@@ -397,14 +398,20 @@ mod tests {
 
     #[test]
     fn pci_device_under_no_pci_refused() {
-        assert_eq!(device_errs("0000:01:00.0", &["--no-huge"]), Vec::<String>::new());
+        assert_eq!(
+            device_errs("0000:01:00.0", &["--no-huge"]),
+            Vec::<String>::new()
+        );
         assert_eq!(
             device_errs("01:00.0", &["--no-huge", "--no-pci"]),
             vec![
                 "ports[2].device: `01:00.0` is a PCI device, but dpdk.eal_args[1] is `--no-pci`; remove one"
             ]
         );
-        assert_eq!(device_errs("net_null0", &["--no-pci"]), Vec::<String>::new());
+        assert_eq!(
+            device_errs("net_null0", &["--no-pci"]),
+            Vec::<String>::new()
+        );
     }
 
     #[test]

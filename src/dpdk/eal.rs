@@ -202,7 +202,10 @@ mod tests {
             EACCES, EAGAIN, EALREADY, EFAULT, EINVAL, ENOMEM, ENODEV, ENOTSUP, EPROTO, ENOEXEC,
         ] {
             let a = err(c, None).advice();
-            assert!(!a.contains("rte_errno") && !a.contains("Success"), "{c}: {a}");
+            assert!(
+                !a.contains("rte_errno") && !a.contains("Success"),
+                "{c}: {a}"
+            );
         }
     }
 }
