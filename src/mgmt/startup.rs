@@ -143,4 +143,34 @@ mod tests {
             "net_pcap0"
         );
     }
+
+    #[test]
+    fn only_pci_ports_go_on_the_eal_command_line() {
+        let text = r#"
+[dpdk]
+eal_args = ["--no-huge"]
+main_core = 0
+[[ports]]
+name = "nic0"
+device = "01:00.0"
+address = "192.0.2.1/24"
+[[ports]]
+name = "in0"
+device = "net_null0"
+address = "10.0.0.1/24"
+[[workers]]
+core = 0
+rx = [{ port = "nic0" }, { port = "in0" }]
+"#;
+        let cfg = crate::config::parse(text, &crate::config::Host { cores: vec![0] }).unwrap();
+        assert_eq!(
+            eal_args(&cfg),
+            ["anygate", "-l", "0", "--no-huge", "-a", "01:00.0"]
+        );
+        assert_eq!(
+            not_created(1, &cfg.ports[1], &probe_refusal(1)),
+            "ports[1] (in0): device \"net_null0\" was not created by DPDK: the driver refused \
+             its arguments (rte_dev_probe returned -1; see the EAL log above)"
+        );
+    }
 }
