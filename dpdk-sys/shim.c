@@ -3,6 +3,8 @@
 #include <rte_lcore.h>
 #include <rte_cycles.h>
 #include <rte_prefetch.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include "shim.h"
 
 uint16_t ag_rx_burst(uint16_t port, uint16_t queue, struct rte_mbuf **pkts, uint16_t n)
@@ -27,3 +29,18 @@ uint64_t ag_tsc_hz(void) { return rte_get_tsc_hz(); }
 int ag_errno(void) { return rte_errno; }
 void ag_prefetch0(const void *p) { rte_prefetch0(p); }
 uint64_t ag_rss_hf_ip_l4(void) { return RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP; }
+
+int ag_lock_holder(const char *path)
+{
+	struct flock l = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0 };
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	/* Only asked after the EAL failed, so this process holds no lock on the file that
+	 * closing it would drop. */
+	int rc = fcntl(fd, F_GETLK, &l);
+	close(fd);
+	if (rc < 0)
+		return -1;
+	return l.l_type == F_UNLCK ? 0 : (int)l.l_pid;
+}

@@ -26,4 +26,8 @@ int ag_errno(void);
 void ag_prefetch0(const void *p);
 /* RTE_ETH_RSS_IP | RTE_ETH_RSS_TCP | RTE_ETH_RSS_UDP: function-like macros bindgen cannot evaluate. */
 uint64_t ag_rss_hf_ip_l4(void);
+/* Not DPDK's: the pid holding a write lock on `path` (as a primary process holds its runtime
+ * directory's `config`), 0 when none does, -1 when the file cannot be read. In C because
+ * struct flock is the platform's. */
+int ag_lock_holder(const char *path);
 #endif

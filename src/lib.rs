@@ -12,6 +12,7 @@ pub mod dpdk;
 pub mod firewall;
 pub mod lpm;
 pub mod mgmt;
+pub mod preflight;
 pub mod rcu;
 pub mod route;
 pub mod trace;

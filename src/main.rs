@@ -42,7 +42,7 @@ enum Cmd {
         #[arg(long)]
         stats_json: bool,
     },
-    /// Validate a config without starting DPDK.
+    /// Validate a config and build its route table, as `run` does before starting DPDK.
     Check {
         #[arg(long)]
         config: PathBuf,
@@ -256,8 +256,8 @@ fn main() -> ExitCode {
                 Err(e) => fail(&e),
             }
         }
-        Cmd::Check { config } => match config::load(&config, &Host::current()) {
-            Ok(c) => {
+        Cmd::Check { config } => match anygate::preflight::preflight(&config, &Host::current()) {
+            Ok(anygate::preflight::Checked { cfg: c, .. }) => {
                 println!(
                     "{}: OK ({}, {}, {}, {})",
                     config.display(),

@@ -1,11 +1,13 @@
 //! TOML configuration: `schema` is what serde reads (unknown keys refused), `validate` turns it
 //! into a typed [`Config`] or a list of errors that each name the key path.
+mod eal;
 mod firewall;
 mod routes;
 mod schema;
 mod tunnels;
 mod validate;
 
+pub use eal::{is_pci, VDEV_DRIVERS};
 pub use firewall::{FirewallConf, MAX_RULES};
 pub use routes::{RouteOrigin, MAX_SAME_PRIORITY};
 pub use schema::{

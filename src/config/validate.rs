@@ -83,19 +83,6 @@ pub struct NeighborConf {
 
 pub use super::routes::{RouteConf, Via};
 
-/// EAL options anygate derives from the config itself.
-const MANAGED_EAL_ARGS: &[&str] = &[
-    "-l",
-    "-c",
-    "--lcores",
-    "--vdev",
-    "-a",
-    "--allow",
-    "-b",
-    "--block",
-    "--main-lcore",
-];
-
 pub(super) fn parse_ip(s: &str) -> Result<u32, String> {
     s.parse::<Ipv4Addr>()
         .map(u32::from)
@@ -135,15 +122,7 @@ pub fn validate(raw: &RawConfig, host: &Host) -> Result<Config, ConfigErrors> {
 
     // [dpdk]
     let d = &raw.dpdk;
-    for (i, a) in d.eal_args.iter().enumerate() {
-        let flag = a.split('=').next().unwrap_or(a);
-        if MANAGED_EAL_ARGS.contains(&flag) {
-            e.push(
-                format!("dpdk.eal_args[{i}]"),
-                format!("`{a}` is set by anygate from dpdk.main_core, [[workers]] and [[ports]]; remove it"),
-            );
-        }
-    }
+    let eal_facts = super::eal::check_eal_args(&d.eal_args, &mut e);
     if !host.cores.contains(&d.main_core) {
         e.push(
             "dpdk.main_core",
@@ -213,6 +192,8 @@ pub fn validate(raw: &RawConfig, host: &Host) -> Result<Config, ConfigErrors> {
                 format!("{path}.device"),
                 format!("device `{dev_name}` is already used by ports[{j}]"),
             );
+        } else {
+            super::eal::check_device(i, &p.device, &eal_facts, &mut e);
         }
         for (key, v) in [("rx_queues", p.rx_queues), ("tx_queues", p.tx_queues)] {
             if !(1..=64).contains(&v) {

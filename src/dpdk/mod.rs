@@ -1,13 +1,16 @@
 //! Safe wrappers over DPDK: the only unsafe code outside `dpdk-sys`. Every `unsafe` block
 //! carries a `SAFETY:` line saying why the call is sound.
+mod device;
 mod eal;
+pub mod errno;
 mod lcore;
 mod mbuf;
 mod mempool;
 mod port;
 mod prefetch;
 
-pub use eal::Eal;
+pub use device::probe as probe_device;
+pub use eal::{Eal, InitError};
 pub use lcore::{tsc, tsc_hz, LcoreRegistration};
 pub use mbuf::{Mbuf, MbufArray};
 pub use mempool::Mempool;

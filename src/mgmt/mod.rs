@@ -86,11 +86,14 @@ pub fn load_for_reload(
 pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
     // Read the usable cores now: once the EAL runs, this thread is pinned to the main lcore.
     let host = Host::current();
-    let mut cfg = config::load(&opts.config, &host).map_err(|e| e.to_string())?;
+    // Everything `check` refuses is refused here, before the EAL starts.
+    let checked = crate::preflight::preflight(&opts.config, &host).map_err(|e| e.to_string())?;
+    let mut cfg = checked.cfg;
+    let mut rib = checked.rib;
     let signals = Signals::register()?;
     let dp = startup::bring_up(&cfg)?;
     let macs = dp.macs();
-    let (first, mut rib) = Snapshot::build_with_rib(&cfg, &macs, 1, None)?;
+    let first = checked.snapshot.with_port_macs(&macs);
     log_snapshot(&first);
     let (mut publisher, readers) = rcu::new(Arc::new(first), cfg.workers.len());
     let counters = Arc::new(SharedCounters::new(cfg.workers.len()));

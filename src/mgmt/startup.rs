@@ -1,17 +1,7 @@
 //! Bringing DPDK up from a config: EAL arguments, mempool, ports.
-use crate::config::{Config, PortConf};
+use crate::config::{is_pci, Config, PortConf};
 use crate::dpdk::{self, Eal, Mempool, Port, PortSettings};
 use crate::wire::MacAddr;
-
-/// True for a PCI address (`0000:01:00.0` or `01:00.0`), false for a vdev string.
-pub fn is_pci(device: &str) -> bool {
-    let name = device.split(',').next().unwrap_or("");
-    name.contains(':')
-        && name.contains('.')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
-}
 
 /// The name the EAL gives the device: the vdev name, or the full PCI address.
 pub fn eal_device_name(device: &str) -> String {
@@ -24,7 +14,7 @@ pub fn eal_device_name(device: &str) -> String {
 }
 
 /// The EAL command line: main lcore, the operator's extra arguments, then one `-a` per PCI
-/// port and one `--vdev` per virtual one.
+/// port. Virtual devices are probed one by one once the EAL runs (see [`create_vdevs`]).
 pub fn eal_args(cfg: &Config) -> Vec<String> {
     let mut a = vec![
         "anygate".to_owned(),
@@ -32,11 +22,45 @@ pub fn eal_args(cfg: &Config) -> Vec<String> {
         cfg.dpdk.main_core.to_string(),
     ];
     a.extend(cfg.dpdk.eal_args.iter().cloned());
-    for p in &cfg.ports {
-        a.push(if is_pci(&p.device) { "-a" } else { "--vdev" }.to_owned());
+    for p in cfg.ports.iter().filter(|p| is_pci(&p.device)) {
+        a.push("-a".to_owned());
         a.push(p.device.clone());
     }
     a
+}
+
+/// Why DPDK did not create a port's device: `ports[i] (name): device "..." was not created
+/// by DPDK: <reason>`.
+pub fn not_created(i: usize, p: &PortConf, reason: &str) -> String {
+    format!(
+        "ports[{i}] ({}): device \"{}\" was not created by DPDK: {reason}",
+        p.name, p.device
+    )
+}
+
+/// What `rte_dev_probe`'s return code (negated) says about a vdev.
+fn probe_refusal(code: i32) -> String {
+    use dpdk::errno::{EEXIST, EINVAL, ENODEV, ENOTSUP};
+    match code {
+        EINVAL => "DPDK could not parse it (unknown driver or bad syntax; see the EAL log above)"
+            .to_owned(),
+        ENODEV => "no bus found the device (see the EAL log above)".to_owned(),
+        EEXIST => "a device of that name exists already".to_owned(),
+        ENOTSUP => "its bus cannot add devices at run time".to_owned(),
+        c => format!(
+            "the driver refused its arguments (rte_dev_probe returned -{c}; see the EAL log above)"
+        ),
+    }
+}
+
+/// Probes every virtual port's device, in config order, naming the first one refused.
+fn create_vdevs(cfg: &Config) -> Result<(), String> {
+    for (i, p) in cfg.ports.iter().enumerate() {
+        if !is_pci(&p.device) {
+            dpdk::probe_device(&p.device).map_err(|e| not_created(i, p, &probe_refusal(e.code)))?;
+        }
+    }
+    Ok(())
 }
 
 pub struct Dataplane {
@@ -62,6 +86,7 @@ pub fn bring_up(cfg: &Config) -> Result<Dataplane, String> {
     let args = eal_args(cfg);
     log::info!("EAL arguments: {}", args[1..].join(" "));
     let eal = Eal::init(&args).map_err(|e| e.to_string())?;
+    create_vdevs(cfg)?;
     let pool = Mempool::new(
         "anygate_pkt",
         cfg.dpdk.mempool_size,
@@ -72,8 +97,14 @@ pub fn bring_up(cfg: &Config) -> Result<Dataplane, String> {
     let pool = std::sync::Arc::new(pool);
     let mut ports = Vec::new();
     for (i, p) in cfg.ports.iter().enumerate() {
-        let id = dpdk::port_id_by_name(&eal_device_name(&p.device))
-            .map_err(|e| format!("ports[{i}].device: {e}"))?;
+        let id = dpdk::port_id_by_name(&eal_device_name(&p.device)).map_err(|_| {
+            let why = if is_pci(&p.device) {
+                "no driver took it (is it bound to vfio-pci or igb_uio? see the EAL log above)"
+            } else {
+                "it was probed but made no ethdev port (not a network driver?)"
+            };
+            not_created(i, p, why)
+        })?;
         let mut port = Port::configure(id, &p.name, &settings(p), &pool)
             .map_err(|e| format!("ports[{i}]: {e}"))?;
         port.start().map_err(|e| format!("ports[{i}]: {e}"))?;
@@ -106,14 +137,40 @@ mod tests {
 
     #[test]
     fn pci_or_vdev() {
-        assert!(is_pci("0000:01:00.0"));
-        assert!(is_pci("01:00.1"));
-        assert!(!is_pci("net_pcap0,rx_pcap=a.pcap"));
-        assert!(!is_pci("net_null0"));
         assert_eq!(eal_device_name("01:00.1"), "0000:01:00.1");
         assert_eq!(
             eal_device_name("net_pcap0,rx_pcap=/tmp/a:b.pcap"),
             "net_pcap0"
+        );
+    }
+
+    #[test]
+    fn only_pci_ports_go_on_the_eal_command_line() {
+        let text = r#"
+[dpdk]
+eal_args = ["--no-huge"]
+main_core = 0
+[[ports]]
+name = "nic0"
+device = "01:00.0"
+address = "192.0.2.1/24"
+[[ports]]
+name = "in0"
+device = "net_null0"
+address = "10.0.0.1/24"
+[[workers]]
+core = 0
+rx = [{ port = "nic0" }, { port = "in0" }]
+"#;
+        let cfg = crate::config::parse(text, &crate::config::Host { cores: vec![0] }).unwrap();
+        assert_eq!(
+            eal_args(&cfg),
+            ["anygate", "-l", "0", "--no-huge", "-a", "01:00.0"]
+        );
+        assert_eq!(
+            not_created(1, &cfg.ports[1], &probe_refusal(1)),
+            "ports[1] (in0): device \"net_null0\" was not created by DPDK: the driver refused \
+             its arguments (rte_dev_probe returned -1; see the EAL log above)"
         );
     }
 }

@@ -286,6 +286,8 @@ impl Snapshot {
         }
 
         let mut tunnels = Vec::new();
+        // Every tunnel without an underlay is named, one per line.
+        let mut no_underlay = Vec::new();
         for (i, t) in cfg.tunnels.iter().enumerate() {
             let underlay = match fib.lookup(t.customer_endpoint) {
                 Some(set)
@@ -295,11 +297,12 @@ impl Snapshot {
                     set
                 }
                 _ => {
-                    return Err(format!(
-                    "tunnels[{i}].customer_endpoint: no route toward {} through a port (a route \
-                         through a tunnel, or to our own address, cannot carry a tunnel)",
-                    Ipv4Addr::from(t.customer_endpoint)
-                ))
+                    no_underlay.push(format!(
+                        "tunnels[{i}].customer_endpoint: no route toward {} through a port (a \
+                         route through a tunnel, or to our own address, cannot carry a tunnel)",
+                        Ipv4Addr::from(t.customer_endpoint)
+                    ));
+                    continue;
                 }
             };
             tunnels.push(TunnelState {
@@ -316,6 +319,9 @@ impl Snapshot {
                 underlay,
                 rpf: t.authorized.is_none(),
             });
+        }
+        if !no_underlay.is_empty() {
+            return Err(no_underlay.join("\n"));
         }
         let mut tunnel_keys: Vec<TunnelKey> = tunnels
             .iter()
@@ -351,6 +357,15 @@ impl Snapshot {
             counter_slots: Arc::new(counter_slots),
         };
         Ok((snap, rib))
+    }
+
+    /// The same table for ports whose MACs are `macs`: a table built before the devices
+    /// existed (with stand-ins) gets the ones they really have.
+    pub fn with_port_macs(mut self, macs: &[MacAddr]) -> Snapshot {
+        for (p, m) in self.ports.iter_mut().zip(macs) {
+            p.mac = *m;
+        }
+        self
     }
 
     /// This snapshot with route sets appended (ids from `sets.len()` on), their groups
