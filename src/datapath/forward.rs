@@ -166,7 +166,9 @@ impl Pipeline {
         }
     }
 
-    /// (destination, source) MACs toward a gateway, or why there are none yet.
+    /// (destination, source) MACs toward a gateway, or why there are none yet. Inlined: on
+    /// its own it costs a call and ~18 instructions per packet (callgrind, plain path).
+    #[inline(always)]
     fn gateway_mac(
         &mut self,
         snap: &Snapshot,
@@ -187,7 +189,9 @@ impl Pipeline {
         }
     }
 
-    /// (destination, source) MACs toward host `ip` on port `p`'s connected subnet.
+    /// (destination, source) MACs toward host `ip` on port `p`'s connected subnet. Out of
+    /// line: the gateway paths are the common ones.
+    #[inline(never)]
     fn host_mac(
         &mut self,
         snap: &Snapshot,
@@ -207,14 +211,21 @@ impl Pipeline {
     }
 
     /// The link layer toward tunnel `t`'s customer endpoint, checking the outer size.
+    /// Inlined: out of line it costs ~45 instructions per encapsulated packet (callgrind).
+    #[inline(always)]
     fn underlay(&mut self, snap: &Snapshot, ip: &Ip4, t: u16) -> Result<L2, DropReason> {
         let Some(tun) = snap.tunnels.get(t as usize) else {
             return Err(DropReason::NoRoute);
         };
         // The underlay may be ECMP too: one path per tunnel, by its endpoints.
-        let under = snap
-            .group(tun.underlay)
-            .and_then(|g| g.pick(ecmp::flow_hash(tun.local, tun.remote, 0)));
+        let under = snap.group(tun.underlay).and_then(|g| {
+            let hash = if g.is_ecmp() {
+                ecmp::flow_hash(tun.local, tun.remote, 0)
+            } else {
+                0
+            };
+            g.pick(hash)
+        });
         let (dst, src, port) = match under.and_then(|u| snap.nexthops.get(u as usize)) {
             Some(NextHop::Gateway(g)) => {
                 let (d, s) = self.gateway_mac(snap, g)?;

@@ -109,7 +109,7 @@ impl Group {
     }
 
     /// The next hop for a flow.
-    #[inline]
+    #[inline(always)]
     pub fn pick(&self, hash: u32) -> Option<u32> {
         if self.members.len() <= 1 {
             return self.members.first().copied();
