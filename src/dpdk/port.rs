@@ -128,7 +128,8 @@ impl Port {
     pub fn configure(id: u16, name: &str, s: &PortSettings, pool: &Arc<Mempool>) -> Result<Port> {
         let claim = Claim::take(id, name)?;
         let mut info = dpdk_sys::rte_eth_dev_info::default();
-        // SAFETY: id names a probed port; info is a valid out-pointer.
+        // SAFETY: the EAL is running (the pool holds it); DPDK checks that id names a device
+        // and returns ENODEV otherwise; info is a valid out-pointer.
         check(
             unsafe { dpdk_sys::rte_eth_dev_info_get(id, &mut info) },
             || format!("{name}: rte_eth_dev_info_get"),
@@ -149,7 +150,8 @@ impl Port {
             let want = unsafe { dpdk_sys::ag_rss_hf_ip_l4() };
             conf.rx_adv_conf.rss_conf.rss_hf = want & info.flow_type_rss_offloads;
         }
-        // SAFETY: id is a probed, stopped port; conf is fully initialised.
+        // SAFETY: id is a device (checked above) and ours alone (the claim), so nothing else
+        // configures, starts or polls it: it is stopped; conf is fully initialised.
         check(
             unsafe { dpdk_sys::rte_eth_dev_configure(id, s.rx_queues, s.tx_queues, &conf) },
             || format!("{name}: rte_eth_dev_configure"),
