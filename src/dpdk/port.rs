@@ -264,19 +264,16 @@ impl Port {
         if std::mem::replace(&mut self.queues_taken, true) {
             return None;
         }
+        let queue = |queue| Queue {
+            port: self.inner.id,
+            queue,
+            _port: self.inner.clone(),
+        };
         let rx = (0..self.inner.rx_queues)
-            .map(|queue| RxQueue {
-                port: self.inner.id,
-                queue,
-                _port: self.inner.clone(),
-            })
+            .map(|q| RxQueue(queue(q)))
             .collect();
         let tx = (0..self.inner.tx_queues)
-            .map(|queue| TxQueue {
-                port: self.inner.id,
-                queue,
-                _port: self.inner.clone(),
-            })
+            .map(|q| TxQueue(queue(q)))
             .collect();
         Some((rx, tx))
     }
@@ -366,14 +363,17 @@ impl Drop for PortInner {
     }
 }
 
-/// One rx queue of a port, the only handle for it (see [`Port::take_queues`]). Sending it to
-/// another thread moves the queue there; `rx` takes `&mut self`, so one burst at a time.
-pub struct RxQueue {
+/// A queue of a port, the only handle for it (see [`Port::take_queues`]).
+struct Queue {
     port: u16,
     queue: u16,
     /// Keeps the device open (and its pool alive) while the handle lives.
     _port: Arc<PortInner>,
 }
+
+/// One rx queue of a port, the only handle for it (see [`Port::take_queues`]). Sending it to
+/// another thread moves the queue there; `rx` takes `&mut self`, so one burst at a time.
+pub struct RxQueue(Queue);
 
 impl RxQueue {
     /// Receives up to N packets into an empty array (what it holds is freed first).
@@ -382,23 +382,18 @@ impl RxQueue {
         // SAFETY: this handle is the only one for (port, queue), which exists (take_queues
         // made handles for the configured queues only) and stays set up while the handle
         // holds the port open; &mut self makes this the only burst on it.
-        unsafe { into.rx_from(self.port, self.queue) }
+        unsafe { into.rx_from(self.0.port, self.0.queue) }
     }
 }
 
 /// One tx queue of a port, the only handle for it (see [`Port::take_queues`]).
-pub struct TxQueue {
-    port: u16,
-    queue: u16,
-    /// Keeps the device open while the handle lives.
-    _port: Arc<PortInner>,
-}
+pub struct TxQueue(Queue);
 
 impl TxQueue {
     /// Transmits everything in `from`, freeing what the NIC refused. Returns (sent, bytes).
     #[inline]
     pub fn tx<const N: usize>(&mut self, from: &mut MbufArray<N>) -> (usize, u64) {
         // SAFETY: as in RxQueue::rx.
-        unsafe { from.tx_to(self.port, self.queue) }
+        unsafe { from.tx_to(self.0.port, self.0.queue) }
     }
 }
