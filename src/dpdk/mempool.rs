@@ -96,7 +96,9 @@ impl Drop for Mempool {
     ///
     /// Every other thread has no lcore id, so its puts go straight to the ring, and the ring's
     /// count includes a put only once the put has finished with the pool (its tail store is
-    /// its last access). A full count is then exact: every mbuf is home, none can leave, and
+    /// its last access, as long as DPDK is built without `RTE_LIBRTE_MEMPOOL_STATS`, a debug
+    /// option off in the distribution's 22.11). EAL-launched lcores (extra `-l` cores, service
+    /// cores) also have caches, but anygate never runs code on them. A full count is then exact: every mbuf is home, none can leave, and
     /// no thread is still inside the pool.
     fn drop(&mut self) {
         let lcores = self.eal.lcores();
