@@ -48,7 +48,7 @@ impl Worker {
         if !core_affinity::set_for_current(core_affinity::CoreId { id: self.core }) {
             log::warn!("worker {}: could not pin to core {}", self.index, self.core);
         }
-        let _lcore = match dpdk::LcoreRegistration::register() {
+        let _lcore = match dpdk::LcoreRegistration::register(self.pool.eal()) {
             Ok(r) => r,
             Err(e) => {
                 log::error!("worker {}: {e}; mempool caches disabled", self.index);

@@ -3,12 +3,23 @@ use super::errno::*;
 use std::ffi::{CStr, CString};
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 static STARTED: AtomicBool = AtomicBool::new(false);
 
-/// The initialised EAL; cleaned up on drop. Only one may exist per process, ever.
+/// A handle on the initialised EAL. Clones share it; `rte_eal_cleanup` runs when the last one
+/// drops. Everything that needs the EAL running holds a clone (a mempool, and through it every
+/// port and queue using it; a registered lcore), so the EAL is cleaned up after all of them,
+/// whatever order the caller drops them in. Only one EAL may ever be started per process.
+#[derive(Clone)]
 pub struct Eal {
-    _private: (),
+    inner: Arc<EalInner>,
+}
+
+struct EalInner {
+    /// Threads registered as lcores by [`super::LcoreRegistration`], now alive. Held while
+    /// registering, unregistering, and while a mempool decides whether it may be freed.
+    lcores: Mutex<usize>,
 }
 
 /// Why `rte_eal_init` failed, with what to do about it.
@@ -65,7 +76,20 @@ impl Eal {
                 lock_holder,
             });
         }
-        Ok(Eal { _private: () })
+        Ok(Eal {
+            inner: Arc::new(EalInner {
+                lcores: Mutex::new(0),
+            }),
+        })
+    }
+
+    /// The count of registered lcores, locked (a panic elsewhere does not poison the count:
+    /// every update is a single store).
+    pub(super) fn lcores(&self) -> MutexGuard<'_, usize> {
+        self.inner
+            .lcores
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Number of CPU sockets, for placing mempools.
@@ -158,9 +182,12 @@ impl fmt::Display for InitError {
 
 impl std::error::Error for InitError {}
 
-impl Drop for Eal {
+impl Drop for EalInner {
     fn drop(&mut self) {
-        // SAFETY: called once, after every port was closed and every worker unregistered.
+        // SAFETY: runs once (there is one EalInner per process, and init cannot run again),
+        // when the last handle drops: every mempool holds one, every port and queue handle
+        // holds its mempool and every registered lcore holds one, so all of them are gone.
+        // A mempool that could not be freed leaks a handle, and this never runs.
         unsafe {
             dpdk_sys::rte_eal_cleanup();
         }

@@ -4,6 +4,12 @@ use std::ptr::NonNull;
 
 /// One owned mbuf, freed on drop. `repr(transparent)` over a non-null pointer, so an array of
 /// `Option<Mbuf>` has the layout of the `struct rte_mbuf **` that bursts use.
+///
+/// An mbuf does not hold its pool (that would be an atomic operation per packet); its pool's
+/// memory stays mapped for as long as it lives because a `Mempool` is freed only once every
+/// one of its mbufs is back, and leaked otherwise (see `Mempool`'s drop). This holds for
+/// mbufs from `Mempool::alloc` and from rx bursts alike: a port's rx queues fill from the pool
+/// the port holds.
 #[repr(transparent)]
 pub struct Mbuf(NonNull<dpdk_sys::rte_mbuf>);
 
@@ -223,13 +229,21 @@ impl<const N: usize> MbufArray<N> {
         }
     }
 
-    /// Fills the empty array from an rx queue.
-    pub(super) fn rx_from(&mut self, port: u16, queue: u16) -> usize {
-        debug_assert!(self.len == 0);
+    /// Fills the array from an rx queue, freeing what it held first.
+    ///
+    /// # Safety
+    /// `queue` is a set-up rx queue of port `port`, which stays configured (not closed) for
+    /// the call, and no other burst runs on that queue meanwhile (DPDK indexes its queue array
+    /// unchecked, and a queue's burst is not thread-safe). `RxQueue` guarantees both.
+    pub(super) unsafe fn rx_from(&mut self, port: u16, queue: u16) -> usize {
+        if self.len != 0 {
+            self.free_all();
+        }
         let mut raw = [std::ptr::null_mut(); N];
         let want = N.min(u16::MAX as usize) as u16;
-        // SAFETY: raw has room for `want` pointers; the PMD writes that many at most, each an
-        // mbuf it hands over to us.
+        // SAFETY: the queue exists and is ours for the call (the caller's contract); raw has
+        // room for `want` pointers; the PMD writes that many at most, each an mbuf it hands
+        // over to us.
         let n = unsafe { dpdk_sys::ag_rx_burst(port, queue, raw.as_mut_ptr(), want) } as usize;
         for (slot, p) in self.slots.iter_mut().zip(&raw[..n]) {
             *slot = NonNull::new(*p).map(Mbuf::from_raw);
@@ -239,7 +253,10 @@ impl<const N: usize> MbufArray<N> {
     }
 
     /// Sends every mbuf; frees in bulk what the NIC refused. Returns (sent, bytes sent).
-    pub(super) fn tx_to(&mut self, port: u16, queue: u16) -> (usize, u64) {
+    ///
+    /// # Safety
+    /// As [`MbufArray::rx_from`], for a tx queue: `TxQueue` guarantees it.
+    pub(super) unsafe fn tx_to(&mut self, port: u16, queue: u16) -> (usize, u64) {
         let mut lens = [0u16; N];
         for (l, m) in lens.iter_mut().zip(self.slots[..self.len].iter().flatten()) {
             *l = m.data_len() as u16;
@@ -249,7 +266,8 @@ impl<const N: usize> MbufArray<N> {
         if n == 0 {
             return (0, 0);
         }
-        // SAFETY: raw[..n] are owned mbufs; the PMD takes ownership of the first `sent`.
+        // SAFETY: the queue exists and is ours for the call (the caller's contract); raw[..n]
+        // are owned mbufs; the PMD takes ownership of the first `sent`.
         let sent =
             unsafe { dpdk_sys::ag_tx_burst(port, queue, raw.as_mut_ptr(), n as u16) } as usize;
         if sent < n {

@@ -1,8 +1,48 @@
 //! Ethernet ports: configuration, queues, start/stop, link, statistics.
+//!
+//! Ownership, enforced by the types:
+//! - one `Port` per device: `configure` claims the port id until the device is closed;
+//! - the port holds an `Arc` of the mempool its rx queues fill from, so the pool outlives it;
+//! - each rx and tx queue handle is handed out once (`take_queues`), for a queue that exists,
+//!   and holds an `Arc` of the port's state: the device is stopped and closed when the `Port`
+//!   and every handle are gone, so never under a running burst;
+//! - `Port` is not `Sync`: its control calls (stats, link, MAC) come from one thread at a time.
 use super::mbuf::MbufArray;
-use super::{Error, Mempool, Result};
+use super::{Eal, Error, Mempool, Result};
 use crate::wire::MacAddr;
 use std::ffi::{CStr, CString};
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Port ids a `Port` (or its queue handles) holds.
+static CLAIMED: [AtomicBool; dpdk_sys::RTE_MAX_ETHPORTS as usize] =
+    [const { AtomicBool::new(false) }; dpdk_sys::RTE_MAX_ETHPORTS as usize];
+
+/// An exclusive claim on a port id, released on drop.
+struct Claim(u16);
+
+impl Claim {
+    fn take(id: u16, name: &str) -> Result<Claim> {
+        let slot = CLAIMED.get(id as usize).ok_or_else(|| Error {
+            what: format!("{name}: port id {id} is out of range"),
+            code: super::errno::EINVAL,
+        })?;
+        if slot.swap(true, Ordering::AcqRel) {
+            return Err(Error {
+                what: format!("{name}: port id {id} is already configured"),
+                code: super::errno::EEXIST,
+            });
+        }
+        Ok(Claim(id))
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        CLAIMED[self.0 as usize].store(false, Ordering::Release);
+    }
+}
 
 /// What anygate asks of a port.
 #[derive(Debug, Clone)]
@@ -35,10 +75,10 @@ pub struct PortStats {
 }
 
 /// Finds a probed device by its EAL name: the PCI address or the vdev name (`net_pcap0`).
-pub fn port_id_by_name(name: &str) -> Result<u16> {
+pub fn port_id_by_name(_eal: &Eal, name: &str) -> Result<u16> {
     let c = CString::new(name).unwrap_or_default();
     let mut id = 0u16;
-    // SAFETY: c is a valid C string and id a valid out-pointer.
+    // SAFETY: the EAL is running; c is a valid C string and id a valid out-pointer.
     let rc = unsafe { dpdk_sys::rte_eth_dev_get_port_by_name(c.as_ptr(), &mut id) };
     if rc != 0 {
         return Err(Error::new(
@@ -49,13 +89,29 @@ pub fn port_id_by_name(name: &str) -> Result<u16> {
     Ok(id)
 }
 
-/// A configured port. Stopped and closed on drop.
+/// A configured port. Stopped and closed when it and every queue handle it gave are dropped.
 pub struct Port {
+    inner: Arc<PortInner>,
+    queues_taken: bool,
+    /// Not `Sync`: DPDK's control calls on a port are not thread-safe.
+    _not_sync: PhantomData<std::cell::Cell<()>>,
+}
+
+/// What the port and its queue handles share. Immutable once shared: `started` changes only
+/// through `Arc::get_mut`, that is while no queue handle exists.
+struct PortInner {
     id: u16,
     name: String,
+    rx_queues: u16,
+    tx_queues: u16,
     started: bool,
     /// The configured MAC, when the device could not be given it.
     soft_mac: Option<MacAddr>,
+    /// The pool the rx queues fill from. Dropped after the device is closed (fields drop after
+    /// `drop`), which returns the mbufs the rings held.
+    _pool: Arc<Mempool>,
+    /// Dropped last: the port id is free again once the device is closed.
+    _claim: Claim,
 }
 
 fn check(rc: i32, what: impl FnOnce() -> String) -> Result<()> {
@@ -68,9 +124,12 @@ fn check(rc: i32, what: impl FnOnce() -> String) -> Result<()> {
 
 impl Port {
     /// Configures queues, RSS (when more than one rx queue), MTU and MAC; does not start.
-    pub fn configure(id: u16, name: &str, s: &PortSettings, pool: &Mempool) -> Result<Port> {
+    /// The rx queues fill from `pool`, which the port keeps.
+    pub fn configure(id: u16, name: &str, s: &PortSettings, pool: &Arc<Mempool>) -> Result<Port> {
+        let claim = Claim::take(id, name)?;
         let mut info = dpdk_sys::rte_eth_dev_info::default();
-        // SAFETY: id names a probed port; info is a valid out-pointer.
+        // SAFETY: the EAL is running (the pool holds it); DPDK checks that id names a device
+        // and returns ENODEV otherwise; info is a valid out-pointer.
         check(
             unsafe { dpdk_sys::rte_eth_dev_info_get(id, &mut info) },
             || format!("{name}: rte_eth_dev_info_get"),
@@ -91,7 +150,8 @@ impl Port {
             let want = unsafe { dpdk_sys::ag_rss_hf_ip_l4() };
             conf.rx_adv_conf.rss_conf.rss_hf = want & info.flow_type_rss_offloads;
         }
-        // SAFETY: id is a probed, stopped port; conf is fully initialised.
+        // SAFETY: id is a device (checked above) and ours alone (the claim), so nothing else
+        // configures, starts or polls it: it is stopped; conf is fully initialised.
         check(
             unsafe { dpdk_sys::rte_eth_dev_configure(id, s.rx_queues, s.tx_queues, &conf) },
             || format!("{name}: rte_eth_dev_configure"),
@@ -106,7 +166,7 @@ impl Port {
         let socket = unsafe { dpdk_sys::rte_eth_dev_socket_id(id) }.max(0) as u32;
         for q in 0..s.rx_queues {
             // SAFETY: the port is configured with this many queues; the pool outlives the port
-            // (the caller closes ports before dropping the pool); null rx_conf means defaults.
+            // (the port holds an Arc of it); null rx_conf means defaults.
             check(
                 unsafe {
                     dpdk_sys::rte_eth_rx_queue_setup(
@@ -158,59 +218,81 @@ impl Port {
             }
         }
         Ok(Port {
-            id,
-            name: name.to_owned(),
-            started: false,
-            soft_mac,
+            inner: Arc::new(PortInner {
+                id,
+                name: name.to_owned(),
+                rx_queues: s.rx_queues,
+                tx_queues: s.tx_queues,
+                started: false,
+                soft_mac,
+                _pool: pool.clone(),
+                _claim: claim,
+            }),
+            queues_taken: false,
+            _not_sync: PhantomData,
         })
     }
 
     pub fn id(&self) -> u16 {
-        self.id
+        self.inner.id
     }
     pub fn name(&self) -> &str {
-        &self.name
+        &self.inner.name
     }
 
+    /// Starts the port. Refused while queue handles exist: starting swaps the burst functions
+    /// their bursts call.
     pub fn start(&mut self) -> Result<()> {
-        // SAFETY: configured port with queues set up.
-        check(unsafe { dpdk_sys::rte_eth_dev_start(self.id) }, || {
-            format!("{}: rte_eth_dev_start", self.name)
+        let Some(inner) = Arc::get_mut(&mut self.inner) else {
+            return Err(Error {
+                what: format!("{}: cannot start while its queues are in use", self.name()),
+                code: super::errno::EBUSY,
+            });
+        };
+        // SAFETY: configured port with queues set up; no queue handle exists, so no burst
+        // runs on it.
+        check(unsafe { dpdk_sys::rte_eth_dev_start(inner.id) }, || {
+            format!("{}: rte_eth_dev_start", inner.name)
         })?;
-        self.started = true;
+        inner.started = true;
         Ok(())
     }
 
-    /// Stops the port; for pcap vdevs this flushes the output file.
-    pub fn stop(&mut self) {
-        if self.started {
-            // SAFETY: started port; no worker polls it any more (workers are joined first).
-            let rc = unsafe { dpdk_sys::rte_eth_dev_stop(self.id) };
-            if rc < 0 {
-                log::warn!(
-                    "{}",
-                    Error::new(format!("{}: rte_eth_dev_stop", self.name), rc)
-                );
-            }
-            self.started = false;
+    /// Every rx and every tx queue of the port, each handle the only one for its queue;
+    /// `None` after the first call. The device stays open while any handle lives.
+    pub fn take_queues(&mut self) -> Option<(Vec<RxQueue>, Vec<TxQueue>)> {
+        if std::mem::replace(&mut self.queues_taken, true) {
+            return None;
         }
+        let queue = |queue| Queue {
+            port: self.inner.id,
+            queue,
+            _port: self.inner.clone(),
+        };
+        let rx = (0..self.inner.rx_queues)
+            .map(|q| RxQueue(queue(q)))
+            .collect();
+        let tx = (0..self.inner.tx_queues)
+            .map(|q| TxQueue(queue(q)))
+            .collect();
+        Some((rx, tx))
     }
 
     /// The port's MAC: the device's, or the configured one it could not take.
     pub fn mac(&self) -> MacAddr {
-        if let Some(m) = self.soft_mac {
+        if let Some(m) = self.inner.soft_mac {
             return m;
         }
         let mut a = dpdk_sys::rte_ether_addr::default();
         // SAFETY: valid out-pointer.
-        unsafe { dpdk_sys::rte_eth_macaddr_get(self.id, &mut a) };
+        unsafe { dpdk_sys::rte_eth_macaddr_get(self.id(), &mut a) };
         MacAddr(a.addr_bytes)
     }
 
     pub fn link(&self) -> LinkStatus {
         let mut l = dpdk_sys::rte_eth_link::default();
         // SAFETY: valid out-pointer; the nowait variant never blocks.
-        unsafe { dpdk_sys::rte_eth_link_get_nowait(self.id, &mut l) };
+        unsafe { dpdk_sys::rte_eth_link_get_nowait(self.id(), &mut l) };
         LinkStatus {
             up: l.link_status() != 0,
             speed_mbps: l.link_speed,
@@ -221,7 +303,7 @@ impl Port {
     pub fn stats(&self) -> PortStats {
         let mut s = dpdk_sys::rte_eth_stats::default();
         // SAFETY: valid out-pointer.
-        unsafe { dpdk_sys::rte_eth_stats_get(self.id, &mut s) };
+        unsafe { dpdk_sys::rte_eth_stats_get(self.id(), &mut s) };
         PortStats {
             ipackets: s.ipackets,
             opackets: s.opackets,
@@ -237,7 +319,7 @@ impl Port {
     /// The driver's extended statistics, by name.
     pub fn xstats(&self) -> Vec<(String, u64)> {
         // SAFETY: a null array asks for the count only.
-        let n = unsafe { dpdk_sys::rte_eth_xstats_get_names(self.id, std::ptr::null_mut(), 0) };
+        let n = unsafe { dpdk_sys::rte_eth_xstats_get_names(self.id(), std::ptr::null_mut(), 0) };
         if n <= 0 {
             return Vec::new();
         }
@@ -245,9 +327,9 @@ impl Port {
         let mut vals = vec![dpdk_sys::rte_eth_xstat::default(); n as usize];
         // SAFETY: both arrays have room for n entries.
         let got_n =
-            unsafe { dpdk_sys::rte_eth_xstats_get_names(self.id, names.as_mut_ptr(), n as u32) };
+            unsafe { dpdk_sys::rte_eth_xstats_get_names(self.id(), names.as_mut_ptr(), n as u32) };
         // SAFETY: as above.
-        let got_v = unsafe { dpdk_sys::rte_eth_xstats_get(self.id, vals.as_mut_ptr(), n as u32) };
+        let got_v = unsafe { dpdk_sys::rte_eth_xstats_get(self.id(), vals.as_mut_ptr(), n as u32) };
         let k = got_n.min(got_v).max(0) as usize;
         vals[..k]
             .iter()
@@ -259,53 +341,59 @@ impl Port {
             })
             .collect()
     }
-
-    pub fn rx_queue(&self, queue: u16) -> RxQueue {
-        RxQueue {
-            port: self.id,
-            queue,
-        }
-    }
-    pub fn tx_queue(&self, queue: u16) -> TxQueue {
-        TxQueue {
-            port: self.id,
-            queue,
-        }
-    }
 }
 
-impl Drop for Port {
+impl Drop for PortInner {
+    /// Runs when the `Port` and every queue handle are gone: no burst can be running.
     fn drop(&mut self) {
-        self.stop();
-        // SAFETY: stopped port; closing releases its queues and the mbufs they held.
+        if self.started {
+            // SAFETY: started port that nothing polls any more (see above); for pcap vdevs
+            // stopping flushes the output file.
+            let rc = unsafe { dpdk_sys::rte_eth_dev_stop(self.id) };
+            if rc < 0 {
+                log::warn!(
+                    "{}",
+                    Error::new(format!("{}: rte_eth_dev_stop", self.name), rc)
+                );
+            }
+        }
+        // SAFETY: stopped port nothing uses; closing releases its queues and returns the mbufs
+        // they held to the pool, which is still alive (a field, dropped after this).
         unsafe { dpdk_sys::rte_eth_dev_close(self.id) };
     }
 }
 
-/// One rx queue; owned by exactly one worker.
-pub struct RxQueue {
+/// A queue of a port, the only handle for it (see [`Port::take_queues`]).
+struct Queue {
     port: u16,
     queue: u16,
+    /// Keeps the device open (and its pool alive) while the handle lives.
+    _port: Arc<PortInner>,
 }
 
+/// One rx queue of a port, the only handle for it (see [`Port::take_queues`]). Sending it to
+/// another thread moves the queue there; `rx` takes `&mut self`, so one burst at a time.
+pub struct RxQueue(Queue);
+
 impl RxQueue {
-    /// Receives up to N packets into an empty array.
+    /// Receives up to N packets into an empty array (what it holds is freed first).
     #[inline]
     pub fn rx<const N: usize>(&mut self, into: &mut MbufArray<N>) -> usize {
-        into.rx_from(self.port, self.queue)
+        // SAFETY: this handle is the only one for (port, queue), which exists (take_queues
+        // made handles for the configured queues only) and stays set up while the handle
+        // holds the port open; &mut self makes this the only burst on it.
+        unsafe { into.rx_from(self.0.port, self.0.queue) }
     }
 }
 
-/// One tx queue; owned by exactly one worker.
-pub struct TxQueue {
-    port: u16,
-    queue: u16,
-}
+/// One tx queue of a port, the only handle for it (see [`Port::take_queues`]).
+pub struct TxQueue(Queue);
 
 impl TxQueue {
     /// Transmits everything in `from`, freeing what the NIC refused. Returns (sent, bytes).
     #[inline]
     pub fn tx<const N: usize>(&mut self, from: &mut MbufArray<N>) -> (usize, u64) {
-        from.tx_to(self.port, self.queue)
+        // SAFETY: as in RxQueue::rx.
+        unsafe { from.tx_to(self.0.port, self.0.queue) }
     }
 }

@@ -91,7 +91,7 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
     let mut cfg = checked.cfg;
     let mut rib = checked.rib;
     let signals = Signals::register()?;
-    let dp = startup::bring_up(&cfg)?;
+    let mut dp = startup::bring_up(&cfg)?;
     let macs = dp.macs();
     let first = checked.snapshot.with_port_macs(&macs);
     log_snapshot(&first);
@@ -99,29 +99,33 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
     let counters = Arc::new(SharedCounters::new(cfg.workers.len()));
     let stop = Arc::new(AtomicBool::new(false));
 
-    let mut handles = Vec::new();
-    for (wi, (w, reader)) in cfg.workers.iter().zip(readers).enumerate() {
-        let worker = Worker {
+    let queues = worker_queues(&mut dp.ports, &cfg.workers)?;
+    let jobs: Vec<Worker> = cfg
+        .workers
+        .iter()
+        .zip(queues)
+        .zip(readers)
+        .enumerate()
+        .map(|(wi, ((w, (rx, tx)), reader))| Worker {
             index: wi,
             core: w.core,
-            rx: w
-                .rx
-                .iter()
-                .map(|&(p, q)| (p, dp.ports[p as usize].rx_queue(q)))
-                .collect(),
-            tx: dp.ports.iter().map(|p| p.tx_queue(wi as u16)).collect(),
+            rx,
+            tx,
             snapshot: reader,
             counters: counters.clone(),
             pool: dp.pool.clone(),
             stop: stop.clone(),
-        };
+        })
+        .collect();
+    // Declared after `dp`: an early return drops (stops and joins) the workers first.
+    let workers = Workers::start(jobs, stop.clone(), |wi, worker: Worker| {
+        let core = worker.core;
         let h = std::thread::Builder::new()
             .name(format!("ag-worker-{wi}"))
-            .spawn(move || worker.run())
-            .map_err(|e| format!("workers[{wi}]: cannot start thread: {e}"))?;
-        log::info!("worker {wi} on core {} polls {:?}", w.core, w.rx);
-        handles.push(h);
-    }
+            .spawn(move || worker.run())?;
+        log::info!("worker {wi} on core {core} polls {:?}", cfg.workers[wi].rx);
+        Ok(h)
+    })?;
 
     let tsc_hz = dpdk::tsc_hz();
     let started = Instant::now();
@@ -202,10 +206,9 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
         }
     }
 
-    stop.store(true, Ordering::Relaxed);
     let mut latency = crate::datapath::loop_histogram();
-    for h in handles {
-        match h.join() {
+    for r in workers.join() {
+        match r {
             Ok(hist) => {
                 if latency.add(&hist).is_err() {
                     log::warn!("a worker's latency histogram could not be merged");
@@ -254,6 +257,101 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
     Ok(Outcome::Clean)
 }
 
+/// Each worker's queues: its configured rx queues, and its own tx queue (its index) on every
+/// port. Validation makes every (port, queue) pair exist and belong to one worker; a pair
+/// that does not is refused here rather than shared.
+type WorkerQueues = (Vec<(u16, dpdk::RxQueue)>, Vec<dpdk::TxQueue>);
+
+fn worker_queues(
+    ports: &mut [dpdk::Port],
+    workers: &[crate::config::WorkerConf],
+) -> Result<Vec<WorkerQueues>, String> {
+    let mut all = Vec::new();
+    for p in ports.iter_mut() {
+        let (rx, tx) = p
+            .take_queues()
+            .ok_or_else(|| format!("port {}: queues already taken", p.name()))?;
+        all.push((
+            rx.into_iter().map(Some).collect::<Vec<_>>(),
+            tx.into_iter().map(Some).collect::<Vec<_>>(),
+        ));
+    }
+    let mut out = Vec::new();
+    for (wi, w) in workers.iter().enumerate() {
+        let mut rx = Vec::new();
+        for &(p, q) in &w.rx {
+            let queue = all
+                .get_mut(p as usize)
+                .and_then(|(rx, _)| rx.get_mut(q as usize))
+                .and_then(Option::take)
+                .ok_or_else(|| format!("workers[{wi}]: rx queue {q} of port {p} is not free"))?;
+            rx.push((p, queue));
+        }
+        let mut tx = Vec::new();
+        for (p, (_, txs)) in all.iter_mut().enumerate() {
+            let queue = txs
+                .get_mut(wi)
+                .and_then(Option::take)
+                .ok_or_else(|| format!("workers[{wi}]: port {p} has no tx queue {wi}"))?;
+            tx.push(queue);
+        }
+        out.push((rx, tx));
+    }
+    Ok(out)
+}
+
+/// The running worker threads. Dropped without [`Workers::join`] (an early return), it still
+/// sets `stop` and joins them, so the ports, pool and EAL are never torn down under a running
+/// burst.
+struct Workers<T> {
+    stop: Arc<AtomicBool>,
+    handles: Vec<std::thread::JoinHandle<T>>,
+}
+
+impl<T> Workers<T> {
+    /// Starts one thread per job with `spawn` (which fails as `thread::Builder::spawn` does,
+    /// e.g. EAGAIN under a pids limit). When job `k` cannot start, the threads of jobs
+    /// `0..k` are stopped and joined before the error returns.
+    fn start<J>(
+        jobs: impl IntoIterator<Item = J>,
+        stop: Arc<AtomicBool>,
+        mut spawn: impl FnMut(usize, J) -> std::io::Result<std::thread::JoinHandle<T>>,
+    ) -> Result<Workers<T>, String> {
+        let mut workers = Workers {
+            stop,
+            handles: Vec::new(),
+        };
+        for (i, job) in jobs.into_iter().enumerate() {
+            // On error, `workers` drops here: stop, then join 0..i.
+            let h = spawn(i, job).map_err(|e| format!("workers[{i}]: cannot start thread: {e}"))?;
+            workers.handles.push(h);
+        }
+        Ok(workers)
+    }
+
+    /// Stops every worker and waits for each; their results in order (`Err`: it panicked).
+    fn join(mut self) -> Vec<std::thread::Result<T>> {
+        self.stop_and_join()
+    }
+
+    fn stop_and_join(&mut self) -> Vec<std::thread::Result<T>> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handles.drain(..).map(|h| h.join()).collect()
+    }
+}
+
+impl<T> Drop for Workers<T> {
+    fn drop(&mut self) {
+        if self.handles.is_empty() {
+            return;
+        }
+        let panicked = self.stop_and_join().iter().filter(|r| r.is_err()).count();
+        if panicked > 0 {
+            log::error!("{panicked} worker thread(s) panicked");
+        }
+    }
+}
+
 /// Builds the next table generation from `cfg` over the running one, keeping its ARP
 /// entries, tunnel health and counter slots.
 pub(super) fn rebuild(
@@ -287,4 +385,82 @@ fn log_snapshot(s: &Snapshot) {
         s.fib.tbl8_groups(),
         s.fib.memory_bytes() as f64 / (1 << 20) as f64
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    /// A stand-in worker: polls `stop` as a worker does, counts itself out when it returns.
+    fn poller(
+        stop: &Arc<AtomicBool>,
+        exited: &Arc<AtomicUsize>,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
+        let (stop, exited) = (stop.clone(), exited.clone());
+        std::thread::Builder::new().spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            exited.fetch_add(1, Ordering::SeqCst);
+        })
+    }
+
+    #[test]
+    fn a_worker_that_cannot_start_stops_and_joins_those_started() {
+        const K: usize = 3;
+        let stop = Arc::new(AtomicBool::new(false));
+        let exited = Arc::new(AtomicUsize::new(0));
+        let mut tried = 0;
+        let r = Workers::start(0..6, stop.clone(), |i, _| {
+            tried += 1;
+            if i == K {
+                // What a pids limit gives: EAGAIN.
+                return Err(std::io::Error::from_raw_os_error(11));
+            }
+            poller(&stop, &exited)
+        });
+        let Err(e) = r else {
+            panic!("worker {K} could not start, yet start succeeded")
+        };
+        assert!(e.starts_with("workers[3]: cannot start thread: "), "{e}");
+        assert_eq!(tried, K + 1, "nothing is started after the failure");
+        assert!(
+            stop.load(Ordering::Relaxed),
+            "the started workers were told to stop"
+        );
+        assert_eq!(
+            exited.load(Ordering::SeqCst),
+            K,
+            "workers 0..{K} were joined before the error returned"
+        );
+    }
+
+    #[test]
+    fn workers_dropped_without_join_are_stopped_and_joined() {
+        let stop = Arc::new(AtomicBool::new(false));
+        let exited = Arc::new(AtomicUsize::new(0));
+        let w = Workers::start(0..2, stop.clone(), |_, _| poller(&stop, &exited)).unwrap();
+        assert_eq!(exited.load(Ordering::SeqCst), 0);
+        drop(w); // as on an early return after the workers started
+        assert!(stop.load(Ordering::Relaxed));
+        assert_eq!(exited.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn join_returns_each_result_in_order() {
+        let stop = Arc::new(AtomicBool::new(false));
+        let w = Workers::start(0..3, stop.clone(), |i, _| {
+            let stop = stop.clone();
+            std::thread::Builder::new().spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                i * 10
+            })
+        })
+        .unwrap();
+        let got: Vec<usize> = w.join().into_iter().map(|r| r.unwrap()).collect();
+        assert_eq!(got, [0, 10, 20]);
+    }
 }

@@ -54,17 +54,21 @@ fn probe_refusal(code: i32) -> String {
 }
 
 /// Probes every virtual port's device, in config order, naming the first one refused.
-fn create_vdevs(cfg: &Config) -> Result<(), String> {
+fn create_vdevs(eal: &Eal, cfg: &Config) -> Result<(), String> {
     for (i, p) in cfg.ports.iter().enumerate() {
         if !is_pci(&p.device) {
-            dpdk::probe_device(&p.device).map_err(|e| not_created(i, p, &probe_refusal(e.code)))?;
+            dpdk::probe_device(eal, &p.device)
+                .map_err(|e| not_created(i, p, &probe_refusal(e.code)))?;
         }
     }
     Ok(())
 }
 
+/// The EAL, the pool and the ports. The drop order is enforced by the types whatever order
+/// they are dropped in: a port (and each of its queue handles) holds the pool, and the pool
+/// holds the EAL, so a port closes before its pool is freed and the EAL is cleaned up last.
 pub struct Dataplane {
-    /// Ports in config order. Declared before the pool: ports close first on drop.
+    /// Ports in config order.
     pub ports: Vec<Port>,
     pub pool: std::sync::Arc<Mempool>,
     pub eal: Eal,
@@ -86,8 +90,9 @@ pub fn bring_up(cfg: &Config) -> Result<Dataplane, String> {
     let args = eal_args(cfg);
     log::info!("EAL arguments: {}", args[1..].join(" "));
     let eal = Eal::init(&args).map_err(|e| e.to_string())?;
-    create_vdevs(cfg)?;
+    create_vdevs(&eal, cfg)?;
     let pool = Mempool::new(
+        &eal,
         "anygate_pkt",
         cfg.dpdk.mempool_size,
         cfg.dpdk.mempool_cache,
@@ -97,7 +102,7 @@ pub fn bring_up(cfg: &Config) -> Result<Dataplane, String> {
     let pool = std::sync::Arc::new(pool);
     let mut ports = Vec::new();
     for (i, p) in cfg.ports.iter().enumerate() {
-        let id = dpdk::port_id_by_name(&eal_device_name(&p.device)).map_err(|_| {
+        let id = dpdk::port_id_by_name(&eal, &eal_device_name(&p.device)).map_err(|_| {
             let why = if is_pci(&p.device) {
                 "no driver took it (is it bound to vfio-pci or igb_uio? see the EAL log above)"
             } else {
