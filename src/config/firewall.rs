@@ -7,6 +7,10 @@ use std::collections::HashMap;
 
 /// The most rules a config may raise `max_rules` to: per-rule counters are fixed arrays.
 pub const MAX_RULES: usize = 1024;
+/// The most `max_expression_len` may be raised to. Nesting is bounded by the parser
+/// (`firewall::parser::MAX_DEPTH`) whatever the length; this keeps one rule's text and tokens
+/// small.
+pub const MAX_EXPRESSION_LEN: usize = 65_536;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct FirewallConf {
@@ -34,6 +38,15 @@ pub fn validate_firewall(raw: &RawConfig, e: &mut Errs) -> FirewallConf {
         e.push(
             "firewall.max_rules",
             format!("{} is above anygate's limit of {MAX_RULES}", f.max_rules),
+        );
+    }
+    if f.max_expression_len > MAX_EXPRESSION_LEN {
+        e.push(
+            "firewall.max_expression_len",
+            format!(
+                "{} is above anygate's limit of {MAX_EXPRESSION_LEN}",
+                f.max_expression_len
+            ),
         );
     }
     if f.rules.len() > f.max_rules {
@@ -108,13 +121,13 @@ pub fn validate_firewall(raw: &RawConfig, e: &mut Errs) -> FirewallConf {
             continue;
         };
         last_phase = phase;
-        if r.expression.len() > f.max_expression_len {
+        if r.expression.len() > f.max_expression_len.min(MAX_EXPRESSION_LEN) {
             e.push(
                 format!("{path}.expression"),
                 format!(
                     "{} characters; firewall.max_expression_len is {}",
                     r.expression.len(),
-                    f.max_expression_len
+                    f.max_expression_len.min(MAX_EXPRESSION_LEN)
                 ),
             );
             continue;
@@ -245,5 +258,49 @@ mod tests {
                { expression = "tcp", action = "block", description = "again" }"#,
         );
         assert_eq!(g.keys[1..], k[..2]);
+    }
+
+    fn with_settings(settings: &str, rules: &str) -> Vec<String> {
+        let raw: RawConfig =
+            toml::from_str(&format!("[firewall]\n{settings}\nrules = [{rules}]")).unwrap();
+        let mut e = Errs(Vec::new());
+        validate_firewall(&raw, &mut e);
+        e.0.iter().map(|e| e.to_string()).collect()
+    }
+
+    #[test]
+    fn max_expression_len_has_a_ceiling() {
+        assert_eq!(
+            with_settings("max_expression_len = 10000000", ""),
+            ["firewall.max_expression_len: 10000000 is above anygate's limit of 65536"]
+        );
+        assert!(with_settings("max_expression_len = 65536", "").is_empty());
+    }
+
+    /// Nesting past the parser's limit is refused naming the rule and the column, on a
+    /// 256 KiB stack: nothing recurses once per level before the refusal.
+    #[test]
+    fn deep_nesting_is_refused_naming_the_rule_and_column() {
+        let parens = format!("{}tcp{}", "(".repeat(10_000), ")".repeat(10_000));
+        // Within the length ceiling: 20,000 `!`, or 16,000 `not `.
+        let bangs = format!("{}tcp", "!".repeat(20_000));
+        let nots = format!("{}tcp", "not ".repeat(16_000));
+        let rules = format!(
+            r#"{{ expression = "udp", action = "allow" }},
+               {{ expression = "{parens}", action = "block" }},
+               {{ expression = "{bangs}", action = "block" }},
+               {{ expression = "{nots}", action = "block" }}"#
+        );
+        let e = crate::firewall::parser::tests::on_small_stack(move || {
+            with_settings("max_expression_len = 65536", &rules)
+        });
+        assert_eq!(
+            e,
+            [
+                "firewall.rules[1].expression: column 129: nesting deeper than 128 levels",
+                "firewall.rules[2].expression: column 129: nesting deeper than 128 levels",
+                "firewall.rules[3].expression: column 513: nesting deeper than 128 levels",
+            ]
+        );
     }
 }
