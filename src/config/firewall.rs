@@ -2,7 +2,9 @@
 //! column), actions, limits and where the rules apply.
 use super::schema::RawConfig;
 use super::validate::Errs;
-use crate::firewall::{self, Action, Rule};
+use crate::firewall::parser::Value;
+use crate::firewall::scheme::Field;
+use crate::firewall::{self, Action, Expr, Rule};
 use std::collections::HashMap;
 
 /// The most rules a config may raise `max_rules` to: per-rule counters are fixed arrays.
@@ -133,12 +135,18 @@ pub fn validate_firewall(raw: &RawConfig, e: &mut Errs) -> FirewallConf {
             continue;
         }
         match firewall::parse(&r.expression, &lists) {
-            Ok(expr) => rules.push(Rule {
-                expr,
-                action: act,
-                enabled: r.enabled,
-                phase,
-            }),
+            Ok(expr) => match unknown_tunnel(&expr, raw) {
+                Some(name) => e.push(
+                    format!("{path}.expression"),
+                    format!("anygate.tunnel: no tunnel named \"{name}\" in [[tunnels]]"),
+                ),
+                None => rules.push(Rule {
+                    expr,
+                    action: act,
+                    enabled: r.enabled,
+                    phase,
+                }),
+            },
             Err(err) => e.push(format!("{path}.expression"), err.to_string()),
         }
     }
@@ -148,6 +156,23 @@ pub fn validate_firewall(raw: &RawConfig, e: &mut Errs) -> FirewallConf {
         ingress,
         egress,
         keys,
+    }
+}
+
+/// The first name `anygate.tunnel` is compared with that no `[[tunnels]]` entry has: such a
+/// test is a typo that never (or, with `ne`, always) matches. Names of tunnels refused for
+/// other reasons count as known, so one mistake is not reported twice.
+fn unknown_tunnel<'a>(e: &'a Expr, raw: &RawConfig) -> Option<&'a str> {
+    // Recursion is bounded by the parser's nesting limit.
+    let known = |s: &str| raw.tunnels.iter().any(|t| t.name == s);
+    match e {
+        Expr::Or(a, b) | Expr::Xor(a, b) | Expr::And(a, b) => {
+            unknown_tunnel(a, raw).or_else(|| unknown_tunnel(b, raw))
+        }
+        Expr::Not(a) => unknown_tunnel(a, raw),
+        Expr::Cmp(Field::Tunnel, _, Value::Str(s)) => (!known(s)).then_some(s.as_str()),
+        Expr::In(Field::Tunnel, set) => set.strs.iter().map(String::as_str).find(|s| !known(s)),
+        _ => None,
     }
 }
 
@@ -302,5 +327,94 @@ mod tests {
                 "firewall.rules[3].expression: column 513: nesting deeper than 128 levels",
             ]
         );
+    }
+
+    #[test]
+    fn values_out_of_their_fields_range_refused() {
+        let (_, e) = firewall(
+            r#"{ expression = "tcp.dstport > 70000", action = "block" },
+               { expression = "ip.ttl == 256", action = "block" },
+               { expression = "icmp.type > 256", action = "block" },
+               { expression = "udp.srcport in {1..65536}", action = "block" },
+               { expression = "ip.proto == 262", action = "block" },
+               { expression = "tcp.dstport > 65534 and ip.ttl == 255 and icmp.code in {0..255}", action = "block" }"#,
+        );
+        assert_eq!(
+            e,
+            [
+                "firewall.rules[0].expression: column 15: 70000 is out of range (0..=65535)",
+                "firewall.rules[1].expression: column 11: 256 is out of range (0..=255)",
+                "firewall.rules[2].expression: column 13: 256 is out of range (0..=255)",
+                "firewall.rules[3].expression: column 17: 65536 is out of range (0..=65535)",
+                "firewall.rules[4].expression: column 13: expected a protocol number or name \
+                 (\"tcp\"), found number 262",
+            ]
+        );
+        let raw: RawConfig = toml::from_str(
+            r#"[firewall]
+               lists = { ports = ["80", "999999"] }
+               rules = [{ expression = "tcp.dstport in $ports", action = "block" }]"#,
+        )
+        .unwrap();
+        let mut e = Errs(Vec::new());
+        validate_firewall(&raw, &mut e);
+        assert_eq!(
+            e.0.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+            ["firewall.rules[0].expression: column 16: $ports: `999999`: 999999 is out of range \
+              (0..=65535)"]
+        );
+    }
+
+    #[test]
+    fn a_direction_is_ingress_or_egress() {
+        let (_, e) = firewall(
+            r#"{ expression = "anygate.direction == \"sideways\"", action = "block" },
+               { expression = "anygate.direction in {\"ingress\" \"up\"}", action = "block" },
+               { expression = "anygate.direction ne \"egress\"", action = "block" }"#,
+        );
+        assert_eq!(
+            e,
+            [
+                "firewall.rules[0].expression: column 22: \"sideways\" is not a direction: \
+                 \"ingress\" or \"egress\"",
+                "firewall.rules[1].expression: column 33: \"up\" is not a direction: \
+                 \"ingress\" or \"egress\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_tunnel_name_must_be_a_configured_tunnel() {
+        let tunnel = |name: &str| {
+            format!(
+                "[[tunnels]]\nname = \"{name}\"\ntype = \"gre\"\ncustomer_endpoint = \"198.51.100.1\"\n\
+                 edge_endpoint = \"203.0.113.1\"\ninterface_address = \"10.1.0.0/31\"\n"
+            )
+        };
+        let raw: RawConfig = toml::from_str(&format!(
+            r#"{}{}
+[firewall]
+lists = {{ names = ['"acme"', '"nosuch2"'] }}
+rules = [
+    {{ expression = "anygate.tunnel == \"acme\" or anygate.tunnel in {{\"beta\"}}", action = "block" }},
+    {{ expression = "tcp and not anygate.tunnel ne \"nosuchtunnel\"", action = "block" }},
+    {{ expression = "anygate.tunnel in $names", action = "block" }},
+]"#,
+            tunnel("acme"),
+            tunnel("beta")
+        ))
+        .unwrap();
+        let mut e = Errs(Vec::new());
+        let f = validate_firewall(&raw, &mut e);
+        assert_eq!(
+            e.0.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+            [
+                "firewall.rules[1].expression: anygate.tunnel: no tunnel named \"nosuchtunnel\" \
+                 in [[tunnels]]",
+                "firewall.rules[2].expression: anygate.tunnel: no tunnel named \"nosuch2\" in \
+                 [[tunnels]]",
+            ]
+        );
+        assert_eq!(f.rules.len(), 1);
     }
 }

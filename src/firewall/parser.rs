@@ -5,7 +5,7 @@
 //! Every walk of the AST (this parser, the evaluator, the compiler, even `Drop`) recurses, so
 //! nesting is bounded here, before any of them can overflow the stack: see `MAX_DEPTH`.
 use super::lexer::{lex, Tok};
-use super::scheme::{proto_number, Field, Type};
+use super::scheme::{proto_number, Field, Type, DIRECTIONS};
 use std::collections::HashMap;
 use std::fmt;
 
@@ -412,12 +412,12 @@ impl Parser<'_> {
             (Type::Ip, Some(Tok::Cidr(..))) => Err(format!(
                 "{found}: CIDRs are allowed only inside sets, as in `in {{...}}`"
             )),
-            (Type::Int, Some(Tok::Int(n))) => Ok(Value::Num(*n)),
+            (Type::Int, Some(Tok::Int(n))) => in_range(field, *n).map(Value::Num),
             (Type::Proto, Some(Tok::Int(n))) if *n <= 255 => Ok(Value::Num(*n)),
             (Type::Proto, Some(Tok::Str(s))) => proto_number(s)
                 .map(|n| Value::Num(n as u64))
                 .ok_or_else(|| format!("unknown protocol name \"{s}\"")),
-            (Type::Str, Some(Tok::Str(s))) => Ok(Value::Str(s.clone())),
+            (Type::Str, Some(Tok::Str(s))) => known_str(field, s).map(Value::Str),
             (kind, _) => Err(format!("expected {}, found {found}", expects(kind))),
         }
     }
@@ -496,6 +496,25 @@ impl Parser<'_> {
     }
 }
 
+/// `n`, when the field can hold it.
+fn in_range(field: Field, n: u64) -> Result<u64, String> {
+    if n > field.max() {
+        return Err(format!("{n} is out of range (0..={})", field.max()));
+    }
+    Ok(n)
+}
+
+/// `s`, when the string field can have it: `anygate.direction` is "ingress" or "egress"
+/// (tunnel names are the config's to check).
+fn known_str(field: Field, s: &str) -> Result<String, String> {
+    if field == Field::Direction && !DIRECTIONS.contains(&s) {
+        return Err(format!(
+            "\"{s}\" is not a direction: \"ingress\" or \"egress\""
+        ));
+    }
+    Ok(s.to_owned())
+}
+
 fn expects(kind: Type) -> &'static str {
     match kind {
         Type::Ip => "an IPv4 address",
@@ -511,7 +530,7 @@ fn add_element(set: &mut Set, field: Field, toks: &[&Tok]) -> Result<(), String>
     let num = |t: &Tok| -> Result<u64, String> {
         match (field.kind(), t) {
             (Type::Ip, Tok::Ip(a)) => Ok(*a as u64),
-            (Type::Int, Tok::Int(n)) => Ok(*n),
+            (Type::Int, Tok::Int(n)) => in_range(field, *n),
             (Type::Proto, Tok::Int(n)) if *n <= 255 => Ok(*n),
             (Type::Proto, Tok::Str(s)) => proto_number(s)
                 .map(u64::from)
@@ -538,7 +557,7 @@ fn add_element(set: &mut Set, field: Field, toks: &[&Tok]) -> Result<(), String>
             }
             set.ranges.push((*a as u64, (*a | !mask) as u64));
         }
-        [Tok::Str(s)] if field.kind() == Type::Str => set.strs.push(s.clone()),
+        [Tok::Str(s)] if field.kind() == Type::Str => set.strs.push(known_str(field, s)?),
         [one] => {
             let v = num(one)?;
             set.ranges.push((v, v));
