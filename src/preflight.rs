@@ -54,7 +54,7 @@ device = "net_null0"
 address = "192.0.2.1/24"
 
 [[workers]]
-core = 0
+core = 1
 rx = [{ port = "wan0" }]
 
 [[neighbors]]
@@ -82,7 +82,7 @@ nexthop = "192.0.2.254"
 "#;
 
     fn errors(text: &str) -> Result<Checked, Vec<String>> {
-        let cfg = config::parse(text, &Host { cores: vec![0] }).expect("validates");
+        let cfg = config::parse(text, &Host { cores: vec![0, 1] }).expect("validates");
         check(cfg).map_err(|e| e.0.iter().map(ToString::to_string).collect())
     }
 

@@ -143,6 +143,26 @@ fn check_and_run_refuse_what_needs_no_device_before_the_eal() {
             with_eal_args(&good, "\"\""),
             "dpdk.eal_args[8]: empty argument",
         ),
+        // Nesting that once overflowed the stack (exit 134) is refused like any error.
+        (
+            format!(
+                "{good}\n[firewall]\nmax_expression_len = 65536\nrules = [{{ expression = \"{}tcp{}\", action = \"block\" }}]\n",
+                "(".repeat(10_000),
+                ")".repeat(10_000)
+            ),
+            "firewall.rules[0].expression: column 129: nesting deeper than 128 levels",
+        ),
+        (
+            format!(
+                "{good}\n[firewall]\nmax_expression_len = 65536\nrules = [{{ expression = \"{}tcp\", action = \"block\" }}]\n",
+                "!".repeat(20_000)
+            ),
+            "firewall.rules[0].expression: column 129: nesting deeper than 128 levels",
+        ),
+        (
+            format!("{good}\n[firewall]\nmax_expression_len = 10000000\n"),
+            "firewall.max_expression_len: 10000000 is above anygate's limit of 65536",
+        ),
     ];
     for (text, want) in cases {
         std::fs::write(d.p("bad.toml"), &text).unwrap();

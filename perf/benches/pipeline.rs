@@ -390,7 +390,7 @@ fn bench_snapshot(prefixes: &[(Prefix, u32)]) {
     let mut text = String::from(
         "[node]\nanycast_addresses = [\"203.0.113.10\"]\nallow_public_prefixes = true\n\
          [[ports]]\nname = \"wan0\"\ndevice = \"net_null0\"\nmac = \"02:00:00:00:00:01\"\naddress = \"192.0.2.1/24\"\n\
-         [[workers]]\ncore = 0\nrx = [{ port = \"wan0\" }]\n\
+         [[workers]]\ncore = 1\nrx = [{ port = \"wan0\" }]\n\
          [[neighbors]]\nip = \"192.0.2.254\"\nmac = \"02:00:00:00:00:fe\"\nport = \"wan0\"\n\
          [[routes]]\nprefix = \"0.0.0.0/0\"\nnexthop = \"192.0.2.254\"\n",
     );
@@ -417,7 +417,7 @@ fn bench_snapshot(prefixes: &[(Prefix, u32)]) {
             n += 1;
         }
     }
-    let host = Host { cores: vec![0] };
+    let host = Host { cores: vec![0, 1] };
     let t = Instant::now();
     let cfg = validate(&raw, &host).expect("valid");
     let v = t.elapsed();

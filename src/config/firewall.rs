@@ -2,11 +2,17 @@
 //! column), actions, limits and where the rules apply.
 use super::schema::RawConfig;
 use super::validate::Errs;
-use crate::firewall::{self, Action, Rule};
+use crate::firewall::parser::Value;
+use crate::firewall::scheme::Field;
+use crate::firewall::{self, Action, Expr, Rule};
 use std::collections::HashMap;
 
 /// The most rules a config may raise `max_rules` to: per-rule counters are fixed arrays.
 pub const MAX_RULES: usize = 1024;
+/// The most `max_expression_len` may be raised to. Nesting is bounded by the parser
+/// (`firewall::parser::MAX_DEPTH`) whatever the length; this keeps one rule's text and tokens
+/// small.
+pub const MAX_EXPRESSION_LEN: usize = 65_536;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct FirewallConf {
@@ -34,6 +40,15 @@ pub fn validate_firewall(raw: &RawConfig, e: &mut Errs) -> FirewallConf {
         e.push(
             "firewall.max_rules",
             format!("{} is above anygate's limit of {MAX_RULES}", f.max_rules),
+        );
+    }
+    if f.max_expression_len > MAX_EXPRESSION_LEN {
+        e.push(
+            "firewall.max_expression_len",
+            format!(
+                "{} is above anygate's limit of {MAX_EXPRESSION_LEN}",
+                f.max_expression_len
+            ),
         );
     }
     if f.rules.len() > f.max_rules {
@@ -108,24 +123,30 @@ pub fn validate_firewall(raw: &RawConfig, e: &mut Errs) -> FirewallConf {
             continue;
         };
         last_phase = phase;
-        if r.expression.len() > f.max_expression_len {
+        if r.expression.len() > f.max_expression_len.min(MAX_EXPRESSION_LEN) {
             e.push(
                 format!("{path}.expression"),
                 format!(
                     "{} characters; firewall.max_expression_len is {}",
                     r.expression.len(),
-                    f.max_expression_len
+                    f.max_expression_len.min(MAX_EXPRESSION_LEN)
                 ),
             );
             continue;
         }
         match firewall::parse(&r.expression, &lists) {
-            Ok(expr) => rules.push(Rule {
-                expr,
-                action: act,
-                enabled: r.enabled,
-                phase,
-            }),
+            Ok(expr) => match unknown_tunnel(&expr, raw) {
+                Some(name) => e.push(
+                    format!("{path}.expression"),
+                    format!("anygate.tunnel: no tunnel named \"{name}\" in [[tunnels]]"),
+                ),
+                None => rules.push(Rule {
+                    expr,
+                    action: act,
+                    enabled: r.enabled,
+                    phase,
+                }),
+            },
             Err(err) => e.push(format!("{path}.expression"), err.to_string()),
         }
     }
@@ -135,6 +156,23 @@ pub fn validate_firewall(raw: &RawConfig, e: &mut Errs) -> FirewallConf {
         ingress,
         egress,
         keys,
+    }
+}
+
+/// The first name `anygate.tunnel` is compared with that no `[[tunnels]]` entry has: such a
+/// test is a typo that never (or, with `ne`, always) matches. Names of tunnels refused for
+/// other reasons count as known, so one mistake is not reported twice.
+fn unknown_tunnel<'a>(e: &'a Expr, raw: &RawConfig) -> Option<&'a str> {
+    // Recursion is bounded by the parser's nesting limit.
+    let known = |s: &str| raw.tunnels.iter().any(|t| t.name == s);
+    match e {
+        Expr::Or(a, b) | Expr::Xor(a, b) | Expr::And(a, b) => {
+            unknown_tunnel(a, raw).or_else(|| unknown_tunnel(b, raw))
+        }
+        Expr::Not(a) => unknown_tunnel(a, raw),
+        Expr::Cmp(Field::Tunnel, _, Value::Str(s)) => (!known(s)).then_some(s.as_str()),
+        Expr::In(Field::Tunnel, set) => set.strs.iter().map(String::as_str).find(|s| !known(s)),
+        _ => None,
     }
 }
 
@@ -245,5 +283,138 @@ mod tests {
                { expression = "tcp", action = "block", description = "again" }"#,
         );
         assert_eq!(g.keys[1..], k[..2]);
+    }
+
+    fn with_settings(settings: &str, rules: &str) -> Vec<String> {
+        let raw: RawConfig =
+            toml::from_str(&format!("[firewall]\n{settings}\nrules = [{rules}]")).unwrap();
+        let mut e = Errs(Vec::new());
+        validate_firewall(&raw, &mut e);
+        e.0.iter().map(|e| e.to_string()).collect()
+    }
+
+    #[test]
+    fn max_expression_len_has_a_ceiling() {
+        assert_eq!(
+            with_settings("max_expression_len = 10000000", ""),
+            ["firewall.max_expression_len: 10000000 is above anygate's limit of 65536"]
+        );
+        assert!(with_settings("max_expression_len = 65536", "").is_empty());
+    }
+
+    /// Nesting past the parser's limit is refused naming the rule and the column, on a
+    /// 256 KiB stack: nothing recurses once per level before the refusal.
+    #[test]
+    fn deep_nesting_is_refused_naming_the_rule_and_column() {
+        let parens = format!("{}tcp{}", "(".repeat(10_000), ")".repeat(10_000));
+        // Within the length ceiling: 20,000 `!`, or 16,000 `not `.
+        let bangs = format!("{}tcp", "!".repeat(20_000));
+        let nots = format!("{}tcp", "not ".repeat(16_000));
+        let rules = format!(
+            r#"{{ expression = "udp", action = "allow" }},
+               {{ expression = "{parens}", action = "block" }},
+               {{ expression = "{bangs}", action = "block" }},
+               {{ expression = "{nots}", action = "block" }}"#
+        );
+        let e = crate::firewall::parser::tests::on_small_stack(move || {
+            with_settings("max_expression_len = 65536", &rules)
+        });
+        assert_eq!(
+            e,
+            [
+                "firewall.rules[1].expression: column 129: nesting deeper than 128 levels",
+                "firewall.rules[2].expression: column 129: nesting deeper than 128 levels",
+                "firewall.rules[3].expression: column 513: nesting deeper than 128 levels",
+            ]
+        );
+    }
+
+    #[test]
+    fn values_out_of_their_fields_range_refused() {
+        let (_, e) = firewall(
+            r#"{ expression = "tcp.dstport > 70000", action = "block" },
+               { expression = "ip.ttl == 256", action = "block" },
+               { expression = "icmp.type > 256", action = "block" },
+               { expression = "udp.srcport in {1..65536}", action = "block" },
+               { expression = "ip.proto == 262", action = "block" },
+               { expression = "tcp.dstport > 65534 and ip.ttl == 255 and icmp.code in {0..255}", action = "block" }"#,
+        );
+        assert_eq!(
+            e,
+            [
+                "firewall.rules[0].expression: column 15: 70000 is out of range (0..=65535)",
+                "firewall.rules[1].expression: column 11: 256 is out of range (0..=255)",
+                "firewall.rules[2].expression: column 13: 256 is out of range (0..=255)",
+                "firewall.rules[3].expression: column 17: 65536 is out of range (0..=65535)",
+                "firewall.rules[4].expression: column 13: expected a protocol number or name \
+                 (\"tcp\"), found number 262",
+            ]
+        );
+        let raw: RawConfig = toml::from_str(
+            r#"[firewall]
+               lists = { ports = ["80", "999999"] }
+               rules = [{ expression = "tcp.dstport in $ports", action = "block" }]"#,
+        )
+        .unwrap();
+        let mut e = Errs(Vec::new());
+        validate_firewall(&raw, &mut e);
+        assert_eq!(
+            e.0.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+            ["firewall.rules[0].expression: column 16: $ports: `999999`: 999999 is out of range \
+              (0..=65535)"]
+        );
+    }
+
+    #[test]
+    fn a_direction_is_ingress_or_egress() {
+        let (_, e) = firewall(
+            r#"{ expression = "anygate.direction == \"sideways\"", action = "block" },
+               { expression = "anygate.direction in {\"ingress\" \"up\"}", action = "block" },
+               { expression = "anygate.direction ne \"egress\"", action = "block" }"#,
+        );
+        assert_eq!(
+            e,
+            [
+                "firewall.rules[0].expression: column 22: \"sideways\" is not a direction: \
+                 \"ingress\" or \"egress\"",
+                "firewall.rules[1].expression: column 33: \"up\" is not a direction: \
+                 \"ingress\" or \"egress\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_tunnel_name_must_be_a_configured_tunnel() {
+        let tunnel = |name: &str| {
+            format!(
+                "[[tunnels]]\nname = \"{name}\"\ntype = \"gre\"\ncustomer_endpoint = \"198.51.100.1\"\n\
+                 edge_endpoint = \"203.0.113.1\"\ninterface_address = \"10.1.0.0/31\"\n"
+            )
+        };
+        let raw: RawConfig = toml::from_str(&format!(
+            r#"{}{}
+[firewall]
+lists = {{ names = ['"acme"', '"nosuch2"'] }}
+rules = [
+    {{ expression = "anygate.tunnel == \"acme\" or anygate.tunnel in {{\"beta\"}}", action = "block" }},
+    {{ expression = "tcp and not anygate.tunnel ne \"nosuchtunnel\"", action = "block" }},
+    {{ expression = "anygate.tunnel in $names", action = "block" }},
+]"#,
+            tunnel("acme"),
+            tunnel("beta")
+        ))
+        .unwrap();
+        let mut e = Errs(Vec::new());
+        let f = validate_firewall(&raw, &mut e);
+        assert_eq!(
+            e.0.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+            [
+                "firewall.rules[1].expression: anygate.tunnel: no tunnel named \"nosuchtunnel\" \
+                 in [[tunnels]]",
+                "firewall.rules[2].expression: anygate.tunnel: no tunnel named \"nosuch2\" in \
+                 [[tunnels]]",
+            ]
+        );
+        assert_eq!(f.rules.len(), 1);
     }
 }

@@ -1,6 +1,8 @@
 //! Validation of `[node]` and `[[tunnels]]`.
 use super::schema::{Health, RawConfig, TunnelType};
-use super::validate::{parse_cidr, parse_ip, parse_prefix, Errs, PortConf};
+use super::validate::{
+    is_subnet_edge, parse_cidr, parse_ip, parse_prefix, Errs, NeighborConf, PortConf,
+};
 use crate::lpm::Prefix;
 use std::collections::HashMap;
 
@@ -94,7 +96,12 @@ fn interface_range_ok(addr: u32) -> bool {
         || in_p(addr, 0xa9fe_f000, 20)
 }
 
-pub fn validate_node(raw: &RawConfig, ports: &[PortConf], e: &mut Errs) -> NodeConf {
+pub fn validate_node(
+    raw: &RawConfig,
+    ports: &[PortConf],
+    neighbors: &[NeighborConf],
+    e: &mut Errs,
+) -> NodeConf {
     let mut anycast = Vec::new();
     for (i, a) in raw.node.anycast_addresses.iter().enumerate() {
         let path = format!("node.anycast_addresses[{i}]");
@@ -103,6 +110,11 @@ pub fn validate_node(raw: &RawConfig, ports: &[PortConf], e: &mut Errs) -> NodeC
             Ok(ip) if ports.iter().any(|p| p.addr == ip) => e.push(
                 path,
                 format!("{a} is a port address; anycast addresses are not"),
+            ),
+            // Packets for it would be taken for tunnel traffic instead of reaching the host.
+            Ok(ip) if neighbors.iter().any(|n| n.ip == ip) => e.push(
+                path,
+                format!("{a} is a neighbour's address; anycast addresses are not"),
             ),
             Ok(ip) if crate::wire::ipv4::is_martian_dst(ip) => {
                 e.push(path, format!("{a} is not a unicast address"))
@@ -135,7 +147,12 @@ pub fn validate_node(raw: &RawConfig, ports: &[PortConf], e: &mut Errs) -> NodeC
     }
 }
 
-pub fn validate_tunnels(raw: &RawConfig, node: &NodeConf, e: &mut Errs) -> Vec<TunnelConf> {
+pub fn validate_tunnels(
+    raw: &RawConfig,
+    node: &NodeConf,
+    ports: &[PortConf],
+    e: &mut Errs,
+) -> Vec<TunnelConf> {
     if raw.tunnels.len() > MAX_TUNNELS {
         e.push(
             "tunnels",
@@ -143,6 +160,8 @@ pub fn validate_tunnels(raw: &RawConfig, node: &NodeConf, e: &mut Errs) -> Vec<T
         );
     }
     let mut out: Vec<TunnelConf> = Vec::new();
+    // The index in `raw.tunnels` of each of `out`.
+    let mut raw_index: Vec<usize> = Vec::new();
     let mut names: HashMap<&str, usize> = HashMap::new();
     let mut endpoints: HashMap<(u32, u32, TunnelType), usize> = HashMap::new();
     for (i, t) in raw.tunnels.iter().enumerate() {
@@ -182,6 +201,22 @@ pub fn validate_tunnels(raw: &RawConfig, node: &NodeConf, e: &mut Errs) -> Vec<T
                 e.push(
                     format!("{path}.customer_endpoint"),
                     format!("{} cannot be a customer endpoint", t.customer_endpoint),
+                );
+            } else if let Some(p) = ports.iter().find(|p| p.addr == c) {
+                e.push(
+                    format!("{path}.customer_endpoint"),
+                    format!("{} is port `{}`'s own address", t.customer_endpoint, p.name),
+                );
+            } else if let Some(p) = ports
+                .iter()
+                .find(|p| p.on_link(c) && is_subnet_edge(c, p.prefix_len))
+            {
+                e.push(
+                    format!("{path}.customer_endpoint"),
+                    format!(
+                        "{} is the network or broadcast address of port `{}`'s subnet",
+                        t.customer_endpoint, p.name
+                    ),
                 );
             }
         }
@@ -257,6 +292,15 @@ pub fn validate_tunnels(raw: &RawConfig, node: &NodeConf, e: &mut Errs) -> Vec<T
                 format!("{path}.mss_clamp"),
                 format!("{mss_clamp} is below the smallest useful MSS (88); 0 disables clamping"),
             );
+        } else if mss_clamp > mtu.saturating_sub(40) {
+            // A segment of that MSS plus 40 bytes of IPv4 and TCP headers would not fit.
+            e.push(
+                format!("{path}.mss_clamp"),
+                format!(
+                    "{mss_clamp} is above mtu - 40 ({}); 0 disables clamping",
+                    mtu.saturating_sub(40)
+                ),
+            );
         }
         let authorized = t.authorized_prefixes.as_ref().map(|list| {
             list.iter()
@@ -285,6 +329,17 @@ pub fn validate_tunnels(raw: &RawConfig, node: &NodeConf, e: &mut Errs) -> Vec<T
             authorized,
             health: t.health,
         };
+        if let Some(a) = [local, peer].into_iter().find(|a| node.anycast.contains(a)) {
+            e.push(
+                format!("{path}.interface_address"),
+                format!(
+                    "{}: {} is one of node.anycast_addresses",
+                    t.interface_address,
+                    std::net::Ipv4Addr::from(a)
+                ),
+            );
+            continue;
+        }
         if let Some(j) = out.iter().position(|o| {
             let m = Prefix::mask(o.prefix_len.min(tc.prefix_len));
             o.local_addr & m == tc.local_addr & m
@@ -299,6 +354,24 @@ pub fn validate_tunnels(raw: &RawConfig, node: &NodeConf, e: &mut Errs) -> Vec<T
             continue;
         }
         out.push(tc);
+        raw_index.push(i);
+    }
+    // A customer endpoint inside an interface subnet (ours or the customer's side) would be
+    // routed into that tunnel: the outer packet would loop.
+    for (k, t) in out.iter().enumerate() {
+        if let Some(o) = out
+            .iter()
+            .find(|o| o.interface_prefix().contains(t.customer_endpoint))
+        {
+            e.push(
+                format!("tunnels[{}].customer_endpoint", raw_index[k]),
+                format!(
+                    "{} is in the interface subnet of tunnel `{}`",
+                    std::net::Ipv4Addr::from(t.customer_endpoint),
+                    o.name
+                ),
+            );
+        }
     }
     out
 }

@@ -219,7 +219,16 @@ pub fn validate(raw: &RawConfig, host: &Host) -> Result<Config, ConfigErrors> {
                 e.push(format!("{path}.mac"), format!("{m} is not a unicast MAC"));
                 None
             }
-            Some(Ok(m)) => Some(m),
+            Some(Ok(m)) => {
+                // Two ports with one MAC would answer ARP for each other's address.
+                if let Some(j) = ports.iter().position(|o: &PortConf| o.mac == Some(m)) {
+                    e.push(
+                        format!("{path}.mac"),
+                        format!("{m} is already ports[{j}].mac"),
+                    );
+                }
+                Some(m)
+            }
             Some(Err(msg)) => {
                 e.push(format!("{path}.mac"), msg);
                 None
@@ -298,6 +307,13 @@ pub fn validate(raw: &RawConfig, host: &Host) -> Result<Config, ConfigErrors> {
                     "core {} is not available on this machine (cores: {:?})",
                     w.core, host.cores
                 ),
+            );
+        }
+        if w.core == d.main_core {
+            // The management thread runs there; a polling worker would starve it.
+            e.push(
+                format!("{path}.core"),
+                format!("core {} is dpdk.main_core", w.core),
             );
         }
         if let Some(j) = cores.insert(w.core, i) {
@@ -422,8 +438,8 @@ pub fn validate(raw: &RawConfig, host: &Host) -> Result<Config, ConfigErrors> {
         neighbors.push(NeighborConf { ip, mac, port });
     }
 
-    let node = tunnels::validate_node(raw, &ports, &mut e);
-    let mut tunnels = tunnels::validate_tunnels(raw, &node, &mut e);
+    let node = tunnels::validate_node(raw, &ports, &neighbors, &mut e);
+    let mut tunnels = tunnels::validate_tunnels(raw, &node, &ports, &mut e);
 
     let ctx = routes::Context {
         ports: &ports,
@@ -775,6 +791,141 @@ nexthop = "10.0.0.2"
             vec![
                 "tunnels[0].interface_address: 10.0.0.100/31 overlaps ports[1].address 10.0.0.1/24"
             ]
+        );
+    }
+
+    /// GOOD with one anycast address and one GRE tunnel to it, `tunnel` completing the table.
+    fn with_tunnel(tunnel: &str) -> String {
+        format!(
+            "{GOOD}\n[node]\nanycast_addresses = [\"203.0.113.10\"]\n\n[[tunnels]]\nname = \"T1\"\n\
+             type = \"gre\"\nedge_endpoint = \"203.0.113.10\"\n{tunnel}\n"
+        )
+    }
+
+    #[test]
+    fn two_ports_with_one_mac_refused() {
+        let t = GOOD.replace(
+            "device = \"net_null0\"\n",
+            "device = \"net_null0\"\nmac = \"02:00:00:00:00:01\"\n",
+        );
+        assert_eq!(
+            errors(&t),
+            ["ports[1].mac: 02:00:00:00:00:01 is already ports[0].mac"]
+        );
+    }
+
+    #[test]
+    fn a_worker_on_the_main_core_refused() {
+        assert_eq!(
+            errors(&GOOD.replace("core = 1", "core = 0")),
+            ["workers[0].core: core 0 is dpdk.main_core"]
+        );
+        let t = GOOD.replace("[dpdk]\n", "[dpdk]\nmain_core = 1\n");
+        assert_eq!(errors(&t), ["workers[0].core: core 1 is dpdk.main_core"]);
+    }
+
+    #[test]
+    fn an_anycast_address_is_no_neighbour_nor_tunnel_interface() {
+        let t = with_tunnel(
+            "customer_endpoint = \"198.51.100.20\"\ninterface_address = \"10.100.0.0/31\"",
+        );
+        assert!(errors(&t).is_empty(), "{:?}", errors(&t));
+        let e = errors(&t.replace(
+            "anycast_addresses = [\"203.0.113.10\"]",
+            "anycast_addresses = [\"203.0.113.10\", \"192.0.2.254\"]",
+        ));
+        assert_eq!(
+            e,
+            ["node.anycast_addresses[1]: 192.0.2.254 is a neighbour's address; anycast addresses are not"]
+        );
+        // Either side of the tunnel's interface subnet.
+        for (ip, side) in [("10.100.0.0", "10.100.0.0"), ("10.100.0.1", "10.100.0.1")] {
+            let e = errors(&t.replace(
+                "anycast_addresses = [\"203.0.113.10\"]",
+                &format!("anycast_addresses = [\"203.0.113.10\", \"{ip}\"]"),
+            ));
+            assert_eq!(
+                e,
+                [format!(
+                    "tunnels[0].interface_address: 10.100.0.0/31: {side} is one of node.anycast_addresses"
+                )]
+            );
+        }
+    }
+
+    #[test]
+    fn a_customer_endpoint_is_none_of_our_addresses_nor_a_broadcast() {
+        let t = |c: &str| {
+            errors(&with_tunnel(&format!(
+                "customer_endpoint = \"{c}\"\ninterface_address = \"10.100.0.0/31\""
+            )))
+        };
+        assert!(t("198.51.100.20").is_empty());
+        for (c, why) in [
+            ("192.0.2.1", "192.0.2.1 is port `wan0`'s own address"),
+            ("10.0.0.1", "10.0.0.1 is port `lan0`'s own address"),
+            (
+                "192.0.2.255",
+                "192.0.2.255 is the network or broadcast address of port `wan0`'s subnet",
+            ),
+            (
+                "10.0.0.0",
+                "10.0.0.0 is the network or broadcast address of port `lan0`'s subnet",
+            ),
+            (
+                "255.255.255.255",
+                "255.255.255.255 cannot be a customer endpoint",
+            ),
+            ("203.0.113.10", "203.0.113.10 cannot be a customer endpoint"),
+            (
+                "10.100.0.0",
+                "10.100.0.0 is in the interface subnet of tunnel `T1`",
+            ),
+            (
+                "10.100.0.1",
+                "10.100.0.1 is in the interface subnet of tunnel `T1`",
+            ),
+        ] {
+            assert_eq!(
+                t(c),
+                [format!("tunnels[0].customer_endpoint: {why}")],
+                "{c}"
+            );
+        }
+        // Another tunnel's interface address, that tunnel listed later.
+        let two =
+            format!(
+            "{}\n[[tunnels]]\nname = \"T2\"\ntype = \"ipip\"\nedge_endpoint = \"203.0.113.10\"\n\
+             customer_endpoint = \"198.51.100.30\"\ninterface_address = \"10.100.0.2/31\"\n",
+            with_tunnel("customer_endpoint = \"10.100.0.2\"\ninterface_address = \"10.100.0.0/31\"")
+        );
+        assert_eq!(
+            errors(&two),
+            ["tunnels[0].customer_endpoint: 10.100.0.2 is in the interface subnet of tunnel `T2`"]
+        );
+    }
+
+    #[test]
+    fn mss_clamp_above_mtu_minus_40_refused() {
+        let t = |extra: &str| {
+            errors(&with_tunnel(&format!(
+                "customer_endpoint = \"198.51.100.20\"\ninterface_address = \"10.100.0.0/31\"\n{extra}"
+            )))
+        };
+        assert!(t("mss_clamp = 1436").is_empty(), "GRE's mtu is 1476");
+        assert!(t("mss_clamp = 0").is_empty());
+        assert!(t("mtu = 1400\nmss_clamp = 1360").is_empty());
+        assert_eq!(
+            t("mss_clamp = 1437"),
+            ["tunnels[0].mss_clamp: 1437 is above mtu - 40 (1436); 0 disables clamping"]
+        );
+        assert_eq!(
+            t("mss_clamp = 65535"),
+            ["tunnels[0].mss_clamp: 65535 is above mtu - 40 (1436); 0 disables clamping"]
+        );
+        assert_eq!(
+            t("mtu = 1400\nmss_clamp = 1361"),
+            ["tunnels[0].mss_clamp: 1361 is above mtu - 40 (1360); 0 disables clamping"]
         );
     }
 

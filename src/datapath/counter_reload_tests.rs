@@ -6,7 +6,7 @@ use crate::route::Previous;
 
 /// `cfg` built over `prev` as the next generation, while every worker has taken `acked`.
 fn rebuild(cfg: &str, prev: &Snapshot, acked: u64, shared: &SharedCounters) -> Snapshot {
-    let cfg = parse(cfg, &Host { cores: vec![0] }).unwrap();
+    let cfg = parse(cfg, &Host { cores: vec![0, 1] }).unwrap();
     let macs: Vec<MacAddr> = cfg.ports.iter().map(|p| p.mac.unwrap()).collect();
     let raw = shared.total();
     let previous = Previous {

@@ -21,7 +21,7 @@ address = "10.0.0.1/24"
 mtu = 1000
 
 [[workers]]
-core = 0
+core = 1
 rx = [{ port = "wan0" }, { port = "lan0" }]
 
 [[neighbors]]
@@ -52,7 +52,7 @@ const LAN_MAC: [u8; 6] = [2, 0, 0, 0, 1, 1];
 const PEER: [u8; 6] = [2, 0, 0, 0, 0, 0x55];
 
 fn snapshot() -> Snapshot {
-    let cfg = parse(CFG, &Host { cores: vec![0] }).unwrap();
+    let cfg = parse(CFG, &Host { cores: vec![0, 1] }).unwrap();
     let macs: Vec<MacAddr> = cfg.ports.iter().map(|p| p.mac.unwrap()).collect();
     Snapshot::build(&cfg, &macs, 1, None).unwrap()
 }
@@ -228,7 +228,7 @@ fn every_malformation_dropped_by_name() {
 fn no_route_without_default() {
     let cfg = parse(
         &CFG.replace("prefix = \"0.0.0.0/0\"", "prefix = \"203.0.113.0/24\""),
-        &Host { cores: vec![0] },
+        &Host { cores: vec![0, 1] },
     )
     .unwrap();
     let macs: Vec<MacAddr> = cfg.ports.iter().map(|p| p.mac.unwrap()).collect();

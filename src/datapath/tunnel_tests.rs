@@ -25,7 +25,7 @@ mac = "02:00:00:00:01:01"
 address = "10.0.0.1/24"
 
 [[workers]]
-core = 0
+core = 1
 rx = [{ port = "wan0" }, { port = "lan0" }]
 
 [[neighbors]]
@@ -69,7 +69,7 @@ const BETA: [u8; 4] = [198, 51, 100, 30];
 const NET: [u8; 4] = [93, 184, 216, 34];
 
 fn snapshot_with(cfg: &str) -> Snapshot {
-    let cfg = parse(cfg, &Host { cores: vec![0] }).unwrap();
+    let cfg = parse(cfg, &Host { cores: vec![0, 1] }).unwrap();
     let macs: Vec<MacAddr> = cfg.ports.iter().map(|p| p.mac.unwrap()).collect();
     Snapshot::build(&cfg, &macs, 1, None).unwrap()
 }
@@ -488,10 +488,11 @@ fn icmp_errors_are_rate_limited() {
 
 #[test]
 fn config_refuses_bad_tunnels_by_key() {
-    let bad = |from: &str, to: &str| match parse(&CFG.replace(from, to), &Host { cores: vec![0] }) {
-        Ok(_) => panic!("accepted {to}"),
-        Err(e) => e.to_string(),
-    };
+    let bad =
+        |from: &str, to: &str| match parse(&CFG.replace(from, to), &Host { cores: vec![0, 1] }) {
+            Ok(_) => panic!("accepted {to}"),
+            Err(e) => e.to_string(),
+        };
     assert!(bad("name = \"acme\"", "name = \"a-very-long-tunnel\"").contains("tunnels[0].name"));
     assert!(bad(
         "edge_endpoint = \"203.0.113.10\"",
@@ -506,11 +507,11 @@ fn config_refuses_bad_tunnels_by_key() {
     assert!(bad("mss_clamp = 1360", "mss_clamp = 20").contains("tunnels[1].mss_clamp"));
     assert!(bad("nexthop = \"acme\"", "nexthop = \"acme2\"")
         .contains("routes[1].nexthop: `acme2` is neither"));
-    let cfg = parse(CFG, &Host { cores: vec![0] }).unwrap();
+    let cfg = parse(CFG, &Host { cores: vec![0, 1] }).unwrap();
     let macs: Vec<MacAddr> = cfg.ports.iter().map(|p| p.mac.unwrap()).collect();
     let no_underlay = parse(
         &CFG.replace("prefix = \"0.0.0.0/0\"", "prefix = \"8.0.0.0/8\""),
-        &Host { cores: vec![0] },
+        &Host { cores: vec![0, 1] },
     )
     .unwrap();
     let e = Snapshot::build(&no_underlay, &macs, 1, None).err().unwrap();
@@ -618,7 +619,7 @@ fn firewall_directions_defaults_and_config_errors() {
         Verdict::Drop(DropReason::FirewallBlock)
     );
     // Errors name the rule and the column.
-    let err = |t: &str| match parse(t, &Host { cores: vec![0] }) {
+    let err = |t: &str| match parse(t, &Host { cores: vec![0, 1] }) {
         Ok(_) => panic!("accepted"),
         Err(e) => e.to_string(),
     };
@@ -668,7 +669,7 @@ rules = [
         (p.counters.rules[1][0], p.counters.firewall_default[0]),
         (0, 1)
     );
-    let err = |t: &str| match parse(&format!("{CFG}{t}"), &Host { cores: vec![0] }) {
+    let err = |t: &str| match parse(&format!("{CFG}{t}"), &Host { cores: vec![0, 1] }) {
         Ok(_) => panic!("accepted"),
         Err(e) => e.to_string(),
     };
@@ -708,7 +709,7 @@ fn firewall_second_crossing_reuses_the_first_answer_only_when_it_must_agree() {
         { expression = "tcp.dstport eq 80", action = "block" }"#;
     // The same rules plus one that never matches but tests the direction: no reuse.
     let forced = format!(
-        r#"{base}, {{ expression = "anygate.direction eq \"nowhere\"", action = "block" }}"#
+        r#"{base}, {{ expression = "anygate.direction eq \"ingress\" and anygate.direction eq \"egress\"", action = "block" }}"#
     );
     let (reused, evaluated) = (fw(base), fw(&forced));
     assert!(!reused.classifier.per_crossing() && evaluated.classifier.per_crossing());

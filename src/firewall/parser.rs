@@ -1,8 +1,11 @@
 //! Parsing rule expressions into a typed AST. Precedence, tightest first: `not !`, `and &&`,
 //! `xor ^^`, `or ||`; parentheses group. Values are checked against the field's type here,
 //! so evaluation never meets a mismatch.
+//!
+//! Every walk of the AST (this parser, the evaluator, the compiler, even `Drop`) recurses, so
+//! nesting is bounded here, before any of them can overflow the stack: see `MAX_DEPTH`.
 use super::lexer::{lex, Tok};
-use super::scheme::{proto_number, Field, Type};
+use super::scheme::{proto_number, Field, Type, DIRECTIONS};
 use std::collections::HashMap;
 use std::fmt;
 
@@ -93,6 +96,12 @@ impl Expr {
     }
 }
 
+/// The deepest nesting an expression may have. Each pair of parentheses, each `not` and each
+/// `and`/`xor`/`or` node is a level; a run of one operator (`a or b or c ...`) is grouped as a
+/// balanced tree, so 1,000 `or`s in a row cost 10 levels. The parser recurses once per
+/// parenthesis and refuses the level past this one before entering it.
+pub const MAX_DEPTH: usize = 128;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParseError {
     /// 1-based column in the expression.
@@ -113,6 +122,16 @@ struct Parser<'a> {
     lists: &'a Lists,
 }
 
+/// An expression and its height in nesting levels (a field test is 0).
+type Node = (Expr, usize);
+
+fn too_deep(column: usize) -> ParseError {
+    ParseError {
+        column,
+        msg: format!("nesting deeper than {MAX_DEPTH} levels"),
+    }
+}
+
 /// Parses one rule expression.
 pub fn parse(src: &str, lists: &Lists) -> Result<Expr, ParseError> {
     let toks = lex(src).map_err(|e| ParseError {
@@ -131,17 +150,80 @@ pub fn parse(src: &str, lists: &Lists) -> Result<Expr, ParseError> {
             msg: "empty expression".into(),
         });
     }
-    let e = p.or()?;
-    if let Some((col, t)) = p.toks.get(p.pos) {
-        return Err(ParseError {
-            column: *col,
-            msg: format!(
-                "expected `and`, `or`, `xor` or the end, found {}",
-                t.describe()
-            ),
-        });
+    p.expr()
+}
+
+/// A run of one operator (`a and b and c`): its operands, and the column of the operator
+/// after each but the last.
+#[derive(Default)]
+struct Run {
+    items: Vec<Node>,
+    ops: Vec<usize>,
+}
+
+impl Run {
+    /// The run as one node, grouped pairwise into a balanced tree: the operators are
+    /// associative and evaluation has no side effects, so a long run adds log2 of its length
+    /// to the nesting rather than its length.
+    fn fold(self, node: fn(Box<Expr>, Box<Expr>) -> Expr) -> Result<Node, ParseError> {
+        let (mut items, mut ops) = (self.items, self.ops);
+        while items.len() > 1 {
+            let mut next = Vec::with_capacity(items.len().div_ceil(2));
+            let mut next_ops = Vec::with_capacity(ops.len() / 2);
+            let mut it = items.into_iter();
+            let mut k = 0;
+            while let Some((a, ha)) = it.next() {
+                let Some((b, hb)) = it.next() else {
+                    next.push((a, ha));
+                    break;
+                };
+                let col = ops.get(k).copied().unwrap_or(0);
+                let h = ha.max(hb) + 1;
+                if h > MAX_DEPTH {
+                    return Err(too_deep(col));
+                }
+                next.push((node(Box::new(a), Box::new(b)), h));
+                next_ops.extend(ops.get(k + 1));
+                k += 2;
+            }
+            items = next;
+            ops = next_ops;
+        }
+        items.pop().ok_or(ParseError {
+            column: 1,
+            msg: "expected an expression".into(),
+        })
     }
-    Ok(e)
+}
+
+/// The expression inside one pair of parentheses (or the whole one) as far as it is read:
+/// the `or` run of `xor` runs of `and` runs, and the `not`s waiting for the next operand.
+#[derive(Default)]
+struct Group {
+    /// The column of its `(`.
+    open_col: usize,
+    or: Run,
+    xor: Run,
+    and: Run,
+    nots: Vec<usize>,
+}
+
+impl Group {
+    fn close_and(&mut self) -> Result<(), ParseError> {
+        let n = std::mem::take(&mut self.and).fold(Expr::And)?;
+        self.xor.items.push(n);
+        Ok(())
+    }
+    fn close_xor(&mut self) -> Result<(), ParseError> {
+        self.close_and()?;
+        let n = std::mem::take(&mut self.xor).fold(Expr::Xor)?;
+        self.or.items.push(n);
+        Ok(())
+    }
+    fn finish(mut self) -> Result<Node, ParseError> {
+        self.close_xor()?;
+        self.or.fold(Expr::Or)
+    }
 }
 
 impl Parser<'_> {
@@ -172,55 +254,100 @@ impl Parser<'_> {
         hit
     }
 
-    fn or(&mut self) -> Result<Expr, ParseError> {
-        let mut e = self.xor()?;
-        while self.eat_word(&["or", "||"]) {
-            e = Expr::Or(Box::new(e), Box::new(self.xor()?));
-        }
-        Ok(e)
-    }
-    fn xor(&mut self) -> Result<Expr, ParseError> {
-        let mut e = self.and()?;
-        while self.eat_word(&["xor", "^^"]) {
-            e = Expr::Xor(Box::new(e), Box::new(self.and()?));
-        }
-        Ok(e)
-    }
-    fn and(&mut self) -> Result<Expr, ParseError> {
-        let mut e = self.not()?;
-        while self.eat_word(&["and", "&&"]) {
-            e = Expr::And(Box::new(e), Box::new(self.not()?));
-        }
-        Ok(e)
-    }
-    fn not(&mut self) -> Result<Expr, ParseError> {
-        if self.eat_word(&["not", "!"]) {
-            return Ok(Expr::Not(Box::new(self.not()?)));
-        }
-        self.primary()
-    }
-
-    fn primary(&mut self) -> Result<Expr, ParseError> {
-        match self.peek().cloned() {
-            Some(Tok::LParen) => {
-                self.pos += 1;
-                let e = self.or()?;
+    /// The expression, read without recursion: an explicit stack holds the groups that
+    /// parentheses opened, so no input can exhaust the thread's stack here.
+    fn expr(&mut self) -> Result<Expr, ParseError> {
+        let mut cur = Group::default();
+        let mut outer: Vec<Group> = Vec::new();
+        // Parentheses and `not`s open around the current token: refused past MAX_DEPTH
+        // before anything is built for them.
+        let mut open = 0;
+        loop {
+            // An operand: `not`s and `(`s, then a field test.
+            let col = self.col();
+            if self.eat_word(&["not", "!"]) {
+                if open >= MAX_DEPTH {
+                    return Err(too_deep(col));
+                }
+                open += 1;
+                cur.nots.push(col);
+                continue;
+            }
+            let mut operand = match self.peek().cloned() {
+                Some(Tok::LParen) => {
+                    if open >= MAX_DEPTH {
+                        return Err(too_deep(col));
+                    }
+                    open += 1;
+                    self.pos += 1;
+                    let inner = Group {
+                        open_col: col,
+                        ..Group::default()
+                    };
+                    outer.push(std::mem::replace(&mut cur, inner));
+                    continue;
+                }
+                Some(Tok::Word(name)) => {
+                    let field =
+                        Field::parse(&name).map_err(|msg| ParseError { column: col, msg })?;
+                    self.pos += 1;
+                    (self.after_field(field, &name)?, 0)
+                }
+                _ => {
+                    return self.fail(format!(
+                        "expected a field, `not` or `(`, found {}",
+                        self.found()
+                    ))
+                }
+            };
+            // After an operand: its `not`s apply, then an operator, a `)` (the group
+            // becomes an operand of the one around it) or the end.
+            loop {
+                open -= cur.nots.len();
+                for col in std::mem::take(&mut cur.nots).into_iter().rev() {
+                    if operand.1 >= MAX_DEPTH {
+                        return Err(too_deep(col));
+                    }
+                    operand = (Expr::Not(Box::new(operand.0)), operand.1 + 1);
+                }
+                cur.and.items.push(operand);
+                let col = self.col();
+                if self.eat_word(&["and", "&&"]) {
+                    cur.and.ops.push(col);
+                    break;
+                }
+                if self.eat_word(&["xor", "^^"]) {
+                    cur.close_and()?;
+                    cur.xor.ops.push(col);
+                    break;
+                }
+                if self.eat_word(&["or", "||"]) {
+                    cur.close_xor()?;
+                    cur.or.ops.push(col);
+                    break;
+                }
+                let Some(parent) = outer.pop() else {
+                    return match self.peek() {
+                        None => Ok(cur.finish()?.0),
+                        Some(_) => self.fail(format!(
+                            "expected `and`, `or`, `xor` or the end, found {}",
+                            self.found()
+                        )),
+                    };
+                };
                 if self.peek() != Some(&Tok::RParen) {
                     return self.fail(format!("expected `)`, found {}", self.found()));
                 }
                 self.pos += 1;
-                Ok(e)
+                open -= 1;
+                let group = std::mem::replace(&mut cur, parent);
+                let open_col = group.open_col;
+                let (e, h) = group.finish()?;
+                if h >= MAX_DEPTH {
+                    return Err(too_deep(open_col));
+                }
+                operand = (e, h + 1);
             }
-            Some(Tok::Word(name)) => {
-                let col = self.col();
-                let field = Field::parse(&name).map_err(|msg| ParseError { column: col, msg })?;
-                self.pos += 1;
-                self.after_field(field, &name)
-            }
-            _ => self.fail(format!(
-                "expected a field, `not` or `(`, found {}",
-                self.found()
-            )),
         }
     }
 
@@ -285,12 +412,12 @@ impl Parser<'_> {
             (Type::Ip, Some(Tok::Cidr(..))) => Err(format!(
                 "{found}: CIDRs are allowed only inside sets, as in `in {{...}}`"
             )),
-            (Type::Int, Some(Tok::Int(n))) => Ok(Value::Num(*n)),
+            (Type::Int, Some(Tok::Int(n))) => in_range(field, *n).map(Value::Num),
             (Type::Proto, Some(Tok::Int(n))) if *n <= 255 => Ok(Value::Num(*n)),
             (Type::Proto, Some(Tok::Str(s))) => proto_number(s)
                 .map(|n| Value::Num(n as u64))
                 .ok_or_else(|| format!("unknown protocol name \"{s}\"")),
-            (Type::Str, Some(Tok::Str(s))) => Ok(Value::Str(s.clone())),
+            (Type::Str, Some(Tok::Str(s))) => known_str(field, s).map(Value::Str),
             (kind, _) => Err(format!("expected {}, found {found}", expects(kind))),
         }
     }
@@ -369,6 +496,25 @@ impl Parser<'_> {
     }
 }
 
+/// `n`, when the field can hold it.
+fn in_range(field: Field, n: u64) -> Result<u64, String> {
+    if n > field.max() {
+        return Err(format!("{n} is out of range (0..={})", field.max()));
+    }
+    Ok(n)
+}
+
+/// `s`, when the string field can have it: `anygate.direction` is "ingress" or "egress"
+/// (tunnel names are the config's to check).
+fn known_str(field: Field, s: &str) -> Result<String, String> {
+    if field == Field::Direction && !DIRECTIONS.contains(&s) {
+        return Err(format!(
+            "\"{s}\" is not a direction: \"ingress\" or \"egress\""
+        ));
+    }
+    Ok(s.to_owned())
+}
+
 fn expects(kind: Type) -> &'static str {
     match kind {
         Type::Ip => "an IPv4 address",
@@ -384,7 +530,7 @@ fn add_element(set: &mut Set, field: Field, toks: &[&Tok]) -> Result<(), String>
     let num = |t: &Tok| -> Result<u64, String> {
         match (field.kind(), t) {
             (Type::Ip, Tok::Ip(a)) => Ok(*a as u64),
-            (Type::Int, Tok::Int(n)) => Ok(*n),
+            (Type::Int, Tok::Int(n)) => in_range(field, *n),
             (Type::Proto, Tok::Int(n)) if *n <= 255 => Ok(*n),
             (Type::Proto, Tok::Str(s)) => proto_number(s)
                 .map(u64::from)
@@ -411,7 +557,7 @@ fn add_element(set: &mut Set, field: Field, toks: &[&Tok]) -> Result<(), String>
             }
             set.ranges.push((*a as u64, (*a | !mask) as u64));
         }
-        [Tok::Str(s)] if field.kind() == Type::Str => set.strs.push(s.clone()),
+        [Tok::Str(s)] if field.kind() == Type::Str => set.strs.push(known_str(field, s)?),
         [one] => {
             let v = num(one)?;
             set.ranges.push((v, v));
@@ -429,8 +575,98 @@ fn add_element(set: &mut Set, field: Field, toks: &[&Tok]) -> Result<(), String>
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// Runs `f` on a thread with a 256 KiB stack: a parser that recursed once per level of
+    /// a 10,000-deep input would overflow it and abort the test binary.
+    pub(crate) fn on_small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(f)
+            .unwrap()
+            .join()
+            .unwrap()
+    }
+
+    fn err(src: String) -> String {
+        on_small_stack(move || parse(&src, &Lists::new()).unwrap_err().to_string())
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_at_the_level_past_the_limit() {
+        let parens = format!("{}tcp{}", "(".repeat(10_000), ")".repeat(10_000));
+        assert_eq!(err(parens), "column 129: nesting deeper than 128 levels");
+        // Unbalanced: refused for the depth before the missing `)` is noticed.
+        assert_eq!(
+            err("(".repeat(10_000)),
+            "column 129: nesting deeper than 128 levels"
+        );
+        // `not ` is 4 characters: the 129th starts at column 513.
+        assert_eq!(
+            err(format!("{}tcp", "not ".repeat(20_000))),
+            "column 513: nesting deeper than 128 levels"
+        );
+        assert_eq!(
+            err(format!("{}tcp", "!".repeat(20_000))),
+            "column 129: nesting deeper than 128 levels"
+        );
+        // Parentheses and `not`s add up: 64 of each, then one more.
+        assert_eq!(
+            err(format!("{}(tcp{}", "!(".repeat(64), ")".repeat(65))),
+            "column 129: nesting deeper than 128 levels"
+        );
+        // 128 parentheses around an `or`: the `or` is level 129, found on the way out, at
+        // the outermost parenthesis.
+        assert_eq!(
+            err(format!("{}tcp or udp{}", "(".repeat(128), ")".repeat(128))),
+            "column 1: nesting deeper than 128 levels"
+        );
+        // A chain over a maximally nested operand: the operator is the level too many.
+        assert_eq!(
+            err(format!("{}tcp{} or udp", "(".repeat(128), ")".repeat(128))),
+            "column 261: nesting deeper than 128 levels"
+        );
+    }
+
+    #[test]
+    fn nesting_at_the_limit_and_long_chains_are_accepted() {
+        for src in [
+            format!("{}tcp{}", "(".repeat(128), ")".repeat(128)),
+            format!("{}tcp", "not ".repeat(128)),
+            format!("{}tcp{}", "!(".repeat(64), ")".repeat(64)),
+            format!("{}tcp or udp{}", "(".repeat(127), ")".repeat(127)),
+            // 5,000 `or`s and as many `and`s cost 13 levels each, not 5,000.
+            vec!["tcp.dstport eq 80"; 5_000].join(" or "),
+            vec!["(tcp and udp)"; 5_000].join(" || "),
+        ] {
+            on_small_stack(move || {
+                if let Err(e) = parse(&src, &Lists::new()) {
+                    panic!("{}...: {e}", &src[..40.min(src.len())]);
+                }
+            });
+        }
+    }
+
+    #[test]
+    fn chains_keep_their_operands_in_order() {
+        let l = Lists::new();
+        let leaf = |n: u64| Expr::Cmp(Field::TcpDstPort, CmpOp::Eq, Value::Num(n));
+        let or = |a, b| Expr::Or(Box::new(a), Box::new(b));
+        assert_eq!(
+            parse(
+                "tcp.dstport eq 1 or tcp.dstport eq 2 or tcp.dstport eq 3",
+                &l
+            )
+            .unwrap(),
+            or(or(leaf(1), leaf(2)), leaf(3))
+        );
+        assert_eq!(
+            parse(&["tcp.dstport eq 1"; 4].join(" or "), &l).unwrap(),
+            or(or(leaf(1), leaf(1)), or(leaf(1), leaf(1))),
+            "grouped pairwise"
+        );
+    }
 
     proptest::proptest! {
         /// Any text either parses or fails with a column inside it (or just past its end).

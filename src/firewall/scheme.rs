@@ -100,6 +100,28 @@ impl Field {
         })
     }
 
+    /// The largest value the field can have: the width of its header field. Larger numbers
+    /// in a rule are refused, as a mistake that would otherwise make the test always or never
+    /// true.
+    pub fn max(self) -> u64 {
+        match self {
+            Field::IpSrc | Field::IpDst => u32::MAX as u64,
+            Field::IpLen
+            | Field::TcpSrcPort
+            | Field::TcpDstPort
+            | Field::UdpSrcPort
+            | Field::UdpDstPort => u16::MAX as u64,
+            Field::Icmp | Field::Tcp | Field::Udp | Field::TcpFlag(_) => 1,
+            Field::Tunnel | Field::Direction => u64::MAX,
+            Field::IpProto
+            | Field::IpHdrLen
+            | Field::IpTtl
+            | Field::IcmpType
+            | Field::IcmpCode
+            | Field::TcpFlags => u8::MAX as u64,
+        }
+    }
+
     pub fn kind(self) -> Type {
         match self {
             Field::IpSrc | Field::IpDst => Type::Ip,
@@ -110,6 +132,9 @@ impl Field {
         }
     }
 }
+
+/// The values `anygate.direction` can have.
+pub const DIRECTIONS: [&str; 2] = ["ingress", "egress"];
 
 /// IP protocol numbers by the names rules use.
 pub fn proto_number(name: &str) -> Option<u8> {

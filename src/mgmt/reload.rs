@@ -211,7 +211,7 @@ device = "net_null0"
 address = "192.0.2.1/24"
 
 [[workers]]
-core = 0
+core = 1
 rx = [{ port = "wan0" }]
 
 [node]
@@ -247,7 +247,7 @@ nexthop = "T1"
 
     #[test]
     fn runtime_routes_are_kept_checked_again_or_dropped_with_the_reason() {
-        let host = Host { cores: vec![0] };
+        let host = Host { cores: vec![0, 1] };
         let mut next = parse(CFG, &host).unwrap();
         let runtime = vec![
             raw("10.2.0.0/16", "T1"),

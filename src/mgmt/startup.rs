@@ -164,10 +164,10 @@ name = "in0"
 device = "net_null0"
 address = "10.0.0.1/24"
 [[workers]]
-core = 0
+core = 1
 rx = [{ port = "nic0" }, { port = "in0" }]
 "#;
-        let cfg = crate::config::parse(text, &crate::config::Host { cores: vec![0] }).unwrap();
+        let cfg = crate::config::parse(text, &crate::config::Host { cores: vec![0, 1] }).unwrap();
         assert_eq!(
             eal_args(&cfg),
             ["anygate", "-l", "0", "--no-huge", "-a", "01:00.0"]

@@ -19,7 +19,7 @@ mac = "02:00:00:00:00:01"
 address = "192.0.2.1/24"
 
 [[workers]]
-core = 0
+core = 1
 rx = [{ port = "wan0" }]
 
 [[neighbors]]
@@ -51,7 +51,7 @@ fn route_toml(prefix: &str, nexthop: &str, priority: u32) -> String {
 }
 
 fn cfg(routes: &str) -> Result<Config, String> {
-    parse(&(BASE.to_owned() + routes), &Host { cores: vec![0] }).map_err(|e| e.to_string())
+    parse(&(BASE.to_owned() + routes), &Host { cores: vec![0, 1] }).map_err(|e| e.to_string())
 }
 
 fn macs(c: &Config) -> Vec<MacAddr> {

@@ -21,7 +21,7 @@ mac = "02:00:00:00:00:01"
 address = "192.0.2.1/24"
 
 [[workers]]
-core = 0
+core = 1
 rx = [{{ port = "wan0" }}]
 
 [[neighbors]]
@@ -51,7 +51,7 @@ fn route(prefix: &str, t: u32, priority: u32, extra: &str) -> String {
 
 fn build(node: &str, routes: &str) -> Snapshot {
     let cfg =
-        parse(&config(node, routes), &Host { cores: vec![0] }).unwrap_or_else(|e| panic!("{e}"));
+        parse(&config(node, routes), &Host { cores: vec![0, 1] }).unwrap_or_else(|e| panic!("{e}"));
     let macs: Vec<MacAddr> = cfg.ports.iter().map(|p| p.mac.unwrap()).collect();
     Snapshot::build(&cfg, &macs, 1, None).unwrap()
 }
@@ -355,11 +355,13 @@ fn a_health_change_rebuilds_only_its_groups() {
 
 #[test]
 fn route_rules_refused_by_key() {
-    let bad =
-        |node: &str, routes: &str| match parse(&config(node, routes), &Host { cores: vec![0] }) {
-            Ok(_) => panic!("accepted"),
-            Err(e) => e.to_string(),
-        };
+    let bad = |node: &str, routes: &str| match parse(
+        &config(node, routes),
+        &Host { cores: vec![0, 1] },
+    ) {
+        Ok(_) => panic!("accepted"),
+        Err(e) => e.to_string(),
+    };
     assert!(bad("", &route("8.8.8.0/24", 1, 100, ""))
         .contains("routes[1].prefix: 8.8.8.0/24 is not RFC 1918 space"));
     parse(
@@ -367,7 +369,7 @@ fn route_rules_refused_by_key() {
             "allow_public_prefixes = true",
             &route("8.8.8.0/24", 1, 100, ""),
         ),
-        &Host { cores: vec![0] },
+        &Host { cores: vec![0, 1] },
     )
     .unwrap();
     assert!(bad("", &route("10.1.0.0/16", 1, 100, "weight = 0"))
