@@ -173,7 +173,7 @@ pub fn reload(plane: &mut Plane, discard_runtime: bool, who: &str) -> Result<Val
         );
         *plane.runtime = merged.kept;
         return Ok(
-            json!({"ok": true, "changed": false, "generation": plane.publisher.generation(),
+            json!({"changed": false, "generation": plane.publisher.generation(),
                          "runtime_kept": plane.runtime.len(), "runtime_dropped": dropped}),
         );
     }
@@ -193,7 +193,7 @@ pub fn reload(plane: &mut Plane, discard_runtime: bool, who: &str) -> Result<Val
         dropped.len()
     );
     Ok(
-        json!({"ok": true, "changed": true, "generation": g, "prefixes": prefixes,
+        json!({"changed": true, "generation": g, "prefixes": prefixes,
               "removed": listing(&removed), "added": listing(&added),
               "runtime_kept": plane.runtime.len(), "runtime_dropped": dropped}),
     )
