@@ -389,6 +389,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn connect_errors_say_what_they_are() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("ctl.sock");
+        let e = request(&p, &Request::ShowTunnels {}).unwrap_err();
+        assert_eq!(
+            e,
+            format!("is anygate running? no socket at {}", p.display())
+        );
+        // EACCES, as a user other than the socket's owner gets it (root never does).
+        let l = std::os::unix::net::UnixListener::bind(&p).unwrap();
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        let uid = std::fs::metadata(&p).unwrap().uid();
+        let denied = std::io::Error::from(ErrorKind::PermissionDenied);
+        assert_eq!(
+            connect_error(&p, &denied),
+            format!(
+                "{}: permission denied: the socket is 0600, owned by uid {uid}",
+                p.display()
+            )
+        );
+        drop(l);
+        let e = request(&p, &Request::ShowTunnels {}).unwrap_err();
+        assert!(
+            e.ends_with("nobody answers on this socket: anygate is not running (a stale socket)"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn the_socket_is_found_in_a_file_with_errors_elsewhere() {
         let d = tempfile::tempdir().unwrap();
         let f = d.path().join("c.toml");

@@ -278,7 +278,7 @@ fn show_routes_on_a_big_table_comes_in_pages_and_a_slow_reader_blocks_nothing() 
 }
 
 /// A config that runs until idle, on `sock`.
-fn idle_config(d: &Dir, prefix: &str, sock: &str) -> String {
+fn idle_config(prefix: &str, sock: &str) -> String {
     format!(
         r#"{eal}
 [node]
@@ -326,7 +326,7 @@ fn a_socket_path_that_is_not_a_stale_socket_refuses_the_start() {
     let file = d.p("precious");
     std::fs::write(&file, "keep me").unwrap();
     let cfg = d.p("file.toml");
-    std::fs::write(&cfg, idle_config(&d, "ag-ctl5", file.to_str().unwrap())).unwrap();
+    std::fs::write(&cfg, idle_config("ag-ctl5", file.to_str().unwrap())).unwrap();
     let (code, err, _) = run_idle(&cfg);
     assert_eq!(code, Some(2), "{err}");
     assert!(
@@ -343,7 +343,7 @@ fn a_socket_path_that_is_not_a_stale_socket_refuses_the_start() {
     let cfg2 = d.p("second.toml");
     std::fs::write(
         &cfg2,
-        idle_config(&d, "ag-ctl7", d.p("ctl.sock").to_str().unwrap()),
+        idle_config("ag-ctl7", d.p("ctl.sock").to_str().unwrap()),
     )
     .unwrap();
     let (code, err, took) = run_idle(&cfg2);
@@ -363,7 +363,7 @@ fn a_socket_path_that_is_not_a_stale_socket_refuses_the_start() {
 
     // A directory it cannot create the socket in.
     let cfg3 = d.p("third.toml");
-    std::fs::write(&cfg3, idle_config(&d, "ag-ctl8", "/proc/anygate.sock")).unwrap();
+    std::fs::write(&cfg3, idle_config("ag-ctl8", "/proc/anygate.sock")).unwrap();
     let (code, err, _) = run_idle(&cfg3);
     assert_eq!(code, Some(2), "{err}");
     assert!(
@@ -372,7 +372,7 @@ fn a_socket_path_that_is_not_a_stale_socket_refuses_the_start() {
     );
 
     // "" turns the socket off: it runs, and ctl --config says why it cannot talk to it.
-    std::fs::write(&cfg3, idle_config(&d, "ag-ctl8", "")).unwrap();
+    std::fs::write(&cfg3, idle_config("ag-ctl8", "")).unwrap();
     let (code, err, _) = run_idle(&cfg3);
     assert_eq!(code, Some(0), "{err}");
     assert!(

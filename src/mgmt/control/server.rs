@@ -213,3 +213,84 @@ fn write_reply(mut s: &UnixStream, reply: &Reply, uid: Option<u32>, limits: &Lim
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader};
+
+    fn limits() -> Limits {
+        Limits {
+            max_request: 64,
+            deadline: Duration::from_millis(300),
+            max_clients: 2,
+            management_wait: Duration::from_secs(2),
+        }
+    }
+
+    /// A server on a temporary socket whose "management thread" answers every request with
+    /// its command's name.
+    fn server(l: Limits) -> (tempfile::TempDir, std::path::PathBuf) {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("s.sock");
+        let jobs = start(UnixListener::bind(&p).unwrap(), l).unwrap();
+        std::thread::spawn(move || {
+            for j in jobs {
+                let cmd = serde_json::to_value(&j.request).unwrap()["cmd"].clone();
+                let _ = j.reply.send(Reply::ok(serde_json::json!({ "cmd": cmd })));
+            }
+        });
+        (d, p)
+    }
+
+    fn reply(s: &UnixStream) -> Reply {
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut line = String::new();
+        BufReader::new(s).read_line(&mut line).unwrap();
+        Reply::parse(&line).unwrap()
+    }
+
+    fn ask(p: &std::path::Path, req: &[u8]) -> Reply {
+        let s = UnixStream::connect(p).unwrap();
+        (&s).write_all(req).unwrap();
+        reply(&s)
+    }
+
+    #[test]
+    fn a_request_goes_through_the_channel_and_back() {
+        let (_d, p) = server(limits());
+        let r = ask(&p, b"{\"version\":1,\"cmd\":\"show-tunnels\"}\n");
+        assert!(r.ok, "{r:?}");
+        assert_eq!(r.get("cmd"), "show-tunnels");
+        let r = ask(&p, b"{\"version\":1,\"cmd\":\"nope\"}\n");
+        assert!(r.error.unwrap().contains("unknown variant `nope`"));
+    }
+
+    #[test]
+    fn a_slow_client_is_cut_off_at_the_deadline_while_others_are_served() {
+        let (_d, p) = server(limits());
+        let slow = UnixStream::connect(&p).unwrap();
+        (&slow).write_all(b"{\"version\":1,").unwrap();
+        let t = Instant::now();
+        assert!(ask(&p, b"{\"version\":1,\"cmd\":\"show-firewall\"}\n").ok);
+        assert!(t.elapsed() < Duration::from_millis(200));
+        let r = reply(&slow);
+        assert_eq!(r.error.unwrap(), "no complete request within 0.3 s");
+    }
+
+    #[test]
+    fn an_oversized_request_and_a_client_too_many_are_refused() {
+        let (_d, p) = server(limits());
+        let r = ask(&p, &[b' '; 100]);
+        assert_eq!(r.error.unwrap(), "request longer than 64 bytes");
+        let held: Vec<UnixStream> = (0..2).map(|_| UnixStream::connect(&p).unwrap()).collect();
+        let extra = UnixStream::connect(&p).unwrap();
+        assert_eq!(
+            reply(&extra).error.unwrap(),
+            "too many clients (at most 2 at once)"
+        );
+        drop(held);
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(ask(&p, b"{\"version\":1,\"cmd\":\"show-tunnels\"}\n").ok);
+    }
+}
