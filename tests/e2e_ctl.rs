@@ -43,14 +43,19 @@ fn connect(d: &Dir) -> UnixStream {
     UnixStream::connect(d.p("ctl.sock")).unwrap()
 }
 
-/// Sends `raw` as it is and reads one reply line (within `wait`).
+/// One reply line, read within `wait`.
+fn reply(s: &UnixStream, wait: Duration) -> Value {
+    s.set_read_timeout(Some(wait)).unwrap();
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).unwrap();
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"))
+}
+
+/// Sends `raw` as it is (as much as the server takes) and reads the reply.
 fn raw(d: &Dir, raw: &[u8], wait: Duration) -> Value {
     let s = connect(d);
-    s.set_read_timeout(Some(wait)).unwrap();
     let _ = (&s).write_all(raw);
-    let mut line = String::new();
-    BufReader::new(&s).read_line(&mut line).unwrap();
-    serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"))
+    reply(&s, wait)
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -96,9 +101,8 @@ fn silent_and_trickling_clients_delay_neither_other_clients_nor_stats() {
     assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
     answers_within(&d, Duration::from_secs(1));
     // The silent ones are told, once their 5 s are up.
-    let mut line = String::new();
-    BufReader::new(&idle[0]).read_line(&mut line).unwrap();
-    assert!(line.contains("no complete request within 5 s"), "{line}");
+    let v = reply(&idle[0], Duration::from_secs(6));
+    assert_eq!(v["error"], "no complete request within 5 s");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     t.join().unwrap();
     r.finish();
@@ -112,10 +116,7 @@ fn the_seventeenth_client_is_turned_away_and_an_oversized_request_refused() {
     let pid = r.child.id();
     let idle: Vec<UnixStream> = (0..20).map(|_| connect(&d)).collect();
     for s in &idle[16..] {
-        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-        let mut line = String::new();
-        BufReader::new(s).read_line(&mut line).unwrap();
-        let v: Value = serde_json::from_str(&line).unwrap();
+        let v = reply(s, Duration::from_secs(2));
         assert_eq!(v["ok"], false);
         assert_eq!(v["error"], "too many clients (at most 16 at once)");
     }
@@ -125,17 +126,8 @@ fn the_seventeenth_client_is_turned_away_and_an_oversized_request_refused() {
 
     // 32 MB without a newline: refused after the first MiB; memory does not follow.
     let before = rss_kib(pid);
-    let s = connect(&d);
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let chunk = vec![b'x'; 1 << 20];
-    for _ in 0..32 {
-        if (&s).write_all(&chunk).is_err() {
-            break;
-        }
-    }
-    let mut line = String::new();
-    BufReader::new(&s).read_line(&mut line).unwrap();
-    assert!(line.contains("request longer than 1048576 bytes"), "{line}");
+    let v = raw(&d, &vec![b'x'; 32 << 20], Duration::from_secs(5));
+    assert_eq!(v["error"], "request longer than 1048576 bytes");
     let after = rss_kib(pid);
     assert!(after < before + 8 * 1024, "RSS {before} -> {after} KiB");
     answers_within(&d, Duration::from_secs(1));
