@@ -163,10 +163,17 @@ fn check_and_run_refuse_what_needs_no_device_before_the_eal() {
 fn a_second_instance_on_the_same_file_prefix_is_told_who_holds_it() {
     let _g = lock();
     let d = Dir::new();
-    std::fs::write(d.p("a.toml"), base("ag-check-b")).unwrap();
+    // Each on its own control socket: a second instance on the same socket is refused
+    // before its EAL starts (e2e_ctl), and this is about the EAL's own refusal.
+    let on_socket = |name: &str| {
+        let sock = format!("[node]\ncontrol_socket = \"{}\"\n", d.p(name).display());
+        base("ag-check-b").replace("[node]\n", &sock)
+    };
+    std::fs::write(d.p("a.toml"), on_socket("a.sock")).unwrap();
+    std::fs::write(d.p("b.toml"), on_socket("b.sock")).unwrap();
     let first = Running::start(&d.p("a.toml"), "0.2", d.p("first.log"));
     first.wait_stderr("worker 0 on core");
-    let (code, err, _) = anygate("run", &d.p("a.toml"));
+    let (code, err, _) = anygate("run", &d.p("b.toml"));
     let prefix = format!("ag-check-b-{}", std::process::id());
     assert_eq!(code, Some(2), "{err}");
     assert!(
