@@ -14,6 +14,7 @@ fn base(prefix: &str) -> String {
         r#"{eal}
 [node]
 anycast_addresses = ["203.0.113.10"]
+control_socket = ""
 
 [[ports]]
 name = "up0"
@@ -166,8 +167,8 @@ fn a_second_instance_on_the_same_file_prefix_is_told_who_holds_it() {
     // Each on its own control socket: a second instance on the same socket is refused
     // before its EAL starts (e2e_ctl), and this is about the EAL's own refusal.
     let on_socket = |name: &str| {
-        let sock = format!("[node]\ncontrol_socket = \"{}\"\n", d.p(name).display());
-        base("ag-check-b").replace("[node]\n", &sock)
+        let sock = format!("control_socket = \"{}\"", d.p(name).display());
+        base("ag-check-b").replace("control_socket = \"\"", &sock)
     };
     std::fs::write(d.p("a.toml"), on_socket("a.sock")).unwrap();
     std::fs::write(d.p("b.toml"), on_socket("b.sock")).unwrap();
