@@ -4,8 +4,7 @@
 mod common;
 
 use common::*;
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// One net_null port, one worker, a default route, and a tunnel whose customer endpoint the
 /// default route carries.
@@ -52,22 +51,6 @@ fn with_eal_args(text: &str, extra: &str) -> String {
         "\"lib.eal:warning\"]",
         &format!("\"lib.eal:warning\", {extra}]"),
         1,
-    )
-}
-
-/// Runs `anygate <cmd> --config cfg`; `run` stops by itself should it ever get going.
-fn anygate(cmd: &str, cfg: &std::path::Path) -> (Option<i32>, String, Duration) {
-    let mut c = Command::new(BIN);
-    c.args([cmd, "--config", cfg.to_str().unwrap()]);
-    if cmd == "run" {
-        c.args(["--exit-when-idle", "200"]);
-    }
-    let t = Instant::now();
-    let out = c.output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-        t.elapsed(),
     )
 }
 

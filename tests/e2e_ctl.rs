@@ -290,26 +290,6 @@ rx = [{{ port = "up0" }}]
     )
 }
 
-/// `anygate run` to idle: exit code and stderr.
-fn run_idle(cfg: &std::path::Path) -> (Option<i32>, String, Duration) {
-    let t = Instant::now();
-    let out = Command::new(BIN)
-        .args([
-            "run",
-            "--config",
-            cfg.to_str().unwrap(),
-            "--exit-when-idle",
-            "300",
-        ])
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-        t.elapsed(),
-    )
-}
-
 #[test]
 fn a_socket_path_that_is_not_a_stale_socket_refuses_the_start() {
     let _g = lock();
@@ -319,7 +299,7 @@ fn a_socket_path_that_is_not_a_stale_socket_refuses_the_start() {
     std::fs::write(&file, "keep me").unwrap();
     let cfg = d.p("file.toml");
     std::fs::write(&cfg, idle_config("ag-ctl5", file.to_str().unwrap())).unwrap();
-    let (code, err, _) = run_idle(&cfg);
+    let (code, err, _) = anygate("run", &cfg);
     assert_eq!(code, Some(2), "{err}");
     assert!(
         err.contains(&format!(
@@ -338,7 +318,7 @@ fn a_socket_path_that_is_not_a_stale_socket_refuses_the_start() {
         idle_config("ag-ctl7", d.p("ctl.sock").to_str().unwrap()),
     )
     .unwrap();
-    let (code, err, took) = run_idle(&cfg2);
+    let (code, err, took) = anygate("run", &cfg2);
     assert_eq!(code, Some(2), "{err}");
     assert!(
         err.contains("is in use: another anygate answers on it"),
@@ -356,7 +336,7 @@ fn a_socket_path_that_is_not_a_stale_socket_refuses_the_start() {
     // A directory it cannot create the socket in.
     let cfg3 = d.p("third.toml");
     std::fs::write(&cfg3, idle_config("ag-ctl8", "/proc/anygate.sock")).unwrap();
-    let (code, err, _) = run_idle(&cfg3);
+    let (code, err, _) = anygate("run", &cfg3);
     assert_eq!(code, Some(2), "{err}");
     assert!(
         err.contains("node.control_socket: /proc/anygate.sock: "),
@@ -365,7 +345,7 @@ fn a_socket_path_that_is_not_a_stale_socket_refuses_the_start() {
 
     // "" turns the socket off: it runs, and ctl --config says why it cannot talk to it.
     std::fs::write(&cfg3, idle_config("ag-ctl8", "")).unwrap();
-    let (code, err, _) = run_idle(&cfg3);
+    let (code, err, _) = anygate("run", &cfg3);
     assert_eq!(code, Some(0), "{err}");
     assert!(
         err.contains("no control socket, `anygate ctl` is off"),
