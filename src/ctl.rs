@@ -1,25 +1,98 @@
-//! `anygate ctl`: the client of the control socket. Sends one JSON request, prints the answer
-//! as text (or as it came, with `--json`).
+//! `anygate ctl`: the client of the control socket. Sends one request (`crate::ctl_proto`),
+//! prints the answer as text (or as it came, with `--json`).
+use crate::config::{Health, RawRoute, RawScope, RouteSource};
+use crate::ctl_proto::{Batch, Reply, Request};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Write};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// How long to wait for a reply: longer than the server waits for its management thread.
+const REPLY_WAIT: Duration = Duration::from_secs(40);
+
 /// Sends `req` to the socket at `path` and returns the reply.
-pub fn request(path: &Path, req: &Value) -> Result<Value, String> {
-    let stream = UnixStream::connect(path)
-        .map_err(|e| format!("{}: {e} (is anygate running?)", path.display()))?;
+pub fn request(path: &Path, req: &Request) -> Result<Reply, String> {
+    let stream = UnixStream::connect(path).map_err(|e| connect_error(path, &e))?;
     stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
+        .set_read_timeout(Some(REPLY_WAIT))
         .map_err(|e| e.to_string())?;
     let mut w = &stream;
-    writeln!(w, "{req}").map_err(|e| e.to_string())?;
+    w.write_all(req.to_line().as_bytes())
+        .map_err(|e| format!("{}: sending the request: {e}", path.display()))?;
     let mut line = String::new();
     BufReader::new(&stream)
         .read_line(&mut line)
-        .map_err(|e| e.to_string())?;
-    serde_json::from_str(&line).map_err(|e| format!("bad reply: {e}"))
+        .map_err(|e| format!("{}: reading the reply: {e}", path.display()))?;
+    if line.is_empty() {
+        return Err(format!(
+            "{}: anygate closed the connection without a reply",
+            path.display()
+        ));
+    }
+    Reply::parse(&line)
+}
+
+/// Why `connect` failed, in an operator's words.
+fn connect_error(path: &Path, e: &std::io::Error) -> String {
+    let p = path.display();
+    match e.kind() {
+        ErrorKind::PermissionDenied => match std::fs::metadata(path) {
+            Ok(m) => format!(
+                "{p}: permission denied: the socket is {:04o}, owned by uid {}",
+                m.mode() & 0o7777,
+                m.uid()
+            ),
+            Err(_) => format!("{p}: permission denied (on a directory above the socket)"),
+        },
+        ErrorKind::NotFound => format!("is anygate running? no socket at {p}"),
+        ErrorKind::ConnectionRefused => {
+            format!("{p}: nobody answers on this socket: anygate is not running (a stale socket)")
+        }
+        _ => format!("{p}: {e}"),
+    }
+}
+
+/// `show routes` over the whole table, page after page, as one reply. The table may change
+/// between pages: each prefix is shown as it was when its page was read, and `generations`
+/// lists the generations seen when there were several.
+pub fn show_all_routes(path: &Path) -> Result<Reply, String> {
+    let (mut routes, mut invisible, mut generations) = (Vec::new(), Vec::new(), Vec::new());
+    let mut cursor = None;
+    loop {
+        let mut page = request(
+            path,
+            &Request::ShowRoutes {
+                prefix: None,
+                cursor,
+            },
+        )?;
+        if !page.ok {
+            return Ok(page);
+        }
+        for (k, into) in [("routes", &mut routes), ("invisible", &mut invisible)] {
+            if let Some(Value::Array(a)) = page.body.remove(k) {
+                into.extend(a);
+            }
+        }
+        let g = page.get("generation").clone();
+        if generations.last() != Some(&g) {
+            generations.push(g);
+        }
+        cursor = match page.body.remove("cursor") {
+            Some(Value::String(c)) => Some(c),
+            _ => None,
+        };
+        if cursor.is_none() {
+            let mut body =
+                json!({"generation": generations.last(), "routes": routes, "invisible": invisible});
+            if generations.len() > 1 {
+                body["generations"] = json!(generations);
+            }
+            return Ok(Reply::ok(body));
+        }
+    }
 }
 
 /// The control socket a config file names (`node.control_socket`, else the default). Only
@@ -75,7 +148,7 @@ fn scan_control_socket(text: &str) -> Option<String> {
 
 /// A route to add, as the TOML `[[routes]]` keys.
 #[allow(clippy::too_many_arguments)]
-pub fn route_json(
+pub fn route(
     prefix: &str,
     nexthop: &str,
     priority: Option<u32>,
@@ -84,39 +157,43 @@ pub fn route_json(
     regions: &[String],
     colos: &[String],
     description: Option<&str>,
-) -> Value {
-    let mut r = json!({"prefix": prefix, "nexthop": nexthop});
-    if let Some(p) = priority {
-        r["priority"] = json!(p);
-    }
-    if let Some(w) = weight {
-        r["weight"] = json!(w);
-    }
-    if let Some(s) = source {
-        r["source"] = json!(s);
-    }
+) -> Result<RawRoute, String> {
+    let source = match source {
+        None => RouteSource::default(),
+        Some(s) => serde_json::from_value(json!(s))
+            .map_err(|_| format!("--source: `{s}` is neither static nor bgp"))?,
+    };
+    let mut r: RawRoute = serde_json::from_value(json!({"prefix": prefix, "nexthop": nexthop}))
+        .map_err(|e| e.to_string())?;
+    r.priority = priority.unwrap_or(r.priority);
+    r.weight = weight;
+    r.source = source;
     if !regions.is_empty() || !colos.is_empty() {
-        r["scope"] = json!({"regions": regions, "colos": colos});
+        r.scope = Some(RawScope {
+            regions: regions.to_vec(),
+            colos: colos.to_vec(),
+        });
     }
-    if let Some(d) = description {
-        r["description"] = json!(d);
-    }
-    r
+    r.description = description.unwrap_or_default().to_owned();
+    Ok(r)
+}
+
+/// A tunnel health as typed on the command line.
+pub fn health(h: &str) -> Result<Health, String> {
+    serde_json::from_value(json!(h))
+        .map_err(|_| format!("`{h}`: health must be healthy, degraded or down"))
 }
 
 /// The `update-routes` request for a TOML batch file with `[[del]]` and `[[add]]` tables.
-pub fn update_request(file: &Path) -> Result<Value, String> {
+pub fn update_request(file: &Path) -> Result<Request, String> {
     let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
-    let mut req: serde_json::Map<String, Value> =
-        toml::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
-    if let Some(k) = req.keys().find(|k| *k != "add" && *k != "del") {
-        return Err(format!(
-            "{}: unknown key `{k}` (expected [[add]] and [[del]] tables)",
+    let Batch { add, del } = toml::from_str(&text).map_err(|e| {
+        format!(
+            "{}: {e} (expected [[add]] and [[del]] tables)",
             file.display()
-        ));
-    }
-    req.insert("cmd".into(), json!("update-routes"));
-    Ok(Value::Object(req))
+        )
+    })?;
+    Ok(Request::UpdateRoutes { add, del })
 }
 
 /// The reply as an operator reads it.
@@ -195,6 +272,12 @@ pub fn render(reply: &Value) -> String {
                 r["prefix"].as_str().unwrap_or("?"),
                 r["nexthop"].as_str().unwrap_or("?"),
                 r["status"].as_str().unwrap_or("")
+            );
+        }
+        if let Some(c) = reply["cursor"].as_str() {
+            let _ = writeln!(
+                s,
+                "... more from {c}: `show routes --cursor {c}`, or all with `show routes --all`"
             );
         }
     } else if let Some(tunnels) = reply.get("tunnels").and_then(Value::as_array) {
@@ -304,6 +387,35 @@ fn render_runtime(s: &mut String, reply: &Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connect_errors_say_what_they_are() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("ctl.sock");
+        let e = request(&p, &Request::ShowTunnels {}).unwrap_err();
+        assert_eq!(
+            e,
+            format!("is anygate running? no socket at {}", p.display())
+        );
+        // EACCES, as a user other than the socket's owner gets it (root never does).
+        let l = std::os::unix::net::UnixListener::bind(&p).unwrap();
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        let uid = std::fs::metadata(&p).unwrap().uid();
+        let denied = std::io::Error::from(ErrorKind::PermissionDenied);
+        assert_eq!(
+            connect_error(&p, &denied),
+            format!(
+                "{}: permission denied: the socket is 0600, owned by uid {uid}",
+                p.display()
+            )
+        );
+        drop(l);
+        let e = request(&p, &Request::ShowTunnels {}).unwrap_err();
+        assert!(
+            e.ends_with("nobody answers on this socket: anygate is not running (a stale socket)"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn the_socket_is_found_in_a_file_with_errors_elsewhere() {

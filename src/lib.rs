@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod ctl;
+pub mod ctl_proto;
 pub mod datapath;
 #[allow(unsafe_code)]
 pub mod dpdk;

@@ -136,8 +136,15 @@ enum ShowWhat {
     Routes {
         /// A prefix (exactly that prefix) or an address (the longest prefix covering it, as
         /// forwarding finds it). Exits non-zero when the table has nothing for it.
-        #[arg(value_name = "PREFIX|ADDRESS")]
+        #[arg(value_name = "PREFIX|ADDRESS", conflicts_with_all = ["all", "cursor"])]
         query: Option<String>,
+        /// Every prefix: the client asks page after page (a page is at most 1000 prefixes;
+        /// without --all, a reply ends with the `cursor` of the next page).
+        #[arg(long, conflicts_with = "cursor")]
+        all: bool,
+        /// Start the page at this prefix (the `cursor` a previous page gave).
+        #[arg(long, value_name = "PREFIX")]
+        cursor: Option<String>,
     },
     /// Tunnels with their endpoints, health, MTU, MSS clamp and counters.
     Tunnels,
@@ -154,19 +161,30 @@ fn ctl(socket: Option<PathBuf>, config: Option<PathBuf>, json: bool, action: Ctl
         },
         (None, None) => PathBuf::from(config::default_control_socket()),
     };
-    let req = match &action {
+    use anygate::ctl_proto::Request;
+    if path.as_os_str().is_empty() {
+        return fail("node.control_socket is \"\": the control socket is disabled");
+    }
+    let req = match action {
         CtlCmd::Show {
-            what: ShowWhat::Routes { query },
-        } => serde_json::json!({"cmd": "show-routes", "prefix": query}),
+            what: ShowWhat::Routes { all: true, .. },
+        } => None,
+        CtlCmd::Show {
+            what: ShowWhat::Routes { query, cursor, .. },
+        } => Some(Request::ShowRoutes {
+            prefix: query,
+            cursor,
+        }),
         CtlCmd::Show {
             what: ShowWhat::Tunnels,
-        } => serde_json::json!({"cmd": "show-tunnels"}),
+        } => Some(Request::ShowTunnels {}),
         CtlCmd::Show {
             what: ShowWhat::Firewall,
-        } => serde_json::json!({"cmd": "show-firewall"}),
-        CtlCmd::SetHealth { tunnel, health } => {
-            serde_json::json!({"cmd": "set-health", "tunnel": tunnel, "health": health})
-        }
+        } => Some(Request::ShowFirewall {}),
+        CtlCmd::SetHealth { tunnel, health } => match anygate::ctl::health(&health) {
+            Ok(health) => Some(Request::SetHealth { tunnel, health }),
+            Err(e) => return fail(&e),
+        },
         CtlCmd::AddRoute {
             prefix,
             nexthop,
@@ -176,46 +194,46 @@ fn ctl(socket: Option<PathBuf>, config: Option<PathBuf>, json: bool, action: Ctl
             region,
             colo,
             description,
-        } => {
-            let r = anygate::ctl::route_json(
-                prefix,
-                nexthop,
-                *priority,
-                *weight,
-                source.as_deref(),
-                region,
-                colo,
-                description.as_deref(),
-            );
-            serde_json::json!({"cmd": "add-route", "route": r})
-        }
-        CtlCmd::DelRoute { prefix, nexthop } => {
-            serde_json::json!({"cmd": "del-route", "prefix": prefix, "nexthop": nexthop})
-        }
-        CtlCmd::UpdateRoutes { file } => match anygate::ctl::update_request(file) {
-            Ok(r) => r,
+        } => match anygate::ctl::route(
+            &prefix,
+            &nexthop,
+            priority,
+            weight,
+            source.as_deref(),
+            &region,
+            &colo,
+            description.as_deref(),
+        ) {
+            Ok(route) => Some(Request::AddRoute { route }),
             Err(e) => return fail(&e),
         },
-        CtlCmd::Reload { discard_runtime } => {
-            serde_json::json!({"cmd": "reload", "discard_runtime": discard_runtime})
-        }
+        CtlCmd::DelRoute { prefix, nexthop } => Some(Request::DelRoute { prefix, nexthop }),
+        CtlCmd::UpdateRoutes { file } => match anygate::ctl::update_request(&file) {
+            Ok(r) => Some(r),
+            Err(e) => return fail(&e),
+        },
+        CtlCmd::Reload { discard_runtime } => Some(Request::Reload { discard_runtime }),
     };
-    match anygate::ctl::request(&path, &req) {
-        Ok(reply) if reply["ok"] == true => {
+    let reply = match req {
+        Some(req) => anygate::ctl::request(&path, &req),
+        None => anygate::ctl::show_all_routes(&path),
+    };
+    match reply {
+        Ok(reply) if reply.ok => {
             if json {
-                println!("{reply}");
+                println!("{}", reply.to_value());
             } else {
-                print!("{}", anygate::ctl::render(&reply));
+                print!("{}", anygate::ctl::render(&reply.to_value()));
             }
             ExitCode::SUCCESS
         }
         Ok(reply) => {
             if json {
-                println!("{reply}");
+                println!("{}", reply.to_value());
             }
             fail(&format!(
                 "refused: {}",
-                reply["error"].as_str().unwrap_or("?")
+                reply.error.as_deref().unwrap_or("?")
             ))
         }
         Err(e) => fail(&e),

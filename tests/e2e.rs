@@ -70,6 +70,8 @@ fn arp_reply(our_mac: [u8; 6], our_ip: [u8; 4], to_mac: [u8; 6], to_ip: [u8; 4])
 fn forward_config(d: &Dir) -> String {
     format!(
         r#"{eal}
+[node]
+control_socket = "{sock}"
 [[ports]]
 name = "wan0"
 device = "net_pcap0,rx_pcap={wan_in},tx_pcap={wan_out}"
@@ -115,6 +117,7 @@ prefix = "100.64.0.0/10"
 nexthop = "10.0.0.3"
 "#,
         eal = eal("ag-fwd"),
+        sock = d.p("ctl.sock").display(),
         wan_in = d.p("wan-in.pcap").display(),
         wan_out = d.p("wan-out.pcap").display(),
         lan_in = d.p("lan-in.pcap").display(),
@@ -380,6 +383,8 @@ fn trace_gives_the_same_verdicts_without_dpdk() {
 fn swap_config(d: &Dir, prefix_b: &str, nexthop: &str) -> String {
     format!(
         r#"{eal}
+[node]
+control_socket = "{sock}"
 [[ports]]
 name = "in0"
 device = "net_pcap0,rx_pcap={input},infinite_rx=1,tx_pcap=/dev/null"
@@ -419,6 +424,7 @@ prefix = "{prefix_b}"
 nexthop = "192.0.2.2"
 "#,
         eal = eal("ag-swap"),
+        sock = d.p("ctl.sock").display(),
         input = d.p("in.pcap").display(),
         core = cores().1,
     )

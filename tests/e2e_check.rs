@@ -4,8 +4,7 @@
 mod common;
 
 use common::*;
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// One net_null port, one worker, a default route, and a tunnel whose customer endpoint the
 /// default route carries.
@@ -14,6 +13,7 @@ fn base(prefix: &str) -> String {
         r#"{eal}
 [node]
 anycast_addresses = ["203.0.113.10"]
+control_socket = ""
 
 [[ports]]
 name = "up0"
@@ -51,22 +51,6 @@ fn with_eal_args(text: &str, extra: &str) -> String {
         "\"lib.eal:warning\"]",
         &format!("\"lib.eal:warning\", {extra}]"),
         1,
-    )
-}
-
-/// Runs `anygate <cmd> --config cfg`; `run` stops by itself should it ever get going.
-fn anygate(cmd: &str, cfg: &std::path::Path) -> (Option<i32>, String, Duration) {
-    let mut c = Command::new(BIN);
-    c.args([cmd, "--config", cfg.to_str().unwrap()]);
-    if cmd == "run" {
-        c.args(["--exit-when-idle", "200"]);
-    }
-    let t = Instant::now();
-    let out = c.output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-        t.elapsed(),
     )
 }
 
@@ -183,10 +167,17 @@ fn check_and_run_refuse_what_needs_no_device_before_the_eal() {
 fn a_second_instance_on_the_same_file_prefix_is_told_who_holds_it() {
     let _g = lock();
     let d = Dir::new();
-    std::fs::write(d.p("a.toml"), base("ag-check-b")).unwrap();
+    // Each on its own control socket: a second instance on the same socket is refused
+    // before its EAL starts (e2e_ctl), and this is about the EAL's own refusal.
+    let on_socket = |name: &str| {
+        let sock = format!("control_socket = \"{}\"", d.p(name).display());
+        base("ag-check-b").replace("control_socket = \"\"", &sock)
+    };
+    std::fs::write(d.p("a.toml"), on_socket("a.sock")).unwrap();
+    std::fs::write(d.p("b.toml"), on_socket("b.sock")).unwrap();
     let first = Running::start(&d.p("a.toml"), "0.2", d.p("first.log"));
     first.wait_stderr("worker 0 on core");
-    let (code, err, _) = anygate("run", &d.p("a.toml"));
+    let (code, err, _) = anygate("run", &d.p("b.toml"));
     let prefix = format!("ag-check-b-{}", std::process::id());
     assert_eq!(code, Some(2), "{err}");
     assert!(

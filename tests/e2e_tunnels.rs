@@ -19,6 +19,7 @@ fn config(d: &Dir) -> String {
         r#"{eal}
 [node]
 anycast_addresses = ["203.0.113.10"]
+control_socket = "{sock}"
 
 [[ports]]
 name = "wan0"
@@ -62,6 +63,7 @@ prefix = "192.168.20.0/24"
 nexthop = "beta"
 "#,
         eal = eal("ag-tun"),
+        sock = d.p("ctl.sock").display(),
         rx = d.p("in.pcap").display(),
         tx = d.p("out.pcap").display(),
         core = cores().1,

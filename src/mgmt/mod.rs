@@ -91,6 +91,17 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
     let mut cfg = checked.cfg;
     let mut rib = checked.rib;
     let signals = Signals::register()?;
+    // Before the EAL: a socket that cannot be ours refuses the start at once.
+    let mut control = match cfg.node.control_socket.as_str() {
+        "" => {
+            log::info!("node.control_socket is \"\": no control socket, `anygate ctl` is off");
+            None
+        }
+        path => Some(
+            control::Control::bind(std::path::Path::new(path))
+                .map_err(|e| format!("node.control_socket: {e}"))?,
+        ),
+    };
     let mut dp = startup::bring_up(&cfg)?;
     let macs = dp.macs();
     let first = checked.snapshot.with_port_macs(&macs);
@@ -153,13 +164,9 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
             }
         };
 
-    let control = match control::Control::bind(std::path::Path::new(&cfg.node.control_socket)) {
-        Ok(c) => Some(c),
-        Err(e) => {
-            log::warn!("node.control_socket: {e}; running without `anygate ctl`");
-            None
-        }
-    };
+    if let Some(c) = &mut control {
+        c.start()?;
+    }
     let mut runtime_routes = Vec::new();
     loop {
         std::thread::sleep(TICK);

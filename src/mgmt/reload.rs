@@ -136,6 +136,13 @@ fn summary(what: &str, keys: &[&RouteKey]) -> String {
 pub fn reload(plane: &mut Plane, discard_runtime: bool, who: &str) -> Result<Value, String> {
     let t = Instant::now();
     let mut next = super::load_for_reload(plane.config_path, plane.cfg, plane.host)?;
+    if next.node.control_socket != plane.cfg.node.control_socket {
+        log::warn!(
+            "reload ({who}): node.control_socket changed to `{}`; the socket stays `{}` until a restart",
+            next.node.control_socket,
+            plane.cfg.node.control_socket
+        );
+    }
     let merged = merge_runtime(&mut next, plane.runtime, discard_runtime);
 
     let old: HashSet<RouteKey> = plane
@@ -173,7 +180,7 @@ pub fn reload(plane: &mut Plane, discard_runtime: bool, who: &str) -> Result<Val
         );
         *plane.runtime = merged.kept;
         return Ok(
-            json!({"ok": true, "changed": false, "generation": plane.publisher.generation(),
+            json!({"changed": false, "generation": plane.publisher.generation(),
                          "runtime_kept": plane.runtime.len(), "runtime_dropped": dropped}),
         );
     }
@@ -193,7 +200,7 @@ pub fn reload(plane: &mut Plane, discard_runtime: bool, who: &str) -> Result<Val
         dropped.len()
     );
     Ok(
-        json!({"ok": true, "changed": true, "generation": g, "prefixes": prefixes,
+        json!({"changed": true, "generation": g, "prefixes": prefixes,
               "removed": listing(&removed), "added": listing(&added),
               "runtime_kept": plane.runtime.len(), "runtime_dropped": dropped}),
     )

@@ -204,11 +204,9 @@ impl Rib {
         self.routes.values().flatten()
     }
 
-    /// Each prefix in the FIB with its value, longest first (for `show routes`).
-    pub fn prefixes(&self) -> Vec<(Prefix, u32)> {
-        let mut v: Vec<(Prefix, u32)> = self.fib.iter().map(|(p, v)| (*p, *v)).collect();
-        v.sort_unstable_by_key(|(p, _)| (std::cmp::Reverse(p.len), p.addr));
-        v
+    /// Each prefix in the FIB with its value, in no order (`show routes` pages through them).
+    pub fn prefixes(&self) -> impl Iterator<Item = (Prefix, u32)> + '_ {
+        self.fib.iter().map(|(p, v)| (*p, *v))
     }
 
     /// The FIB value of exactly this prefix, if it is in the table.

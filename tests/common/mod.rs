@@ -291,3 +291,19 @@ pub fn trace_json(cfg: &Path, pcap: &Path, extra: &[&str]) -> Vec<Value> {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
+
+/// Runs `anygate <cmd> --config cfg`; `run` stops by itself should it ever get going.
+pub fn anygate(cmd: &str, cfg: &std::path::Path) -> (Option<i32>, String, Duration) {
+    let mut c = Command::new(BIN);
+    c.args([cmd, "--config", cfg.to_str().unwrap()]);
+    if cmd == "run" {
+        c.args(["--exit-when-idle", "200"]);
+    }
+    let t = Instant::now();
+    let out = c.output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        t.elapsed(),
+    )
+}

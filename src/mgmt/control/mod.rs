@@ -1,0 +1,49 @@
+//! The control socket (`anygate ctl`): a Unix socket, mode 0600, served by threads of its
+//! own (`server`); the management thread only answers the parsed requests they queue, between
+//! ticks, without touching a socket (`handlers`, `show`). The protocol is `crate::ctl_proto`.
+mod handlers;
+mod server;
+mod show;
+mod socket;
+
+use crossbeam::channel::Receiver;
+pub use handlers::Plane;
+use std::path::Path;
+
+pub struct Control {
+    socket: socket::Bound,
+    jobs: Option<Receiver<server::Job>>,
+}
+
+impl Control {
+    /// Binds the socket (see `socket::bind`: only a stale socket is replaced). Done before
+    /// the EAL starts, so that a refusal is immediate.
+    pub fn bind(path: &Path) -> Result<Control, String> {
+        Ok(Control {
+            socket: socket::bind(path)?,
+            jobs: None,
+        })
+    }
+
+    /// Starts serving clients. Called on the management thread once the EAL has pinned it,
+    /// so that the ctl threads share its core and never a worker's.
+    pub fn start(&mut self) -> Result<(), String> {
+        let listener = self
+            .socket
+            .listener
+            .try_clone()
+            .map_err(|e| format!("control socket: {e}"))?;
+        self.jobs = Some(server::start(listener, server::Limits::default())?);
+        Ok(())
+    }
+
+    /// Answers the requests waiting, if any; never waits for one.
+    pub fn poll(&self, plane: &mut Plane) {
+        let Some(jobs) = &self.jobs else { return };
+        for job in jobs.try_iter().take(crate::ctl_proto::MAX_CLIENTS) {
+            let reply = handlers::handle(job.request, job.uid, plane);
+            // Its client may have given up; the reply channel holds one, so this never waits.
+            let _ = job.reply.try_send(reply);
+        }
+    }
+}
