@@ -100,3 +100,5 @@ with open(os.path.join(HERE, "..", "config", "demo.toml"), "rb") as f:
 with open(os.path.join(HERE, "fuzz_targets", "pipeline.rs")) as f:
     src = f.read()
 write("config", "pipeline", src.split('r#"', 1)[1].split('"#', 1)[0].encode())
+
+# ctl_request seeds are JSON lines, written by hand in fuzz/corpus/ctl_request/seed-*.
