@@ -337,7 +337,9 @@ mod tests {
                { expression = "icmp.type > 256", action = "block" },
                { expression = "udp.srcport in {1..65536}", action = "block" },
                { expression = "ip.proto == 262", action = "block" },
-               { expression = "tcp.dstport > 65534 and ip.ttl == 255 and icmp.code in {0..255}", action = "block" }"#,
+               { expression = "tcp.dstport > 65534 and ip.ttl == 255 and icmp.code in {0..255}", action = "block" },
+               { expression = "icmp.type > 255", action = "block" },
+               { expression = "ip.proto gt 255", action = "block" }"#,
         );
         assert_eq!(
             e,
@@ -348,6 +350,8 @@ mod tests {
                 "firewall.rules[3].expression: column 17: 65536 is out of range (0..=65535)",
                 "firewall.rules[4].expression: column 13: expected a protocol number or name \
                  (\"tcp\"), found number 262",
+                "firewall.rules[6].expression: column 13: `gt 255` can never match: `icmp.type` is at most 255",
+                "firewall.rules[7].expression: column 13: `gt 255` can never match: `ip.proto` is at most 255",
             ]
         );
         let raw: RawConfig = toml::from_str(

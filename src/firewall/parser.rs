@@ -400,6 +400,21 @@ impl Parser<'_> {
         let value = self
             .value(field, tok.as_ref())
             .map_err(|msg| ParseError { column: col, msg })?;
+        // Above the field's largest value: a typo (an 8-bit field compared as 16-bit), never
+        // a rule that can match.
+        if let (CmpOp::Gt, Value::Num(n), Type::Int | Type::Proto) = (op, &value, field.kind()) {
+            let max = if field.kind() == Type::Proto {
+                255
+            } else {
+                field.max()
+            };
+            if *n >= max {
+                return Err(ParseError {
+                    column: col,
+                    msg: format!("`gt {n}` can never match: `{name}` is at most {max}"),
+                });
+            }
+        }
         self.pos += 1;
         Ok(Expr::Cmp(field, op, value))
     }
