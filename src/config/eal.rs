@@ -162,8 +162,11 @@ pub(super) fn check_eal_args(args: &[String], e: &mut Errs) -> EalFacts {
     }
     for o in &opts {
         let path = format!("dpdk.eal_args[{}]", o.index);
-        let short_managed = o.name.len() == 2 && MANAGED_SHORT.contains(&o.name[1..]);
-        if short_managed || MANAGED_LONG.iter().any(|m| o.name[2..] == **m) {
+        // `get`, not indexing: an unknown option may start with a multi-byte character
+        // (found by fuzz/run's config target: `-әile-prefix` panicked here).
+        let short_managed =
+            o.name.len() == 2 && o.name.get(1..).is_some_and(|s| MANAGED_SHORT.contains(&s));
+        if short_managed || MANAGED_LONG.iter().any(|m| o.name.get(2..) == Some(*m)) {
             let shown = if o.text == o.name {
                 format!("`{}`", o.text)
             } else {
@@ -287,6 +290,15 @@ mod tests {
             "--in-memory",
         ];
         assert_eq!(errs(&ok), Vec::<String>::new());
+    }
+
+    #[test]
+    fn options_with_multibyte_characters_do_not_panic() {
+        // Found by fuzz/run (config target): byte slicing inside a multi-byte character.
+        for a in ["-әile-prefix", "-ә", "--ә", "-lә", "--әx=1", "-\u{1f600}"] {
+            let _ = errs(&["--no-huge", a, "anygate-demo"]);
+        }
+        assert!(errs(&["-lә"])[0].starts_with("dpdk.eal_args[0]: `-lә` (`-l`) is set by anygate"));
     }
 
     #[test]
