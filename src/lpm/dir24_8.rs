@@ -1,4 +1,3 @@
-use super::chunks::{FALLBACK, HDR, TOP_SIZE};
 use super::table_mem::AtomicTable;
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -81,15 +80,8 @@ pub struct Dir24_8 {
     /// The whole tbl8 reserve, mapped up front so a group index never dangles; pages of
     /// groups never used are never touched.
     tbl8: AtomicTable,
-    /// What lookups read first: one entry per /16, a tbl24 entry or a compressed block of
-    /// the /16's tbl24 entries in `pool` (see `chunks`).
-    top: AtomicTable,
-    pool: AtomicTable,
-    /// First pool word on a 64-byte boundary.
-    pool_start: usize,
     routes: AtomicUsize,
     groups_used: AtomicUsize,
-    pool_live: AtomicUsize,
 }
 
 impl Dir24_8 {
@@ -99,32 +91,15 @@ impl Dir24_8 {
         super::Editor::build(routes, max_tbl8_groups).map(super::Editor::into_table)
     }
 
-    /// An empty table with room for `max_tbl8_groups` groups and `pool_words` of
-    /// compressed first level.
-    pub(super) fn empty(max_tbl8_groups: usize, pool_words: usize) -> Result<Self, BuildError> {
+    /// An empty table with room for `max_tbl8_groups` groups.
+    pub(super) fn empty(max_tbl8_groups: usize) -> Result<Self, BuildError> {
         let mem = |n| AtomicTable::zeroed(n).map_err(BuildError::NoMemory);
-        let pool = mem(pool_words + HDR)?;
-        let pool_start = (64 - pool.cells().as_ptr() as usize % 64) % 64 / 4;
         Ok(Dir24_8 {
             tbl24: mem(TBL24_SIZE)?,
             tbl8: mem(max_tbl8_groups * TBL8_GROUP)?,
-            top: mem(TOP_SIZE)?,
-            pool,
-            pool_start,
             routes: AtomicUsize::new(0),
             groups_used: AtomicUsize::new(0),
-            pool_live: AtomicUsize::new(0),
         })
-    }
-
-    pub(super) fn index(&self) -> (&[AtomicU32], &[AtomicU32]) {
-        (self.top.cells(), self.pool.cells())
-    }
-    pub(super) fn pool_start(&self) -> usize {
-        self.pool_start
-    }
-    pub(super) fn set_pool_live(&self, words: usize) {
-        self.pool_live.store(words, Ordering::Relaxed);
     }
 
     pub(super) fn tables_mut(&mut self) -> (&mut [AtomicU32], &mut [AtomicU32]) {
@@ -156,12 +131,6 @@ impl Dir24_8 {
                 .try_into()
                 .expect("tbl24 has TBL24_SIZE entries"),
             tbl8: self.tbl8.cells(),
-            top: self
-                .top
-                .cells()
-                .try_into()
-                .expect("top has TOP_SIZE entries"),
-            pool: self.pool.cells(),
         }
     }
 
@@ -186,14 +155,9 @@ impl Dir24_8 {
     pub fn tbl8_capacity(&self) -> usize {
         self.tbl8.len() / TBL8_GROUP
     }
-    /// Bytes of table memory in use: 64 MiB of tbl24, 1 KiB per tbl8 group, and the
-    /// compressed first level lookups read (256 KiB plus its blocks).
+    /// Bytes of table memory in use: 64 MiB of tbl24 plus 1 KiB per tbl8 group.
     pub fn memory_bytes(&self) -> usize {
-        TBL24_SIZE * 4 + self.tbl8_groups() * TBL8_GROUP * 4 + self.index_bytes()
-    }
-    /// Bytes of the compressed first level (the part of the table lookups touch before tbl8).
-    pub fn index_bytes(&self) -> usize {
-        TOP_SIZE * 4 + self.pool_live.load(Ordering::Relaxed) * 4
+        TBL24_SIZE * 4 + self.tbl8_groups() * TBL8_GROUP * 4
     }
 }
 
@@ -203,63 +167,12 @@ impl Dir24_8 {
 pub struct View<'a> {
     tbl24: &'a [AtomicU32; TBL24_SIZE],
     tbl8: &'a [AtomicU32],
-    top: &'a [AtomicU32; TOP_SIZE],
-    pool: &'a [AtomicU32],
 }
 
 impl View<'_> {
     #[inline(always)]
     pub fn lookup(&self, ip: u32) -> Option<u32> {
-        self.resolve(self.first(self.top_entry(ip), ip), ip)
-    }
-
-    #[inline(always)]
-    fn top_entry(&self, ip: u32) -> u32 {
-        self.top[(ip >> 16) as usize].load(Ordering::Relaxed)
-    }
-
-    /// `ip`'s tbl24 entry, from its /16's `top` entry `t`.
-    #[inline(always)]
-    fn first(&self, t: u32, ip: u32) -> u32 {
-        if t & EXT == 0 {
-            return t;
-        }
-        // Pairs with the editor's release store of the block: its words are written first.
-        fence(Ordering::Acquire);
-        if t == FALLBACK {
-            return self.tbl24[(ip >> 8) as usize].load(Ordering::Relaxed);
-        }
-        let b = (t & !EXT) as usize;
-        let s = (ip >> 8) & 0xff;
-        let Some(w) = self.pool.get(b + (s >> 2) as usize) else {
-            return MISS;
-        };
-        let run = (w.load(Ordering::Relaxed) >> ((s & 3) * 8)) & 0xff;
-        self.pool
-            .get(b + HDR + run as usize)
-            .map_or(MISS, |c| c.load(Ordering::Relaxed))
-    }
-
-    /// `ip`'s tbl24 entry as lookups read it.
-    #[cfg(test)]
-    pub(super) fn first_entry(&self, ip: u32) -> u32 {
-        self.first(self.top_entry(ip), ip)
-    }
-
-    /// Starts loading the line `first` reads for `t`.
-    #[inline(always)]
-    fn prefetch_first(&self, t: u32, ip: u32) {
-        if t & EXT == 0 {
-            return;
-        }
-        if t == FALLBACK {
-            crate::dpdk::prefetch(&self.tbl24[(ip >> 8) as usize]);
-        } else if let Some(c) = self
-            .pool
-            .get((t & !EXT) as usize + ((ip >> 10) & 0x3f) as usize)
-        {
-            crate::dpdk::prefetch(c);
-        }
+        self.resolve(self.tbl24[(ip >> 8) as usize].load(Ordering::Relaxed), ip)
     }
 
     #[inline(always)]
@@ -274,10 +187,10 @@ impl View<'_> {
         e.checked_sub(1)
     }
 
-    /// Starts loading what a lookup of `ip` reads first, for a lookup a little later.
+    /// Starts loading `ip`'s tbl24 entry into the cache, for a lookup a little later.
     #[inline(always)]
     pub fn prefetch(&self, ip: u32) {
-        self.prefetch_first(self.top_entry(ip), ip);
+        crate::dpdk::prefetch(&self.tbl24[(ip >> 8) as usize]);
     }
 
     /// See [`Dir24_8::lookup_bulk`].
@@ -285,26 +198,19 @@ impl View<'_> {
         const N: usize = 8;
         let n = ips.len().min(out.len());
         let (ips, out) = (&ips[..n], &mut out[..n]);
-        // Two stages: the `top` entries of the next eight are read and their blocks'
-        // headers prefetched while the current eight resolve.
-        let mut t = [0u32; N];
-        for (k, ip) in ips.iter().take(N).enumerate() {
-            t[k] = self.top_entry(*ip);
-            self.prefetch_first(t[k], *ip);
+        let slot = |ip: u32| &self.tbl24[(ip >> 8) as usize];
+        for ip in ips.iter().take(N) {
+            crate::dpdk::prefetch(slot(*ip));
         }
         let mut ic = ips.chunks_exact(N);
         let mut oc = out.chunks_exact_mut(N);
         let mut next = N;
         for (i, o) in (&mut ic).zip(&mut oc) {
-            let cur = t;
-            if let Some(nx) = ips.get(next..next + N) {
-                for k in 0..N {
-                    t[k] = self.top_entry(nx[k]);
-                    self.prefetch_first(t[k], nx[k]);
-                }
+            for ip in ips.iter().skip(next).take(N) {
+                crate::dpdk::prefetch(slot(*ip));
             }
             next += N;
-            let e: [u32; N] = std::array::from_fn(|k| self.first(cur[k], i[k]));
+            let e: [u32; N] = std::array::from_fn(|k| slot(i[k]).load(Ordering::Relaxed));
             for k in 0..N {
                 o[k] = self.resolve(e[k], i[k]).unwrap_or(miss);
             }

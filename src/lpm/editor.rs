@@ -11,7 +11,6 @@
 //! entry, then links it with a release store. When the last long prefix under a /24 goes,
 //! the /24 entry is restored and the group retired; it is reused only after every reader
 //! passed a quiescent point (`reclaim`), since a worker may still be reading it.
-use super::chunks::{Chunks, POOL_WORDS};
 use super::dir24_8::{BuildError, Dir24_8, Prefix, EXT, MAX_VALUE, MISS, TBL24_SIZE, TBL8_GROUP};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -35,8 +34,6 @@ pub struct Editor {
     fresh: u32,
     /// The epoch readers must reach before the groups retired now may be reused.
     epoch: u64,
-    /// Pool space of the compressed first level.
-    chunks: Chunks,
 }
 
 /// What an edit changed.
@@ -53,16 +50,6 @@ impl Editor {
     /// first so that each write lands on its final depth, with plain stores: nothing reads
     /// the table yet.
     pub fn build(routes: &[(Prefix, u32)], max_tbl8_groups: usize) -> Result<Self, BuildError> {
-        Self::build_sized(routes, max_tbl8_groups, POOL_WORDS)
-    }
-
-    /// [`Editor::build`] with `pool_words` of compressed first level (tests shrink it to make
-    /// /16s fall back to tbl24).
-    pub(super) fn build_sized(
-        routes: &[(Prefix, u32)],
-        max_tbl8_groups: usize,
-        pool_words: usize,
-    ) -> Result<Self, BuildError> {
         if let Some((_, v)) = routes.iter().find(|(_, v)| *v > MAX_VALUE) {
             return Err(BuildError::ValueTooLarge(*v));
         }
@@ -84,7 +71,7 @@ impl Editor {
                 limit: max_tbl8_groups,
             });
         }
-        let mut table = Dir24_8::empty(max_tbl8_groups, pool_words)?;
+        let mut table = Dir24_8::empty(max_tbl8_groups)?;
         let mut depth24 = vec![0 as Depth; TBL24_SIZE];
         let mut depth8: Vec<Depth> = vec![0; needed * TBL8_GROUP];
         let mut fresh = 0u32;
@@ -117,17 +104,6 @@ impl Editor {
             }
         }
         table.set_counts(rules.len(), fresh as usize);
-        // `top` starts all misses: compress the /16s some prefix reaches.
-        let mut touched = vec![false; TBL24_SIZE >> 8];
-        for (p, _) in &sorted {
-            let (first, n) = chunk_range(*p);
-            touched[first..first + n].fill(true);
-        }
-        let mut chunks = Chunks::new(&table);
-        for (c, _) in touched.iter().enumerate().filter(|(_, t)| **t) {
-            chunks.rebuild(&table, c, 0);
-        }
-        table.set_pool_live(chunks.live_words());
         Ok(Editor {
             table: Arc::new(table),
             depth24,
@@ -137,7 +113,6 @@ impl Editor {
             retired: Vec::new(),
             fresh,
             epoch: 0,
-            chunks,
         })
     }
 
@@ -184,7 +159,6 @@ impl Editor {
         let (ready, wait): (Vec<_>, Vec<_>) = self.retired.iter().partition(|(e, _)| *e <= acked);
         self.free.extend(ready.into_iter().map(|(_, g)| g));
         self.retired = wait;
-        self.chunks.reclaim(&self.table, acked);
         self.retired.len()
     }
 
@@ -200,15 +174,8 @@ impl Editor {
                 entries += self.write24(i, e, d, |old| old <= d);
             }
         } else {
-            let linked = self.has_group(p.addr);
             let g = self.group_for(p)?;
             entries += self.write8(range8(g, p), e, d, |old| old <= d);
-            if !linked {
-                self.rebuild_chunks(p);
-            }
-        }
-        if p.len <= 24 && entries > 0 {
-            self.rebuild_chunks(p);
         }
         let previous = self.rules.insert(p, value);
         self.sync_counts();
@@ -236,9 +203,6 @@ impl Editor {
             for i in range24(p) {
                 entries += self.write24(i, ce, cd, |old| old == d);
             }
-            if entries > 0 {
-                self.rebuild_chunks(p);
-            }
         } else {
             let i = (p.addr >> 8) as usize;
             let cur = self.table.tables().0[i].load(Ordering::Relaxed);
@@ -246,23 +210,12 @@ impl Editor {
                 let g = cur & !EXT;
                 entries += self.write8(range8(g, p), ce, cd, |old| old == d);
                 self.collapse(i, g);
-                if !self.has_group(p.addr) {
-                    self.rebuild_chunks(p);
-                }
             }
         }
         self.sync_counts();
         Edit {
             entries,
             previous: Some(previous),
-        }
-    }
-
-    /// Recompresses the /16s whose tbl24 entries `p` may have changed.
-    fn rebuild_chunks(&mut self, p: Prefix) {
-        let (first, n) = chunk_range(p);
-        for c in first..first + n {
-            self.chunks.rebuild(&self.table, c, self.epoch);
         }
     }
 
@@ -363,18 +316,12 @@ impl Editor {
     fn sync_counts(&self) {
         self.table
             .set_counts(self.rules.len(), self.groups_in_use());
-        self.table.set_pool_live(self.chunks.live_words());
     }
 }
 
 fn range24(p: Prefix) -> std::ops::Range<usize> {
     let start = (p.addr >> 8) as usize;
     start..start + (1usize << (24 - p.len))
-}
-
-/// The first /16 `p` covers or lies in, and how many.
-fn chunk_range(p: Prefix) -> (usize, usize) {
-    ((p.addr >> 16) as usize, 1 << 16u8.saturating_sub(p.len))
 }
 
 fn group_range(g: u32) -> std::ops::Range<usize> {
@@ -511,69 +458,9 @@ mod tests {
                 prop_assert_eq!(bulk[i], want.unwrap_or(u32::MAX));
                 prop_assert_eq!(e.longest_match(*ip).map(|(_, v)| v), want);
             }
-            first_level_matches_tbl24(t, &ips)?;
             // Rebuilding from the survivors gives the same table, group count included.
             let fresh = Dir24_8::build(&model.iter().map(|(p, v)| (*p, *v)).collect::<Vec<_>>(), 64).unwrap();
             prop_assert_eq!(fresh.tbl8_groups(), t.tbl8_groups());
-        }
-    }
-
-    /// Every /16 some probe falls in reads, through `top` and its block, the tbl24 entry
-    /// tbl24 holds.
-    fn first_level_matches_tbl24(t: &Dir24_8, ips: &[u32]) -> Result<(), TestCaseError> {
-        let (t24, _) = t.tables();
-        for ip in ips {
-            for s in 0..256u32 {
-                let a = (ip & 0xffff_0000) | (s << 8);
-                let v = t.view();
-                prop_assert_eq!(
-                    v.first_entry(a),
-                    t24[(a >> 8) as usize].load(Ordering::Relaxed),
-                    "/24 of {}",
-                    std::net::Ipv4Addr::from(a)
-                );
-            }
-        }
-        Ok(())
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
-        /// The same with a pool of a few blocks: /16s fall back to tbl24 when it is full and
-        /// get a block again once retired ones are reclaimed; lookups never change.
-        #[test]
-        fn edits_with_a_full_pool_match_linear_scan(
-            initial in proptest::collection::vec((arb_prefix(), 0u32..100), 0..20),
-            ops in proptest::collection::vec((any::<bool>(), arb_prefix(), 0u32..100), 0..60),
-            probes in proptest::collection::vec((0u32..8, 0u32..4, any::<u8>()), 48),
-            pool in 0usize..200,
-            lag in 0u64..3,
-        ) {
-            let mut model: BTreeMap<Prefix, u32> = initial.iter().copied().collect();
-            let mut e = Editor::build_sized(&initial, 64, pool).unwrap();
-            for (k, (add, p, v)) in ops.iter().enumerate() {
-                e.set_epoch(k as u64);
-                if *add {
-                    e.insert(*p, *v).unwrap();
-                    model.insert(*p, *v);
-                } else {
-                    e.remove(*p);
-                    model.remove(p);
-                }
-                e.reclaim((k as u64).saturating_sub(lag));
-            }
-            let ips: Vec<u32> = probes.iter()
-                .map(|(a, b, c)| (10 << 24) | (a << 16) | (b << 8) | *c as u32)
-                .chain([0, u32::MAX]).collect();
-            let t = e.table();
-            let mut bulk = vec![0; ips.len()];
-            t.lookup_bulk(&ips, &mut bulk, u32::MAX);
-            for (i, ip) in ips.iter().enumerate() {
-                let want = linear(&model, *ip);
-                prop_assert_eq!(t.lookup(*ip), want);
-                prop_assert_eq!(bulk[i], want.unwrap_or(u32::MAX));
-            }
-            first_level_matches_tbl24(t, &ips)?;
         }
     }
 

@@ -4,7 +4,6 @@
 //!
 //! A full table is built off the fast path and published by RCU; single prefixes are then
 //! added and withdrawn in place by the [`Editor`], entry by entry, while workers read.
-mod chunks;
 mod dir24_8;
 mod editor;
 mod table_mem;
