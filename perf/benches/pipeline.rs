@@ -404,7 +404,9 @@ fn bench_snapshot(prefixes: &[(Prefix, u32)]) {
     let mut raw: RawConfig = toml::from_str(&text).expect("bench config");
     let template = raw.routes[0].clone();
     let mut n = 0;
-    for (p, v) in prefixes.iter().filter(|(p, _)| p.len > 0) {
+    // wan0's own subnet is its connected route; a configured route for it is refused.
+    let wan = Prefix::new(0xc000_0200, 24).expect("wan0's subnet");
+    for (p, v) in prefixes.iter().filter(|(p, _)| p.len > 0 && *p != wan) {
         let mut r = template.clone();
         r.prefix = p.to_string();
         r.nexthop = format!("T{}", 1 + v % 4);

@@ -165,7 +165,7 @@ pub(super) fn check_eal_args(args: &[String], e: &mut Errs) -> EalFacts {
         // `get`, not indexing: an unknown option may start with a multi-byte character
         // (found by fuzz/run's config target: `-әile-prefix` panicked here).
         let short_managed =
-            o.name.len() == 2 && o.name.get(1..).is_some_and(|s| MANAGED_SHORT.contains(&s));
+            o.name.len() == 2 && o.name.get(1..).is_some_and(|s| MANAGED_SHORT.contains(s));
         if short_managed || MANAGED_LONG.iter().any(|m| o.name.get(2..) == Some(*m)) {
             let shown = if o.text == o.name {
                 format!("`{}`", o.text)
