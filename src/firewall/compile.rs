@@ -218,10 +218,10 @@ fn dnf(e: &Expr, negate: bool, strings: &mut Strings) -> Option<Vec<Vec<Atom>>> 
 pub const TABLE_BUDGET: usize = 64 << 20;
 
 /// Phase 0 for one field: elementary interval starts, each interval's class (intervals that
-/// the same terms accept share one), and the class of packets without the field. `index`
-/// narrows the search for a value's interval to the few starts inside its bucket (the value's
-/// top bits); it has at most 4096 entries, so the tables of all fields stay in L2 (a
-/// 64K-entry index per field did not).
+/// the same terms accept share one), and the class of packets without the field. `index` maps
+/// the value's top bits (a bucket) straight to the class when the bucket lies in one interval,
+/// else to the few intervals it spans; it has at most 4096 entries, so the tables of all
+/// fields stay in L2 (a 64K-entry index per field did not).
 #[derive(Debug, Clone)]
 struct Dim {
     field: Field,
@@ -229,48 +229,61 @@ struct Dim {
     /// Interval -> class.
     class: Vec<u32>,
     absent: u32,
-    /// Bucket -> the interval holding the bucket's first value; one extra entry, the last
-    /// interval, so `index[b]..=index[b + 1]` brackets every value of bucket `b`.
-    index: Vec<u32>,
+    /// Bucket -> `LEAF | class`, or the first interval (low 32 bits) and the last (bits
+    /// 32..63) the bucket's values fall in. The last bucket runs to `u64::MAX`.
+    index: Vec<u64>,
     /// Value bits below the bucket number.
     shift: u32,
 }
 
+/// An index entry that is the class itself.
+const LEAF: u64 = 1 << 63;
+
 impl Dim {
-    /// An index over `starts` for values `width` bits wide: about four buckets per start,
-    /// 16 to 4096 of them.
-    fn index(starts: &[u64], width: u32) -> (Vec<u32>, u32) {
-        let bits = (starts.len().next_power_of_two().trailing_zeros() + 2).clamp(4, 12);
+    /// An index over `starts` for values `width` bits wide: about 256 buckets per start
+    /// (so that clustered starts still mostly get buckets of their own), 16 to 4096 of them.
+    fn index(starts: &[u64], class: &[u32], width: u32) -> (Vec<u64>, u32) {
+        let bits = (starts.len().next_power_of_two().trailing_zeros() + 8).clamp(4, 12);
         let shift = width - bits.min(width);
-        let mut index: Vec<u32> = (0..=1u64 << bits.min(width))
+        let buckets = 1u64 << bits.min(width);
+        let at = |v: u64| starts.partition_point(|s| *s <= v).saturating_sub(1);
+        let index = (0..buckets)
             .map(|b| {
-                (starts
-                    .partition_point(|s| *s <= b << shift)
-                    .saturating_sub(1)) as u32
+                let (lo, hi) = if b + 1 == buckets {
+                    (at(b << shift), starts.len() - 1)
+                } else {
+                    (at(b << shift), at(((b + 1) << shift) - 1))
+                };
+                if lo == hi {
+                    LEAF | class[lo] as u64
+                } else {
+                    lo as u64 | (hi as u64) << 32
+                }
             })
             .collect();
-        if let Some(last) = index.last_mut() {
-            *last = (starts.len() - 1) as u32;
-        }
         (index, shift)
     }
 
-    /// The elementary interval holding `v`.
+    /// The class of value `v`.
     #[inline]
-    fn interval(&self, v: u64) -> usize {
-        let b = ((v >> self.shift) as usize).min(self.index.len() - 2);
-        let (mut lo, hi) = (self.index[b] as usize, self.index[b + 1] as usize);
+    fn class_of_value(&self, v: u64) -> u32 {
+        let b = ((v >> self.shift) as usize).min(self.index.len() - 1);
+        let e = self.index[b];
+        if e & LEAF != 0 {
+            return e as u32;
+        }
+        let (mut lo, hi) = (e as u32 as usize, (e >> 32) as usize);
         if hi - lo > 8 {
             // A crowded bucket (clustered prefixes or ports): binary search.
-            return match self.starts.get(lo + 1..=hi) {
-                Some(within) => lo + within.partition_point(|s| *s <= v),
-                None => lo,
-            };
+            if let Some(within) = self.starts.get(lo + 1..=hi) {
+                lo += within.partition_point(|s| *s <= v);
+            }
+        } else {
+            while lo < hi && self.starts.get(lo + 1).is_some_and(|s| *s <= v) {
+                lo += 1;
+            }
         }
-        while lo < hi && self.starts.get(lo + 1).is_some_and(|s| *s <= v) {
-            lo += 1;
-        }
-        lo
+        self.class.get(lo).copied().unwrap_or(self.absent)
     }
 
     /// The packet's class for this field.
@@ -278,11 +291,7 @@ impl Dim {
     fn class_of(&self, p: &Fields<'_>, strings: &Strings) -> u32 {
         match value(self.field, p, strings) {
             None => self.absent,
-            Some(v) => self
-                .class
-                .get(self.interval(v))
-                .copied()
-                .unwrap_or(self.absent),
+            Some(v) => self.class_of_value(v),
         }
     }
 }
@@ -451,13 +460,14 @@ impl Classifier {
                     w
                 };
                 let mut ids = Interner::new(words);
-                let class = starts
+                let class: Vec<u32> = starts
                     .iter()
                     .map(|s| ids.id(&bits(&|c: &(Ranges, bool)| c.0.contains(*s))))
                     .collect();
                 let absent = ids.id(&bits(&|c: &(Ranges, bool)| c.1));
                 classes.push(ids.sets);
-                let (index, shift) = Dim::index(&starts, if is_narrow(field) { 16 } else { 32 });
+                let width = if is_narrow(field) { 16 } else { 32 };
+                let (index, shift) = Dim::index(&starts, &class, width);
                 Dim {
                     field,
                     starts,
@@ -618,13 +628,17 @@ impl Classifier {
         mut skipped: impl FnMut(usize),
     ) -> Option<(usize, Action)> {
         let mut ids = [0u32; MAX_SLOTS];
-        for (id, d) in ids.iter_mut().zip(&self.dims) {
-            *id = d.class_of(p, &self.strings);
+        for (k, d) in self.dims.iter().enumerate() {
+            // Opaque per field: otherwise LLVM hoists every field's load out of the loop and
+            // spills them, ~60 instructions per packet for the few fields the rules test.
+            let p = std::hint::black_box(p);
+            ids[k % MAX_SLOTS] = d.class_of(p, &self.strings);
         }
         let n = self.dims.len().max(1);
         for (k, c) in self.cross.iter().enumerate() {
-            let at = ids[c.a] as usize * c.nb + ids[c.b] as usize;
-            ids[n + k] = c.table.get(at).copied().unwrap_or(0);
+            // Slots are below MAX_SLOTS by construction; the masks spare the bounds checks.
+            let at = ids[c.a % MAX_SLOTS] as usize * c.nb + ids[c.b % MAX_SLOTS] as usize;
+            ids[(n + k) % MAX_SLOTS] = c.table.get(at).copied().unwrap_or(0);
         }
         if let Some(slot) = self.final_slot {
             let a = self.answer.get(ids[slot] as usize).copied().unwrap_or(0);
