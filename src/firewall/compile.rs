@@ -213,60 +213,86 @@ fn dnf(e: &Expr, negate: bool, strings: &mut Strings) -> Option<Vec<Vec<Atom>>> 
     }
 }
 
-/// One field's table: elementary interval starts, a bitset per interval, and the bitset for
-/// packets without the field. `index` narrows the search for a value's interval to the few
-/// starts inside its bucket (the value's top bits); it has at most 4096 entries, so the
-/// tables of all fields stay in L2 (a 64K-entry index per field did not).
+/// Bytes the cross-product tables may take (tables, the classes' bitsets while they are built,
+/// and the final answers); past it the classifier keeps the per-field bitsets and ANDs them.
+pub const TABLE_BUDGET: usize = 64 << 20;
+
+/// Phase 0 for one field: elementary interval starts, each interval's class (intervals that
+/// the same terms accept share one), and the class of packets without the field. `index` maps
+/// the value's top bits (a bucket) straight to the class when the bucket lies in one interval,
+/// else to the few intervals it spans; it has at most 4096 entries, so the tables of all
+/// fields stay in L2 (a 64K-entry index per field did not).
 #[derive(Debug, Clone)]
 struct Dim {
     field: Field,
     starts: Vec<u64>,
-    /// The bitsets of all intervals, one after the other, `words` each: one allocation, so a
-    /// lookup is one cache line away rather than behind a pointer.
-    sets: Vec<u64>,
-    absent: Vec<u64>,
-    /// Bucket -> the interval holding the bucket's first value; one extra entry, the last
-    /// interval, so `index[b]..=index[b + 1]` brackets every value of bucket `b`.
-    index: Vec<u32>,
+    /// Interval -> class.
+    class: Vec<u32>,
+    absent: u32,
+    /// Bucket -> `LEAF | class`, or the first interval (low 32 bits) and the last (bits
+    /// 32..63) the bucket's values fall in. The last bucket runs to `u64::MAX`.
+    index: Vec<u64>,
     /// Value bits below the bucket number.
     shift: u32,
 }
 
+/// An index entry that is the class itself.
+const LEAF: u64 = 1 << 63;
+
 impl Dim {
-    /// An index over `starts` for values `width` bits wide: about four buckets per start,
-    /// 16 to 4096 of them.
-    fn index(starts: &[u64], width: u32) -> (Vec<u32>, u32) {
-        let bits = (starts.len().next_power_of_two().trailing_zeros() + 2).clamp(4, 12);
+    /// An index over `starts` for values `width` bits wide: about 256 buckets per start
+    /// (so that clustered starts still mostly get buckets of their own), 16 to 4096 of them.
+    fn index(starts: &[u64], class: &[u32], width: u32) -> (Vec<u64>, u32) {
+        let bits = (starts.len().next_power_of_two().trailing_zeros() + 8).clamp(4, 12);
         let shift = width - bits.min(width);
-        let mut index: Vec<u32> = (0..=1u64 << bits.min(width))
+        let buckets = 1u64 << bits.min(width);
+        let at = |v: u64| starts.partition_point(|s| *s <= v).saturating_sub(1);
+        let index = (0..buckets)
             .map(|b| {
-                (starts
-                    .partition_point(|s| *s <= b << shift)
-                    .saturating_sub(1)) as u32
+                let (lo, hi) = if b + 1 == buckets {
+                    (at(b << shift), starts.len() - 1)
+                } else {
+                    (at(b << shift), at(((b + 1) << shift) - 1))
+                };
+                if lo == hi {
+                    LEAF | class[lo] as u64
+                } else {
+                    lo as u64 | (hi as u64) << 32
+                }
             })
             .collect();
-        if let Some(last) = index.last_mut() {
-            *last = (starts.len() - 1) as u32;
-        }
         (index, shift)
     }
 
-    /// The elementary interval holding `v`.
+    /// The class of value `v`.
     #[inline]
-    fn interval(&self, v: u64) -> usize {
-        let b = ((v >> self.shift) as usize).min(self.index.len() - 2);
-        let (mut lo, hi) = (self.index[b] as usize, self.index[b + 1] as usize);
+    fn class_of_value(&self, v: u64) -> u32 {
+        let b = ((v >> self.shift) as usize).min(self.index.len() - 1);
+        let e = self.index[b];
+        if e & LEAF != 0 {
+            return e as u32;
+        }
+        let (mut lo, hi) = (e as u32 as usize, (e >> 32) as usize);
         if hi - lo > 8 {
             // A crowded bucket (clustered prefixes or ports): binary search.
-            return match self.starts.get(lo + 1..=hi) {
-                Some(within) => lo + within.partition_point(|s| *s <= v),
-                None => lo,
-            };
+            if let Some(within) = self.starts.get(lo + 1..=hi) {
+                lo += within.partition_point(|s| *s <= v);
+            }
+        } else {
+            while lo < hi && self.starts.get(lo + 1).is_some_and(|s| *s <= v) {
+                lo += 1;
+            }
         }
-        while lo < hi && self.starts.get(lo + 1).is_some_and(|s| *s <= v) {
-            lo += 1;
+        self.class.get(lo).copied().unwrap_or(self.absent)
+    }
+
+    /// The packet's class for this field.
+    #[inline(always)]
+    fn class_of(&self, p: &Fields<'_>, strings: &Strings) -> u32 {
+        match value(self.field, p, strings) {
+            None => self.absent,
+            Some(v) => self.class_of_value(v),
         }
-        lo
     }
 }
 
@@ -275,15 +301,75 @@ fn is_narrow(f: Field) -> bool {
     !matches!(f, Field::IpSrc | Field::IpDst)
 }
 
+/// Distinct term bitsets, `words` each, numbered in order of first appearance.
+struct Interner {
+    words: usize,
+    map: std::collections::HashMap<Box<[u64]>, u32>,
+    sets: Vec<u64>,
+}
+
+impl Interner {
+    fn new(words: usize) -> Interner {
+        Interner {
+            words,
+            map: Default::default(),
+            sets: Vec::new(),
+        }
+    }
+    fn id(&mut self, set: &[u64]) -> u32 {
+        if let Some(&i) = self.map.get(set) {
+            return i;
+        }
+        let i = (self.sets.len() / self.words) as u32;
+        self.map.insert(set.into(), i);
+        self.sets.extend_from_slice(set);
+        i
+    }
+    /// Bytes the interner holds (its sets twice: in the list and as the map's keys).
+    fn bytes(&self) -> usize {
+        self.sets.len() * 16
+    }
+}
+
+/// One cross-product step (Recursive Flow Classification, Gupta & McKeown): the classes of
+/// slots `a` and `b` (a field's, or an earlier step's) combine to this step's class, one load
+/// from `table[class_a * nb + class_b]`.
+#[derive(Debug, Clone)]
+struct Cross {
+    a: usize,
+    b: usize,
+    nb: usize,
+    table: Vec<u32>,
+}
+
+/// An answer that walks over skip rules.
+const WALK: u32 = 1 << 31;
+/// Slots a packet's classes take: fields, then one per cross-product step (fewer than 2 per
+/// distinct field; fields are at most 26 kinds, counting each TCP flag).
+const MAX_SLOTS: usize = 64;
+/// Class pairs times words a candidate step may cost to have its classes counted before the
+/// greedy order picks it (larger candidates are ranked by their pair count alone).
+const TRIAL_WORK: usize = 1 << 22;
+
 #[derive(Debug, Clone)]
 pub struct Classifier {
     rules: Vec<Rule>,
     strings: Strings,
     dims: Vec<Dim>,
+    /// Cross-product steps, in order; step `k` writes slot `max(dims, 1) + k`.
+    cross: Vec<Cross>,
+    /// The slots left after the steps, with their classes' term bitsets (`words` each),
+    /// ANDed per packet; empty when a single final class has its answer precomputed.
+    live: Vec<(usize, Vec<u64>)>,
+    /// The final slot, when the steps reach one and no rule is left to the evaluator.
+    final_slot: Option<usize>,
+    /// Final class -> 0 (no rule matches), rule + 1 (it decides), or `WALK | i` (skip rules
+    /// match first: `walks[i]`).
+    answer: Vec<u32>,
+    /// (skip rules passed, in order; the deciding rule + 1 or 0).
+    walks: Vec<(Vec<u32>, u32)>,
     /// Term bit -> rule index, in rule order.
     term_rule: Vec<u16>,
-    /// Enabled terms.
-    enabled: Vec<u64>,
     /// Enabled rules left to the evaluator, in order.
     fallback: Vec<usize>,
     /// Rule index -> its first term bit (terms of later rules come after); one extra entry.
@@ -293,10 +379,35 @@ pub struct Classifier {
     words: usize,
     /// Some enabled rule tests the tunnel or the direction.
     per_crossing: bool,
+    /// Bytes of the cross-product tables, the live bitsets and the answers.
+    table_bytes: usize,
+}
+
+/// Distinct ANDs of two class lists, counted by hash (an estimate, for ranking steps).
+fn count_pairs(a: &[u64], b: &[u64], words: usize) -> usize {
+    let mut seen = std::collections::HashSet::new();
+    for sa in a.chunks_exact(words) {
+        for sb in b.chunks_exact(words) {
+            let h = sa
+                .iter()
+                .zip(sb)
+                .fold(0xcbf2_9ce4_8422_2325u64, |h, (x, y)| {
+                    (h ^ (x & y)).wrapping_mul(0x0100_0000_01b3).rotate_left(29)
+                });
+            seen.insert(h);
+        }
+    }
+    seen.len()
 }
 
 impl Classifier {
     pub fn new(rules: &[Rule]) -> Classifier {
+        Classifier::with_budget(rules, TABLE_BUDGET)
+    }
+
+    /// `new` with another byte budget for the cross-product tables (0: none, the per-field
+    /// bitsets are ANDed per packet).
+    pub fn with_budget(rules: &[Rule], budget: usize) -> Classifier {
         let mut strings = Strings::default();
         let mut terms: Vec<(u16, Vec<Atom>)> = Vec::new();
         let mut fallback = Vec::new();
@@ -313,6 +424,7 @@ impl Classifier {
             .collect();
         fields.sort_unstable();
         fields.dedup();
+        let mut classes: Vec<Vec<u64>> = Vec::new();
         let dims = fields
             .into_iter()
             .map(|field| {
@@ -347,35 +459,43 @@ impl Classifier {
                     }
                     w
                 };
-                let sets: Vec<u64> = starts
+                let mut ids = Interner::new(words);
+                let class: Vec<u32> = starts
                     .iter()
-                    .flat_map(|s| bits(&|c: &(Ranges, bool)| c.0.contains(*s)))
+                    .map(|s| ids.id(&bits(&|c: &(Ranges, bool)| c.0.contains(*s))))
                     .collect();
-                let absent = bits(&|c: &(Ranges, bool)| c.1);
-                let (index, shift) = Dim::index(&starts, if is_narrow(field) { 16 } else { 32 });
+                let absent = ids.id(&bits(&|c: &(Ranges, bool)| c.1));
+                classes.push(ids.sets);
+                let width = if is_narrow(field) { 16 } else { 32 };
+                let (index, shift) = Dim::index(&starts, &class, width);
                 Dim {
                     field,
                     starts,
-                    sets,
+                    class,
                     absent,
                     index,
                     shift,
                 }
             })
-            .collect();
-        let mut enabled = vec![0u64; words];
-        for k in 0..terms.len() {
-            enabled[k / 64] |= 1 << (k % 64);
+            .collect::<Vec<_>>();
+        if classes.is_empty() {
+            // No compiled term: one class (slot 0, always class 0) matching nothing.
+            classes.push(vec![0; words]);
         }
-        let first_term = (0..=rules.len())
+        let term_rule: Vec<u16> = terms.iter().map(|(r, _)| *r).collect();
+        let first_term: Vec<usize> = (0..=rules.len())
             .map(|r| terms.partition_point(|(t, _)| (*t as usize) < r))
             .collect();
-        Classifier {
+        let mut c = Classifier {
             rules: rules.to_vec(),
             strings,
             dims,
-            term_rule: terms.iter().map(|(r, _)| *r).collect(),
-            enabled,
+            cross: Vec::new(),
+            live: Vec::new(),
+            final_slot: None,
+            answer: Vec::new(),
+            walks: Vec::new(),
+            term_rule,
             fallback,
             first_term,
             phase_end: (0..rules.len()).map(|i| phase_end(rules, i)).collect(),
@@ -385,7 +505,113 @@ impl Classifier {
                     && r.expr
                         .mentions(&|f| matches!(f, Field::Tunnel | Field::Direction))
             }),
+            table_bytes: 0,
+        };
+        c.tables(classes, budget);
+        c
+    }
+
+    /// Combines the fields' classes through cross-product tables, within `budget` bytes:
+    /// greedily, the step whose result has the fewest classes first. Down to one final
+    /// class, whose answer is precomputed; a budget that runs out first leaves several slots
+    /// whose term bitsets are ANDed per packet (budget 0: one per field).
+    fn tables(&mut self, fields: Vec<Vec<u64>>, budget: usize) {
+        let words = self.words;
+        let n = fields.len();
+        if n >= MAX_SLOTS / 2 {
+            self.live = fields.into_iter().enumerate().collect();
+            return;
         }
+        let mut live: Vec<(usize, Vec<u64>)> = fields.into_iter().enumerate().collect();
+        let mut table_bytes = 0usize;
+        while live.len() > 1 {
+            let held: usize = live.iter().map(|(_, s)| s.len() * 8).sum();
+            let room = budget.saturating_sub(table_bytes + held);
+            let len = |s: &Vec<u64>| s.len() / words;
+            let mut best: Option<(usize, usize, usize, usize)> = None;
+            for x in 0..live.len() {
+                for y in x + 1..live.len() {
+                    let pairs = len(&live[x].1) * len(&live[y].1);
+                    if pairs * 4 > room {
+                        continue;
+                    }
+                    let classes = if pairs * words <= TRIAL_WORK {
+                        count_pairs(&live[x].1, &live[y].1, words)
+                    } else {
+                        pairs
+                    };
+                    if best.is_none_or(|b| (classes, pairs) < (b.0, b.1)) {
+                        best = Some((classes, pairs, x, y));
+                    }
+                }
+            }
+            let Some((_, pairs, x, y)) = best else { break };
+            let (a, b) = (&live[x].1, &live[y].1);
+            let mut out = Interner::new(words);
+            let mut table = Vec::with_capacity(pairs);
+            let mut and = vec![0u64; words];
+            let mut over = false;
+            for sa in a.chunks_exact(words) {
+                for sb in b.chunks_exact(words) {
+                    for ((o, x), y) in and.iter_mut().zip(sa).zip(sb) {
+                        *o = x & y;
+                    }
+                    table.push(out.id(&and));
+                }
+                if out.bytes() + pairs * 4 > room {
+                    over = true;
+                    break;
+                }
+            }
+            if over {
+                break;
+            }
+            table_bytes += table.len() * 4;
+            let nb = len(b);
+            let (sb, _) = live.swap_remove(y);
+            let (sa, _) = live.swap_remove(x);
+            self.cross.push(Cross {
+                a: sa,
+                b: sb,
+                nb,
+                table,
+            });
+            live.push((n.max(1) + self.cross.len() - 1, out.sets));
+        }
+        if let ([(slot, sets)], true) = (&live[..], self.fallback.is_empty()) {
+            self.final_slot = Some(*slot);
+            let mut walks = Vec::new();
+            self.answer = sets
+                .chunks_exact(words)
+                .map(|set| {
+                    let mut skips = Vec::new();
+                    let mut from = 0;
+                    let decided = loop {
+                        match self.first_term_at(set, from) {
+                            Some(i) if self.rules[i].action == Action::Skip => {
+                                skips.push(i as u32);
+                                from = self.phase_end[i];
+                            }
+                            Some(i) => break i as u32 + 1,
+                            None => break 0,
+                        }
+                    };
+                    if skips.is_empty() {
+                        decided
+                    } else {
+                        walks.push((skips, decided));
+                        WALK | (walks.len() - 1) as u32
+                    }
+                })
+                .collect();
+            self.walks = walks;
+            live.clear();
+        }
+        self.table_bytes = table_bytes
+            + self.answer.len() * 4
+            + self.walks.iter().map(|w| w.0.len() * 4 + 32).sum::<usize>()
+            + live.iter().map(|(_, s)| s.len() * 8).sum::<usize>();
+        self.live = live;
     }
 
     /// The first matching rule, as `first_match` would say. `scratch` is reused across
@@ -401,31 +627,63 @@ impl Classifier {
         scratch: &mut [u64],
         mut skipped: impl FnMut(usize),
     ) -> Option<(usize, Action)> {
+        let mut ids = [0u32; MAX_SLOTS];
+        for (k, d) in self.dims.iter().enumerate() {
+            // Opaque per field: otherwise LLVM hoists every field's load out of the loop and
+            // spills them, ~60 instructions per packet for the few fields the rules test.
+            let p = std::hint::black_box(p);
+            ids[k % MAX_SLOTS] = d.class_of(p, &self.strings);
+        }
+        let n = self.dims.len().max(1);
+        for (k, c) in self.cross.iter().enumerate() {
+            // Slots are below MAX_SLOTS by construction; the masks spare the bounds checks.
+            let at = ids[c.a % MAX_SLOTS] as usize * c.nb + ids[c.b % MAX_SLOTS] as usize;
+            ids[(n + k) % MAX_SLOTS] = c.table.get(at).copied().unwrap_or(0);
+        }
+        if let Some(slot) = self.final_slot {
+            let a = self.answer.get(ids[slot] as usize).copied().unwrap_or(0);
+            let decided = if a & WALK == 0 {
+                a
+            } else {
+                let (skips, decided) = self.walks.get((a & !WALK) as usize)?;
+                for &i in skips {
+                    skipped(i as usize);
+                }
+                *decided
+            };
+            let i = decided.checked_sub(1)? as usize;
+            return Some((i, self.rules.get(i)?.action));
+        }
         let Some(acc) = scratch.get_mut(..self.words) else {
             // Too little scratch (never with the config's limits): answer the slow way.
             return decide(&self.rules, p, skipped);
         };
-        acc.copy_from_slice(&self.enabled);
-        for d in &self.dims {
-            let set = match value(d.field, p, &self.strings) {
-                None => &d.absent,
-                Some(v) => {
-                    let at = d.interval(v) * self.words;
-                    d.sets.get(at..at + self.words).unwrap_or(&d.absent)
-                }
-            };
+        acc.fill(u64::MAX);
+        for (slot, sets) in &self.live {
+            let at = ids[*slot] as usize * self.words;
+            let set = sets.get(at..at + self.words).unwrap_or(&[]);
             let mut any = 0;
             for (a, s) in acc.iter_mut().zip(set) {
                 *a &= s;
                 any |= *a;
             }
-            // No term left: the remaining fields cannot bring one back.
+            // No term left: the remaining slots cannot bring one back.
             if any == 0 && self.fallback.is_empty() {
                 return None;
             }
         }
-        // `acc` now holds every matching term; the first match at or after `from` decides,
-        // unless it is a skip, which resumes the search at the next phase.
+        self.walk(acc, p, skipped)
+    }
+
+    /// The decision on the packet's matching terms `acc`: the first match decides, unless it
+    /// is a skip, which resumes the search at the next phase; rules left to the evaluator are
+    /// evaluated in their place.
+    fn walk(
+        &self,
+        acc: &[u64],
+        p: &Fields<'_>,
+        mut skipped: impl FnMut(usize),
+    ) -> Option<(usize, Action)> {
         let mut from = 0;
         loop {
             let compiled = self.first_term_at(acc, from);
@@ -466,6 +724,16 @@ impl Classifier {
     /// Rules left to the evaluator.
     pub fn fallback_rules(&self) -> &[usize] {
         &self.fallback
+    }
+    /// Bytes of the cross-product tables, precomputed answers and the bitsets ANDed per
+    /// packet (not counting the fields' own interval tables).
+    pub fn table_bytes(&self) -> usize {
+        self.table_bytes
+    }
+    /// Cross-product steps, and slots whose bitsets are ANDed per packet (0 when a final
+    /// class's answer is precomputed; one per field when the budget allowed no table).
+    pub fn shape(&self) -> (usize, usize) {
+        (self.cross.len(), self.live.len())
     }
     /// True when a packet's answer can differ between its two crossings (in from one tunnel,
     /// out to another) because some rule tests `anygate.tunnel` or `anygate.direction`. When
@@ -552,6 +820,15 @@ mod tests {
             Just("ip.proto in {\"tcp\" \"gre\"}".to_string()),
             Just("anygate.tunnel eq \"acme\"".to_string()),
             Just("anygate.direction ne \"egress\"".to_string()),
+            // 2^6 terms: left to the evaluator, in its place among compiled rules.
+            (0u16..3).prop_map(|p| (0..6)
+                .map(|i| format!(
+                    "(tcp.dstport eq {} or udp.srcport lt {})",
+                    p * 100 + i,
+                    i * 100
+                ))
+                .collect::<Vec<_>>()
+                .join(" and ")),
         ];
         leaf.prop_recursive(3, 12, 2, |inner| {
             prop_oneof![
@@ -611,16 +888,24 @@ mod tests {
                 r.phase = (i / (1 + exprs.len() % 4)) as u16;
                 r
             }).collect();
-            let c = Classifier::new(&rules);
-            let mut scratch = vec![0u64; c.words()];
-            for p in &packets {
-                let (mut fast, mut slow) = (Vec::new(), Vec::new());
-                prop_assert_eq!(
-                    c.classify_with(p, &mut scratch, |i| fast.push(i)),
-                    decide(&rules, p, |i| slow.push(i)),
-                    "{:?}", exprs
-                );
-                prop_assert_eq!(fast, slow);
+            // The cross-product tables, and the per-field bitsets they fall back to past
+            // their budget.
+            let tables = Classifier::new(&rules);
+            // Small rule sets always reach one final class.
+            prop_assert!(tables.shape().1 <= 1, "{:?}", tables.shape());
+            let bitsets = Classifier::with_budget(&rules, 0);
+            prop_assert_eq!(bitsets.shape().0, 0);
+            for c in [tables, bitsets] {
+                let mut scratch = vec![0u64; c.words()];
+                for p in &packets {
+                    let (mut fast, mut slow) = (Vec::new(), Vec::new());
+                    prop_assert_eq!(
+                        c.classify_with(p, &mut scratch, |i| fast.push(i)),
+                        decide(&rules, p, |i| slow.push(i)),
+                        "{:?}", exprs
+                    );
+                    prop_assert_eq!(fast, slow);
+                }
             }
         }
     }
