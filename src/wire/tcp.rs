@@ -7,6 +7,39 @@ const OPT_END: u8 = 0;
 const OPT_NOP: u8 = 1;
 const OPT_MSS: u8 = 2;
 
+/// Bytes from the start of the header through the flags.
+pub const FLAGS_END: usize = 14;
+
+/// A view of a TCP header's ports and flags.
+pub struct Segment<T> {
+    buf: T,
+}
+
+impl<T: AsRef<[u8]>> Segment<T> {
+    /// Needs the bytes through the flags, not a whole header: the firewall matches on what
+    /// is there.
+    #[inline]
+    pub fn new_checked(buf: T) -> Option<Self> {
+        (buf.as_ref().len() >= FLAGS_END).then_some(Segment { buf })
+    }
+    #[inline]
+    fn b(&self) -> &[u8] {
+        self.buf.as_ref()
+    }
+    #[inline]
+    pub fn src_port(&self) -> u16 {
+        u16::from_be_bytes([self.b()[0], self.b()[1]])
+    }
+    #[inline]
+    pub fn dst_port(&self) -> u16 {
+        u16::from_be_bytes([self.b()[2], self.b()[3]])
+    }
+    #[inline]
+    pub fn flags(&self) -> u8 {
+        self.b()[FLAGS_END - 1]
+    }
+}
+
 /// What clamping found in a segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mss {
