@@ -88,7 +88,7 @@ pub struct Ctx {
     /// The header being routed: the outer one, the inner one after decapsulation, the error's.
     pub ip: ipv4::Repr,
     pub origin: Origin,
-    /// The FIB value for `ip.dst`: a route-set id (or NH_LOCAL / NH_ANYCAST).
+    /// The FIB value for `ip.dst`: a route-set id (or SET_LOCAL / SET_ANYCAST).
     pub set: u32,
     pub nexthop: Option<NextHop>,
     pub l2: L2Rewrite,
@@ -120,6 +120,16 @@ impl Default for Ctx {
 }
 
 impl Ctx {
+    /// Clears what a stage may read before another wrote it; the rest is written first.
+    #[inline(always)]
+    pub fn reset(&mut self) {
+        self.nexthop = None;
+        self.judged = None;
+        self.error = None;
+        self.answer = None;
+        self.verdict = None;
+        self.note = Note::default();
+    }
     #[inline(always)]
     pub fn drop(&mut self, r: DropReason) {
         self.verdict = Some(Verdict::Drop(r));

@@ -9,13 +9,13 @@
 //!                 └─ errors built in place ─► route ─► hop_checks ─┘ (a mini-pass, then rejoin)
 //! ```
 use super::context::Live;
-use super::packet::PacketBuf;
 use super::pipeline::Burst;
 use super::stages::{
     encap, firewall, hop_checks, icmp_error, ipv4_validate, l2, lookup, neighbor, rewrite, route,
     tunnel_ingress,
 };
 use super::verdict::Verdict;
+use crate::packet::PacketBuf;
 
 #[inline(always)]
 pub(super) fn run<B: PacketBuf>(b: &mut Burst<B>) {
@@ -25,6 +25,7 @@ pub(super) fn run<B: PacketBuf>(b: &mut Burst<B>) {
     lookup::outer(b, &mut live);
     let mut decap = tunnel_ingress::run(b, &live);
     lookup::inner(b, &mut decap);
+    // Both lists were edited: compact unconditionally.
     live.retain_pending(b.cx);
     route::run(b, &mut live);
     firewall::run(b, &mut live);

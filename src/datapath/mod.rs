@@ -4,16 +4,15 @@ mod context;
 pub mod counter_slots;
 pub mod counters;
 mod graph;
-pub mod packet;
 pub mod pipeline;
 mod stages;
 pub mod verdict;
 pub mod worker;
 
+pub use crate::packet::{PacketBuf, VecBuf};
 pub use context::Note;
 pub use counter_slots::CounterSlots;
 pub use counters::{Counters, SharedCounters, TunnelCounters};
-pub use packet::{PacketBuf, VecBuf};
 pub use pipeline::Pipeline;
 pub use stages::firewall::Direction;
 pub use verdict::{DropReason, Verdict};

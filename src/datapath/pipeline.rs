@@ -1,11 +1,11 @@
 //! The pipeline's per-worker state and its entry point: a burst in, a verdict per packet out.
 //! The stages themselves are in `stages/`, their order in `graph`.
-use super::context::{Ctx, Note};
+use super::context::{Ctx, Live, Note};
 use super::counters::Counters;
-use super::packet::PacketBuf;
 use super::verdict::{DropReason, Verdict};
 use super::{graph, BURST};
 use crate::lpm::View;
+use crate::packet::PacketBuf;
 use crate::route::Snapshot;
 
 /// Addresses whose MAC a burst found unresolved, for the worker to ARP for.
@@ -39,7 +39,7 @@ impl State {
             ip_id: 0,
             fw_scratch: vec![
                 0;
-                crate::config::MAX_RULES * crate::firewall::compile::MAX_TERMS / 64
+                crate::limits::MAX_RULES * crate::firewall::compile::MAX_TERMS / 64
             ],
         }
     }
@@ -68,9 +68,34 @@ pub struct Burst<'a, B> {
     pub cx: &'a mut [Ctx],
     pub counters: &'a mut Counters,
     pub st: &'a mut State,
+    /// Packets that left the burst since the last `compact`.
+    pub left: usize,
 }
 
 impl<B> Burst<'_, B> {
+    /// Packet `i` leaves the burst with verdict `v`.
+    #[inline(always)]
+    pub fn leave(&mut self, i: usize, v: Verdict) {
+        self.cx[i].verdict = Some(v);
+        self.left += 1;
+    }
+    #[inline(always)]
+    pub fn drop(&mut self, i: usize, r: DropReason) {
+        self.leave(i, Verdict::Drop(r));
+    }
+    #[inline(always)]
+    pub fn forward(&mut self, i: usize, port: u16) {
+        self.leave(i, Verdict::Forward(port));
+    }
+    /// Takes the packets that left out of `live`; nothing to do when none did.
+    #[inline(always)]
+    pub fn compact(&mut self, live: &mut Live) {
+        if self.left > 0 {
+            live.retain_pending(self.cx);
+            self.left = 0;
+        }
+    }
+
     /// Counts a drop, and against the tunnel the packet came from or was going to.
     pub fn count_drop(&mut self, r: DropReason, tunnels: (Option<u16>, Option<u16>)) {
         self.counters.drop(r);
@@ -137,7 +162,7 @@ impl Pipeline {
         let fib = snap.fib.view();
         for (pkts, verdicts) in pkts.chunks_mut(BURST).zip(verdicts.chunks_mut(BURST)) {
             let n = pkts.len().min(verdicts.len());
-            self.cx[..n].fill(Ctx::default());
+            self.cx[..n].iter_mut().for_each(Ctx::reset);
             let mut b = Burst {
                 snap,
                 fib,
@@ -146,6 +171,7 @@ impl Pipeline {
                 cx: &mut self.cx[..n],
                 counters: &mut self.counters,
                 st: &mut self.st,
+                left: 0,
             };
             graph::run(&mut b);
             for (v, c) in verdicts.iter_mut().zip(&self.cx[..n]) {

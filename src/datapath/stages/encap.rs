@@ -4,9 +4,9 @@
 //! mbuf headroom; the payload is never copied.
 use crate::config::TunnelType;
 use crate::datapath::context::Live;
-use crate::datapath::packet::PacketBuf;
 use crate::datapath::pipeline::Burst;
 use crate::datapath::verdict::DropReason;
+use crate::packet::PacketBuf;
 use crate::route::NextHop;
 use crate::wire::{ethernet, gre, ipv4};
 
@@ -16,11 +16,11 @@ pub fn run<B: PacketBuf>(b: &mut Burst<B>, live: &mut Live) {
             continue;
         };
         match encap(b, i, t) {
-            Ok(port) => b.cx[i].forward(port),
-            Err(r) => b.cx[i].drop(r),
+            Ok(port) => b.forward(i, port),
+            Err(r) => b.drop(i, r),
         }
     }
-    live.retain_pending(b.cx);
+    b.compact(live);
 }
 
 #[inline(always)]

@@ -3,10 +3,10 @@
 //! rule decides, else the default action, as the compiled classifier finds it (one lookup per
 //! field the rules test, not one evaluation per rule). Packets anygate made are not filtered.
 use crate::datapath::context::{Live, Origin};
-use crate::datapath::packet::PacketBuf;
 use crate::datapath::pipeline::Burst;
 use crate::datapath::verdict::DropReason;
 use crate::firewall::{Action, Fields};
+use crate::packet::PacketBuf;
 use crate::route::NextHop;
 use crate::wire::{ethernet, icmp, ipv4, tcp, udp};
 
@@ -48,7 +48,7 @@ pub fn run<B: PacketBuf>(b: &mut Burst<B>, live: &mut Live) {
         if let Origin::Tunnel(t) = origin {
             let j = filter(b, i, t, Direction::Ingress, None);
             if j.blocked {
-                b.cx[i].drop(DropReason::FirewallBlock);
+                b.drop(i, DropReason::FirewallBlock);
                 continue;
             }
             b.cx[i].judged = j.reusable;
@@ -57,11 +57,11 @@ pub fn run<B: PacketBuf>(b: &mut Burst<B>, live: &mut Live) {
             b.cx[i].note.egress_tunnel = Some(t);
             let prior = b.cx[i].judged;
             if filter(b, i, t, Direction::Egress, prior).blocked {
-                b.cx[i].drop(DropReason::FirewallBlock);
+                b.drop(i, DropReason::FirewallBlock);
             }
         }
     }
-    live.retain_pending(b.cx);
+    b.compact(live);
 }
 
 /// Judges packet `i` crossing tunnel `t` in direction `dir`. `prior` is the answer from the

@@ -30,9 +30,9 @@ pub fn run<B>(b: &mut Burst<B>, live: &mut Live) {
             if c.ip.dont_frag && !local {
                 c.error = Some(IcmpError::frag_needed(too_big, mtu));
             } else {
-                c.drop(too_big);
+                b.drop(i, too_big);
             }
         }
     }
-    live.retain_pending(b.cx);
+    b.compact(live);
 }

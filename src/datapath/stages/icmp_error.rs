@@ -4,11 +4,11 @@
 //! route stages over the errors), through a tunnel if that is where the sender lives.
 //! Rate-limited per worker with a token bucket.
 use crate::datapath::context::{Answer, IcmpError, Live, Origin};
-use crate::datapath::packet::PacketBuf;
 use crate::datapath::pipeline::{Burst, State};
 use crate::datapath::verdict::Verdict;
 use crate::lpm::Prefix;
-use crate::route::{NH_ANYCAST, NH_LOCAL};
+use crate::packet::PacketBuf;
+use crate::route::{SET_ANYCAST, SET_LOCAL};
 use crate::wire::{ethernet, icmp, ipv4};
 
 /// Bytes in front of the quote: new IPv4 header and ICMP header.
@@ -29,13 +29,15 @@ pub fn run<B: PacketBuf>(
         };
         match build(b, i, e) {
             Some(()) => errors.push(i),
-            None => b.cx[i].drop(e.reason),
+            None => b.drop(i, e.reason),
         }
     }
     if errors.len() > 0 {
         route(b, &mut errors);
     }
+    // The errors' own pass compacted their list: compact this one unconditionally.
     live.retain_pending(b.cx);
+    b.left = 0;
 }
 
 /// Builds the error in place and points the packet's context at it, or None to drop the
@@ -66,7 +68,7 @@ fn build<B: PacketBuf>(b: &mut Burst<B>, i: usize, e: IcmpError) -> Option<()> {
         .and_then(|h| ipv4::Packet::new_checked(h).ok())
         .is_some_and(|p| icmp::error_allowed(&p));
     let set = match b.fib.lookup(ip.src) {
-        Some(NH_LOCAL) | Some(NH_ANYCAST) | None => None,
+        Some(SET_LOCAL) | Some(SET_ANYCAST) | None => None,
         Some(set) => Some(set),
     };
     let (true, Some(set)) = (allowed, set) else {

@@ -1,9 +1,9 @@
 //! IPv4 validation: the header is checked (`wire::ipv4::Repr::parse`) and read once into the
 //! packet's context; martian addresses are refused.
 use crate::datapath::context::{Live, Origin};
-use crate::datapath::packet::PacketBuf;
 use crate::datapath::pipeline::Burst;
 use crate::datapath::verdict::DropReason;
+use crate::packet::PacketBuf;
 use crate::wire::{ethernet, ipv4};
 
 pub fn run<B: PacketBuf>(b: &mut Burst<B>, live: &mut Live) {
@@ -13,10 +13,10 @@ pub fn run<B: PacketBuf>(b: &mut Burst<B>, live: &mut Live) {
                 b.cx[i].ip = ip;
                 b.cx[i].origin = Origin::Port(b.in_port);
             }
-            Err(r) => b.cx[i].drop(r),
+            Err(r) => b.drop(i, r),
         }
     }
-    live.retain_pending(b.cx);
+    b.compact(live);
 }
 
 /// The IPv4 header after the Ethernet header of `frame`, valid and not martian.

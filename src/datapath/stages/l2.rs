@@ -1,9 +1,9 @@
 //! Ethernet and ARP: counts what arrived, keeps IPv4 addressed to the port's MAC, answers ARP
 //! requests for the port's address in place and learns neighbours from ARP.
 use crate::datapath::context::Live;
-use crate::datapath::packet::PacketBuf;
 use crate::datapath::pipeline::Burst;
 use crate::datapath::verdict::{DropReason, Verdict};
+use crate::packet::PacketBuf;
 use crate::wire::{arp, ethernet, MacAddr};
 
 pub fn run<B: PacketBuf>(b: &mut Burst<B>, live: &mut Live) {
@@ -12,10 +12,10 @@ pub fn run<B: PacketBuf>(b: &mut Burst<B>, live: &mut Live) {
         b.counters.rx_packets[p] += 1;
         b.counters.rx_bytes[p] += b.pkts[i].as_ref().len() as u64;
         if let Some(v) = frame(b, i) {
-            b.cx[i].verdict = Some(v);
+            b.leave(i, v);
         }
     }
-    live.retain_pending(b.cx);
+    b.compact(live);
 }
 
 /// None for IPv4 to the port's MAC (it goes on); else the packet's verdict.

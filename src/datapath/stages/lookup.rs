@@ -4,7 +4,7 @@ use crate::datapath::context::Live;
 use crate::datapath::pipeline::Burst;
 use crate::datapath::verdict::DropReason;
 use crate::datapath::BURST;
-use crate::route::{NH_ANYCAST, NH_LOCAL};
+use crate::route::{SET_ANYCAST, SET_LOCAL};
 
 /// Above every FIB value: no route.
 const MISS: u32 = u32::MAX;
@@ -15,12 +15,12 @@ pub fn outer<B>(b: &mut Burst<B>, live: &mut Live) {
     let sets = bulk(b, live);
     for (k, i) in live.iter().enumerate() {
         match sets[k] {
-            MISS => b.cx[i].drop(DropReason::NoRoute),
-            NH_LOCAL => b.cx[i].drop(DropReason::LocalDestination),
+            MISS => b.drop(i, DropReason::NoRoute),
+            SET_LOCAL => b.drop(i, DropReason::LocalDestination),
             set => b.cx[i].set = set,
         }
     }
-    live.retain_pending(b.cx);
+    b.compact(live);
 }
 
 /// The route set of each decapsulated packet's inner destination: never ourselves.
@@ -28,12 +28,12 @@ pub fn inner<B>(b: &mut Burst<B>, live: &mut Live) {
     let sets = bulk(b, live);
     for (k, i) in live.iter().enumerate() {
         match sets[k] {
-            MISS => b.cx[i].drop(DropReason::NoRoute),
-            NH_LOCAL | NH_ANYCAST => b.cx[i].drop(DropReason::LocalDestination),
+            MISS => b.drop(i, DropReason::NoRoute),
+            SET_LOCAL | SET_ANYCAST => b.drop(i, DropReason::LocalDestination),
             set => b.cx[i].set = set,
         }
     }
-    live.retain_pending(b.cx);
+    b.compact(live);
 }
 
 #[inline(always)]

@@ -19,10 +19,10 @@ pub fn run<B>(b: &mut Burst<B>, live: &mut Live) {
         };
         match l2 {
             Ok(l2) => c.l2 = l2,
-            Err(r) => c.drop(r),
+            Err(r) => b.drop(i, r),
         }
     }
-    live.retain_pending(b.cx);
+    b.compact(live);
 }
 
 /// Toward a gateway, or why not yet. Inlined: on its own it costs a call and ~18

@@ -3,8 +3,8 @@
 //! packet is then forwarded. Packets for a tunnel go on to `encap`.
 use crate::datapath::context::{Ctx, Live, Origin};
 use crate::datapath::counters::Counters;
-use crate::datapath::packet::PacketBuf;
 use crate::datapath::pipeline::Burst;
+use crate::packet::PacketBuf;
 use crate::route::{NextHop, Snapshot};
 use crate::wire::{ethernet, ipv4, tcp};
 
@@ -27,10 +27,11 @@ pub fn run<B: PacketBuf>(b: &mut Burst<B>, live: &mut Live) {
                 eth.set_dst(c.l2.dst);
                 eth.set_src(c.l2.src);
             }
-            c.forward(c.l2.port);
+            let port = c.l2.port;
+            b.forward(i, port);
         }
     }
-    live.retain_pending(b.cx);
+    b.compact(live);
 }
 
 /// Lowers the MSS of a SYN or SYN-ACK that enters or leaves through a tunnel.

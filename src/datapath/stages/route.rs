@@ -1,8 +1,8 @@
 //! Next-hop choice: the route set's group, one member by the flow hash when it is ECMP.
 use crate::datapath::context::Live;
-use crate::datapath::packet::PacketBuf;
 use crate::datapath::pipeline::Burst;
 use crate::datapath::verdict::DropReason;
+use crate::packet::PacketBuf;
 use crate::route::ecmp;
 use crate::wire::{ethernet, ipv4, udp};
 
@@ -10,7 +10,7 @@ pub fn run<B: PacketBuf>(b: &mut Burst<B>, live: &mut Live) {
     for i in live.iter() {
         let (ip, set) = (b.cx[i].ip, b.cx[i].set);
         let Some(group) = b.snap.group(set) else {
-            b.cx[i].drop(DropReason::NoRoute);
+            b.drop(i, DropReason::NoRoute);
             continue;
         };
         let hash = if group.is_ecmp() {
@@ -22,7 +22,7 @@ pub fn run<B: PacketBuf>(b: &mut Burst<B>, live: &mut Live) {
             .pick(hash)
             .and_then(|id| Some((id, b.snap.nexthops.get(id as usize)?)))
         else {
-            b.cx[i].drop(DropReason::NoRoute);
+            b.drop(i, DropReason::NoRoute);
             continue;
         };
         let c = &mut b.cx[i];
@@ -30,7 +30,7 @@ pub fn run<B: PacketBuf>(b: &mut Burst<B>, live: &mut Live) {
         c.note.nexthop = Some(id);
         c.note.route_dst = Some(ip.dst);
     }
-    live.retain_pending(b.cx);
+    b.compact(live);
 }
 
 /// The ECMP flow hash of a packet: addresses, plus ports for TCP and UDP unless it is a

@@ -3,10 +3,10 @@
 //! and its inner packet is validated and source-checked; its lookup follows in bulk.
 use super::ipv4_validate;
 use crate::datapath::context::{Live, Origin};
-use crate::datapath::packet::PacketBuf;
 use crate::datapath::pipeline::Burst;
 use crate::datapath::verdict::DropReason;
-use crate::route::NH_ANYCAST;
+use crate::packet::PacketBuf;
+use crate::route::SET_ANYCAST;
 use crate::wire::{ethernet, gre, ipv4};
 
 /// Decapsulates the packets addressed to an anycast endpoint; returns those that go on to
@@ -14,12 +14,12 @@ use crate::wire::{ethernet, gre, ipv4};
 pub fn run<B: PacketBuf>(b: &mut Burst<B>, live: &Live) -> Live {
     let mut inner = Live::empty();
     for i in live.iter() {
-        if b.cx[i].set != NH_ANYCAST {
+        if b.cx[i].set != SET_ANYCAST {
             continue;
         }
         match ingress(b, i) {
             Ok(()) => inner.push(i),
-            Err(r) => b.cx[i].drop(r),
+            Err(r) => b.drop(i, r),
         }
     }
     inner
