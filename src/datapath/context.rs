@@ -177,11 +177,10 @@ impl Live {
     pub fn len(&self) -> usize {
         self.len
     }
-    /// The indices, copied out so the stage may borrow the burst mutably while it walks them.
+    /// The indices, in arrival order.
     #[inline(always)]
-    pub fn iter(&self) -> impl Iterator<Item = usize> {
-        let (idx, len) = (self.idx, self.len);
-        (0..len).map(move |k| idx[k] as usize)
+    pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        self.idx[..self.len].iter().map(|&i| i as usize)
     }
     #[inline(always)]
     pub fn retain_pending(&mut self, cx: &[Ctx]) {

@@ -24,9 +24,13 @@ pub(super) fn run<B: PacketBuf>(b: &mut Burst<B>) {
     ipv4_validate::run(b, &mut live);
     lookup::outer(b, &mut live);
     let mut decap = tunnel_ingress::run(b, &live);
+    let touched = decap.len() > 0 || b.left > 0;
     lookup::inner(b, &mut decap);
-    // Both lists were edited: compact unconditionally.
-    live.retain_pending(b.cx);
+    // Drops in either list are drops from `live`.
+    if touched {
+        live.retain_pending(b.cx);
+        b.left = 0;
+    }
     route::run(b, &mut live);
     firewall::run(b, &mut live);
     hop_checks::run(b, &mut live);

@@ -32,12 +32,12 @@ pub fn run<B: PacketBuf>(
             None => b.drop(i, e.reason),
         }
     }
-    if errors.len() > 0 {
+    if errors.len() > 0 || b.left > 0 {
         route(b, &mut errors);
+        // Drops in the errors' own pass are drops from `live`.
+        live.retain_pending(b.cx);
+        b.left = 0;
     }
-    // The errors' own pass compacted their list: compact this one unconditionally.
-    live.retain_pending(b.cx);
-    b.left = 0;
 }
 
 /// Builds the error in place and points the packet's context at it, or None to drop the
