@@ -70,6 +70,19 @@ pub struct Burst<'a, B> {
     pub st: &'a mut State,
     /// Packets that left the burst since the last `compact`.
     pub left: usize,
+    /// What the burst holds, so a stage no packet needs is skipped with one test.
+    pub needs: Needs,
+}
+
+/// Set by the stages that find the work, read by `graph` before the stages that do it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Needs {
+    /// A packet for an anycast endpoint: tunnel ingress (and the firewall).
+    pub decap: bool,
+    /// A next hop through a tunnel: the firewall and encapsulation.
+    pub encap: bool,
+    /// A packet to answer with an ICMP error.
+    pub icmp_error: bool,
 }
 
 impl<B> Burst<'_, B> {
@@ -172,6 +185,7 @@ impl Pipeline {
                 counters: &mut self.counters,
                 st: &mut self.st,
                 left: 0,
+                needs: Needs::default(),
             };
             graph::run(&mut b);
             for (v, c) in verdicts.iter_mut().zip(&self.cx[..n]) {

@@ -10,7 +10,7 @@ const OPT_MSS: u8 = 2;
 /// Bytes from the start of the header through the flags.
 pub const FLAGS_END: usize = 14;
 
-/// A view of a TCP header's ports and flags.
+/// A view of a TCP header through its flags (the ports are `udp::Ports`, where UDP has them).
 pub struct Segment<T> {
     buf: T,
 }
@@ -23,20 +23,12 @@ impl<T: AsRef<[u8]>> Segment<T> {
         (buf.as_ref().len() >= FLAGS_END).then_some(Segment { buf })
     }
     #[inline]
-    fn b(&self) -> &[u8] {
-        self.buf.as_ref()
-    }
-    #[inline]
-    pub fn src_port(&self) -> u16 {
-        u16::from_be_bytes([self.b()[0], self.b()[1]])
-    }
-    #[inline]
-    pub fn dst_port(&self) -> u16 {
-        u16::from_be_bytes([self.b()[2], self.b()[3]])
+    pub fn ports(&self) -> super::udp::Ports<&[u8]> {
+        super::udp::Ports::new_unchecked(self.buf.as_ref())
     }
     #[inline]
     pub fn flags(&self) -> u8 {
-        self.b()[FLAGS_END - 1]
+        self.buf.as_ref()[FLAGS_END - 1]
     }
 }
 

@@ -15,6 +15,11 @@ impl<T: AsRef<[u8]>> Ports<T> {
     pub fn new_checked(buf: T) -> Option<Self> {
         (buf.as_ref().len() >= PORTS_LEN).then_some(Ports { buf })
     }
+    /// For a buffer already known to hold the ports (a checked TCP header).
+    #[inline]
+    pub(super) fn new_unchecked(buf: T) -> Self {
+        Ports { buf }
+    }
     #[inline]
     fn b(&self) -> &[u8] {
         self.buf.as_ref()

@@ -158,7 +158,7 @@ fn fields<'a>(
         tcp: is(ipv4::PROTO_TCP)
             .then(|| tcp::Segment::new_checked(l4))
             .flatten()
-            .map(|s| (s.src_port(), s.dst_port(), s.flags())),
+            .map(|s| (s.ports().src_port(), s.ports().dst_port(), s.flags())),
         udp: is(ipv4::PROTO_UDP)
             .then(|| udp::Ports::new_checked(l4))
             .flatten()

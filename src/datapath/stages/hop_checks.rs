@@ -13,6 +13,7 @@ pub fn run<B>(b: &mut Burst<B>, live: &mut Live) {
         let local = c.origin == Origin::Local;
         if !local && c.ip.ttl <= 1 {
             c.error = Some(IcmpError::time_exceeded());
+            b.needs.icmp_error = true;
             continue;
         }
         let (mtu, too_big) = match nh {
@@ -29,6 +30,7 @@ pub fn run<B>(b: &mut Burst<B>, live: &mut Live) {
         if c.ip.total_len > mtu as usize {
             if c.ip.dont_frag && !local {
                 c.error = Some(IcmpError::frag_needed(too_big, mtu));
+                b.needs.icmp_error = true;
             } else {
                 b.drop(i, too_big);
             }

@@ -17,7 +17,10 @@ pub fn outer<B>(b: &mut Burst<B>, live: &mut Live) {
         match sets[k] {
             MISS => b.drop(i, DropReason::NoRoute),
             SET_LOCAL => b.drop(i, DropReason::LocalDestination),
-            set => b.cx[i].set = set,
+            set => {
+                b.needs.decap |= set == SET_ANYCAST;
+                b.cx[i].set = set;
+            }
         }
     }
     b.compact(live);

@@ -3,7 +3,7 @@ use crate::datapath::context::Live;
 use crate::datapath::pipeline::Burst;
 use crate::datapath::verdict::DropReason;
 use crate::packet::PacketBuf;
-use crate::route::ecmp;
+use crate::route::{ecmp, NextHop};
 use crate::wire::{ethernet, ipv4, udp};
 
 pub fn run<B: PacketBuf>(b: &mut Burst<B>, live: &mut Live) {
@@ -25,6 +25,7 @@ pub fn run<B: PacketBuf>(b: &mut Burst<B>, live: &mut Live) {
             b.drop(i, DropReason::NoRoute);
             continue;
         };
+        b.needs.encap |= matches!(nh, NextHop::Tunnel(_));
         let c = &mut b.cx[i];
         c.nexthop = Some(nh);
         c.note.nexthop = Some(id);
