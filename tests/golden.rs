@@ -35,23 +35,7 @@ const DEMO_PACKETS: usize = 300;
 const PERF_ROUTES: usize = 2000;
 
 /// The perf harness's topology, as perf/run appends it to the generated body.
-const PERF_PORTS: &str = r#"
-[[ports]]
-name = "in"
-device = "net_null1"
-mac = "02:00:00:00:00:01"
-address = "192.0.2.1/24"
-
-[[ports]]
-name = "out"
-device = "net_null0,no-rx=1"
-mac = "02:00:00:00:01:01"
-address = "10.0.0.1/24"
-
-[[workers]]
-core = 1
-rx = [{ port = "in" }, { port = "out" }]
-"#;
+const PERF_PORTS: &str = include_str!("../perf/benches/topology.toml");
 
 struct Case {
     name: String,
@@ -150,7 +134,11 @@ fn cases(dir: &Path) -> Vec<Case> {
     perf_traffic::generate(perf.to_str().unwrap(), PERF_ROUTES);
     for body in ["plain", "full"] {
         let text = std::fs::read_to_string(perf.join(format!("{body}.toml"))).unwrap();
-        std::fs::write(perf.join(format!("cfg-{body}.toml")), text + PERF_PORTS).unwrap();
+        std::fs::write(
+            perf.join(format!("cfg-{body}.toml")),
+            text + "\n" + PERF_PORTS,
+        )
+        .unwrap();
     }
     for (mix, body) in [
         ("plain", "plain"),
