@@ -87,6 +87,11 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let dir = args.get(1).map(String::as_str).unwrap_or("out/demo");
     let n: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1000);
+    generate(dir, n);
+}
+
+/// Writes the demo captures of `n` packets each into `dir` (also used by tests/golden.rs).
+pub fn generate(dir: &str, n: usize) {
     std::fs::create_dir_all(dir).expect("create output directory");
 
     let mut wan = Vec::new();

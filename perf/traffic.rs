@@ -186,6 +186,11 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let dir = args.get(1).map(String::as_str).unwrap_or("out/perf/inputs");
     let n_routes: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(500_000);
+    generate(dir, n_routes);
+}
+
+/// Writes the configs and captures into `dir` (also used by tests/golden.rs).
+pub fn generate(dir: &str, n_routes: usize) {
     std::fs::create_dir_all(dir).expect("create output directory");
     let mut rng = Rng(0x0061_6e79_6761_7465);
 

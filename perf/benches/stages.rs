@@ -18,26 +18,7 @@ use std::hint::black_box;
 use std::net::Ipv4Addr;
 
 /// The ports and worker the harness appends to its config bodies (no device is opened here).
-const PORTS: &str = r#"
-[dpdk]
-eal_args = ["--no-huge", "--no-pci"]
-
-[[ports]]
-name = "in"
-device = "net_null0"
-mac = "02:00:00:00:00:01"
-address = "192.0.2.1/24"
-
-[[ports]]
-name = "out"
-device = "net_null1"
-mac = "02:00:00:00:01:01"
-address = "10.0.0.1/24"
-
-[[workers]]
-core = 1
-rx = [{ port = "in" }, { port = "out" }]
-"#;
+const PORTS: &str = include_str!("topology.toml");
 
 /// Passes over the capture per timed run.
 const PASSES: usize = 40;
@@ -84,6 +65,7 @@ fn render(chunks: &[Chunk]) -> String {
         s.push('\n');
         s.push_str(&c.body);
     }
+    s.push('\n');
     s.push_str(PORTS);
     s
 }

@@ -2,7 +2,7 @@
 //! the EAL: options anygate sets itself (in any spelling getopt accepts), anything that would
 //! not make anygate the primary process, options missing their value, PCI ports under
 //! `--no-pci`, and vdev names that no network vdev driver of this DPDK would take.
-use super::validate::Errs;
+use super::parse::Errs;
 
 /// EAL short options that take a value (DPDK 22.11's `eal_short_options`: `a:b:c:s:d:hl:S:m:n:r:v`).
 const SHORT_WITH_VALUE: &str = "abcdlmnrsS";

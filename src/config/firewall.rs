@@ -1,14 +1,13 @@
 //! Validation of `[firewall]`: every expression parsed (errors give the rule index and the
 //! column), actions, limits and where the rules apply.
+use super::parse::Errs;
 use super::schema::RawConfig;
-use super::validate::Errs;
 use crate::firewall::parser::Value;
 use crate::firewall::scheme::Field;
 use crate::firewall::{self, Action, Expr, Rule};
+use crate::limits::MAX_RULES;
 use std::collections::HashMap;
 
-/// The most rules a config may raise `max_rules` to: per-rule counters are fixed arrays.
-pub const MAX_RULES: usize = 1024;
 /// The most `max_expression_len` may be raised to. Nesting is bounded by the parser
 /// (`firewall::parser::MAX_DEPTH`) whatever the length; this keeps one rule's text and tokens
 /// small.

@@ -2,27 +2,27 @@
 //! into a typed [`Config`] or a list of errors that each name the key path.
 mod eal;
 mod firewall;
+mod parse;
+mod ports;
 mod routes;
 mod schema;
 mod tunnels;
 mod validate;
 
 pub use eal::{is_pci, VDEV_DRIVERS};
-pub use firewall::{FirewallConf, MAX_RULES};
+pub use firewall::FirewallConf;
+pub use parse::parse_prefix;
 pub use routes::{RouteOrigin, MAX_SAME_PRIORITY};
 pub use schema::{
     default_control_socket, Health, RawConfig, RawRoute, RawScope, RouteSource, TunnelType,
 };
-pub use tunnels::{NodeConf, Region, TunnelConf, GRE_OVERHEAD, IPIP_OVERHEAD, MAX_TUNNELS};
+pub use tunnels::{NodeConf, Region, TunnelConf, GRE_OVERHEAD, IPIP_OVERHEAD};
 pub use validate::{
-    parse_prefix, validate, Config, DpdkConf, NeighborConf, PortConf, RouteConf, Via, WorkerConf,
+    validate, Config, DpdkConf, NeighborConf, PortConf, RouteConf, Via, WorkerConf,
 };
 
 use std::fmt;
 use std::path::Path;
-
-/// Most ports one process drives; per-port counters are fixed arrays of this size.
-pub const MAX_PORTS: usize = 16;
 
 /// One problem in a config, tied to the key it is about.
 #[derive(Debug, Clone, PartialEq, Eq)]

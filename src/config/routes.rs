@@ -1,8 +1,9 @@
 //! Validation of `[[routes]]`: next hops, priorities, weights, scopes and the vendor's rules
 //! (RFC 1918 toward tunnels, at most 64 routes per prefix and priority).
+use super::parse::{is_subnet_edge, parse_ip, parse_prefix, Errs};
+use super::ports::PortConf;
 use super::schema::{RawConfig, RawRoute, RouteSource};
 use super::tunnels::{is_rfc1918, NodeConf, Region, TunnelConf};
-use super::validate::{is_subnet_edge, parse_ip, parse_prefix, Errs, PortConf};
 use crate::lpm::Prefix;
 use std::collections::HashMap;
 

@@ -1,16 +1,14 @@
 //! Validation of `[node]` and `[[tunnels]]`.
+use super::parse::{is_subnet_edge, parse_cidr, parse_ip, parse_prefix, Errs};
+use super::ports::{NeighborConf, PortConf};
 use super::schema::{Health, RawConfig, TunnelType};
-use super::validate::{
-    is_subnet_edge, parse_cidr, parse_ip, parse_prefix, Errs, NeighborConf, PortConf,
-};
+use crate::limits::MAX_TUNNELS;
 use crate::lpm::Prefix;
 use std::collections::HashMap;
 
 /// GRE over IPv4 adds 24 bytes (20 IPv4 + 4 GRE), IP-in-IP 20.
 pub const GRE_OVERHEAD: u16 = 24;
 pub const IPIP_OVERHEAD: u16 = 20;
-/// Most tunnels one process serves; per-tunnel counters are fixed arrays of this size.
-pub const MAX_TUNNELS: usize = 256;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeConf {

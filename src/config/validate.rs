@@ -1,13 +1,15 @@
 //! Turns the raw schema into a typed config, collecting every error with its key path.
+use super::parse::{is_subnet_edge, parse_cidr, parse_ip, Errs};
+pub use super::ports::{NeighborConf, PortConf, WorkerConf};
 use super::routes;
 use super::schema::*;
 use super::tunnels::{self, NodeConf, TunnelConf};
-use super::{ConfigError, ConfigErrors, Host, MAX_PORTS};
+use super::{ConfigErrors, Host};
+use crate::limits::MAX_PORTS;
 use crate::lpm::Prefix;
 use crate::route::WIDEST_CONNECTED;
 use crate::wire::MacAddr;
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -31,91 +33,7 @@ pub struct DpdkConf {
     pub mempool_cache: u32,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct PortConf {
-    pub name: String,
-    pub device: String,
-    pub rx_queues: u16,
-    pub tx_queues: u16,
-    pub rx_desc: u16,
-    pub tx_desc: u16,
-    pub mac: Option<MacAddr>,
-    pub addr: u32,
-    pub prefix_len: u8,
-    pub mtu: u16,
-}
-
-impl PortConf {
-    /// True when `ip` is on this port's subnet.
-    pub fn on_link(&self, ip: u32) -> bool {
-        let m = Prefix::mask(self.prefix_len);
-        ip & m == self.addr & m
-    }
-
-    /// The port's connected subnet.
-    pub fn subnet(&self) -> Prefix {
-        Prefix {
-            addr: self.addr & Prefix::mask(self.prefix_len),
-            len: self.prefix_len,
-        }
-    }
-}
-
-/// True when `ip` is the network or broadcast address of its /`len` (a /31 has neither).
-pub(super) fn is_subnet_edge(ip: u32, len: u8) -> bool {
-    let host = !Prefix::mask(len);
-    len <= 30 && (ip & host == 0 || ip & host == host)
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct WorkerConf {
-    pub core: usize,
-    /// (port index, rx queue) pairs.
-    pub rx: Vec<(u16, u16)>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct NeighborConf {
-    pub ip: u32,
-    pub mac: Option<MacAddr>,
-    pub port: u16,
-}
-
 pub use super::routes::{RouteConf, Via};
-
-pub(super) fn parse_ip(s: &str) -> Result<u32, String> {
-    s.parse::<Ipv4Addr>()
-        .map(u32::from)
-        .map_err(|_| format!("`{s}` is not an IPv4 address"))
-}
-
-/// Parses `a.b.c.d/len`, returning the address as written and the length.
-pub(super) fn parse_cidr(s: &str) -> Result<(u32, u8), String> {
-    let (a, l) = s
-        .split_once('/')
-        .ok_or_else(|| format!("`{s}` is not a CIDR (want a.b.c.d/len)"))?;
-    let addr =
-        parse_ip(a).map_err(|_| format!("`{s}` is not a CIDR: `{a}` is not an IPv4 address"))?;
-    let len: u8 = l
-        .parse()
-        .ok()
-        .filter(|l| *l <= 32)
-        .ok_or_else(|| format!("`{s}` is not a CIDR: prefix length `{l}` is not 0..=32"))?;
-    Ok((addr, len))
-}
-
-/// Parses a route prefix, refusing host bits.
-pub fn parse_prefix(s: &str) -> Result<Prefix, String> {
-    let (addr, len) = parse_cidr(s)?;
-    Prefix::new(addr, len).ok_or_else(|| format!("host bits set in {s}"))
-}
-
-pub(super) struct Errs(pub(super) Vec<ConfigError>);
-impl Errs {
-    pub(super) fn push(&mut self, path: impl Into<String>, msg: impl Into<String>) {
-        self.0.push(ConfigError::new(path, msg));
-    }
-}
 
 pub fn validate(raw: &RawConfig, host: &Host) -> Result<Config, ConfigErrors> {
     let mut e = Errs(Vec::new());

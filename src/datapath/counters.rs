@@ -3,7 +3,7 @@
 //! sequence number (a seqlock), so the management thread always reads a consistent set. No
 //! atomic read-modify-write is ever done, per packet or per burst.
 use super::verdict::DropReason;
-use crate::config::{MAX_PORTS, MAX_RULES, MAX_TUNNELS};
+use crate::limits::{MAX_PORTS, MAX_RULES, MAX_TUNNELS};
 use crossbeam::utils::CachePadded;
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 

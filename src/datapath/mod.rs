@@ -1,20 +1,20 @@
 //! The packet pipeline, in plain safe Rust over byte buffers, and the DPDK worker loop that
 //! drives it. Only `worker` knows about DPDK; everything else runs in tests and `trace`.
+mod context;
 pub mod counter_slots;
 pub mod counters;
-mod filter;
-mod forward;
-mod icmp_error;
-mod ingress;
-pub mod packet;
+mod graph;
 pub mod pipeline;
+mod stages;
 pub mod verdict;
 pub mod worker;
 
+pub use crate::packet::{PacketBuf, VecBuf};
+pub use context::Note;
 pub use counter_slots::CounterSlots;
 pub use counters::{Counters, SharedCounters, TunnelCounters};
-pub use packet::{PacketBuf, VecBuf};
-pub use pipeline::{Note, Pipeline};
+pub use pipeline::Pipeline;
+pub use stages::firewall::Direction;
 pub use verdict::{DropReason, Verdict};
 pub use worker::{loop_histogram, LoopHistogram};
 

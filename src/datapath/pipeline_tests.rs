@@ -3,7 +3,7 @@
 use super::*;
 use crate::config::{parse, Host};
 use crate::datapath::VecBuf;
-use crate::wire::MacAddr;
+use crate::wire::{arp, MacAddr};
 use etherparse::{PacketBuilder, SlicedPacket, TransportSlice};
 
 const CFG: &str = r#"
@@ -321,41 +321,6 @@ proptest::proptest! {
         proptest::prop_assert_eq!(p.counters.rx_total(), frames.len() as u64);
         proptest::prop_assert_eq!(fwd + p.counters.drop_total(), frames.len() as u64);
     }
-}
-
-/// The prefetch pass's guess of the addresses to look up: outer, and inner for GRE without
-/// options and IP-in-IP; nothing it cannot read.
-#[test]
-fn lookup_addresses_guesses_outer_and_inner() {
-    let inner = [
-        0x45u8, 0, 0, 20, 0, 0, 0, 0, 64, 17, 0, 0, 10, 1, 0, 1, 198, 18, 7, 9,
-    ];
-    let outer = |proto: u8, extra: &[u8]| {
-        let mut f = vec![0u8; 14];
-        f[12..14].copy_from_slice(&[8, 0]);
-        f.extend_from_slice(&[0x45, 0, 0, 0, 0, 0, 0, 0, 64, proto, 0, 0, 198, 51, 100, 1]);
-        f.extend_from_slice(&[203, 0, 113, 10]);
-        f.extend_from_slice(extra);
-        f.extend_from_slice(&inner);
-        f
-    };
-    let (edge, dst) = (0xcb00_710a, 0xc612_0709);
-    assert_eq!(
-        super::lookup_addresses(&outer(47, &[0, 0, 8, 0])),
-        (edge, Some(dst))
-    );
-    assert_eq!(super::lookup_addresses(&outer(4, &[])), (edge, Some(dst)));
-    // GRE with a key: not guessed; UDP: the destination only.
-    assert_eq!(
-        super::lookup_addresses(&outer(47, &[0x20, 0, 8, 0])),
-        (edge, None)
-    );
-    assert_eq!(super::lookup_addresses(&outer(17, &[])), (edge, None));
-    assert_eq!(super::lookup_addresses(&[0u8; 20]), (0, None));
-    assert_eq!(
-        super::lookup_addresses(&outer(47, &[0, 0])[..40]),
-        (edge, Some(0))
-    );
 }
 
 /// An ARP reply from `ip` (MAC `mac`) to our address `to` on a port with MAC `port_mac`.

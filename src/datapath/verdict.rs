@@ -65,6 +65,31 @@ drop_reasons! {
     FirewallBlock => "firewall_block": "a firewall rule (or the default action) blocked it",
 }
 
+impl From<crate::wire::ipv4::Error> for DropReason {
+    fn from(e: crate::wire::ipv4::Error) -> Self {
+        use crate::wire::ipv4::Error;
+        match e {
+            Error::Truncated => DropReason::Ipv4Truncated,
+            Error::BadVersion => DropReason::Ipv4BadVersion,
+            Error::BadIhl => DropReason::Ipv4BadIhl,
+            Error::BadLength => DropReason::Ipv4BadLength,
+            Error::BadChecksum => DropReason::Ipv4BadChecksum,
+        }
+    }
+}
+
+impl From<crate::wire::gre::Error> for DropReason {
+    fn from(e: crate::wire::gre::Error) -> Self {
+        use crate::wire::gre::Error;
+        match e {
+            Error::Truncated => DropReason::GreMalformed,
+            Error::BadVersion => DropReason::GreBadVersion,
+            Error::UnsupportedFlags => DropReason::GreUnsupportedFlags,
+            Error::BadChecksum => DropReason::GreBadChecksum,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

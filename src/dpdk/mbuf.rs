@@ -1,5 +1,5 @@
 //! Owned mbufs and fixed-size mbuf arrays for bursts.
-use crate::datapath::PacketBuf;
+use crate::packet::PacketBuf;
 use std::ptr::NonNull;
 
 /// One owned mbuf, freed on drop. `repr(transparent)` over a non-null pointer, so an array of

@@ -7,15 +7,14 @@ mod lcore;
 mod mbuf;
 mod mempool;
 mod port;
-mod prefetch;
 
+/// Kept for `lpm` until its branch (issue 14, wt-lpm) moves to `crate::cpu::prefetch`.
 pub use device::probe as probe_device;
 pub use eal::{Eal, InitError};
 pub use lcore::{tsc, tsc_hz, LcoreRegistration};
 pub use mbuf::{Mbuf, MbufArray};
 pub use mempool::Mempool;
 pub use port::{port_id_by_name, LinkStatus, Port, PortSettings, PortStats, RxQueue, TxQueue};
-pub use prefetch::prefetch;
 
 use std::fmt;
 

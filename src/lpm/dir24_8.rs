@@ -190,7 +190,7 @@ impl View<'_> {
     /// Starts loading `ip`'s tbl24 entry into the cache, for a lookup a little later.
     #[inline(always)]
     pub fn prefetch(&self, ip: u32) {
-        crate::dpdk::prefetch(&self.tbl24[(ip >> 8) as usize]);
+        crate::cpu::prefetch(&self.tbl24[(ip >> 8) as usize]);
     }
 
     /// Starts loading the tbl8 entry a tbl24 entry `e` leads `ip` to, if any.
@@ -199,7 +199,7 @@ impl View<'_> {
         if e & EXT != 0 {
             let i = ((e & !EXT) as usize) * TBL8_GROUP + (ip & 0xff) as usize;
             if let Some(c) = self.tbl8.get(i) {
-                crate::dpdk::prefetch(c);
+                crate::cpu::prefetch(c);
             }
         }
     }
@@ -214,7 +214,7 @@ impl View<'_> {
         // prefetched; those of the next block are read and their tbl8 entries prefetched;
         // the current block resolves.
         for ip in ips.iter().take(2 * N) {
-            crate::dpdk::prefetch(slot(*ip));
+            crate::cpu::prefetch(slot(*ip));
         }
         let load = |b: &[u32]| -> [u32; N] {
             std::array::from_fn(|k| {
@@ -229,7 +229,7 @@ impl View<'_> {
         let mut k0 = N;
         for (i, o) in (&mut ic).zip(&mut oc) {
             for ip in ips.iter().skip(k0 + N).take(N) {
-                crate::dpdk::prefetch(slot(*ip));
+                crate::cpu::prefetch(slot(*ip));
             }
             let e = next;
             if let Some(b) = ips.get(k0..k0 + N) {

@@ -10,7 +10,7 @@ mod source_filter;
 pub use arp_cache::{ArpCache, WIDEST_CONNECTED};
 pub use rib::{Applied, ApplyError, Change, Rib, MAX_TBL8_GROUPS};
 pub use snapshot::{
-    Gateway, NextHop, NhMac, PortState, Previous, Snapshot, TunnelState, NH_ANYCAST, NH_LOCAL,
+    Gateway, NextHop, NhMac, PortState, Previous, Snapshot, TunnelState, SET_ANYCAST, SET_LOCAL,
 };
 pub use source_filter::SourceFilter;
 

@@ -11,7 +11,7 @@
 //! 4. a final snapshot publishes the new generation (and any changed tunnel underlay).
 use super::ecmp;
 use super::select::Candidate;
-use super::snapshot::{Snapshot, NH_ANYCAST, NH_LOCAL};
+use super::snapshot::{Snapshot, SET_ANYCAST, SET_LOCAL};
 use crate::config::{Config, NodeConf, RouteConf, RouteSource, Via, MAX_SAME_PRIORITY};
 use crate::lpm::{BuildError, Editor, Prefix};
 use crate::rcu::Publisher;
@@ -139,21 +139,21 @@ impl Rib {
             // A subnet's network and broadcast addresses are never forwarded to (RFC 2644:
             // no directed broadcasts); a /31 has neither (RFC 3021).
             if p.prefix_len <= 30 {
-                rib.special.insert(host(net), NH_LOCAL);
-                rib.special.insert(host(net | !mask), NH_LOCAL);
+                rib.special.insert(host(net), SET_LOCAL);
+                rib.special.insert(host(net | !mask), SET_LOCAL);
             }
         }
         for (i, t) in cfg.tunnels.iter().enumerate() {
             let c = rib.implicit_candidate(Via::Tunnel(i as u16));
             rib.implicit
                 .insert(t.interface_prefix(), c.into_iter().collect());
-            rib.special.insert(host(t.local_addr), NH_LOCAL);
+            rib.special.insert(host(t.local_addr), SET_LOCAL);
         }
         for p in &cfg.ports {
-            rib.special.insert(host(p.addr), NH_LOCAL);
+            rib.special.insert(host(p.addr), SET_LOCAL);
         }
         for a in &cfg.node.anycast {
-            rib.special.insert(host(*a), NH_ANYCAST);
+            rib.special.insert(host(*a), SET_ANYCAST);
         }
         for n in &cfg.neighbors {
             let c = rib.implicit_candidate(Via::Gateway {
@@ -379,7 +379,7 @@ impl Rib {
             });
             match value {
                 Some(s)
-                    if s < NH_ANYCAST
+                    if s < SET_ANYCAST
                         && set(s).is_some_and(|c| c.iter().all(|c| c.tunnel.is_none())) =>
                 {
                     t.underlay = s

@@ -10,9 +10,9 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 /// FIB value for our own port and tunnel-interface addresses: never forwarded.
-pub const NH_LOCAL: u32 = crate::lpm::MAX_VALUE;
-/// FIB value for the anycast addresses tunnels end on.
-pub const NH_ANYCAST: u32 = crate::lpm::MAX_VALUE - 1;
+pub const SET_LOCAL: u32 = crate::lpm::MAX_VALUE;
+/// Route-set id (the FIB value) for the anycast addresses tunnels end on.
+pub const SET_ANYCAST: u32 = crate::lpm::MAX_VALUE - 1;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NhMac {
@@ -291,7 +291,7 @@ impl Snapshot {
         for (i, t) in cfg.tunnels.iter().enumerate() {
             let underlay = match fib.lookup(t.customer_endpoint) {
                 Some(set)
-                    if set < NH_ANYCAST
+                    if set < SET_ANYCAST
                         && sets[set as usize].iter().all(|c| c.tunnel.is_none()) =>
                 {
                     set

@@ -9,6 +9,27 @@ pub const CODE_TTL_EXCEEDED: u8 = 0;
 /// Bytes of the offending datagram's payload quoted after its header.
 pub const QUOTE_PAYLOAD: usize = 8;
 
+/// A view of an ICMP message's type and code.
+pub struct Message<T> {
+    buf: T,
+}
+
+impl<T: AsRef<[u8]>> Message<T> {
+    /// Needs the type and code only: the firewall matches on what is there.
+    #[inline]
+    pub fn new_checked(buf: T) -> Option<Self> {
+        (buf.as_ref().len() >= 2).then_some(Message { buf })
+    }
+    #[inline]
+    pub fn msg_type(&self) -> u8 {
+        self.buf.as_ref()[0]
+    }
+    #[inline]
+    pub fn code(&self) -> u8 {
+        self.buf.as_ref()[1]
+    }
+}
+
 /// Query types: echo, timestamp, information, address mask (requests and replies). Errors
 /// may be sent about these; never about error messages or unknown types.
 fn is_query(t: u8) -> bool {
@@ -36,17 +57,17 @@ pub fn write_error(pkt: &mut [u8], src: u32, dst: u32, ty: u8, code: u8, mtu: u1
         return None;
     }
     let (ip, icmp) = pkt.split_at_mut(ipv4::MIN_HEADER_LEN);
-    let h = ipv4::NewHeader {
+    ipv4::Repr {
         tos: 0xc0, // internetwork control, as routers mark their own ICMP
-        total_len: total,
-        ident: 0,
-        dont_frag: false,
+        total_len: total as usize,
         ttl: 64,
         protocol: ipv4::PROTO_ICMP,
         src,
         dst,
-    };
-    ipv4::write_header(ip, &h);
+        header_len: ipv4::MIN_HEADER_LEN,
+        ..ipv4::Repr::default()
+    }
+    .emit(ip);
     icmp[..8].copy_from_slice(&[ty, code, 0, 0, 0, 0, 0, 0]);
     icmp[6..8].copy_from_slice(&mtu.to_be_bytes());
     let c = checksum::checksum(icmp);

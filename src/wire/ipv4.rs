@@ -173,37 +173,67 @@ pub fn decrement_ttl_in(hdr: &mut [u8]) {
     b[field::CHECKSUM].copy_from_slice(&checksum::update16(hc, old, new).to_be_bytes());
 }
 
-/// The fields of a header anygate writes (outer tunnel headers, ICMP errors).
-#[derive(Debug, Clone, Copy)]
-pub struct NewHeader {
-    pub tos: u8,
-    pub total_len: u16,
-    pub ident: u16,
-    pub dont_frag: bool,
-    pub ttl: u8,
-    pub protocol: u8,
+/// An IPv4 header's fields: what `parse` reads from a validated header and what `emit`
+/// writes. The one representation of a header outside its bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Repr {
+    /// Addresses as host-order integers, the form the LPM and hashes use.
     pub src: u32,
     pub dst: u32,
+    pub header_len: usize,
+    pub total_len: usize,
+    pub ident: u16,
+    pub tos: u8,
+    pub ttl: u8,
+    pub protocol: u8,
+    pub dont_frag: bool,
+    /// Fragment offset in 8-byte units: not zero for all but the first fragment.
+    pub frag_offset: u16,
 }
 
-/// Writes a 20-byte header with its checksum at the start of `buf`.
-#[inline]
-pub fn write_header(buf: &mut [u8], h: &NewHeader) {
-    let Some(b) = buf.get_mut(..MIN_HEADER_LEN) else {
-        return;
-    };
-    b[field::VER_IHL] = 0x45;
-    b[field::TOS] = h.tos;
-    b[field::LEN].copy_from_slice(&h.total_len.to_be_bytes());
-    b[field::ID].copy_from_slice(&h.ident.to_be_bytes());
-    b[field::FLAGS_FRAG].copy_from_slice(&[if h.dont_frag { 0x40 } else { 0 }, 0]);
-    b[field::TTL] = h.ttl;
-    b[field::PROTO] = h.protocol;
-    b[field::CHECKSUM].copy_from_slice(&[0, 0]);
-    b[field::SRC].copy_from_slice(&h.src.to_be_bytes());
-    b[field::DST].copy_from_slice(&h.dst.to_be_bytes());
-    let c = checksum::checksum(b);
-    b[field::CHECKSUM].copy_from_slice(&c.to_be_bytes());
+impl Repr {
+    /// Validates the header at the start of `buf` (as `Packet::new_checked`) and reads it.
+    #[inline(always)]
+    pub fn parse(buf: &[u8]) -> Result<Repr, Error> {
+        let header_len = Packet::new_checked(buf)?.header_len();
+        let Some(h) = buf.first_chunk::<MIN_HEADER_LEN>() else {
+            return Err(Error::Truncated);
+        };
+        Ok(Repr {
+            src: be32(&h[field::SRC]),
+            dst: be32(&h[field::DST]),
+            header_len,
+            total_len: be16(&h[field::LEN]) as usize,
+            ident: be16(&h[field::ID]),
+            tos: h[field::TOS],
+            ttl: h[field::TTL],
+            protocol: h[field::PROTO],
+            dont_frag: h[field::FLAGS_FRAG.start] & 0x40 != 0,
+            frag_offset: be16(&h[field::FLAGS_FRAG]) & 0x1fff,
+        })
+    }
+
+    /// Writes a 20-byte header (no options) with its checksum at the start of `buf`; nothing
+    /// into a shorter one.
+    #[inline]
+    pub fn emit(&self, buf: &mut [u8]) {
+        let Some(b) = buf.get_mut(..MIN_HEADER_LEN) else {
+            return;
+        };
+        b[field::VER_IHL] = 0x45;
+        b[field::TOS] = self.tos;
+        b[field::LEN].copy_from_slice(&(self.total_len as u16).to_be_bytes());
+        b[field::ID].copy_from_slice(&self.ident.to_be_bytes());
+        let frag = self.frag_offset & 0x1fff | if self.dont_frag { 0x4000 } else { 0 };
+        b[field::FLAGS_FRAG].copy_from_slice(&frag.to_be_bytes());
+        b[field::TTL] = self.ttl;
+        b[field::PROTO] = self.protocol;
+        b[field::CHECKSUM].copy_from_slice(&[0, 0]);
+        b[field::SRC].copy_from_slice(&self.src.to_be_bytes());
+        b[field::DST].copy_from_slice(&self.dst.to_be_bytes());
+        let c = checksum::checksum(b);
+        b[field::CHECKSUM].copy_from_slice(&c.to_be_bytes());
+    }
 }
 
 /// Martian sources (RFC 1812 5.3.7): this-network, loopback, multicast, reserved, broadcast.
@@ -282,6 +312,22 @@ mod tests {
             p.decrement_ttl();
             assert_eq!(p.ttl(), expect);
         }
+    }
+
+    #[test]
+    fn repr_parses_and_emits_the_same_header() {
+        let h = header();
+        let r = Repr::parse(&h).unwrap();
+        assert_eq!((r.src, r.dst), (0xc000_0201, 0xc633_6407));
+        assert_eq!((r.header_len, r.total_len, r.ttl), (20, 28, 64));
+        assert_eq!(
+            (r.ident, r.protocol, r.dont_frag, r.frag_offset),
+            (0x1234, PROTO_UDP, true, 0)
+        );
+        let mut out = [0u8; 20];
+        r.emit(&mut out);
+        assert_eq!(out[..], h[..20]);
+        assert_eq!(Repr::parse(&h[..19]), Err(Error::Truncated));
     }
 
     #[test]

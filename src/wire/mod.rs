@@ -7,5 +7,6 @@ pub mod gre;
 pub mod icmp;
 pub mod ipv4;
 pub mod tcp;
+pub mod udp;
 
 pub use ethernet::MacAddr;

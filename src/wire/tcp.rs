@@ -7,6 +7,31 @@ const OPT_END: u8 = 0;
 const OPT_NOP: u8 = 1;
 const OPT_MSS: u8 = 2;
 
+/// Bytes from the start of the header through the flags.
+pub const FLAGS_END: usize = 14;
+
+/// A view of a TCP header through its flags (the ports are `udp::Ports`, where UDP has them).
+pub struct Segment<T> {
+    buf: T,
+}
+
+impl<T: AsRef<[u8]>> Segment<T> {
+    /// Needs the bytes through the flags, not a whole header: the firewall matches on what
+    /// is there.
+    #[inline]
+    pub fn new_checked(buf: T) -> Option<Self> {
+        (buf.as_ref().len() >= FLAGS_END).then_some(Segment { buf })
+    }
+    #[inline]
+    pub fn ports(&self) -> super::udp::Ports<&[u8]> {
+        super::udp::Ports::new_unchecked(self.buf.as_ref())
+    }
+    #[inline]
+    pub fn flags(&self) -> u8 {
+        self.buf.as_ref()[FLAGS_END - 1]
+    }
+}
+
 /// What clamping found in a segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mss {

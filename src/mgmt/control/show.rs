@@ -4,7 +4,7 @@ use crate::config;
 use crate::ctl_proto::PAGE;
 use crate::lpm::Prefix;
 use crate::route::select::{self, Lost};
-use crate::route::{NextHop, NH_ANYCAST, NH_LOCAL};
+use crate::route::{NextHop, SET_ANYCAST, SET_LOCAL};
 use serde_json::{json, Value};
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashSet};
@@ -75,8 +75,8 @@ pub fn routes(plane: &Plane, query: Option<&str>, cursor: Option<&str>) -> Resul
         .iter()
         .filter_map(|p| Some((*p, plane.rib.value(*p)?)))
     {
-        if set == NH_LOCAL || set == NH_ANYCAST {
-            let what = if set == NH_ANYCAST {
+        if set == SET_LOCAL || set == SET_ANYCAST {
+            let what = if set == SET_ANYCAST {
                 "anycast tunnel endpoint"
             } else if plane.cfg.ports.iter().any(|p| p.addr == prefix.addr) {
                 "own address"

@@ -1,5 +1,7 @@
-//! `rte_prefetch0` for Rust references: a cache hint for a table entry a later load needs.
-//! The intrinsic is `unsafe` only because it is a target-feature function; it cannot fault.
+//! CPU hints for the fast path. `prefetch` is `rte_prefetch0` for Rust references: a cache
+//! hint for a table entry a later load needs. This module and `dpdk` are the only ones that
+//! may use `unsafe`: the intrinsic is `unsafe` only because it is a target-feature function
+//! taking a pointer; it reads nothing and cannot fault.
 
 /// Asks the CPU to bring `r`'s cache line into L1.
 #[inline(always)]

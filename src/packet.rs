@@ -1,5 +1,6 @@
 //! The buffer the pipeline works on. DPDK's mbuf and the in-memory [`VecBuf`] both implement
-//! it, so every stage runs unchanged in unit tests, benchmarks, fuzzers and `trace`.
+//! it, so every stage runs unchanged in unit tests, benchmarks, fuzzers and `trace`. Below
+//! both `datapath` and `dpdk`; depends on neither.
 
 pub trait PacketBuf: AsRef<[u8]> + AsMut<[u8]> {
     /// Grows the packet at the front by `n` bytes of headroom; None when there is no room.

@@ -1,0 +1,197 @@
+//! The per-packet context the stages share over a burst, and the list of packets still in it.
+use super::verdict::{DropReason, Verdict};
+use super::BURST;
+use crate::route::NextHop;
+use crate::wire::{icmp, ipv4, MacAddr};
+
+/// What happened to a packet, beyond its verdict: for per-tunnel counters and trace.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Note {
+    /// The tunnel the packet was decapsulated from.
+    pub ingress_tunnel: Option<u16>,
+    /// The tunnel the packet was (or was to be) encapsulated into.
+    pub egress_tunnel: Option<u16>,
+    /// The next hop chosen from the route set, and the destination it was looked up for (the
+    /// inner one after decapsulation, the sender for an ICMP error).
+    pub nexthop: Option<u32>,
+    pub route_dst: Option<u32>,
+    /// The MSS option after clamping, on TCP SYNs through a tunnel that carry one.
+    pub mss: Option<u16>,
+    pub clamped: bool,
+    /// (type, code) of the ICMP error the packet was turned into, and the drop it answers.
+    pub icmp: Option<(u8, u8)>,
+    pub answered: Option<DropReason>,
+    /// An ARP request for our address, answered in place.
+    pub arp_reply: bool,
+    /// The firewall rule that decided, when one did (None: no rule matched, or not filtered).
+    pub rule: Option<u16>,
+}
+
+/// Where a packet entered, which decides the source of ICMP errors about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Port(u16),
+    Tunnel(u16),
+    /// Made by anygate itself: no TTL decrement, no firewall, never an ICMP error about it.
+    Local,
+}
+
+/// Where a forwarded packet leaves: its new Ethernet addresses and the port.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct L2Rewrite {
+    pub dst: MacAddr,
+    pub src: MacAddr,
+    pub port: u16,
+}
+
+/// An ICMP error a packet is to be answered with, and the drop it answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IcmpError {
+    pub reason: DropReason,
+    pub kind: u8,
+    pub code: u8,
+    /// The next-hop MTU (frag-needed), else 0.
+    pub mtu: u16,
+}
+
+impl IcmpError {
+    pub fn time_exceeded() -> Self {
+        IcmpError {
+            reason: DropReason::TtlExceeded,
+            kind: icmp::TYPE_TIME_EXCEEDED,
+            code: icmp::CODE_TTL_EXCEEDED,
+            mtu: 0,
+        }
+    }
+    pub fn frag_needed(reason: DropReason, mtu: u16) -> Self {
+        IcmpError {
+            reason,
+            kind: icmp::TYPE_DEST_UNREACHABLE,
+            code: icmp::CODE_FRAG_NEEDED,
+            mtu,
+        }
+    }
+}
+
+/// An ICMP error on its way out: the error, and the tunnels of the packet it answers (its drop
+/// is counted against those, not the reply's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Answer {
+    pub error: IcmpError,
+    pub ingress_tunnel: Option<u16>,
+    pub egress_tunnel: Option<u16>,
+}
+
+/// A packet's state between stages.
+#[derive(Debug, Clone, Copy)]
+pub struct Ctx {
+    /// The header being routed: the outer one, the inner one after decapsulation, the error's.
+    pub ip: ipv4::Repr,
+    pub origin: Origin,
+    /// The FIB value for `ip.dst`: a route-set id (or SET_LOCAL / SET_ANYCAST).
+    pub set: u32,
+    pub nexthop: Option<NextHop>,
+    pub l2: L2Rewrite,
+    /// The firewall's answer at the first crossing, when the second may reuse it.
+    pub judged: Option<super::stages::firewall::Judged>,
+    /// An ICMP error the hop checks asked for, and one being routed back.
+    pub error: Option<IcmpError>,
+    pub answer: Option<Answer>,
+    /// Set once the packet leaves the burst (forwarded or dropped).
+    pub verdict: Option<Verdict>,
+    pub note: Note,
+}
+
+impl Default for Ctx {
+    fn default() -> Self {
+        Ctx {
+            ip: ipv4::Repr::default(),
+            origin: Origin::Local,
+            set: 0,
+            nexthop: None,
+            l2: L2Rewrite::default(),
+            judged: None,
+            error: None,
+            answer: None,
+            verdict: None,
+            note: Note::default(),
+        }
+    }
+}
+
+impl Ctx {
+    /// Clears what a stage may read before another wrote it; the rest is written first.
+    #[inline(always)]
+    pub fn reset(&mut self) {
+        self.nexthop = None;
+        self.judged = None;
+        self.error = None;
+        self.answer = None;
+        self.verdict = None;
+        self.note = Note::default();
+    }
+    #[inline(always)]
+    pub fn drop(&mut self, r: DropReason) {
+        self.verdict = Some(Verdict::Drop(r));
+    }
+    #[inline(always)]
+    pub fn forward(&mut self, port: u16) {
+        self.verdict = Some(Verdict::Forward(port));
+    }
+    #[inline(always)]
+    pub fn pending(&self) -> bool {
+        self.verdict.is_none()
+    }
+}
+
+/// Indices of the packets still in the burst, in arrival order: a stage drops a packet by
+/// setting its verdict, and `retain_pending` takes it out. Fixed size, no allocation.
+#[derive(Clone, Copy)]
+pub struct Live {
+    idx: [u8; BURST],
+    len: usize,
+}
+
+impl Live {
+    pub fn first(n: usize) -> Live {
+        let mut l = Live::empty();
+        for i in 0..n.min(BURST) {
+            l.push(i);
+        }
+        l
+    }
+    pub fn empty() -> Live {
+        Live {
+            idx: [0; BURST],
+            len: 0,
+        }
+    }
+    #[inline(always)]
+    pub fn push(&mut self, i: usize) {
+        if let Some(s) = self.idx.get_mut(self.len) {
+            *s = i as u8;
+            self.len += 1;
+        }
+    }
+    #[inline(always)]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    /// The indices, in arrival order.
+    #[inline(always)]
+    pub fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        self.idx[..self.len].iter().map(|&i| i as usize)
+    }
+    #[inline(always)]
+    pub fn retain_pending(&mut self, cx: &[Ctx]) {
+        let mut n = 0;
+        for k in 0..self.len {
+            let i = self.idx[k];
+            if cx.get(i as usize).is_some_and(Ctx::pending) {
+                self.idx[n] = i;
+                n += 1;
+            }
+        }
+        self.len = n;
+    }
+}

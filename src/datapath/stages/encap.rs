@@ -1,0 +1,73 @@
+//! Encapsulation toward a tunnel: outer IPv4 from our anycast endpoint to the customer's (TTL
+//! from the tunnel, DSCP/ECN and DF copied from the inner header, ID 0 when DF is set and a
+//! per-worker counter otherwise), plus a 4-byte GRE header for GRE tunnels, written into the
+//! mbuf headroom; the payload is never copied.
+use crate::config::TunnelType;
+use crate::datapath::context::Live;
+use crate::datapath::pipeline::Burst;
+use crate::datapath::verdict::DropReason;
+use crate::packet::PacketBuf;
+use crate::route::NextHop;
+use crate::wire::{ethernet, gre, ipv4};
+
+pub fn run<B: PacketBuf>(b: &mut Burst<B>, live: &mut Live) {
+    for i in live.iter() {
+        let Some(NextHop::Tunnel(t)) = b.cx[i].nexthop else {
+            continue;
+        };
+        match encap(b, i, t) {
+            Ok(port) => b.forward(i, port),
+            Err(r) => b.drop(i, r),
+        }
+    }
+    b.compact(live);
+}
+
+#[inline(always)]
+fn encap<B: PacketBuf>(b: &mut Burst<B>, i: usize, t: u16) -> Result<u16, DropReason> {
+    let Some(tun) = b.snap.tunnels.get(t as usize) else {
+        return Err(DropReason::NoRoute);
+    };
+    let (ip, l2) = (b.cx[i].ip, b.cx[i].l2);
+    let pkt = &mut b.pkts[i];
+    let padding = pkt
+        .as_ref()
+        .len()
+        .saturating_sub(ethernet::HEADER_LEN + ip.total_len);
+    if padding > 0 {
+        pkt.trim_back(padding);
+    }
+    let ident = if ip.dont_frag { 0 } else { b.st.next_ip_id() };
+    let buf = pkt
+        .prepend(tun.overhead as usize)
+        .ok_or(DropReason::NoHeadroom)?;
+    let frame_len = buf.len();
+    let (eth, rest) = buf.split_at_mut(ethernet::HEADER_LEN);
+    ipv4::Repr {
+        tos: ip.tos,
+        total_len: ip.total_len + tun.overhead as usize,
+        ident,
+        dont_frag: ip.dont_frag,
+        ttl: tun.ttl,
+        protocol: tun.proto,
+        src: tun.local,
+        dst: tun.remote,
+        header_len: ipv4::MIN_HEADER_LEN,
+        frag_offset: 0,
+    }
+    .emit(rest);
+    if tun.kind == TunnelType::Gre {
+        let g = rest.get_mut(ipv4::MIN_HEADER_LEN..).unwrap_or(&mut []);
+        gre::write_basic(g, gre::PROTO_IPV4);
+    }
+    if let Some(mut e) = ethernet::Frame::new_checked(eth) {
+        e.set_dst(l2.dst);
+        e.set_src(l2.src);
+        e.set_ethertype(ethernet::ETHERTYPE_IPV4);
+    }
+    if let Some(tc) = b.counters.tunnels.get_mut(b.snap.tunnel_slot(t)) {
+        tc.tx_packets += 1;
+        tc.tx_bytes += frame_len as u64;
+    }
+    Ok(l2.port)
+}

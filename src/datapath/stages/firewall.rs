@@ -1,0 +1,169 @@
+//! The firewall: after decapsulation for traffic from tunnels, before encapsulation for
+//! traffic toward them. Each packet is judged alone (stateless); the first enabled matching
+//! rule decides, else the default action, as the compiled classifier finds it (one lookup per
+//! field the rules test, not one evaluation per rule). Packets anygate made are not filtered.
+use crate::datapath::context::{Live, Origin};
+use crate::datapath::pipeline::Burst;
+use crate::datapath::verdict::DropReason;
+use crate::firewall::{Action, Fields};
+use crate::packet::PacketBuf;
+use crate::route::NextHop;
+use crate::wire::{ethernet, icmp, ipv4, tcp, udp};
+
+/// A packet's firewall answer (the deciding rule and its action; None: the default), kept for
+/// its second crossing when that one is sure to get the same answer.
+pub type Judged = Option<(usize, Action)>;
+
+/// Which way a packet crosses a tunnel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Ingress,
+    Egress,
+}
+
+impl Direction {
+    /// The value of `anygate.direction` in rules.
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::Ingress => "ingress",
+            Direction::Egress => "egress",
+        }
+    }
+}
+
+/// The firewall's answer to one crossing.
+struct Judgement {
+    blocked: bool,
+    /// This answer, when the next crossing may reuse it.
+    reusable: Option<Judged>,
+}
+
+pub fn run<B: PacketBuf>(b: &mut Burst<B>, live: &mut Live) {
+    for i in live.iter() {
+        let origin = b.cx[i].origin;
+        if origin == Origin::Local {
+            continue;
+        }
+        // A packet crossing both ways is judged twice, but the second time may reuse the first.
+        if let Origin::Tunnel(t) = origin {
+            let j = filter(b, i, t, Direction::Ingress, None);
+            if j.blocked {
+                b.drop(i, DropReason::FirewallBlock);
+                continue;
+            }
+            b.cx[i].judged = j.reusable;
+        }
+        if let Some(NextHop::Tunnel(t)) = b.cx[i].nexthop {
+            b.cx[i].note.egress_tunnel = Some(t);
+            let prior = b.cx[i].judged;
+            if filter(b, i, t, Direction::Egress, prior).blocked {
+                b.drop(i, DropReason::FirewallBlock);
+            }
+        }
+    }
+    b.compact(live);
+}
+
+/// Judges packet `i` crossing tunnel `t` in direction `dir`. `prior` is the answer from the
+/// packet's first crossing, if reusable; the answer is reusable by the next crossing when no
+/// rule tests the tunnel or direction (the only fields that differ between crossings) and no
+/// skip rule matched (so counting the deciding rule again counts exactly what a second
+/// evaluation would).
+fn filter<B: PacketBuf>(
+    b: &mut Burst<B>,
+    i: usize,
+    t: u16,
+    dir: Direction,
+    prior: Option<Judged>,
+) -> Judgement {
+    let snap = b.snap;
+    let fw = &snap.firewall;
+    let applies = match dir {
+        Direction::Ingress => fw.ingress,
+        Direction::Egress => fw.egress,
+    };
+    if !applies || (fw.rules.is_empty() && fw.default_action == Action::Allow) {
+        return Judgement {
+            blocked: false,
+            reusable: None,
+        };
+    }
+    let frame = b.pkts[i].as_ref();
+    let bytes = frame.len() as u64;
+    let rules = &mut b.counters.rules;
+    let mut skips = false;
+    let mut count = |r: usize| {
+        if let Some(c) = rules.get_mut(snap.rule_slot(r)) {
+            c[0] += 1;
+            c[1] += bytes;
+        }
+    };
+    let decided = match prior {
+        Some(d) => d,
+        None => {
+            let tunnel = snap.tunnels.get(t as usize).map(|t| t.name.as_str());
+            let f = fields(frame, &b.cx[i].ip, tunnel, dir);
+            // Skip rules that matched on the way are counted too: they matched, they
+            // decided nothing.
+            snap.classifier
+                .classify_with(&f, &mut b.st.fw_scratch, |r| {
+                    skips = true;
+                    count(r)
+                })
+        }
+    };
+    let action = match decided {
+        Some((r, a)) => {
+            count(r);
+            b.cx[i].note.rule = Some(r as u16);
+            a
+        }
+        None => {
+            b.counters.firewall_default[0] += 1;
+            b.counters.firewall_default[1] += bytes;
+            fw.default_action
+        }
+    };
+    let reusable = !skips && !snap.classifier.per_crossing();
+    Judgement {
+        blocked: action == Action::Block,
+        reusable: reusable.then_some(decided),
+    }
+}
+
+/// The rule fields of a packet. Transport fields only for first fragments with the fields
+/// there.
+fn fields<'a>(
+    frame: &[u8],
+    ip: &ipv4::Repr,
+    tunnel: Option<&'a str>,
+    dir: Direction,
+) -> Fields<'a> {
+    let l4 = frame
+        .get(ethernet::HEADER_LEN + ip.header_len..ethernet::HEADER_LEN + ip.total_len)
+        .unwrap_or(&[]);
+    let first = ip.frag_offset == 0;
+    let is = |proto| first && ip.protocol == proto;
+    Fields {
+        src: ip.src,
+        dst: ip.dst,
+        proto: ip.protocol,
+        len: ip.total_len as u16,
+        hdr_len: ip.header_len as u8,
+        ttl: ip.ttl,
+        icmp: is(ipv4::PROTO_ICMP)
+            .then(|| icmp::Message::new_checked(l4))
+            .flatten()
+            .map(|m| (m.msg_type(), m.code())),
+        tcp: is(ipv4::PROTO_TCP)
+            .then(|| tcp::Segment::new_checked(l4))
+            .flatten()
+            .map(|s| (s.ports().src_port(), s.ports().dst_port(), s.flags())),
+        udp: is(ipv4::PROTO_UDP)
+            .then(|| udp::Ports::new_checked(l4))
+            .flatten()
+            .map(|p| (p.src_port(), p.dst_port())),
+        tunnel,
+        direction: Some(dir.name()),
+    }
+}

@@ -1,0 +1,91 @@
+//! Tunnel ingress: a packet for one of our anycast endpoints is matched to its tunnel by
+//! outer (source, destination, protocol), decapsulated (GRE per RFC 2784/2890, or IP-in-IP),
+//! and its inner packet is validated and source-checked; its lookup follows in bulk.
+use super::ipv4_validate;
+use crate::datapath::context::{Live, Origin};
+use crate::datapath::pipeline::Burst;
+use crate::datapath::verdict::DropReason;
+use crate::packet::PacketBuf;
+use crate::route::SET_ANYCAST;
+use crate::wire::{ethernet, gre, ipv4};
+
+/// Decapsulates the packets addressed to an anycast endpoint; returns those that go on to
+/// the inner lookup (the rest of `live` is untouched).
+pub fn run<B: PacketBuf>(b: &mut Burst<B>, live: &Live) -> Live {
+    let mut inner = Live::empty();
+    for i in live.iter() {
+        if b.cx[i].set != SET_ANYCAST {
+            continue;
+        }
+        match ingress(b, i) {
+            Ok(()) => inner.push(i),
+            Err(r) => b.drop(i, r),
+        }
+    }
+    inner
+}
+
+#[inline(always)]
+fn ingress<B: PacketBuf>(b: &mut Burst<B>, i: usize) -> Result<(), DropReason> {
+    let outer = b.cx[i].ip;
+    let t = decap(b, i, &outer)?;
+    let inner = ipv4_validate::parse(b.pkts[i].as_ref())?;
+    let Some(tun) = b.snap.tunnels.get(t as usize) else {
+        return Err(DropReason::TunnelUnknown);
+    };
+    if outer.protocol == ipv4::PROTO_GRE && inner.src == tun.local && inner.dst == tun.remote {
+        return Err(DropReason::GreKeepalive);
+    }
+    if !b.snap.source_allowed(t, inner.src, b.fib) {
+        return Err(DropReason::TunnelSpoofedSource);
+    }
+    b.cx[i].ip = inner;
+    b.cx[i].origin = Origin::Tunnel(t);
+    Ok(())
+}
+
+/// Identifies the tunnel and strips the outer headers, leaving the Ethernet header in
+/// front of the inner packet. Only the 14-byte Ethernet header moves; the payload stays.
+fn decap<B: PacketBuf>(b: &mut Burst<B>, i: usize, outer: &ipv4::Repr) -> Result<u16, DropReason> {
+    let snap = b.snap;
+    if outer.protocol != ipv4::PROTO_GRE && outer.protocol != ipv4::PROTO_IPIP {
+        return Err(DropReason::AnycastNotTunnel);
+    }
+    let Some(t) = snap.tunnel_by_endpoints(outer.src, outer.dst, outer.protocol) else {
+        return Err(if snap.has_tunnel_endpoints(outer.src, outer.dst) {
+            DropReason::TunnelWrongProtocol
+        } else {
+            DropReason::TunnelUnknown
+        });
+    };
+    b.cx[i].note.ingress_tunnel = Some(t);
+    let pkt = &mut b.pkts[i];
+    let frame_len = pkt.as_ref().len();
+    if let Some(tc) = b.counters.tunnels.get_mut(snap.tunnel_slot(t)) {
+        tc.rx_packets += 1;
+        tc.rx_bytes += frame_len as u64;
+    }
+    let mut inner_at = ethernet::HEADER_LEN + outer.header_len;
+    if outer.protocol == ipv4::PROTO_GRE {
+        let end = ethernet::HEADER_LEN + outer.total_len;
+        let g = gre::parse(pkt.as_ref().get(inner_at..end).unwrap_or(&[]))?;
+        match g.protocol {
+            gre::PROTO_IPV4 => {}
+            gre::PROTO_IPV6 => return Err(DropReason::GreInnerIpv6),
+            _ => return Err(DropReason::GreUnsupportedProtocol),
+        }
+        inner_at += g.len;
+    }
+    let shift = inner_at - ethernet::HEADER_LEN;
+    pkt.as_mut().copy_within(..ethernet::HEADER_LEN, shift);
+    if !pkt.trim_front(shift) {
+        return Err(DropReason::GreMalformed);
+    }
+    // Anything after the outer packet (Ethernet padding) is not part of the inner one.
+    let inner_frame = ethernet::HEADER_LEN + outer.total_len - shift;
+    let extra = pkt.as_ref().len().saturating_sub(inner_frame);
+    if extra > 0 {
+        pkt.trim_back(extra);
+    }
+    Ok(t)
+}
