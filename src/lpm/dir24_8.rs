@@ -193,49 +193,24 @@ impl View<'_> {
         crate::cpu::prefetch(&self.tbl24[(ip >> 8) as usize]);
     }
 
-    /// Starts loading the tbl8 entry a tbl24 entry `e` leads `ip` to, if any.
-    #[inline(always)]
-    fn prefetch8(&self, e: u32, ip: u32) {
-        if e & EXT != 0 {
-            let i = ((e & !EXT) as usize) * TBL8_GROUP + (ip & 0xff) as usize;
-            if let Some(c) = self.tbl8.get(i) {
-                crate::cpu::prefetch(c);
-            }
-        }
-    }
-
     /// See [`Dir24_8::lookup_bulk`].
     pub fn lookup_bulk(&self, ips: &[u32], out: &mut [u32], miss: u32) {
         const N: usize = 8;
         let n = ips.len().min(out.len());
         let (ips, out) = (&ips[..n], &mut out[..n]);
         let slot = |ip: u32| &self.tbl24[(ip >> 8) as usize];
-        // Three stages, eight addresses each: tbl24 entries of the block after next are
-        // prefetched; those of the next block are read and their tbl8 entries prefetched;
-        // the current block resolves.
-        for ip in ips.iter().take(2 * N) {
+        for ip in ips.iter().take(N) {
             crate::cpu::prefetch(slot(*ip));
         }
-        let load = |b: &[u32]| -> [u32; N] {
-            std::array::from_fn(|k| {
-                let e = slot(b[k]).load(Ordering::Relaxed);
-                self.prefetch8(e, b[k]);
-                e
-            })
-        };
         let mut ic = ips.chunks_exact(N);
         let mut oc = out.chunks_exact_mut(N);
-        let mut next = ips.get(..N).map_or([0; N], load);
-        let mut k0 = N;
+        let mut next = N;
         for (i, o) in (&mut ic).zip(&mut oc) {
-            for ip in ips.iter().skip(k0 + N).take(N) {
+            for ip in ips.iter().skip(next).take(N) {
                 crate::cpu::prefetch(slot(*ip));
             }
-            let e = next;
-            if let Some(b) = ips.get(k0..k0 + N) {
-                next = load(b);
-            }
-            k0 += N;
+            next += N;
+            let e: [u32; N] = std::array::from_fn(|k| slot(i[k]).load(Ordering::Relaxed));
             for k in 0..N {
                 o[k] = self.resolve(e[k], i[k]).unwrap_or(miss);
             }
