@@ -15,7 +15,7 @@ use super::stages::{
     encap, firewall, hop_checks, icmp_error, ipv4_validate, l2, lookup, neighbor, rewrite, route,
     tunnel_ingress,
 };
-use super::verdict::Verdict;
+use super::verdict::{DropReason, Verdict};
 use crate::packet::PacketBuf;
 
 #[inline(always)]
@@ -50,12 +50,17 @@ pub(super) fn run<B: PacketBuf>(b: &mut Burst<B>) {
     account(b);
 }
 
-/// Settles the ICMP errors' fate, then counts every drop under its reason.
+/// Settles the ICMP errors' fate, then counts every drop under its reason. A packet no stage
+/// decided (never, by construction) is dropped as `no_route` here, so it is counted too and
+/// the accounting identity holds whatever a future stage forgets.
 #[inline(always)]
 fn account<B>(b: &mut Burst<B>) {
     icmp_error::settle(b);
     for i in 0..b.cx.len() {
-        if let Some(Verdict::Drop(r)) = b.cx[i].verdict {
+        let v = *b.cx[i]
+            .verdict
+            .get_or_insert(Verdict::Drop(DropReason::NoRoute));
+        if let Verdict::Drop(r) = v {
             let n = b.cx[i].note;
             b.count_drop(r, (n.ingress_tunnel, n.egress_tunnel));
         }

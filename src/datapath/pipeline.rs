@@ -189,7 +189,7 @@ impl Pipeline {
             };
             graph::run(&mut b);
             for (v, c) in verdicts.iter_mut().zip(&self.cx[..n]) {
-                // Every path through the graph sets a verdict; the fallback is never taken.
+                // `graph::account` gave every packet a verdict.
                 *v = c.verdict.unwrap_or(Verdict::Drop(DropReason::NoRoute));
             }
             self.n = n;
