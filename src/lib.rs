@@ -15,6 +15,7 @@ pub mod datapath;
 #[allow(unsafe_code)]
 pub mod dpdk;
 pub mod firewall;
+pub mod health;
 pub mod limits;
 pub mod lpm;
 pub mod mgmt;
