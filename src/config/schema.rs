@@ -122,6 +122,10 @@ pub struct RawNode {
     /// The Unix socket `anygate ctl` talks to (mode 0600).
     #[serde(default = "default_control_socket")]
     pub control_socket: String,
+    /// This server's id in the fleet, carried in every health probe so that an answer that
+    /// reaches another server of the anycast fleet is recognised as not ours. Default: a hash
+    /// of the host name.
+    pub id: Option<u32>,
 }
 
 pub fn default_control_socket() -> String {
@@ -137,6 +141,7 @@ impl Default for RawNode {
             colo: None,
             allow_public_prefixes: false,
             control_socket: default_control_socket(),
+            id: None,
         }
     }
 }

@@ -18,6 +18,8 @@ pub struct NodeConf {
     pub colo: Option<String>,
     pub allow_public_prefixes: bool,
     pub control_socket: String,
+    /// `node.id`, or a hash of the host name.
+    pub id: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -142,6 +144,7 @@ pub fn validate_node(
         colo: raw.node.colo.clone(),
         allow_public_prefixes: raw.node.allow_public_prefixes,
         control_socket: raw.node.control_socket.clone(),
+        id: raw.node.id.unwrap_or_else(host_node_id),
     }
 }
 
@@ -372,4 +375,19 @@ pub fn validate_tunnels(
         }
     }
     out
+}
+
+/// A node id from the host name (FNV-1a), so that servers of a fleet differ without
+/// configuration; `node.id` sets it explicitly.
+pub fn host_node_id() -> u32 {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .unwrap_or_default();
+    fnv1a(name.trim().as_bytes())
+}
+
+fn fnv1a(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5u32, |h, &b| {
+        (h ^ b as u32).wrapping_mul(0x0100_0193)
+    })
 }

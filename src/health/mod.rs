@@ -63,3 +63,25 @@ impl Default for WorkerRings {
         Self::new()
     }
 }
+
+/// `health_check.type`: what a probe is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckType {
+    /// An echo reply from the customer side to ours: the customer router routes it back.
+    #[default]
+    Reply,
+    /// An echo request from our side to the customer's, which answers it.
+    Request,
+}
+
+/// `health_check.direction`: how the answer comes back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckDirection {
+    /// Inside the tunnel.
+    #[default]
+    Bidirectional,
+    /// Outside the tunnel, over the underlay, to our anycast endpoint.
+    Unidirectional,
+}

@@ -154,6 +154,8 @@ pub struct Snapshot {
     /// Which inner sources each tunnel may send.
     pub sources: Arc<SourceFilter>,
     pub icmp_errors_per_second: u32,
+    /// `node.id`: carried in health probes, checked in their answers.
+    pub node_id: u32,
     /// The firewall's rules, default action and where they apply.
     pub firewall: Arc<crate::config::FirewallConf>,
     /// The rules compiled for per-packet classification.
@@ -352,6 +354,7 @@ impl Snapshot {
             tunnel_keys: Arc::new(tunnel_keys),
             sources: Arc::new(sources),
             icmp_errors_per_second: cfg.node.icmp_errors_per_second,
+            node_id: cfg.node.id,
             firewall: Arc::new(cfg.firewall.clone()),
             classifier: Arc::new(crate::firewall::Classifier::new(&cfg.firewall.rules)),
             counter_slots: Arc::new(counter_slots),
