@@ -18,6 +18,7 @@ pub mod firewall;
 pub mod health;
 pub mod limits;
 pub mod lpm;
+pub mod man;
 pub mod mgmt;
 pub mod packet;
 pub mod preflight;

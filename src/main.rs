@@ -2,7 +2,7 @@
 use anygate::config::{self, Host};
 use anygate::mgmt::{self, Outcome, RunOptions};
 use anygate::trace::{self, TraceOptions};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -14,11 +14,31 @@ const VERSION: &str = concat!(
     ")"
 );
 
+/// anygate(8)'s description (and `--help`'s): what the subcommands leave out.
+const LONG_ABOUT: &str = "DPDK data plane for an anycast tunnel edge: GRE and IP-in-IP tunnels, \
+a DIR-24-8 route table swapped by read-copy-update, a stateless firewall, one pinned poll-mode \
+worker per [[workers]] entry. The configuration is described in anygate.toml(5).
+
+Signals: SIGHUP reloads the config file (as `anygate ctl reload`); SIGINT and SIGTERM stop \
+cleanly, a second one at once.
+
+Exit status: 0 on success; 2 when a config, an argument or a request is refused; 3 when mbufs \
+did not come back to the pool at exit.
+
+Environment: RUST_LOG sets the log level (default info; logs go to stderr). NOTIFY_SOCKET, set \
+by systemd for Type=notify, receives READY=1 once the workers poll, RELOADING=1 and READY=1 \
+around a SIGHUP reload, and STOPPING=1 at shutdown.";
+
 /// Stats reports come at most this often: each is a full report of every counter.
 const MIN_STATS_INTERVAL: Duration = Duration::from_millis(100);
 
 #[derive(Parser)]
-#[command(name = "anygate", version = VERSION, about = "DPDK data plane for an anycast tunnel edge")]
+#[command(
+    name = "anygate",
+    version = VERSION,
+    about = "DPDK data plane for an anycast tunnel edge",
+    long_about = LONG_ABOUT
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -30,6 +50,7 @@ enum Cmd {
     /// [[tunnels]], [[neighbors]], [[routes]] and [firewall] change live; a file that changes
     /// [dpdk], [[ports]] or [[workers]] is refused, and so is an invalid one.
     Run {
+        /// The config file (see anygate.toml(5)).
         #[arg(long)]
         config: PathBuf,
         /// Stop once no packet has arrived for this many milliseconds.
@@ -44,6 +65,7 @@ enum Cmd {
     },
     /// Validate a config and build its route table, as `run` does before starting DPDK.
     Check {
+        /// The config file (see anygate.toml(5)).
         #[arg(long)]
         config: PathBuf,
     },
@@ -64,8 +86,10 @@ enum Cmd {
     },
     /// Say what the data plane would do with each packet of a capture, without DPDK.
     Trace {
+        /// The config file (see anygate.toml(5)).
         #[arg(long)]
         config: PathBuf,
+        /// The capture to trace (pcap).
         #[arg(long)]
         pcap: PathBuf,
         /// Write the forwarded packets, as rewritten, to this capture.
@@ -78,6 +102,9 @@ enum Cmd {
         #[arg(long)]
         port: Option<String>,
     },
+    /// Write the man pages anygate.8, anygate-ctl.8 and anygate.toml.5 into DIR (packaging).
+    #[command(hide = true)]
+    Man { dir: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -294,6 +321,15 @@ fn main() -> ExitCode {
             json,
             action,
         } => ctl(socket, config, json, action),
+        Cmd::Man { dir } => match anygate::man::write_all(&dir, Cli::command()) {
+            Ok(pages) => {
+                for p in pages {
+                    println!("{}", p.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(&format!("{}: {e}", dir.display())),
+        },
         Cmd::Trace {
             config,
             pcap,

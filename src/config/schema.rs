@@ -126,6 +126,8 @@ pub struct RawNode {
     /// reaches another server of the anycast fleet is recognised as not ours. Default: a hash
     /// of the host name.
     pub id: Option<u32>,
+    /// A group whose members may run `show` requests on the control socket (mode 0660).
+    pub control_group: Option<String>,
 }
 
 pub fn default_control_socket() -> String {
@@ -142,6 +144,7 @@ impl Default for RawNode {
             allow_public_prefixes: false,
             control_socket: default_control_socket(),
             id: None,
+            control_group: None,
         }
     }
 }

@@ -20,6 +20,8 @@ pub struct NodeConf {
     pub control_socket: String,
     /// `node.id`, or a hash of the host name.
     pub id: u32,
+    /// `node.control_group`; resolved to a gid when the socket is bound (at start).
+    pub control_group: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -96,6 +98,28 @@ fn interface_range_ok(addr: u32) -> bool {
         || in_p(addr, 0xa9fe_f000, 20)
 }
 
+/// A group name as useradd/groupadd accept it, and a socket for it to open.
+fn control_group(raw: &RawConfig, e: &mut Errs) -> Option<String> {
+    let g = raw.node.control_group.as_ref()?;
+    let valid = !g.is_empty()
+        && g.len() <= 32
+        && !g.starts_with('-')
+        && g.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    if !valid {
+        e.push(
+            "node.control_group",
+            format!("`{g}` is not a group name (1-32 of letters, digits, `_ . -`)"),
+        );
+    } else if raw.node.control_socket.is_empty() {
+        e.push(
+            "node.control_group",
+            "set, but node.control_socket is \"\" (no socket to share)",
+        );
+    }
+    Some(g.clone())
+}
+
 pub fn validate_node(
     raw: &RawConfig,
     ports: &[PortConf],
@@ -145,6 +169,7 @@ pub fn validate_node(
         allow_public_prefixes: raw.node.allow_public_prefixes,
         control_socket: raw.node.control_socket.clone(),
         id: raw.node.id.unwrap_or_else(host_node_id),
+        control_group: control_group(raw, e),
     }
 }
 
@@ -390,4 +415,34 @@ fn fnv1a(bytes: &[u8]) -> u32 {
     bytes.iter().fold(0x811c_9dc5u32, |h, &b| {
         (h ^ b as u32).wrapping_mul(0x0100_0193)
     })
+}
+
+#[cfg(test)]
+mod control_group_tests {
+    use crate::config::{parse, Host};
+
+    fn errors(node: &str) -> String {
+        let text = format!("[node]\n{node}\n[[ports]]\nname = \"p\"\ndevice = \"net_null0\"\naddress = \"192.0.2.1/24\"\n[[workers]]\ncore = 1\nrx = [{{ port = \"p\" }}]\n");
+        match parse(&text, &Host { cores: vec![0, 1] }) {
+            Ok(c) => format!("ok {:?}", c.node.control_group),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_group_name_is_checked_and_needs_a_socket() {
+        assert_eq!(errors(""), "ok None");
+        assert_eq!(
+            errors("control_group = \"anygate\""),
+            "ok Some(\"anygate\")"
+        );
+        assert_eq!(
+            errors("control_group = \"bad name\""),
+            "node.control_group: `bad name` is not a group name (1-32 of letters, digits, `_ . -`)"
+        );
+        assert_eq!(
+            errors("control_group = \"ops\"\ncontrol_socket = \"\""),
+            "node.control_group: set, but node.control_socket is \"\" (no socket to share)"
+        );
+    }
 }

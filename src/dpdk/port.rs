@@ -74,6 +74,44 @@ pub struct PortStats {
     pub rx_nombuf: u64,
 }
 
+/// The offloads worth naming in the start-up log (rte_ethdev.h, DPDK 22.11: bindgen cannot
+/// expand RTE_BIT64), whether or not anygate uses them: see docs/bare-metal.md.
+const RX_OFFLOADS: &[(u64, &str)] = &[
+    (1 << 1, "ipv4-cksum"),
+    (1 << 2, "udp-cksum"),
+    (1 << 3, "tcp-cksum"),
+    (1 << 4, "tcp-lro"),
+    (1 << 6, "outer-ipv4-cksum"),
+    (1 << 13, "scatter"),
+    (1 << 18, "outer-udp-cksum"),
+    (1 << 19, "rss-hash"),
+];
+const TX_OFFLOADS: &[(u64, &str)] = &[
+    (1 << 1, "ipv4-cksum"),
+    (1 << 2, "udp-cksum"),
+    (1 << 3, "tcp-cksum"),
+    (1 << 5, "tcp-tso"),
+    (1 << 7, "outer-ipv4-cksum"),
+    (1 << 10, "gre-tnl-tso"),
+    (1 << 11, "ipip-tnl-tso"),
+    (1 << 15, "multi-segs"),
+    (1 << 16, "mbuf-fast-free"),
+];
+
+/// "a, b" for the bits of `capa` the table names; "none" when it names none of them.
+fn offload_names(capa: u64, table: &[(u64, &str)]) -> String {
+    let names: Vec<&str> = table
+        .iter()
+        .filter(|(bit, _)| capa & bit != 0)
+        .map(|(_, n)| *n)
+        .collect();
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
+}
+
 /// Finds a probed device by its EAL name: the PCI address or the vdev name (`net_pcap0`).
 pub fn port_id_by_name(_eal: &Eal, name: &str) -> Result<u16> {
     let c = CString::new(name).unwrap_or_default();
@@ -162,8 +200,30 @@ impl Port {
             unsafe { dpdk_sys::rte_eth_dev_adjust_nb_rx_tx_desc(id, &mut nrx, &mut ntx) },
             || format!("{name}: rte_eth_dev_adjust_nb_rx_tx_desc"),
         )?;
-        // SAFETY: plain query.
-        let socket = unsafe { dpdk_sys::rte_eth_dev_socket_id(id) }.max(0) as u32;
+        // SAFETY: plain query; -1 (SOCKET_ID_ANY) for devices on no NUMA node (vdevs).
+        let numa = unsafe { dpdk_sys::rte_eth_dev_socket_id(id) };
+        let socket = numa.max(0) as u32;
+        let driver = if info.driver_name.is_null() {
+            "?".into()
+        } else {
+            // SAFETY: DPDK sets driver_name to the PMD's static NUL-terminated name.
+            unsafe { CStr::from_ptr(info.driver_name) }.to_string_lossy()
+        };
+        // What an operator checks on real hardware first: driver, NUMA node, ring sizes as
+        // the driver adjusted them, RSS, and the offloads offered (anygate enables none).
+        log::info!(
+            "{name}: driver {driver}, NUMA socket {}, {} rx queues x {nrx} descriptors, {} tx x {ntx}, RSS {}; offloads enabled: none; device offers rx [{}] tx [{}]",
+            if numa < 0 { "any".to_owned() } else { numa.to_string() },
+            s.rx_queues,
+            s.tx_queues,
+            match (s.rx_queues, conf.rx_adv_conf.rss_conf.rss_hf) {
+                (1, _) => "off (one rx queue)".to_owned(),
+                (_, 0) => "unavailable: the device hashes none of IPv4/TCP/UDP, queue 0 gets all".to_owned(),
+                (_, hf) => format!("hf {hf:#x} (device offers {:#x})", info.flow_type_rss_offloads),
+            },
+            offload_names(info.rx_offload_capa, RX_OFFLOADS),
+            offload_names(info.tx_offload_capa, TX_OFFLOADS),
+        );
         for q in 0..s.rx_queues {
             // SAFETY: the port is configured with this many queues; the pool outlives the port
             // (the port holds an Arc of it); null rx_conf means defaults.
@@ -395,5 +455,24 @@ impl TxQueue {
     pub fn tx<const N: usize>(&mut self, from: &mut MbufArray<N>) -> (usize, u64) {
         // SAFETY: as in RxQueue::rx.
         unsafe { from.tx_to(self.0.port, self.0.queue) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offloads_are_named_from_the_capability_bits() {
+        assert_eq!(offload_names(0, RX_OFFLOADS), "none");
+        assert_eq!(offload_names(1 << 9, RX_OFFLOADS), "none");
+        assert_eq!(
+            offload_names((1 << 1) | (1 << 3) | (1 << 19), RX_OFFLOADS),
+            "ipv4-cksum, tcp-cksum, rss-hash"
+        );
+        assert_eq!(
+            offload_names((1 << 7) | (1 << 16), TX_OFFLOADS),
+            "outer-ipv4-cksum, mbuf-fast-free"
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! SIGHUP by publishing a new snapshot, reclaims old ones, reports stats, and shuts down
 //! cleanly, checking that every mbuf came back.
 pub mod control;
+pub mod notify;
 pub mod reload;
 pub mod startup;
 pub mod stats;
@@ -97,10 +98,10 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
             log::info!("node.control_socket is \"\": no control socket, `anygate ctl` is off");
             None
         }
-        path => Some(
-            control::Control::bind(std::path::Path::new(path))
-                .map_err(|e| format!("node.control_socket: {e}"))?,
-        ),
+        path => Some(control::Control::bind(
+            std::path::Path::new(path),
+            cfg.node.control_group.as_deref(),
+        )?),
     };
     let mut dp = startup::bring_up(&cfg)?;
     let macs = dp.macs();
@@ -167,6 +168,12 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
     if let Some(c) = &mut control {
         c.start()?;
     }
+    // Every worker thread is running and the control socket answers: ready for systemd.
+    let notify = notify::Notifier::from_env();
+    notify.send(&format!(
+        "READY=1\nSTATUS=forwarding with {} workers",
+        cfg.workers.len()
+    ));
     let mut runtime_routes = Vec::new();
     loop {
         std::thread::sleep(TICK);
@@ -188,9 +195,11 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
             break;
         }
         if signals.hup.swap(false, Ordering::Relaxed) {
+            notify.reloading();
             if let Err(e) = reload::reload(&mut plane, false, "SIGHUP") {
                 log::error!("reload refused, running table unchanged: {e}");
             }
+            notify.send("READY=1");
         }
         publisher.reclaim();
         rib.reclaim(publisher.min_acked());
@@ -213,6 +222,7 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
         }
     }
 
+    notify.send("STOPPING=1");
     let mut latency = crate::datapath::loop_histogram();
     for r in workers.join() {
         match r {

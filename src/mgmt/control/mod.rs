@@ -1,4 +1,5 @@
-//! The control socket (`anygate ctl`): a Unix socket, mode 0600, served by threads of its
+//! The control socket (`anygate ctl`): a Unix socket, mode 0600 (0660 with a read-only
+//! `node.control_group`), served by threads of its
 //! own (`server`); the management thread only answers the parsed requests they queue, between
 //! ticks, without touching a socket (`handlers`, `show`). The protocol is `crate::ctl_proto`.
 mod handlers;
@@ -16,11 +17,19 @@ pub struct Control {
 }
 
 impl Control {
-    /// Binds the socket (see `socket::bind`: only a stale socket is replaced). Done before
-    /// the EAL starts, so that a refusal is immediate.
-    pub fn bind(path: &Path) -> Result<Control, String> {
+    /// Binds the socket (see `socket::bind`: only a stale socket is replaced), shared with
+    /// `group` when given. Done before the EAL starts, so that a refusal is immediate.
+    pub fn bind(path: &Path, group: Option<&str>) -> Result<Control, String> {
+        let gid = match group {
+            None => None,
+            Some(g) => match nix::unistd::Group::from_name(g) {
+                Ok(Some(g)) => Some(g.gid.as_raw()),
+                Ok(None) => return Err(format!("node.control_group: no group `{g}` on this host")),
+                Err(e) => return Err(format!("node.control_group: looking up `{g}`: {e}")),
+            },
+        };
         Ok(Control {
-            socket: socket::bind(path)?,
+            socket: socket::bind(path, gid).map_err(|e| format!("node.control_socket: {e}"))?,
             jobs: None,
         })
     }

@@ -103,6 +103,21 @@ pub fn who(uid: Option<u32>) -> String {
     uid.map_or("uid ?".into(), |u| format!("uid {u}"))
 }
 
+/// Root and our own user may change things; anyone else reaching the socket (through
+/// `node.control_group`), or a peer whose uid is unknown, may only look.
+fn may_change(uid: Option<u32>) -> bool {
+    uid.is_some_and(|u| u == 0 || u == nix::unistd::geteuid().as_raw())
+}
+
+/// The requests that change nothing. A request added later is refused to the group until it
+/// is listed here.
+fn read_only(r: &Request) -> bool {
+    matches!(
+        r,
+        Request::ShowRoutes { .. } | Request::ShowTunnels {} | Request::ShowFirewall {}
+    )
+}
+
 fn peer_uid(s: &UnixStream) -> Option<u32> {
     rustix::net::sockopt::socket_peercred(s)
         .ok()
@@ -120,6 +135,13 @@ fn serve(stream: UnixStream, uid: Option<u32>, jobs: &Sender<Job>, limits: &Limi
         }
     };
     let reply = match Request::parse(&line) {
+        Ok(request) if !may_change(uid) && !read_only(&request) => {
+            log::warn!("ctl ({}): refused: only show requests", who(uid));
+            Reply::error(format!(
+                "{} may only run show requests (node.control_group is read-only; changes need root or anygate's own user)",
+                who(uid)
+            ))
+        }
         Ok(request) => submit(request, uid, jobs, limits),
         Err(e) => {
             log::warn!("ctl ({}): request refused: {e}", who(uid));
@@ -254,6 +276,67 @@ mod tests {
         let s = UnixStream::connect(p).unwrap();
         (&s).write_all(req).unwrap();
         reply(&s)
+    }
+
+    #[test]
+    fn only_root_and_our_user_may_change_others_only_show() {
+        let me = nix::unistd::geteuid().as_raw();
+        assert!(may_change(Some(0)) && may_change(Some(me)));
+        assert!(!may_change(None));
+        assert!(!may_change(Some(me.wrapping_add(4242).max(1))));
+        for (line, ro) in [
+            (r#"{"version":1,"cmd":"show-routes"}"#, true),
+            (r#"{"version":1,"cmd":"show-tunnels"}"#, true),
+            (r#"{"version":1,"cmd":"show-firewall"}"#, true),
+            (r#"{"version":1,"cmd":"reload"}"#, false),
+            (
+                r#"{"version":1,"cmd":"del-route","prefix":"10.0.0.0/8","nexthop":"x"}"#,
+                false,
+            ),
+            (
+                r#"{"version":1,"cmd":"set-health","tunnel":"t","health":"down"}"#,
+                false,
+            ),
+        ] {
+            let r = Request::parse(line.as_bytes()).unwrap();
+            assert_eq!(read_only(&r), ro, "{line}");
+        }
+    }
+
+    /// A member of node.control_group, as another uid: `show` is answered, a change refused
+    /// before it reaches the management thread. Needs root (to run the client as nobody).
+    #[test]
+    fn a_peer_of_another_uid_may_show_but_not_change() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root to connect as another uid");
+            return;
+        }
+        let (d, p) = server(limits());
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o666)).unwrap();
+        let ask_as_nobody = |req: &str| {
+            let out = std::process::Command::new("setpriv")
+                .args(["--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c"])
+                .arg(
+                    "import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); \
+                     s.sendall(sys.argv[2].encode()+b'\\n'); print(s.makefile().readline(), end='')",
+                )
+                .arg(&p)
+                .arg(req)
+                .output()
+                .expect("setpriv and python3 (util-linux, scripts/setup)");
+            assert!(out.status.success(), "{out:?}");
+            Reply::parse(&String::from_utf8_lossy(&out.stdout)).unwrap()
+        };
+        let r = ask_as_nobody(r#"{"version":1,"cmd":"show-tunnels"}"#);
+        assert!(r.ok, "{r:?}");
+        assert_eq!(r.get("cmd"), "show-tunnels");
+        let r = ask_as_nobody(r#"{"version":1,"cmd":"reload"}"#);
+        assert_eq!(
+            r.error.as_deref(),
+            Some("uid 65534 may only run show requests (node.control_group is read-only; changes need root or anygate's own user)")
+        );
     }
 
     #[test]

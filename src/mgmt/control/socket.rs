@@ -1,6 +1,8 @@
 //! Binding the control socket. Only a stale socket (a socket file nobody answers on) is
 //! replaced: a live one belongs to another instance, and anything else at the path (a
 //! regular file, a directory) is not ours to delete. Either refuses to start, naming the path.
+//! The socket is ours alone (0600), or, with `node.control_group`, also that group's (0660),
+//! whose members the server lets run `show` requests only.
 use std::io::ErrorKind;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -14,7 +16,8 @@ pub struct Bound {
     id: (u64, u64),
 }
 
-pub fn bind(path: &Path) -> Result<Bound, String> {
+/// Binds `path`; `group`: the gid that may connect too (mode 0660 instead of 0600).
+pub fn bind(path: &Path, group: Option<u32>) -> Result<Bound, String> {
     let at = |e: std::io::Error| format!("{}: {e}", path.display());
     match std::fs::symlink_metadata(path) {
         Ok(m) if !m.file_type().is_socket() => {
@@ -41,7 +44,12 @@ pub fn bind(path: &Path) -> Result<Bound, String> {
         Err(e) => return Err(at(e)),
     }
     let listener = UnixListener::bind(path).map_err(at)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(at)?;
+    if let Some(gid) = group {
+        // Needs membership of the group or CAP_CHOWN (the unit gives SupplementaryGroups).
+        std::os::unix::fs::chown(path, None, Some(gid)).map_err(at)?;
+    }
+    let mode = if group.is_some() { 0o660 } else { 0o600 };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(at)?;
     let m = std::fs::symlink_metadata(path).map_err(at)?;
     Ok(Bound {
         listener,
@@ -67,7 +75,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("ctl.sock");
         std::fs::write(&p, "precious").unwrap();
-        let e = bind(&p).err().unwrap();
+        let e = bind(&p, None).err().unwrap();
         assert!(
             e.contains(&p.display().to_string()) && e.contains("not a socket"),
             "{e}"
@@ -79,15 +87,15 @@ mod tests {
     fn a_live_socket_refuses_a_stale_one_is_replaced() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("ctl.sock");
-        let first = bind(&p).unwrap();
-        let e = bind(&p).err().unwrap();
+        let first = bind(&p, None).unwrap();
+        let e = bind(&p, None).err().unwrap();
         assert!(e.contains("in use"), "{e}");
         // A socket whose process died: the file stays, nobody listens.
         let stale = UnixListener::bind(d.path().join("old.sock")).unwrap();
         drop(stale);
         let old = d.path().join("old.sock");
         assert!(old.exists());
-        let b = bind(&old).unwrap();
+        let b = bind(&old, None).unwrap();
         assert!(UnixStream::connect(&old).is_ok());
         drop(b);
         assert!(!old.exists());
@@ -96,10 +104,25 @@ mod tests {
     }
 
     #[test]
+    fn a_control_group_opens_the_socket_to_that_group_only() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("ctl.sock");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().mode() & 0o777;
+        let own = bind(&p, None).unwrap();
+        assert_eq!(mode(&p), 0o600);
+        drop(own);
+        // Our own group: a group we may always give a file to.
+        let gid = nix::unistd::getegid().as_raw();
+        let _shared = bind(&p, Some(gid)).unwrap();
+        let m = std::fs::metadata(&p).unwrap();
+        assert_eq!((m.mode() & 0o777, m.gid()), (0o660, gid));
+    }
+
+    #[test]
     fn drop_leaves_a_socket_that_replaced_ours() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("ctl.sock");
-        let ours = bind(&p).unwrap();
+        let ours = bind(&p, None).unwrap();
         std::fs::remove_file(&p).unwrap();
         let _theirs = UnixListener::bind(&p).unwrap();
         drop(ours);
@@ -109,7 +132,7 @@ mod tests {
     #[test]
     fn a_directory_it_cannot_write_is_refused_naming_the_path() {
         let p = Path::new("/proc/anygate-test.sock");
-        let e = bind(p).err().unwrap();
+        let e = bind(p, None).err().unwrap();
         assert!(e.starts_with("/proc/anygate-test.sock: "), "{e}");
     }
 }
