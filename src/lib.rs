@@ -21,6 +21,7 @@ pub mod lpm;
 pub mod man;
 pub mod mgmt;
 pub mod packet;
+pub mod pci;
 pub mod preflight;
 pub mod rcu;
 pub mod route;

@@ -311,6 +311,10 @@ fn main() -> ExitCode {
                     count(c.neighbors.len(), "neighbor"),
                     count(c.routes.len(), "route")
                 );
+                // What sysfs tells about the PCI ports: present, bound, on the workers' node.
+                for n in anygate::pci::notes(&c, std::path::Path::new("/sys")) {
+                    println!("note: {n}");
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => fail(&format!("{}: config refused\n{e}", config.display())),
