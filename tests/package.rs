@@ -119,6 +119,16 @@ fn the_package_installs_units_man_pages_and_a_config_that_check() {
     ] {
         assert!(info.contains(want), "{want} missing from:\n{info}");
     }
+    // The maintainer scripts parse (they run only on a real install).
+    let control = d.p("control");
+    let (ok, out) = run(Command::new("dpkg-deb").arg("-e").arg(&deb).arg(&control));
+    assert!(ok, "{out}");
+    for script in ["postinst", "prerm", "postrm"] {
+        let (ok, out) = run(Command::new("sh").arg("-n").arg(control.join(script)));
+        assert!(ok, "{script}: {out}");
+    }
+    let postinst = std::fs::read_to_string(control.join("postinst")).unwrap();
+    assert!(postinst.contains("addgroup --system anygate"), "{postinst}");
     let (_, files) = run(Command::new("dpkg-deb").arg("-c").arg(&deb));
     for f in [
         "./usr/bin/anygate",
