@@ -39,6 +39,8 @@ pub struct TunnelConf {
     /// None: sources the route table sends into the tunnel (a reverse-path check).
     pub authorized: Option<Vec<Prefix>>,
     pub health: Health,
+    /// `health_check`: how the tunnel is probed.
+    pub check: super::health::HealthCheckConf,
 }
 
 impl TunnelConf {
@@ -313,6 +315,12 @@ pub fn validate_tunnels(
                 })
                 .collect()
         });
+        let check = super::health::validate_check(
+            &t.health_check,
+            &format!("{path}.health_check"),
+            peer,
+            e,
+        );
         if e.0.len() > before {
             continue;
         }
@@ -329,6 +337,7 @@ pub fn validate_tunnels(
             mss_clamp,
             authorized,
             health: t.health,
+            check,
         };
         if let Some(a) = [local, peer].into_iter().find(|a| node.anycast.contains(a)) {
             e.push(
