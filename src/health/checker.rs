@@ -67,6 +67,36 @@ pub struct View {
     pub since_s: f64,
     pub figures: Figures,
     pub check: HealthCheckConf,
+    pub interval_ms: u64,
+}
+
+impl View {
+    /// The fields `show tunnels` and the stats give each tunnel besides `name` and `health`;
+    /// these names are kept stable.
+    pub fn fields(&self) -> serde_json::Map<String, serde_json::Value> {
+        use serde_json::json;
+        let c = &self.check;
+        let v = json!({
+            "health_source": self.source.name(),
+            "checks_say": self.checks_say.name(),
+            "probes_sent": self.sent,
+            "probes_answered": self.answered,
+            "probes_lost": self.lost,
+            "probes_not_sent": self.not_sent,
+            "rtt_us": self.rtt_us,
+            "since": (self.since_s * 10.0).round() / 10.0,
+            "loss_5m": self.figures.loss_5m(),
+            "health_check": {
+                "enabled": c.enabled, "type": c.kind, "direction": c.direction,
+                "target": std::net::Ipv4Addr::from(c.target).to_string(),
+                "rate": c.rate.name(), "interval_ms": self.interval_ms,
+            },
+        });
+        match v {
+            serde_json::Value::Object(m) => m,
+            _ => Default::default(),
+        }
+    }
 }
 
 /// Answers that matched no outstanding probe, by kind (node-wide).
@@ -470,6 +500,7 @@ impl Checker {
             since_s: now.saturating_sub(e.applied_since_ms) as f64 / 1000.0,
             figures: e.machine.figures(now),
             check: e.check,
+            interval_ms: self.timing.interval_ms(e.check.rate),
         })
     }
 
