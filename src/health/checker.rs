@@ -169,6 +169,8 @@ pub struct Checker {
     /// The snapshot generation the entries were last synced with.
     generation: u64,
     entries: Vec<Entry>,
+    /// Entry id -> position in `entries`, rebuilt by `sync`.
+    slots: HashMap<u32, usize>,
     next_id: u32,
     pending: HashMap<u32, Pending>,
     /// (deadline, seq) in send order; answered ones are skipped when they come up.
@@ -190,6 +192,7 @@ impl Checker {
             node_id: 0,
             generation: u64::MAX,
             entries: Vec::new(),
+            slots: HashMap::new(),
             next_id: 0,
             pending: HashMap::new(),
             deadlines: VecDeque::new(),
@@ -271,9 +274,15 @@ impl Checker {
             };
             self.entries.push(e);
         }
+        self.slots = self
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.id, i))
+            .collect();
         // Probes of tunnels gone are forgotten; their answers will count as unknown.
-        let live: std::collections::HashSet<u32> = self.entries.iter().map(|e| e.id).collect();
-        self.pending.retain(|_, p| live.contains(&p.entry));
+        let slots = &self.slots;
+        self.pending.retain(|_, p| slots.contains_key(&p.entry));
     }
 
     /// Drains the answers, times out the probes past their deadline, advances each state
@@ -286,17 +295,11 @@ impl Checker {
         snap: &Snapshot,
     ) -> Vec<Change> {
         let now = self.ms(now_tsc);
-        let slot: HashMap<u32, usize> = self
-            .entries
-            .iter()
-            .enumerate()
-            .map(|(i, e)| (e.id, i))
-            .collect();
         // Bounded: each ring holds RING_SIZE at most, and only what is there now is taken.
         for r in rings {
             for _ in 0..r.answers.len() {
                 let Some(a) = r.answers.pop() else { break };
-                self.answer(a, now, &slot);
+                self.answer(a, now);
             }
         }
         while let Some(&(deadline, seq)) = self.deadlines.front() {
@@ -307,7 +310,7 @@ impl Checker {
             let Some(p) = self.pending.remove(&seq) else {
                 continue; // answered
             };
-            if let Some(&i) = slot.get(&p.entry) {
+            if let Some(&i) = self.slots.get(&p.entry) {
                 let e = &mut self.entries[i];
                 e.lost += 1;
                 let step = e.machine.record(now, false, p.extra);
@@ -448,12 +451,12 @@ impl Checker {
         }
     }
 
-    fn answer(&mut self, a: Answer, now: u64, slot: &HashMap<u32, usize>) {
+    fn answer(&mut self, a: Answer, now: u64) {
         let Some(p) = self.pending.get(&a.seq).copied() else {
             self.ignored.late_or_unknown += 1;
             return;
         };
-        let Some(&i) = slot.get(&p.entry) else {
+        let Some(&i) = self.slots.get(&p.entry) else {
             self.pending.remove(&a.seq);
             self.ignored.late_or_unknown += 1;
             return;
