@@ -1,7 +1,7 @@
 //! `anygate ctl`: the client of the control socket. Sends one request (`crate::ctl_proto`),
 //! prints the answer as text (or as it came, with `--json`).
-use crate::config::{Health, RawRoute, RawScope, RouteSource};
-use crate::ctl_proto::{Batch, Reply, Request};
+use crate::config::{RawRoute, RawScope, RouteSource};
+use crate::ctl_proto::{Batch, HealthSetting, Reply, Request};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, ErrorKind, Write};
 use std::os::unix::fs::MetadataExt;
@@ -31,7 +31,7 @@ pub fn request(path: &Path, req: &Request) -> Result<Reply, String> {
             path.display()
         ));
     }
-    Reply::parse(&line)
+    Reply::parse(&line).map(explain)
 }
 
 /// Why `connect` failed, in an operator's words.
@@ -178,10 +178,22 @@ pub fn route(
     Ok(r)
 }
 
-/// A tunnel health as typed on the command line.
-pub fn health(h: &str) -> Result<Health, String> {
+/// A tunnel health as typed on the command line: a manual override, or `auto`.
+pub fn health(h: &str) -> Result<HealthSetting, String> {
     serde_json::from_value(json!(h))
-        .map_err(|_| format!("`{h}`: health must be healthy, degraded or down"))
+        .map_err(|_| format!("`{h}`: health must be healthy, degraded, down or auto"))
+}
+
+/// An anygate older than health checks refuses `auto` as an unknown variant: say so.
+fn explain(mut reply: Reply) -> Reply {
+    if let Some(e) = reply
+        .error
+        .as_mut()
+        .filter(|e| e.contains("unknown variant `auto`"))
+    {
+        e.push_str(" (this anygate predates health checks: set a health, or upgrade it)");
+    }
+    reply
 }
 
 /// The `update-routes` request for a TOML batch file with `[[del]]` and `[[add]]` tables.
@@ -296,6 +308,9 @@ pub fn render(reply: &Value) -> String {
                 t["tx_packets"],
                 t["drops"]
             );
+            if t.get("health_source").is_some() {
+                let _ = writeln!(s, "{:<16} {}", "", health_line(t));
+            }
         }
     } else if let Some(fw) = reply.get("firewall") {
         let mut phase = &Value::Null;
@@ -368,6 +383,36 @@ pub fn render(reply: &Value) -> String {
     s
 }
 
+/// A tunnel's health checks as `show tunnels` prints them under the tunnel.
+fn health_line(t: &Value) -> String {
+    let c = &t["health_check"];
+    let rtt = t["rtt_us"]
+        .as_u64()
+        .map_or("-".into(), |r| format!("{r} us"));
+    let check = if c["enabled"] == false {
+        "checks off".to_owned()
+    } else {
+        format!(
+            "{} {} to {}, {} ({} ms)",
+            c["type"].as_str().unwrap_or("?"),
+            c["direction"].as_str().unwrap_or("?"),
+            c["target"].as_str().unwrap_or("?"),
+            c["rate"].as_str().unwrap_or("?"),
+            c["interval_ms"]
+        )
+    };
+    format!(
+        "{} for {} s, checks say {}  probes sent {} answered {} lost {}  rtt {rtt}  loss 5m {:.2}%  [{check}]",
+        t["health_source"].as_str().unwrap_or("?"),
+        t["since"],
+        t["checks_say"].as_str().unwrap_or("?"),
+        t["probes_sent"],
+        t["probes_answered"],
+        t["probes_lost"],
+        t["loss_5m"].as_f64().unwrap_or(0.0) * 100.0
+    )
+}
+
 /// What a reload did with the routes added by `ctl`.
 fn render_runtime(s: &mut String, reply: &Value) {
     use std::fmt::Write;
@@ -415,6 +460,46 @@ mod tests {
             e.ends_with("nobody answers on this socket: anygate is not running (a stale socket)"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn show_tunnels_prints_the_health_checks_and_old_servers_still_render() {
+        let t = json!({"name": "T1", "type": "gre", "edge_endpoint": "203.0.113.10",
+            "customer_endpoint": "198.51.100.1", "health": "down", "mtu": 1476, "mss_clamp": 1436,
+            "rx_packets": 1, "tx_packets": 2, "drops": 0, "health_source": "manual",
+            "checks_say": "healthy", "probes_sent": 40, "probes_answered": 38, "probes_lost": 2,
+            "probes_not_sent": 0, "rtt_us": 1234, "since": 12.5, "loss_5m": 0.05,
+            "health_check": {"enabled": true, "type": "reply", "direction": "bidirectional",
+                             "target": "10.100.0.1", "rate": "mid", "interval_ms": 5000}});
+        let text = render(&json!({"tunnels": [t]}));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert_eq!(
+            lines[1].trim(),
+            "manual for 12.5 s, checks say healthy  probes sent 40 answered 38 lost 2  rtt 1234 us  loss 5m 5.00%  [reply bidirectional to 10.100.0.1, mid (5000 ms)]"
+        );
+        // A server without health checks: one line, no crash.
+        let old = json!({"tunnels": [{"name": "T1", "health": "down"}]});
+        assert_eq!(render(&old).lines().count(), 1);
+    }
+
+    #[test]
+    fn auto_is_typed_and_an_old_server_refusing_it_is_explained() {
+        assert_eq!(health("auto").unwrap(), HealthSetting::Auto);
+        assert_eq!(health("down").unwrap().name(), "down");
+        assert_eq!(
+            health("sick").unwrap_err(),
+            "`sick`: health must be healthy, degraded, down or auto"
+        );
+        let old = Reply::error(
+            "bad request: unknown variant `auto`, expected one of `healthy`, `degraded`, `down`",
+        );
+        assert!(explain(old)
+            .error
+            .unwrap()
+            .ends_with("(this anygate predates health checks: set a health, or upgrade it)"));
+        let other = Reply::error("no tunnel named `T9`");
+        assert_eq!(explain(other.clone()), other);
     }
 
     #[test]

@@ -114,7 +114,8 @@ enum CtlCmd {
         #[command(subcommand)]
         what: ShowWhat,
     },
-    /// Set a tunnel's health: healthy, degraded (+500000) or down (+1000000).
+    /// Set a tunnel's health by hand: healthy, degraded (+500000) or down (+1000000), which the
+    /// health checks then leave alone; or auto, which hands it back to them.
     SetHealth { tunnel: String, health: String },
     /// Add a route; validated with the whole table, applied or refused whole.
     AddRoute {

@@ -16,6 +16,8 @@ type = "gre"
 customer_endpoint = "198.51.100.1"
 edge_endpoint = "203.0.113.10"
 interface_address = "10.255.0.2/31"
+# Nothing answers probes here: health is set by hand in these tests.
+health_check = {{ enabled = false }}
 
 [[tunnels]]
 name = "T2"
@@ -23,6 +25,8 @@ type = "gre"
 customer_endpoint = "198.51.100.2"
 edge_endpoint = "203.0.113.10"
 interface_address = "10.255.0.4/31"
+# Nothing answers probes here: health is set by hand in these tests.
+health_check = {{ enabled = false }}
 
 [[routes]]
 prefix = "0.0.0.0/0"

@@ -21,6 +21,8 @@ type = "gre"
 customer_endpoint = "192.0.2.61"
 edge_endpoint = "203.0.113.10"
 interface_address = "10.255.0.2/31"
+# Nothing answers probes here: health is set by hand in these tests.
+health_check = {{ enabled = false }}
 
 [[tunnels]]
 name = "T2"
@@ -28,6 +30,8 @@ type = "gre"
 customer_endpoint = "192.0.2.62"
 edge_endpoint = "203.0.113.10"
 interface_address = "10.255.0.4/31"
+# Nothing answers probes here: health is set by hand in these tests.
+health_check = {{ enabled = false }}
 
 [[neighbors]]
 ip = "192.0.2.61"

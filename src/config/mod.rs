@@ -2,6 +2,7 @@
 //! into a typed [`Config`] or a list of errors that each name the key path.
 mod eal;
 mod firewall;
+mod health;
 mod parse;
 mod ports;
 mod routes;
@@ -11,10 +12,12 @@ mod validate;
 
 pub use eal::{is_pci, VDEV_DRIVERS};
 pub use firewall::FirewallConf;
+pub use health::{HealthCheckConf, HealthChecksConf, Rate};
 pub use parse::parse_prefix;
 pub use routes::{RouteOrigin, MAX_SAME_PRIORITY};
 pub use schema::{
-    default_control_socket, Health, RawConfig, RawRoute, RawScope, RouteSource, TunnelType,
+    default_control_socket, Health, RawConfig, RawHealthCheck, RawHealthChecks, RawRoute, RawScope,
+    RouteSource, TunnelType,
 };
 pub use tunnels::{NodeConf, Region, TunnelConf, GRE_OVERHEAD, IPIP_OVERHEAD};
 pub use validate::{

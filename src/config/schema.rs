@@ -21,6 +21,9 @@ pub struct RawConfig {
     pub tunnels: Vec<RawTunnel>,
     #[serde(default)]
     pub firewall: RawFirewall,
+    /// Node-wide timing of tunnel health checks (what tests shorten).
+    #[serde(default)]
+    pub health_checks: RawHealthChecks,
 }
 
 /// The stateless firewall: one ordered rule list, first enabled match decides.
@@ -182,6 +185,42 @@ pub struct RawTunnel {
     /// The health to start with, until checks (or `anygate ctl`) say otherwise.
     #[serde(default)]
     pub health: Health,
+    /// This tunnel's health check (checked with the defaults when absent).
+    #[serde(default)]
+    pub health_check: RawHealthCheck,
+}
+
+/// `[tunnels.health_check]`, named as the vendor names them. Strings stay strings here so
+/// that a bad value is refused with its key and the values allowed.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealthCheck {
+    /// Default true.
+    pub enabled: Option<bool>,
+    /// `reply` (default) or `request`.
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// `bidirectional` (default) or `unidirectional`.
+    pub direction: Option<String>,
+    /// The inner address probed; default the customer side of `interface_address`.
+    pub target: Option<String>,
+    /// `low`, `mid` (default) or `high`.
+    pub rate: Option<String>,
+}
+
+/// `[health_checks]`: node-wide timing, in milliseconds except `hold_time` (seconds, as the
+/// vendor states it). Defaults are the vendor's; tests shorten them.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealthChecks {
+    /// Seconds a state is held before a better one may follow (default 300). Fractions allowed.
+    pub hold_time: Option<f64>,
+    /// Milliseconds a probe may take before it counts as failed.
+    pub probe_timeout_ms: Option<u64>,
+    /// Milliseconds between probes at each rate.
+    pub interval_low_ms: Option<u64>,
+    pub interval_mid_ms: Option<u64>,
+    pub interval_high_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

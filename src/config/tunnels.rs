@@ -41,6 +41,8 @@ pub struct TunnelConf {
     /// None: sources the route table sends into the tunnel (a reverse-path check).
     pub authorized: Option<Vec<Prefix>>,
     pub health: Health,
+    /// `health_check`: how the tunnel is probed.
+    pub check: super::health::HealthCheckConf,
 }
 
 impl TunnelConf {
@@ -338,6 +340,12 @@ pub fn validate_tunnels(
                 })
                 .collect()
         });
+        let check = super::health::validate_check(
+            &t.health_check,
+            &format!("{path}.health_check"),
+            peer,
+            e,
+        );
         if e.0.len() > before {
             continue;
         }
@@ -354,6 +362,7 @@ pub fn validate_tunnels(
             mss_clamp,
             authorized,
             health: t.health,
+            check,
         };
         if let Some(a) = [local, peer].into_iter().find(|a| node.anycast.contains(a)) {
             e.push(

@@ -21,6 +21,8 @@ pub struct Config {
     pub node: NodeConf,
     pub tunnels: Vec<TunnelConf>,
     pub firewall: super::FirewallConf,
+    /// `[health_checks]`: node-wide timing of tunnel health checks.
+    pub health_checks: super::HealthChecksConf,
     /// The schema as read, kept to tell which sections a reload changed.
     pub raw: RawConfig,
 }
@@ -388,6 +390,7 @@ pub fn validate(raw: &RawConfig, host: &Host) -> Result<Config, ConfigErrors> {
         }
     }
     let firewall = super::firewall::validate_firewall(raw, &mut e);
+    let health_checks = super::health::validate_health_checks(&raw.health_checks, &mut e);
     // An explicit authorized_prefixes list also admits the tunnel's interface subnet (the
     // customer router's own address). Without one, the route table decides (see
     // `Snapshot::source_allowed`).
@@ -415,6 +418,7 @@ pub fn validate(raw: &RawConfig, host: &Host) -> Result<Config, ConfigErrors> {
         node,
         tunnels,
         firewall,
+        health_checks,
         raw: raw.clone(),
     })
 }

@@ -35,9 +35,10 @@ pub enum Request {
     },
     ShowTunnels {},
     ShowFirewall {},
+    /// A manual health the checks leave alone, or `auto` to hand the tunnel back to them.
     SetHealth {
         tunnel: String,
-        health: Health,
+        health: HealthSetting,
     },
     AddRoute {
         route: RawRoute,
@@ -57,6 +58,33 @@ pub enum Request {
         #[serde(default)]
         discard_runtime: bool,
     },
+}
+
+/// What `set-health` sets: a health (a manual override) or `auto`. Added to protocol
+/// version 1 without a new version: old clients never send `auto`, and an old server refuses
+/// it as an unknown variant, which `anygate ctl` explains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthSetting {
+    Healthy,
+    Degraded,
+    Down,
+    Auto,
+}
+
+impl HealthSetting {
+    /// The manual health, or None for `auto`.
+    pub fn manual(self) -> Option<Health> {
+        match self {
+            HealthSetting::Healthy => Some(Health::Healthy),
+            HealthSetting::Degraded => Some(Health::Degraded),
+            HealthSetting::Down => Some(Health::Down),
+            HealthSetting::Auto => None,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        self.manual().map_or("auto", Health::name)
+    }
 }
 
 /// Every route for `prefix` through `nexthop`.
@@ -233,7 +261,11 @@ mod tests {
             Request::ShowTunnels {},
             Request::SetHealth {
                 tunnel: "T1".into(),
-                health: Health::Down,
+                health: HealthSetting::Down,
+            },
+            Request::SetHealth {
+                tunnel: "T1".into(),
+                health: HealthSetting::Auto,
             },
             Request::UpdateRoutes {
                 add: vec![],
@@ -338,6 +370,14 @@ mod tests {
     #[test]
     fn changes_are_described_for_the_log() {
         assert_eq!(Request::ShowTunnels {}.change(), None);
+        let auto = parse(r#"{"version":1,"cmd":"set-health","tunnel":"T1","health":"auto"}"#);
+        assert_eq!(auto.unwrap().change().unwrap(), "set-health T1 auto");
+        let e = parse(r#"{"version":1,"cmd":"set-health","tunnel":"T1","health":"Auto"}"#);
+        assert!(
+            e.unwrap_err()
+                .contains("expected one of `healthy`, `degraded`, `down`, `auto`"),
+            "strict, lowercase"
+        );
         let r = parse(r#"{"version":1,"cmd":"update-routes","del":[{"prefix":"10.1.0.0/16","nexthop":"T1"}],"add":[{"prefix":"10.2.0.0/16","nexthop":"T2"}]}"#).unwrap();
         assert_eq!(
             r.change().unwrap(),

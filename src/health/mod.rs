@@ -5,6 +5,10 @@
 //! inject ring; a worker that recognises an answer hands a small record back through its
 //! answer ring. Both rings are fixed-size and lock-free: a worker never waits on the
 //! management plane, and a full ring loses the item (counted), never blocks.
+pub mod checker;
+pub mod probe;
+pub mod state;
+
 use crossbeam::queue::ArrayQueue;
 
 /// The largest inner packet an inject item carries (IPv4 + ICMP echo + payload).

@@ -11,6 +11,8 @@ use crate::config::{self, Config, Host};
 use crate::datapath::worker::Worker;
 use crate::datapath::SharedCounters;
 use crate::dpdk;
+use crate::health::checker::Checker;
+use crate::health::WorkerRings;
 use crate::rcu;
 use crate::route::{Previous, Snapshot};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -77,7 +79,7 @@ pub fn load_for_reload(
     let fixed = next.restart_required(running);
     if !fixed.is_empty() {
         return Err(format!(
-            "{} changed; these need a restart ([node], [[tunnels]], [[neighbors]], [[routes]] and [firewall] reload live)",
+            "{} changed; these need a restart ([node], [[tunnels]], [[neighbors]], [[routes]], [firewall] and [health_checks] reload live)",
             fixed.join(", ")
         ));
     }
@@ -140,30 +142,39 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
     })?;
 
     let tsc_hz = dpdk::tsc_hz();
+    // One inject ring and one answer ring per worker, between the workers and the checks.
+    let rings: Vec<Arc<WorkerRings>> = (0..cfg.workers.len())
+        .map(|_| Arc::new(WorkerRings::new()))
+        .collect();
+    let mut checker = Checker::new(tsc_hz, dpdk::tsc());
     let started = Instant::now();
     let mut last_stats = Instant::now();
     let mut last_rx = 0u64;
     let mut last_rx_change = Instant::now();
-    let report =
-        |cfg: &Config, snap: &Snapshot, final_report: bool, mempool: Option<(u32, u32)>| {
-            let r = stats::Report {
-                cfg,
-                counters: snap.counters(&counters),
-                nic: dp.ports.iter().map(|p| p.stats()).collect(),
-                uptime_s: started.elapsed().as_secs_f64(),
-                generation: snap.generation,
-                mempool,
-                tsc_hz,
-                final_report,
-                xstats: Vec::new(),
-                latency: None,
-            };
-            if opts.stats_json {
-                println!("{}", r.to_json());
-            } else {
-                print!("{}", r.to_text());
-            }
+    let report = |cfg: &Config,
+                  snap: &Snapshot,
+                  checker: &Checker,
+                  final_report: bool,
+                  mempool: Option<(u32, u32)>| {
+        let r = stats::Report {
+            cfg,
+            counters: snap.counters(&counters),
+            nic: dp.ports.iter().map(|p| p.stats()).collect(),
+            uptime_s: started.elapsed().as_secs_f64(),
+            generation: snap.generation,
+            mempool,
+            tsc_hz,
+            final_report,
+            xstats: Vec::new(),
+            latency: None,
+            health: tunnel_health(cfg, snap, checker),
         };
+        if opts.stats_json {
+            println!("{}", r.to_json());
+        } else {
+            print!("{}", r.to_text());
+        }
+    };
 
     if let Some(c) = &mut control {
         c.start()?;
@@ -186,6 +197,7 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
             config_path: &opts.config,
             counters: &counters,
             runtime: &mut runtime_routes,
+            checker: &mut checker,
         };
         if let Some(c) = &control {
             c.poll(&mut plane);
@@ -201,6 +213,7 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
             }
             notify.send("READY=1");
         }
+        run_checks(&mut plane, &rings);
         publisher.reclaim();
         rib.reclaim(publisher.min_acked());
         let rx = counters.total().rx_total();
@@ -217,7 +230,7 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
         if let Some(iv) = opts.stats_interval {
             if last_stats.elapsed() >= iv {
                 last_stats = Instant::now();
-                report(&cfg, publisher.current(), false, None);
+                report(&cfg, publisher.current(), &checker, false, None);
             }
         }
     }
@@ -259,6 +272,7 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
         final_report: true,
         xstats,
         latency: Some(latency),
+        health: tunnel_health(&cfg, &last, &checker),
     };
     if opts.stats_json {
         println!("{}", r.to_json());
@@ -390,6 +404,58 @@ pub(super) fn rebuild(
         counters: &raw,
     };
     Snapshot::build_with_rib(cfg, macs, publisher.generation() + 1, Some(previous))
+}
+
+/// One tick of the health checks: answers and timeouts in, health changes published through
+/// the same path as `set-health` (logged with the figures that caused them), then the probes
+/// due out, once every worker has the generation they are tagged with.
+fn run_checks(plane: &mut control::Plane, rings: &[Arc<WorkerRings>]) {
+    let now = dpdk::tsc();
+    plane
+        .checker
+        .sync(plane.cfg, plane.publisher.current(), now);
+    let changes = plane.checker.tick(now, rings, plane.publisher.current());
+    // All of a tick's changes in one generation: a mass failure is one publish, not one per
+    // tunnel. Refused (a worker behind), they are found again and retried next tick.
+    let batch: Vec<(u16, config::Health)> = changes.iter().map(|c| (c.index, c.to)).collect();
+    match control::publish_health(plane.publisher, &batch) {
+        Ok(Some((g, rebuilt))) => {
+            for c in &changes {
+                log::info!(
+                    "health: tunnel {} {} -> {}: {}; generation {g}",
+                    c.tunnel,
+                    c.from.name(),
+                    c.to.name(),
+                    c.reason
+                );
+            }
+            log::debug!("health: {rebuilt} route set(s) rebuilt for generation {g}");
+        }
+        Ok(None) => {}
+        Err(e) => log::warn!(
+            "health: {} change(s) not published, retried next tick: {e}",
+            changes.len()
+        ),
+    }
+    let current = plane.publisher.current();
+    plane.checker.sync(plane.cfg, current, now);
+    if plane.publisher.min_acked() >= plane.publisher.generation() {
+        plane.checker.send(now, rings, current);
+    }
+}
+
+/// Each tunnel's health in `snap` and its checks' figures, for the stats.
+fn tunnel_health(
+    cfg: &Config,
+    snap: &Snapshot,
+    checker: &Checker,
+) -> Vec<(Option<config::Health>, Option<crate::health::checker::View>)> {
+    let now = dpdk::tsc();
+    cfg.tunnels
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (snap.health.get(i).copied(), checker.view(&t.name, now)))
+        .collect()
 }
 
 fn log_snapshot(s: &Snapshot) {

@@ -1,7 +1,9 @@
 //! Summing per-worker counters and printing them, as text or one JSON object per report.
 use crate::config::Config;
+use crate::config::Health;
 use crate::datapath::{Counters, DropReason, LoopHistogram};
 use crate::dpdk::PortStats;
+use crate::health::checker::View;
 use serde_json::{json, Map, Value};
 
 pub struct Report<'a> {
@@ -17,6 +19,8 @@ pub struct Report<'a> {
     pub xstats: Vec<Vec<(String, u64)>>,
     /// TSC cycles per busy loop, all workers (final report only).
     pub latency: Option<LoopHistogram>,
+    /// Each tunnel's health (by position in `cfg.tunnels`) and what its checks report.
+    pub health: Vec<(Option<Health>, Option<View>)>,
 }
 
 impl Report<'_> {
@@ -105,18 +109,25 @@ impl Report<'_> {
             .tunnels
             .iter()
             .zip(&c.tunnels)
-            .map(|(t, tc)| {
+            .enumerate()
+            .map(|(i, (t, tc))| {
                 let drops: Map<String, Value> = DropReason::ALL
                     .iter()
                     .filter(|r| tc.drops[**r as usize] > 0)
                     .map(|r| (r.name().to_owned(), json!(tc.drops[*r as usize])))
                     .collect();
-                json!({
+                let (health, view) = self.health.get(i).cloned().unwrap_or_default();
+                let mut v = json!({
                     "name": t.name,
                     "rx_packets": tc.rx_packets, "rx_bytes": tc.rx_bytes,
                     "tx_packets": tc.tx_packets, "tx_bytes": tc.tx_bytes,
                     "drops": drops,
-                })
+                    "health": health.map(Health::name),
+                });
+                if let (Some(h), Value::Object(m)) = (view, &mut v) {
+                    m.extend(h.fields());
+                }
+                v
             })
             .collect();
         json!(list)
@@ -156,12 +167,15 @@ impl Report<'_> {
             c.arp_replies,
             c.arp_learned
         );
-        for (t, tc) in self.cfg.tunnels.iter().zip(&c.tunnels) {
+        for (i, (t, tc)) in self.cfg.tunnels.iter().zip(&c.tunnels).enumerate() {
             let _ = writeln!(
                 s,
                 "  tunnel {:<15} decap {:>12} pkts {:>14} B   encap {:>12} pkts {:>14} B   dropped {}",
                 t.name, tc.rx_packets, tc.rx_bytes, tc.tx_packets, tc.tx_bytes, tc.drop_total()
             );
+            if let Some((Some(h), Some(v))) = self.health.get(i) {
+                let _ = writeln!(s, "         {:<15} {}", "", health_line(*h, v));
+            }
         }
         if c.icmp_errors + c.icmp_rate_limited + c.mss_clamped > 0 {
             let _ = writeln!(
@@ -199,5 +213,92 @@ impl Report<'_> {
             let _ = writeln!(s, "  mempool {avail}/{size} mbufs free");
         }
         s
+    }
+}
+
+/// One tunnel's health as `show tunnels` and the text stats print it.
+pub fn health_line(h: Health, v: &View) -> String {
+    let rtt = v.rtt_us.map_or("-".into(), |r| format!("{r} us"));
+    format!(
+        "{} ({}, {:.1} s)  probes sent {} answered {} lost {}  rtt {rtt}  loss 5m {:.2}%",
+        h.name(),
+        v.source.name(),
+        v.since_s,
+        v.sent,
+        v.answered,
+        v.lost,
+        v.figures.loss_5m() * 100.0
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{parse, Host};
+    use crate::datapath::SharedCounters;
+    use crate::health::checker::Checker;
+    use crate::route::Snapshot;
+
+    #[test]
+    fn each_tunnel_carries_its_health_figures_in_json_and_text() {
+        let text = r#"
+[[ports]]
+name = "wan0"
+device = "net_null0"
+mac = "02:00:00:00:00:01"
+address = "192.0.2.1/24"
+
+[[workers]]
+core = 1
+rx = [{ port = "wan0" }]
+
+[[routes]]
+prefix = "0.0.0.0/0"
+nexthop = "192.0.2.254"
+
+[node]
+anycast_addresses = ["203.0.113.10"]
+
+[[tunnels]]
+name = "T1"
+type = "gre"
+customer_endpoint = "198.51.100.1"
+edge_endpoint = "203.0.113.10"
+interface_address = "10.100.0.0/31"
+health = "degraded"
+health_check = { rate = "high" }
+"#;
+        let cfg = parse(text, &Host { cores: vec![0, 1] }).unwrap();
+        let macs: Vec<_> = cfg.ports.iter().map(|p| p.mac.unwrap()).collect();
+        let snap = Snapshot::build(&cfg, &macs, 1, None).unwrap();
+        let mut checker = Checker::new(1_000_000_000, 0);
+        checker.sync(&cfg, &snap, 0);
+        let r = Report {
+            cfg: &cfg,
+            counters: snap.counters(&SharedCounters::new(1)),
+            nic: Vec::new(),
+            uptime_s: 1.0,
+            generation: 1,
+            mempool: None,
+            tsc_hz: 1_000_000_000,
+            final_report: false,
+            xstats: Vec::new(),
+            latency: None,
+            health: vec![(Some(snap.health[0]), checker.view("T1", 2_500_000_000))],
+        };
+        let t = &r.to_json()["tunnels"][0];
+        assert_eq!(t["health"], "degraded", "the config's starting health");
+        assert_eq!(t["health_source"], "auto");
+        assert_eq!(t["probes_sent"], 0);
+        assert_eq!(t["since"], 2.5);
+        assert_eq!(t["health_check"]["rate"], "high");
+        assert_eq!(t["health_check"]["interval_ms"], 1000);
+        let text = r.to_text();
+        assert!(
+            text.contains(
+                "degraded (auto, 2.5 s)  probes sent 0 answered 0 lost 0  rtt -  loss 5m 0.00%"
+            ),
+            "{text}"
+        );
     }
 }

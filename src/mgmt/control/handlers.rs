@@ -2,7 +2,7 @@
 //! answered here between ticks. Every change is validated whole, then published as a new
 //! snapshot by RCU, or refused whole with the reason; the running table is never half-changed.
 use crate::config::{self, Config, Health, Host};
-use crate::ctl_proto::{Reply, Request, Withdrawal};
+use crate::ctl_proto::{HealthSetting, Reply, Request, Withdrawal};
 use crate::datapath::SharedCounters;
 use crate::lpm::Prefix;
 use crate::rcu::Publisher;
@@ -23,6 +23,8 @@ pub struct Plane<'a> {
     pub counters: &'a SharedCounters,
     /// Routes added with `ctl` since the last reload, as given: kept across reloads.
     pub runtime: &'a mut Vec<config::RawRoute>,
+    /// The health checks: `set-health` overrides them, `show tunnels` reports them.
+    pub checker: &'a mut crate::health::checker::Checker,
 }
 
 /// Answers one request. Every change, and every refused one, is logged with the client's uid.
@@ -46,7 +48,14 @@ fn dispatch(req: Request, who: &str, plane: &mut Plane) -> Result<Value, String>
         Request::ShowRoutes { prefix, cursor } => {
             super::show::routes(plane, prefix.as_deref(), cursor.as_deref())
         }
-        Request::ShowTunnels {} => Ok(super::show::tunnels(plane)),
+        Request::ShowTunnels {} => {
+            // A tunnel added by a reload this tick is shown with its checks.
+            let now = crate::dpdk::tsc();
+            plane
+                .checker
+                .sync(plane.cfg, plane.publisher.current(), now);
+            Ok(super::show::tunnels(plane))
+        }
         Request::ShowFirewall {} => Ok(super::show::firewall(plane)),
         Request::SetHealth { tunnel, health } => set_health(plane, &tunnel, health),
         Request::AddRoute { route } => {
@@ -66,27 +75,66 @@ fn dispatch(req: Request, who: &str, plane: &mut Plane) -> Result<Value, String>
     }
 }
 
-fn set_health(plane: &mut Plane, name: &str, health: Health) -> Result<Value, String> {
-    let cur = plane.publisher.current().clone();
-    let t = cur
+/// A manual health (the checks leave it alone until `auto`), or `auto`: the checks' verdict,
+/// or the config's health where checks are disabled.
+fn set_health(plane: &mut Plane, name: &str, setting: HealthSetting) -> Result<Value, String> {
+    let t = plane
+        .publisher
+        .current()
         .tunnels
         .iter()
         .position(|t| t.name == name)
         .ok_or_else(|| format!("no tunnel named `{name}`"))?;
-    if cur.health.get(t) == Some(&health) {
-        return Ok(json!({"changed": false, "generation": cur.generation}));
-    }
-    let g = plane.publisher.generation() + 1;
-    let next = cur
-        .with_health(t as u16, health, g)
-        .ok_or("no such tunnel")?;
-    let rebuilt = cur.sets_through(t as u16);
-    plane.publisher.publish(Arc::new(next))?;
+    let now = crate::dpdk::tsc();
+    plane
+        .checker
+        .sync(plane.cfg, plane.publisher.current(), now);
+    let health = plane
+        .checker
+        .set_manual(name, setting.manual())
+        .ok_or_else(|| format!("tunnel `{name}` is not known to the health checks yet"))?;
+    let source = plane
+        .checker
+        .view(name, now)
+        .map_or("?", |v| v.source.name());
+    let Some((g, rebuilt)) = publish_health(plane.publisher, &[(t as u16, health)])? else {
+        return Ok(
+            json!({"changed": false, "generation": plane.publisher.generation(),
+                         "health": health.name(), "health_source": source}),
+        );
+    };
     log::info!(
-        "ctl: tunnel {name} is {}, {rebuilt} route set(s) rebuilt, generation {g}",
+        "ctl: tunnel {name} is {} ({source}), {rebuilt} route set(s) rebuilt, generation {g}",
         health.name()
     );
-    Ok(json!({"changed": true, "generation": g, "groups_rebuilt": rebuilt}))
+    Ok(
+        json!({"changed": true, "generation": g, "groups_rebuilt": rebuilt,
+                 "health": health.name(), "health_source": source}),
+    )
+}
+
+/// Publishes tunnels in new healths as one generation, rebuilding only the route sets
+/// through them: the one path for `set-health` and the health checks. None when every tunnel
+/// already has its health; otherwise the new generation and the route sets rebuilt.
+pub fn publish_health(
+    publisher: &mut Publisher<Snapshot>,
+    changes: &[(u16, Health)],
+) -> Result<Option<(u64, usize)>, String> {
+    let cur = publisher.current().clone();
+    let g = publisher.generation() + 1;
+    let mut next: Option<Snapshot> = None;
+    let mut rebuilt = 0;
+    for &(t, h) in changes {
+        let base = next.as_ref().unwrap_or(&cur);
+        if base.health.get(t as usize) == Some(&h) {
+            continue;
+        }
+        rebuilt += cur.sets_through(t);
+        next = Some(base.with_health(t, h, g).ok_or("no such tunnel")?);
+    }
+    let Some(next) = next else { return Ok(None) };
+    publisher.publish(Arc::new(next))?;
+    Ok(Some((g, rebuilt)))
 }
 
 /// One batch, applied whole or refused whole: withdrawals first, then additions.
@@ -227,3 +275,7 @@ fn publish_config(plane: &mut Plane, next: Config, what: &str) -> Result<Value, 
     log::info!("ctl {what}: table generation {g} published ({prefixes} prefixes)");
     Ok(json!({"generation": g, "prefixes": prefixes}))
 }
+
+#[cfg(test)]
+#[path = "handlers_tests.rs"]
+mod tests;

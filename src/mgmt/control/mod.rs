@@ -8,7 +8,7 @@ mod show;
 mod socket;
 
 use crossbeam::channel::Receiver;
-pub use handlers::Plane;
+pub use handlers::{publish_health, Plane};
 use std::path::Path;
 
 pub struct Control {

@@ -193,16 +193,21 @@ fn page(
 pub fn tunnels(plane: &Plane) -> Value {
     let s = plane.publisher.current();
     let c = s.counters(plane.counters);
+    let now = crate::dpdk::tsc();
     let list: Vec<Value> = s
         .tunnels
         .iter()
         .enumerate()
         .map(|(i, t)| {
             let tc = c.tunnels.get(i).copied().unwrap_or_default();
-            json!({"name": t.name, "type": format!("{:?}", t.kind).to_lowercase(),
+            let mut v = json!({"name": t.name, "type": format!("{:?}", t.kind).to_lowercase(),
                    "edge_endpoint": Ipv4Addr::from(t.local).to_string(), "customer_endpoint": Ipv4Addr::from(t.remote).to_string(),
                    "health": s.health.get(i).map(|h| h.name()), "mtu": t.mtu, "mss_clamp": t.mss_clamp,
-                   "rx_packets": tc.rx_packets, "tx_packets": tc.tx_packets, "drops": tc.drop_total()})
+                   "rx_packets": tc.rx_packets, "tx_packets": tc.tx_packets, "drops": tc.drop_total()});
+            if let (Some(h), Value::Object(m)) = (plane.checker.view(&t.name, now), &mut v) {
+                m.extend(h.fields());
+            }
+            v
         })
         .collect();
     json!({"generation": s.generation, "tunnels": list})

@@ -1,0 +1,164 @@
+//! `set-health` as a manual override and `auto`, and the health fields of `show tunnels`,
+//! against a real table and checker (no workers: the test reads what they would be given).
+use super::*;
+use crate::config::parse;
+use crate::health::checker::Checker;
+use crate::route::Snapshot;
+
+const CFG: &str = r#"
+[[ports]]
+name = "wan0"
+device = "net_null0"
+mac = "02:00:00:00:00:01"
+address = "192.0.2.1/24"
+
+[[workers]]
+core = 1
+rx = [{ port = "wan0" }]
+
+[[routes]]
+prefix = "0.0.0.0/0"
+nexthop = "192.0.2.254"
+
+[[routes]]
+prefix = "10.1.0.0/16"
+nexthop = "T1"
+
+[node]
+anycast_addresses = ["203.0.113.10"]
+
+[health_checks]
+hold_time = 1
+probe_timeout_ms = 100
+interval_mid_ms = 100
+interval_high_ms = 100
+
+[[tunnels]]
+name = "T1"
+type = "gre"
+customer_endpoint = "198.51.100.1"
+edge_endpoint = "203.0.113.10"
+interface_address = "10.100.0.0/31"
+"#;
+
+struct World {
+    cfg: Config,
+    host: Host,
+    macs: Vec<MacAddr>,
+    publisher: Publisher<Snapshot>,
+    rib: Rib,
+    counters: SharedCounters,
+    runtime: Vec<config::RawRoute>,
+    checker: Checker,
+}
+
+impl World {
+    fn new() -> World {
+        let host = Host { cores: vec![0, 1] };
+        let cfg = parse(CFG, &host).unwrap();
+        let macs: Vec<MacAddr> = cfg.ports.iter().map(|p| p.mac.unwrap()).collect();
+        let (snap, rib) = Snapshot::build_with_rib(&cfg, &macs, 1, None).unwrap();
+        // No reader: nothing waits for acks.
+        let (publisher, _) = crate::rcu::new(Arc::new(snap), 0);
+        World {
+            cfg,
+            host,
+            macs,
+            publisher,
+            rib,
+            counters: SharedCounters::new(1),
+            runtime: Vec::new(),
+            checker: Checker::new(crate::dpdk::tsc_hz().max(1), crate::dpdk::tsc()),
+        }
+    }
+
+    fn call(&mut self, req: Request) -> Reply {
+        let mut plane = Plane {
+            cfg: &mut self.cfg,
+            host: &self.host,
+            macs: &self.macs,
+            publisher: &mut self.publisher,
+            rib: &mut self.rib,
+            config_path: Path::new("/nonexistent"),
+            counters: &self.counters,
+            runtime: &mut self.runtime,
+            checker: &mut self.checker,
+        };
+        handle(req, Some(0), &mut plane)
+    }
+
+    fn set(&mut self, h: HealthSetting) -> Reply {
+        self.call(Request::SetHealth {
+            tunnel: "T1".into(),
+            health: h,
+        })
+    }
+
+    fn t1(&mut self) -> Value {
+        let r = self.call(Request::ShowTunnels {});
+        r.get("tunnels")[0].clone()
+    }
+}
+
+#[test]
+fn set_health_is_a_manual_override_and_auto_hands_it_back() {
+    let mut w = World::new();
+    let t = w.t1();
+    assert_eq!(t["health"], "healthy");
+    assert_eq!(t["health_source"], "auto");
+    let r = w.set(HealthSetting::Down);
+    assert!(r.ok, "{r:?}");
+    assert_eq!(r.get("changed"), true);
+    assert_eq!(r.get("health_source"), "manual");
+    assert_eq!(w.publisher.current().health[0], Health::Down);
+    let t = w.t1();
+    assert_eq!(
+        (t["health"].as_str(), t["health_source"].as_str()),
+        (Some("down"), Some("manual"))
+    );
+    // The checker, ticking, leaves it alone: it has no verdict but healthy yet.
+    let now = crate::dpdk::tsc();
+    let snap = w.publisher.current().clone();
+    assert!(w.checker.tick(now, &[], &snap).is_empty());
+    // `auto`: back to the checks' verdict (healthy: no probe has failed).
+    let r = w.set(HealthSetting::Auto);
+    assert!(r.ok, "{r:?}");
+    assert_eq!(r.get("health"), "healthy");
+    assert_eq!(r.get("health_source"), "auto");
+    assert_eq!(w.publisher.current().health[0], Health::Healthy);
+    // Nothing to change: said so, no generation published.
+    let g = w.publisher.generation();
+    let r = w.set(HealthSetting::Auto);
+    assert_eq!(r.get("changed"), false);
+    assert_eq!(w.publisher.generation(), g);
+    let r = w.call(Request::SetHealth {
+        tunnel: "T9".into(),
+        health: HealthSetting::Auto,
+    });
+    assert_eq!(r.error.as_deref(), Some("no tunnel named `T9`"));
+}
+
+#[test]
+fn show_tunnels_carries_the_stable_health_fields() {
+    let mut w = World::new();
+    let t = w.t1();
+    for k in [
+        "name",
+        "health",
+        "health_source",
+        "probes_sent",
+        "probes_answered",
+        "probes_lost",
+        "rtt_us",
+        "since",
+        "loss_5m",
+    ] {
+        assert!(t.get(k).is_some(), "{k} missing: {t}");
+    }
+    assert_eq!(t["rtt_us"], Value::Null, "no answer yet");
+    assert_eq!(
+        t["health_check"],
+        json!({"enabled": true, "type": "reply", "direction": "bidirectional",
+               "target": "10.100.0.1", "rate": "mid", "interval_ms": 100})
+    );
+}
