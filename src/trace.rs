@@ -2,6 +2,7 @@
 //! packet, what the data plane would do. The same code as the workers, over in-memory buffers.
 use crate::config::Config;
 use crate::datapath::{Note, Pipeline, VecBuf, Verdict};
+use crate::health::probe::Recognised;
 use crate::route::{Rib, Snapshot};
 use crate::wire::{ethernet, icmp, MacAddr};
 use pcap_file::pcap::{PcapPacket, PcapReader, PcapWriter};
@@ -26,6 +27,9 @@ pub struct TraceSummary {
     pub dropped: u64,
     /// Dropped packets answered with an ICMP error (written to `--out` as the error).
     pub answered: u64,
+    /// Answers to this node's health probes, consumed: neither forwarded nor dropped
+    /// (packets = forwarded + dropped + probes).
+    pub probes: u64,
 }
 
 /// MACs for the ports: configured ones, or a stand-in for ports that take the NIC's own.
@@ -86,6 +90,7 @@ pub fn trace(
             Verdict::Forward(_) if pipeline.note().answered.is_some() => sum.dropped += 1,
             Verdict::Forward(_) => sum.forwarded += 1,
             Verdict::Drop(_) => sum.dropped += 1,
+            Verdict::Consumed => sum.probes += 1,
         }
         match v[0] {
             Verdict::Forward(_) => {
@@ -98,7 +103,7 @@ pub fn trace(
                     w.write_packet(&p).map_err(|e| e.to_string())?;
                 }
             }
-            Verdict::Drop(_) => {}
+            Verdict::Drop(_) | Verdict::Consumed => {}
         }
         index += 1;
     }
@@ -164,9 +169,11 @@ fn describe(
             port_name(p)
         );
     }
+    let node = snap.node_id;
     if as_json {
         let mut o = match v {
             Verdict::Drop(r) => json!({"index": index, "verdict": "drop", "reason": r.name()}),
+            Verdict::Consumed => json!({"index": index, "verdict": "consumed"}),
             Verdict::Forward(p) if note.arp_reply => {
                 json!({"index": index, "verdict": "forward", "egress_port": port_name(p), "arp": "reply"})
             }
@@ -201,10 +208,19 @@ fn describe(
         if let Some(r) = note.rule {
             o["rule"] = json!(r);
         }
+        match note.probe {
+            Some(Recognised::Ours { seq }) => o["probe"] = json!({"seq": seq, "node": node}),
+            Some(Recognised::Foreign { node_id }) => {
+                o["probe"] = json!("foreign");
+                o["probe_node"] = json!(node_id);
+            }
+            Some(Recognised::NotProbe) | None => {}
+        }
         return o.to_string();
     }
     let mut line = match v {
         Verdict::Drop(r) => format!("#{index} drop {} ({})", r.name(), r.description()),
+        Verdict::Consumed => format!("#{index} consumed"),
         Verdict::Forward(p) => {
             let port = cfg.ports.get(p as usize).map_or("?", |p| p.name.as_str());
             let (dmac, smac) = ethernet::Frame::new_checked(data)
@@ -234,6 +250,17 @@ fn describe(
     }
     if let Some(r) = note.rule {
         line.push_str(&format!(", firewall rule {r}"));
+    }
+    match note.probe {
+        Some(Recognised::Ours { seq }) => {
+            line.push_str(&format!(", health probe answer seq {seq} (node {node})"));
+        }
+        Some(Recognised::Foreign { node_id }) => {
+            line.push_str(&format!(
+                ", health probe answer of node {node_id} (not ours)"
+            ));
+        }
+        Some(Recognised::NotProbe) | None => {}
     }
     line
 }

@@ -7,6 +7,8 @@
 //! management plane, and a full ring loses the item (counted), never blocks.
 use crossbeam::queue::ArrayQueue;
 
+pub mod probe;
+
 /// The largest inner packet an inject item carries (IPv4 + ICMP echo + payload).
 pub const INJECT_MAX: usize = 128;
 /// Items each ring holds; at the highest probe rate with 512 tunnels this is ample.

@@ -10,6 +10,7 @@ use crate::config::{self, Config, Host};
 use crate::datapath::worker::Worker;
 use crate::datapath::SharedCounters;
 use crate::dpdk;
+use crate::health::WorkerRings;
 use crate::rcu;
 use crate::route::{Previous, Snapshot};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -111,6 +112,8 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
     let stop = Arc::new(AtomicBool::new(false));
 
     let queues = worker_queues(&mut dp.ports, &cfg.workers)?;
+    // Each worker's inject (probes) and answer rings, for the health checker.
+    let rings: Vec<Arc<WorkerRings>> = cfg.workers.iter().map(|_| Arc::default()).collect();
     let jobs: Vec<Worker> = cfg
         .workers
         .iter()
@@ -126,6 +129,7 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
             counters: counters.clone(),
             pool: dp.pool.clone(),
             stop: stop.clone(),
+            rings: rings[wi].clone(),
         })
         .collect();
     // Declared after `dp`: an early return drops (stops and joins) the workers first.
