@@ -264,3 +264,125 @@ fn describe(
     }
     line
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{parse, Host};
+    use crate::health::probe::{build, ProbeSpec};
+    use crate::health::CheckType;
+    use std::time::Duration;
+
+    const CFG: &str = r#"
+[node]
+anycast_addresses = ["203.0.113.10"]
+id = 42
+
+[[ports]]
+name = "wan0"
+device = "net_null0"
+mac = "02:00:00:00:00:01"
+address = "192.0.2.1/24"
+
+[[workers]]
+core = 1
+rx = [{ port = "wan0" }]
+
+[[tunnels]]
+name = "acme"
+type = "ipip"
+customer_endpoint = "198.51.100.20"
+edge_endpoint = "203.0.113.10"
+interface_address = "10.100.0.0/31"
+
+[[routes]]
+prefix = "0.0.0.0/0"
+nexthop = "192.0.2.254"
+"#;
+
+    /// An echo reply answering node `node`'s probe `seq`, back through the IP-in-IP tunnel.
+    fn answer(node: u32, seq: u32) -> Vec<u8> {
+        let mut ip = [0u8; crate::health::INJECT_MAX];
+        let spec = ProbeSpec {
+            kind: CheckType::Reply,
+            src: 0x0a64_0001,
+            dst: 0x0a64_0000,
+            seq,
+            node_id: node,
+        };
+        let n = build(&spec, &mut ip);
+        let mut outer = [0u8; 20];
+        crate::wire::ipv4::Repr {
+            src: u32::from_be_bytes([198, 51, 100, 20]),
+            dst: u32::from_be_bytes([203, 0, 113, 10]),
+            header_len: 20,
+            total_len: 20 + n,
+            ttl: 60,
+            protocol: crate::wire::ipv4::PROTO_IPIP,
+            ..Default::default()
+        }
+        .emit(&mut outer);
+        let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 0xfe, 8, 0];
+        f.extend_from_slice(&outer);
+        f.extend_from_slice(&ip[..n]);
+        f
+    }
+
+    fn run(json: bool) -> (Vec<String>, TraceSummary) {
+        let cfg = parse(CFG, &Host { cores: vec![0, 1] }).unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let pcap = d.path().join("in.pcap");
+        let mut w = PcapWriter::new(File::create(&pcap).unwrap()).unwrap();
+        for f in [answer(42, 7), answer(43, 8)] {
+            w.write_packet(&PcapPacket::new(Duration::ZERO, f.len() as u32, &f))
+                .unwrap();
+        }
+        drop(w);
+        let opts = TraceOptions {
+            pcap: &pcap,
+            out: None,
+            json,
+            in_port: 0,
+        };
+        let mut out = Vec::new();
+        let sum = trace(&cfg, &opts, &mut out).unwrap();
+        let lines = String::from_utf8(out).unwrap();
+        (lines.lines().map(str::to_owned).collect(), sum)
+    }
+
+    #[test]
+    fn probe_answers_are_named_and_counted() {
+        let (lines, sum) = run(true);
+        let v: Vec<serde_json::Value> = lines
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(v[0]["verdict"], "consumed");
+        assert_eq!(v[0]["probe"], json!({"seq": 7, "node": 42}));
+        assert_eq!(v[0]["ingress_tunnel"], "acme");
+        assert_eq!(v[1]["verdict"], "drop");
+        assert_eq!(v[1]["reason"], "probe_foreign");
+        assert_eq!(v[1]["probe"], "foreign");
+        assert_eq!(v[1]["probe_node"], 43);
+        let want = TraceSummary {
+            packets: 2,
+            forwarded: 0,
+            dropped: 1,
+            answered: 0,
+            probes: 1,
+        };
+        assert_eq!(sum, want);
+        let (lines, _) = run(false);
+        assert_eq!(
+            lines[0],
+            "#0 consumed, decap from acme, health probe answer seq 7 (node 42)"
+        );
+        assert!(
+            lines[1].starts_with("#1 drop probe_foreign (")
+                && lines[1]
+                    .ends_with(", decap from acme, health probe answer of node 43 (not ours)"),
+            "{}",
+            lines[1]
+        );
+    }
+}

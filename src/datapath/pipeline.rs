@@ -277,3 +277,7 @@ mod tests;
 #[cfg(test)]
 #[path = "tunnel_tests.rs"]
 mod tunnel_tests;
+
+#[cfg(test)]
+#[path = "probe_tests.rs"]
+mod probe_tests;
