@@ -194,6 +194,10 @@ fn inject(
     txb: &mut [MbufArray<BURST>],
     drops: &mut MbufArray<BURST>,
 ) -> bool {
+    // The common case, every loop: two loads, nothing built.
+    if rings.inject.is_empty() {
+        return false;
+    }
     let mut pkts: MbufArray<INJECT_PER_LOOP> = MbufArray::new();
     let mut tunnels = [0u16; INJECT_PER_LOOP];
     while !pkts.is_full() {
