@@ -21,32 +21,41 @@ pub fn run<B: PacketBuf>(b: &mut Burst<B>, live: &Live) -> Live {
         match ingress(b, i) {
             Ok(true) => inner.push(i),
             Ok(false) => {}
+            Err(DropReason::AnycastNotTunnel) => not_tunnelled(b, i),
             Err(r) => b.drop(i, r),
         }
     }
     inner
 }
 
+/// A packet for an anycast address that is not tunnelled: a unidirectional health check's
+/// answer (it comes back over the underlay), or a drop. Off the decapsulation path.
+#[cold]
+#[inline(never)]
+fn not_tunnelled<B: PacketBuf>(b: &mut Burst<B>, i: usize) {
+    let probe = match b.cx[i].ip.protocol {
+        ipv4::PROTO_ICMP => probe_answer::check(b, i, None),
+        _ => None,
+    };
+    match probe {
+        Some(Ok(())) => {}
+        Some(Err(r)) => b.drop(i, r),
+        None => b.drop(i, DropReason::AnycastNotTunnel),
+    }
+}
+
 /// Ok(true): decapsulated, on to the inner lookup; Ok(false): consumed as a probe answer.
 #[inline(always)]
 fn ingress<B: PacketBuf>(b: &mut Burst<B>, i: usize) -> Result<bool, DropReason> {
     let outer = b.cx[i].ip;
-    let t = match decap(b, i, &outer) {
-        Ok(t) => t,
-        // A unidirectional health check's answer comes over the underlay, not tunnelled.
-        Err(DropReason::AnycastNotTunnel) => {
-            return match probe_answer::check(b, i, &outer, None) {
-                Some(r) => r.map(|()| false),
-                None => Err(DropReason::AnycastNotTunnel),
-            };
-        }
-        Err(r) => return Err(r),
-    };
+    let t = decap(b, i, &outer)?;
     let inner = ipv4_validate::parse(b.pkts[i].as_ref())?;
     // Before the keepalive and source checks and the firewall: a probe answer is ours
     // whatever its addresses, and must never count as customer traffic.
-    if let Some(r) = probe_answer::check(b, i, &inner, Some(t)) {
-        return r.map(|()| false);
+    if inner.protocol == ipv4::PROTO_ICMP {
+        if let Some(r) = probe_answer::check(b, i, Some(t)) {
+            return r.map(|()| false);
+        }
     }
     let Some(tun) = b.snap.tunnels.get(t as usize) else {
         return Err(DropReason::TunnelUnknown);
