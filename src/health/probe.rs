@@ -21,6 +21,7 @@ pub const VERSION: u8 = 1;
 const PAYLOAD_LEN: usize = 16;
 /// The length of every probe.
 pub const LEN: usize = ipv4::MIN_HEADER_LEN + icmp::HEADER_LEN + PAYLOAD_LEN;
+const _: () = assert!(LEN <= super::INJECT_MAX, "a probe fits an inject item");
 const ICMP_ECHO_REPLY: u8 = 0;
 const ICMP_ECHO_REQUEST: u8 = 8;
 const TTL: u8 = 64;
