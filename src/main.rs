@@ -361,8 +361,9 @@ fn main() -> ExitCode {
             match trace::trace(&cfg, &opts, &mut stdout.lock()) {
                 Ok(s) => {
                     eprintln!(
-                        "{} packets: {} forwarded, {} dropped ({} answered with an ICMP error)",
-                        s.packets, s.forwarded, s.dropped, s.answered
+                        "{} packets: {} forwarded, {} dropped ({} answered with an ICMP error), \
+                         {} health probe answers",
+                        s.packets, s.forwarded, s.dropped, s.answered, s.probes
                     );
                     ExitCode::SUCCESS
                 }

@@ -2,6 +2,7 @@
 //! packet, what the data plane would do. The same code as the workers, over in-memory buffers.
 use crate::config::Config;
 use crate::datapath::{Note, Pipeline, VecBuf, Verdict};
+use crate::health::probe::Recognised;
 use crate::route::{Rib, Snapshot};
 use crate::wire::{ethernet, icmp, MacAddr};
 use pcap_file::pcap::{PcapPacket, PcapReader, PcapWriter};
@@ -26,6 +27,9 @@ pub struct TraceSummary {
     pub dropped: u64,
     /// Dropped packets answered with an ICMP error (written to `--out` as the error).
     pub answered: u64,
+    /// Answers to this node's health probes, consumed: neither forwarded nor dropped
+    /// (packets = forwarded + dropped + probes).
+    pub probes: u64,
 }
 
 /// MACs for the ports: configured ones, or a stand-in for ports that take the NIC's own.
@@ -86,6 +90,7 @@ pub fn trace(
             Verdict::Forward(_) if pipeline.note().answered.is_some() => sum.dropped += 1,
             Verdict::Forward(_) => sum.forwarded += 1,
             Verdict::Drop(_) => sum.dropped += 1,
+            Verdict::Consumed => sum.probes += 1,
         }
         match v[0] {
             Verdict::Forward(_) => {
@@ -98,7 +103,7 @@ pub fn trace(
                     w.write_packet(&p).map_err(|e| e.to_string())?;
                 }
             }
-            Verdict::Drop(_) => {}
+            Verdict::Drop(_) | Verdict::Consumed => {}
         }
         index += 1;
     }
@@ -164,9 +169,11 @@ fn describe(
             port_name(p)
         );
     }
+    let node = snap.node_id;
     if as_json {
         let mut o = match v {
             Verdict::Drop(r) => json!({"index": index, "verdict": "drop", "reason": r.name()}),
+            Verdict::Consumed => json!({"index": index, "verdict": "consumed"}),
             Verdict::Forward(p) if note.arp_reply => {
                 json!({"index": index, "verdict": "forward", "egress_port": port_name(p), "arp": "reply"})
             }
@@ -201,10 +208,19 @@ fn describe(
         if let Some(r) = note.rule {
             o["rule"] = json!(r);
         }
+        match note.probe {
+            Some(Recognised::Ours { seq }) => o["probe"] = json!({"seq": seq, "node": node}),
+            Some(Recognised::Foreign { node_id }) => {
+                o["probe"] = json!("foreign");
+                o["probe_node"] = json!(node_id);
+            }
+            Some(Recognised::NotProbe) | None => {}
+        }
         return o.to_string();
     }
     let mut line = match v {
         Verdict::Drop(r) => format!("#{index} drop {} ({})", r.name(), r.description()),
+        Verdict::Consumed => format!("#{index} consumed"),
         Verdict::Forward(p) => {
             let port = cfg.ports.get(p as usize).map_or("?", |p| p.name.as_str());
             let (dmac, smac) = ethernet::Frame::new_checked(data)
@@ -235,5 +251,138 @@ fn describe(
     if let Some(r) = note.rule {
         line.push_str(&format!(", firewall rule {r}"));
     }
+    match note.probe {
+        Some(Recognised::Ours { seq }) => {
+            line.push_str(&format!(", health probe answer seq {seq} (node {node})"));
+        }
+        Some(Recognised::Foreign { node_id }) => {
+            line.push_str(&format!(
+                ", health probe answer of node {node_id} (not ours)"
+            ));
+        }
+        Some(Recognised::NotProbe) | None => {}
+    }
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{parse, Host};
+    use crate::health::probe::{build, ProbeSpec};
+    use crate::health::CheckType;
+    use std::time::Duration;
+
+    const CFG: &str = r#"
+[node]
+anycast_addresses = ["203.0.113.10"]
+id = 42
+
+[[ports]]
+name = "wan0"
+device = "net_null0"
+mac = "02:00:00:00:00:01"
+address = "192.0.2.1/24"
+
+[[workers]]
+core = 1
+rx = [{ port = "wan0" }]
+
+[[tunnels]]
+name = "acme"
+type = "ipip"
+customer_endpoint = "198.51.100.20"
+edge_endpoint = "203.0.113.10"
+interface_address = "10.100.0.0/31"
+
+[[routes]]
+prefix = "0.0.0.0/0"
+nexthop = "192.0.2.254"
+"#;
+
+    /// An echo reply answering node `node`'s probe `seq`, back through the IP-in-IP tunnel.
+    fn answer(node: u32, seq: u32) -> Vec<u8> {
+        let mut ip = [0u8; crate::health::INJECT_MAX];
+        let spec = ProbeSpec {
+            kind: CheckType::Reply,
+            src: 0x0a64_0001,
+            dst: 0x0a64_0000,
+            seq,
+            node_id: node,
+        };
+        let n = build(&spec, &mut ip);
+        let mut outer = [0u8; 20];
+        crate::wire::ipv4::Repr {
+            src: u32::from_be_bytes([198, 51, 100, 20]),
+            dst: u32::from_be_bytes([203, 0, 113, 10]),
+            header_len: 20,
+            total_len: 20 + n,
+            ttl: 60,
+            protocol: crate::wire::ipv4::PROTO_IPIP,
+            ..Default::default()
+        }
+        .emit(&mut outer);
+        let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 0xfe, 8, 0];
+        f.extend_from_slice(&outer);
+        f.extend_from_slice(&ip[..n]);
+        f
+    }
+
+    fn run(json: bool) -> (Vec<String>, TraceSummary) {
+        let cfg = parse(CFG, &Host { cores: vec![0, 1] }).unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let pcap = d.path().join("in.pcap");
+        let mut w = PcapWriter::new(File::create(&pcap).unwrap()).unwrap();
+        for f in [answer(42, 7), answer(43, 8)] {
+            w.write_packet(&PcapPacket::new(Duration::ZERO, f.len() as u32, &f))
+                .unwrap();
+        }
+        drop(w);
+        let opts = TraceOptions {
+            pcap: &pcap,
+            out: None,
+            json,
+            in_port: 0,
+        };
+        let mut out = Vec::new();
+        let sum = trace(&cfg, &opts, &mut out).unwrap();
+        let lines = String::from_utf8(out).unwrap();
+        (lines.lines().map(str::to_owned).collect(), sum)
+    }
+
+    #[test]
+    fn probe_answers_are_named_and_counted() {
+        let (lines, sum) = run(true);
+        let v: Vec<serde_json::Value> = lines
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(v[0]["verdict"], "consumed");
+        assert_eq!(v[0]["probe"], json!({"seq": 7, "node": 42}));
+        assert_eq!(v[0]["ingress_tunnel"], "acme");
+        assert_eq!(v[1]["verdict"], "drop");
+        assert_eq!(v[1]["reason"], "probe_foreign");
+        assert_eq!(v[1]["probe"], "foreign");
+        assert_eq!(v[1]["probe_node"], 43);
+        let want = TraceSummary {
+            packets: 2,
+            forwarded: 0,
+            dropped: 1,
+            answered: 0,
+            probes: 1,
+        };
+        assert_eq!(sum, want);
+        let (lines, _) = run(false);
+        assert_eq!(
+            lines[0],
+            "#0 consumed, decap from acme, health probe answer seq 7 (node 42)"
+        );
+        assert!(
+            lines[1].starts_with("#1 drop probe_foreign (")
+                && lines[1]
+                    .ends_with(", decap from acme, health probe answer of node 43 (not ours)"),
+            "{}",
+            lines[1]
+        );
+    }
 }

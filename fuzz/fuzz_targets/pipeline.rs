@@ -2,9 +2,10 @@
 //! mbufs), over a config that has every stage: ARP, gateways resolved by ARP and static,
 //! connected subnets, GRE and IP-in-IP tunnels both ways, ECMP, MSS clamping, MTUs, ICMP
 //! errors and a firewall. Input: a port byte, then frames of [u16 length][bytes].
-//! Checks: nothing panics; every packet gets a verdict; the accounting identity holds; every
-//! forwarded IPv4 packet has a valid header checksum (outer and inner), and a TCP segment
-//! whose checksum was valid on the way in is valid on the way out.
+//! Checks: nothing panics; every packet gets a verdict; the accounting identity holds (with
+//! consumed health probe answers); every forwarded IPv4 packet has a valid header checksum
+//! (outer and inner), and a TCP segment whose checksum was valid on the way in is valid on
+//! the way out.
 #![no_main]
 use anygate::config::{parse, Host};
 use anygate::datapath::{Pipeline, VecBuf, Verdict};
@@ -168,8 +169,8 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(c.rx_total(), bufs.len() as u64);
     assert_eq!(
         c.rx_total() + c.originated,
-        forwarded + c.drop_total(),
-        "accounting: rx + originated = forwarded + dropped"
+        forwarded + c.drop_total() + c.health_probe,
+        "accounting: rx + originated = forwarded + dropped + health probe answers consumed"
     );
     for (((b, v), tin), input) in bufs.iter().zip(&v).zip(&tcp_in).zip(&inputs) {
         let Verdict::Forward(out) = *v else { continue };

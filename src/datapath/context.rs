@@ -1,6 +1,7 @@
 //! The per-packet context the stages share over a burst, and the list of packets still in it.
 use super::verdict::{DropReason, Verdict};
 use super::BURST;
+use crate::health::probe::Recognised;
 use crate::route::NextHop;
 use crate::wire::{icmp, ipv4, MacAddr};
 
@@ -25,6 +26,8 @@ pub struct Note {
     pub arp_reply: bool,
     /// The firewall rule that decided, when one did (None: no rule matched, or not filtered).
     pub rule: Option<u16>,
+    /// A health probe's answer: ours (consumed) or another node's (dropped).
+    pub probe: Option<Recognised>,
 }
 
 /// Where a packet entered, which decides the source of ICMP errors about it.

@@ -57,6 +57,15 @@ pub struct Counters {
     /// ICMP errors not sent because of the rate limit.
     pub icmp_rate_limited: u64,
     pub mss_clamped: u64,
+    /// Health probe answers recognised and consumed: neither forwarded nor dropped.
+    pub health_probe: u64,
+    /// Health probes sent into the pipeline from the inject ring (also counted in originated).
+    pub probes_injected: u64,
+    /// Probes not sent: built for another table generation, or no mbuf was free.
+    pub inject_stale: u64,
+    pub inject_no_mbuf: u64,
+    /// Probe answers whose record was lost because the answer ring was full.
+    pub probe_ring_full: u64,
     /// Busy loop iterations and their TSC cycles, for cycles per packet.
     pub busy_loops: u64,
     pub busy_cycles: u64,
@@ -82,6 +91,11 @@ impl Default for Counters {
             icmp_errors: 0,
             icmp_rate_limited: 0,
             mss_clamped: 0,
+            health_probe: 0,
+            probes_injected: 0,
+            inject_stale: 0,
+            inject_no_mbuf: 0,
+            probe_ring_full: 0,
             busy_loops: 0,
             busy_cycles: 0,
             tunnels: vec![TunnelCounters::default(); TUNNEL_SLOTS],
@@ -91,7 +105,7 @@ impl Default for Counters {
     }
 }
 
-const SCALARS: usize = 8;
+const SCALARS: usize = 13;
 const PER_TUNNEL: usize = 4 + DropReason::COUNT;
 /// Number of u64 values a worker publishes.
 const N: usize =
@@ -112,6 +126,11 @@ impl Counters {
             &mut self.icmp_errors,
             &mut self.icmp_rate_limited,
             &mut self.mss_clamped,
+            &mut self.health_probe,
+            &mut self.probes_injected,
+            &mut self.inject_stale,
+            &mut self.inject_no_mbuf,
+            &mut self.probe_ring_full,
             &mut self.busy_loops,
             &mut self.busy_cycles,
         ];
@@ -238,6 +257,8 @@ mod tests {
         c.rx_packets[3] = 5;
         c.drop(DropReason::NoRoute);
         c.busy_cycles = 77;
+        c.health_probe = 3;
+        c.probe_ring_full = 1;
         c.tunnels[MAX_TUNNELS - 1].drops[DropReason::TunnelUnknown as usize] = 4;
         c.tunnels[2].tx_bytes = 9;
         s.publish(0, &mut c);
@@ -247,6 +268,7 @@ mod tests {
         assert_eq!(t.rx_packets[3], 10);
         assert_eq!(t.drops[DropReason::NoRoute as usize], 2);
         assert_eq!(t.busy_cycles, 154);
+        assert_eq!((t.health_probe, t.probe_ring_full), (6, 2));
         assert_eq!(t.tunnels[2].tx_bytes, 18);
         assert_eq!(
             t.tunnels[MAX_TUNNELS - 1].drops[DropReason::TunnelUnknown as usize],

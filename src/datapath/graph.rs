@@ -8,12 +8,19 @@
 //!                                        └─► tunnel_ingress ─► lookup (inner) ┘
 //! hop_checks ─► icmp_error ─► neighbor ─► rewrite ─► encap ─► (account)
 //!                 └─ errors built in place ─► route ─► hop_checks ─┘ (a mini-pass, then rejoin)
+//!
+//! inside tunnel_ingress: decap ─► inner ipv4 ─► probe_answer ─► gre keepalive ─► source check
+//!   (an answer to our health probe leaves here, consumed, before any check or the firewall;
+//!    one to an anycast address outside a tunnel, a unidirectional check's, too)
+//!
+//! local (`run_local`, the inject ring's probes):
+//! originate ─► hop_checks ─► neighbor ─► rewrite ─► encap ─► (account)
 //! ```
 use super::context::Live;
 use super::pipeline::Burst;
 use super::stages::{
-    encap, firewall, hop_checks, icmp_error, ipv4_validate, l2, lookup, neighbor, rewrite, route,
-    tunnel_ingress,
+    encap, firewall, hop_checks, icmp_error, ipv4_validate, l2, lookup, neighbor, originate,
+    rewrite, route, tunnel_ingress,
 };
 use super::verdict::{DropReason, Verdict};
 use crate::packet::PacketBuf;
@@ -47,6 +54,18 @@ pub(super) fn run<B: PacketBuf>(b: &mut Burst<B>) {
     if b.needs.encap {
         encap::run(b, &mut live);
     }
+    account(b);
+}
+
+/// Packets anygate made, each into the tunnel `tunnels[i]`: the route's place is taken by
+/// the sender's choice, and the firewall and ICMP errors never apply to them.
+pub(super) fn run_local<B: PacketBuf>(b: &mut Burst<B>, tunnels: &[u16]) {
+    let mut live = Live::first(b.pkts.len());
+    originate::run(b, &mut live, tunnels);
+    hop_checks::run(b, &mut live);
+    neighbor::run(b, &mut live);
+    rewrite::run(b, &mut live);
+    encap::run(b, &mut live);
     account(b);
 }
 

@@ -4,12 +4,15 @@ use super::context::{Ctx, Live, Note};
 use super::counters::Counters;
 use super::verdict::{DropReason, Verdict};
 use super::{graph, BURST};
+use crate::health::Answer;
 use crate::lpm::View;
 use crate::packet::PacketBuf;
 use crate::route::Snapshot;
 
 /// Addresses whose MAC a burst found unresolved, for the worker to ARP for.
 const ARP_WANTS: usize = 8;
+/// Probe answers held between bursts: a burst can be all answers.
+const ANSWERS: usize = BURST;
 
 /// The state stages keep across packets and bursts, besides the counters. Nothing in here
 /// allocates after `new`.
@@ -17,6 +20,9 @@ pub struct State {
     /// (port, address) pairs to ARP for.
     arp_wants: [(u16, u32); ARP_WANTS],
     n_arp_wants: usize,
+    /// Health probe answers recognised since the worker last took them.
+    answers: [Answer; ANSWERS],
+    n_answers: usize,
     /// TSC (or nanoseconds, in trace) and its rate, set per burst.
     pub now: u64,
     pub hz: u64,
@@ -32,6 +38,12 @@ impl State {
         State {
             arp_wants: [(0, 0); ARP_WANTS],
             n_arp_wants: 0,
+            answers: [Answer {
+                seq: 0,
+                via_tunnel: None,
+                tsc: 0,
+            }; ANSWERS],
+            n_answers: 0,
             now: 0,
             hz: 0,
             icmp_tokens: 0,
@@ -50,6 +62,17 @@ impl State {
             self.arp_wants[self.n_arp_wants] = w;
             self.n_arp_wants += 1;
         }
+    }
+
+    /// Records a probe answer for the worker to hand on; false when the array is full (the
+    /// record is lost, never the packet's accounting).
+    pub fn push_answer(&mut self, a: Answer) -> bool {
+        let Some(slot) = self.answers.get_mut(self.n_answers) else {
+            return false;
+        };
+        *slot = a;
+        self.n_answers += 1;
+        true
     }
 
     /// The IP ID of the next outer header sent without DF.
@@ -196,6 +219,49 @@ impl Pipeline {
         }
     }
 
+    /// Sends packets anygate made (health probes: an Ethernet placeholder, then an inner IPv4
+    /// packet) into tunnels: `tunnels[i]` for `pkts[i]`, encapsulated like any packet routed
+    /// there. `verdicts[i]` is where `pkts[i]` leaves, or why not. More than BURST packets
+    /// are taken BURST at a time.
+    pub fn inject<B: PacketBuf>(
+        &mut self,
+        snap: &Snapshot,
+        pkts: &mut [B],
+        tunnels: &[u16],
+        verdicts: &mut [Verdict],
+    ) {
+        let fib = snap.fib.view();
+        let chunks = pkts.chunks_mut(BURST).zip(verdicts.chunks_mut(BURST));
+        for (k, (pkts, verdicts)) in chunks.enumerate() {
+            let n = pkts.len().min(verdicts.len());
+            let tunnels = tunnels.get(k * BURST..).unwrap_or(&[]);
+            self.cx[..n].iter_mut().for_each(Ctx::reset);
+            let mut b = Burst {
+                snap,
+                fib,
+                in_port: 0,
+                pkts: &mut pkts[..n],
+                cx: &mut self.cx[..n],
+                counters: &mut self.counters,
+                st: &mut self.st,
+                left: 0,
+                needs: Needs::default(),
+            };
+            graph::run_local(&mut b, tunnels);
+            for (v, c) in verdicts.iter_mut().zip(&self.cx[..n]) {
+                *v = c.verdict.unwrap_or(Verdict::Drop(DropReason::NoRoute));
+            }
+            self.n = n;
+        }
+    }
+
+    /// Health probe answers recognised since the last call; the caller hands them to the
+    /// checker.
+    pub fn take_probe_answers(&mut self) -> impl Iterator<Item = Answer> + '_ {
+        let n = std::mem::take(&mut self.st.n_answers);
+        self.st.answers[..n].iter().copied()
+    }
+
     /// (port, address) pairs that needed ARP since the last call; the caller sends the
     /// requests.
     pub fn take_arp_wants(&mut self) -> impl Iterator<Item = (u16, u32)> + '_ {
@@ -211,3 +277,7 @@ mod tests;
 #[cfg(test)]
 #[path = "tunnel_tests.rs"]
 mod tunnel_tests;
+
+#[cfg(test)]
+#[path = "probe_tests.rs"]
+mod probe_tests;

@@ -319,7 +319,8 @@ proptest::proptest! {
         let (p, _, v) = run(&s, 0, &frames);
         let fwd = v.iter().filter(|v| matches!(v, Verdict::Forward(_))).count() as u64;
         proptest::prop_assert_eq!(p.counters.rx_total(), frames.len() as u64);
-        proptest::prop_assert_eq!(fwd + p.counters.drop_total(), frames.len() as u64);
+        let consumed = p.counters.health_probe;
+        proptest::prop_assert_eq!(fwd + p.counters.drop_total() + consumed, frames.len() as u64);
     }
 }
 

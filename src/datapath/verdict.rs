@@ -6,6 +6,9 @@ pub enum Verdict {
     /// Transmit on this port index.
     Forward(u16),
     Drop(DropReason),
+    /// Taken by anygate itself and freed, not a drop: a health probe's answer (counted as
+    /// `health_probe`).
+    Consumed,
 }
 
 macro_rules! drop_reasons {
@@ -63,6 +66,7 @@ drop_reasons! {
     TunnelMtuExceeded => "tunnel_mtu_exceeded": "larger than the tunnel's MTU (ICMP frag-needed sent when DF is set)",
     NoHeadroom => "no_headroom": "no room in front of the packet for the outer headers",
     FirewallBlock => "firewall_block": "a firewall rule (or the default action) blocked it",
+    ProbeForeign => "probe_foreign": "answer to another anycast server's health probe (each probes on its own)",
 }
 
 impl From<crate::wire::ipv4::Error> for DropReason {

@@ -1,15 +1,18 @@
 //! The poll-mode worker: one per core, pinned, registered as a DPDK lcore. Each loop it picks
 //! up the newest snapshot (its RCU quiescent point), then for each of its rx queues receives
-//! a burst, runs the pipeline, and sends per-port batches on its own tx queues.
+//! a burst, runs the pipeline, and sends per-port batches on its own tx queues. It also sends
+//! the health probes the management plane left in its inject ring, and hands the probe answers
+//! it recognised back through its answer ring.
 use super::counters::SharedCounters;
 use super::pipeline::Pipeline;
 use super::verdict::{DropReason, Verdict};
 use super::BURST;
 use crate::dpdk::{self, Mbuf, MbufArray, Mempool, RxQueue, TxQueue};
+use crate::health::WorkerRings;
 use crate::limits::MAX_PORTS;
 use crate::rcu;
 use crate::route::{ecmp, Snapshot};
-use crate::wire::arp;
+use crate::wire::{arp, ethernet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -17,6 +20,9 @@ use std::sync::Arc;
 const ARP_INTERVAL_MS: u64 = 1000;
 /// Rate-limit slots, indexed by a hash of (port, address).
 const ARP_SLOTS: usize = 64;
+/// Probes taken from the inject ring per loop: at the highest rate with the most tunnels this
+/// is far above the arrival rate, and it bounds the time a loop spends on them.
+const INJECT_PER_LOOP: usize = 8;
 
 /// TSC cycles per busy loop (one burst per rx queue that had packets, processed and sent).
 pub type LoopHistogram = hdrhistogram::Histogram<u64>;
@@ -39,6 +45,8 @@ pub struct Worker {
     pub counters: Arc<SharedCounters>,
     pub pool: Arc<Mempool>,
     pub stop: Arc<AtomicBool>,
+    /// Probes in, probe answers out (see `health`).
+    pub rings: Arc<WorkerRings>,
 }
 
 impl Worker {
@@ -69,6 +77,7 @@ impl Worker {
             counters,
             pool,
             stop,
+            rings,
             ..
         } = self;
         let mut pipeline = Pipeline::new();
@@ -82,7 +91,6 @@ impl Worker {
         // (per-tunnel and per-rule counter slots, ~220 KB); the final publish at exit is exact.
         let publish_gap = hz / 100;
         let mut published = 0u64;
-        let n_ports = tx.len().min(MAX_PORTS);
         let mut latency = loop_histogram();
 
         while !stop.load(Ordering::Relaxed) {
@@ -93,6 +101,11 @@ impl Worker {
             let start = dpdk::tsc();
             pipeline.set_clock(start, hz);
             let mut busy = false;
+            let injected = inject(rings, snap, pool, &mut pipeline, &mut txb, &mut drops);
+            if injected {
+                arp.send_requests(snap, pool, &mut pipeline, &mut txb);
+                flush(tx, &mut txb, &mut pipeline);
+            }
             for (port, rxq) in rx.iter_mut() {
                 let n = rxq.rx(&mut burst);
                 if n == 0 {
@@ -100,23 +113,8 @@ impl Worker {
                 }
                 busy = true;
                 pipeline.process(snap, *port, burst.as_mut_slice(), &mut verdicts[..n]);
-                for (m, v) in burst.drain().zip(verdicts.iter()) {
-                    match *v {
-                        // A burst holds at most BURST packets, so the push never fails.
-                        Verdict::Forward(p) if (p as usize) < n_ports => {
-                            if let Err(m) = txb[p as usize].push(m) {
-                                pipeline.counters.drop(DropReason::TxQueueFull);
-                                push_or_free(&mut drops, m);
-                            }
-                        }
-                        Verdict::Forward(_) => {
-                            pipeline.counters.drop(DropReason::NoRoute);
-                            push_or_free(&mut drops, m);
-                        }
-                        Verdict::Drop(_) => push_or_free(&mut drops, m),
-                    }
-                }
-                drops.free_all();
+                dispatch(&mut burst, &verdicts, &mut txb, &mut drops, &mut pipeline);
+                hand_answers(rings, &mut pipeline);
                 arp.send_requests(snap, pool, &mut pipeline, &mut txb);
                 flush(tx, &mut txb, &mut pipeline);
             }
@@ -129,11 +127,113 @@ impl Worker {
                     counters.publish(*index, &mut pipeline.counters);
                     published = end;
                 }
+            } else if injected && start.wrapping_sub(published) >= publish_gap {
+                // A worker with no traffic still reports the probes it sends.
+                counters.publish(*index, &mut pipeline.counters);
+                published = start;
             }
         }
         counters.publish(*index, &mut pipeline.counters);
         latency
     }
+}
+
+/// Puts each packet of a processed burst in its port's tx batch, or frees it (dropped, or
+/// consumed as a probe answer).
+#[inline(always)]
+fn dispatch<const N: usize>(
+    pkts: &mut MbufArray<N>,
+    verdicts: &[Verdict],
+    txb: &mut [MbufArray<BURST>],
+    drops: &mut MbufArray<BURST>,
+    pipeline: &mut Pipeline,
+) {
+    let n_ports = txb.len().min(MAX_PORTS);
+    for (m, v) in pkts.drain().zip(verdicts.iter()) {
+        match *v {
+            // A burst holds at most BURST packets, so the push never fails.
+            Verdict::Forward(p) if (p as usize) < n_ports => {
+                if let Err(m) = txb[p as usize].push(m) {
+                    pipeline.counters.drop(DropReason::TxQueueFull);
+                    push_or_free(drops, m);
+                }
+            }
+            Verdict::Forward(_) => {
+                pipeline.counters.drop(DropReason::NoRoute);
+                push_or_free(drops, m);
+            }
+            Verdict::Drop(_) | Verdict::Consumed => push_or_free(drops, m),
+        }
+    }
+    drops.free_all();
+}
+
+/// Hands the probe answers of the last burst to the management plane; a full ring loses the
+/// record (counted), never blocks.
+#[inline(always)]
+fn hand_answers(rings: &WorkerRings, pipeline: &mut Pipeline) {
+    let mut lost = 0;
+    for a in pipeline.take_probe_answers() {
+        if rings.answers.push(a).is_err() {
+            lost += 1;
+        }
+    }
+    pipeline.counters.probe_ring_full += lost;
+}
+
+/// Sends up to INJECT_PER_LOOP probes from the inject ring into their tunnels: each is copied
+/// behind an Ethernet placeholder into a fresh mbuf and goes through the pipeline's local
+/// entry (encapsulation, underlay next hop, MACs) into the tx batches. A probe built for
+/// another table generation is dropped: its tunnel index may name another tunnel here.
+/// Returns whether anything was sent into the pipeline.
+fn inject(
+    rings: &WorkerRings,
+    snap: &Snapshot,
+    pool: &Mempool,
+    pipeline: &mut Pipeline,
+    txb: &mut [MbufArray<BURST>],
+    drops: &mut MbufArray<BURST>,
+) -> bool {
+    // The common case, every loop: two loads, nothing built.
+    if rings.inject.is_empty() {
+        return false;
+    }
+    let mut pkts: MbufArray<INJECT_PER_LOOP> = MbufArray::new();
+    let mut tunnels = [0u16; INJECT_PER_LOOP];
+    while !pkts.is_full() {
+        let Some(item) = rings.inject.pop() else {
+            break;
+        };
+        if item.generation != snap.generation {
+            pipeline.counters.inject_stale += 1;
+            continue;
+        }
+        let p = item.packet();
+        let Some(mut m) = pool.alloc() else {
+            pipeline.counters.inject_no_mbuf += 1;
+            continue;
+        };
+        let Some(f) = m.append(ethernet::HEADER_LEN + p.len()) else {
+            pipeline.counters.inject_no_mbuf += 1;
+            continue;
+        };
+        let (eth, ip) = f.split_at_mut(ethernet::HEADER_LEN);
+        eth[..12].fill(0);
+        eth[12..].copy_from_slice(&ethernet::ETHERTYPE_IPV4.to_be_bytes());
+        ip.copy_from_slice(p);
+        tunnels[pkts.len()] = item.tunnel;
+        if let Err(m) = pkts.push(m) {
+            drop(m);
+        }
+    }
+    let n = pkts.len();
+    if n == 0 {
+        return false;
+    }
+    let mut verdicts = [Verdict::Drop(DropReason::NoRoute); INJECT_PER_LOOP];
+    pipeline.inject(snap, pkts.as_mut_slice(), &tunnels[..n], &mut verdicts[..n]);
+    dispatch(&mut pkts, &verdicts[..n], txb, drops, pipeline);
+    true
 }
 
 /// Transmits every per-port batch on this worker's tx queues.

@@ -114,6 +114,8 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
     let stop = Arc::new(AtomicBool::new(false));
 
     let queues = worker_queues(&mut dp.ports, &cfg.workers)?;
+    // Each worker's inject (probes) and answer rings, for the health checker.
+    let rings: Vec<Arc<WorkerRings>> = cfg.workers.iter().map(|_| Arc::default()).collect();
     let jobs: Vec<Worker> = cfg
         .workers
         .iter()
@@ -129,6 +131,7 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
             counters: counters.clone(),
             pool: dp.pool.clone(),
             stop: stop.clone(),
+            rings: rings[wi].clone(),
         })
         .collect();
     // Declared after `dp`: an early return drops (stops and joins) the workers first.
@@ -142,10 +145,6 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
     })?;
 
     let tsc_hz = dpdk::tsc_hz();
-    // One inject ring and one answer ring per worker, between the workers and the checks.
-    let rings: Vec<Arc<WorkerRings>> = (0..cfg.workers.len())
-        .map(|_| Arc::new(WorkerRings::new()))
-        .collect();
     let mut checker = Checker::new(tsc_hz, dpdk::tsc());
     let started = Instant::now();
     let mut last_stats = Instant::now();

@@ -74,6 +74,11 @@ impl Report<'_> {
             "icmp_errors": c.icmp_errors,
             "icmp_rate_limited": c.icmp_rate_limited,
             "mss_clamped": c.mss_clamped,
+            "health_probe": c.health_probe,
+            "probes_injected": c.probes_injected,
+            "inject_stale": c.inject_stale,
+            "inject_no_mbuf": c.inject_no_mbuf,
+            "probe_ring_full": c.probe_ring_full,
             "tunnels": self.tunnels_json(),
             "firewall": {
                 "rules": self.cfg.raw.firewall.rules.iter().zip(&c.rules)
@@ -182,6 +187,18 @@ impl Report<'_> {
                 s,
                 "  icmp errors sent {} (rate-limited {}), mss clamped {}",
                 c.icmp_errors, c.icmp_rate_limited, c.mss_clamped
+            );
+        }
+        if c.probes_injected + c.inject_stale + c.inject_no_mbuf + c.health_probe > 0 {
+            let _ = writeln!(
+                s,
+                "  health probes injected {} (stale {}, no mbuf {}), answers consumed {} \
+                 (records lost to a full ring {})",
+                c.probes_injected,
+                c.inject_stale,
+                c.inject_no_mbuf,
+                c.health_probe,
+                c.probe_ring_full
             );
         }
         for r in DropReason::ALL {

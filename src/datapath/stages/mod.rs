@@ -8,6 +8,8 @@ pub mod ipv4_validate;
 pub mod l2;
 pub mod lookup;
 pub mod neighbor;
+pub mod originate;
+pub mod probe_answer;
 pub mod rewrite;
 pub mod route;
 pub mod tunnel_ingress;

@@ -1,7 +1,8 @@
 //! Tunnel ingress: a packet for one of our anycast endpoints is matched to its tunnel by
 //! outer (source, destination, protocol), decapsulated (GRE per RFC 2784/2890, or IP-in-IP),
-//! and its inner packet is validated and source-checked; its lookup follows in bulk.
-use super::ipv4_validate;
+//! and its inner packet is validated and source-checked; its lookup follows in bulk. A health
+//! probe's answer is taken out first (`probe_answer`), inside the tunnel or not.
+use super::{ipv4_validate, probe_answer};
 use crate::datapath::context::{Live, Origin};
 use crate::datapath::pipeline::Burst;
 use crate::datapath::verdict::DropReason;
@@ -18,18 +19,44 @@ pub fn run<B: PacketBuf>(b: &mut Burst<B>, live: &Live) -> Live {
             continue;
         }
         match ingress(b, i) {
-            Ok(()) => inner.push(i),
+            Ok(true) => inner.push(i),
+            Ok(false) => {}
+            Err(DropReason::AnycastNotTunnel) => not_tunnelled(b, i),
             Err(r) => b.drop(i, r),
         }
     }
     inner
 }
 
+/// A packet for an anycast address that is not tunnelled: a unidirectional health check's
+/// answer (it comes back over the underlay), or a drop. Off the decapsulation path.
+#[cold]
+#[inline(never)]
+fn not_tunnelled<B: PacketBuf>(b: &mut Burst<B>, i: usize) {
+    let probe = match b.cx[i].ip.protocol {
+        ipv4::PROTO_ICMP => probe_answer::check(b, i, None),
+        _ => None,
+    };
+    match probe {
+        Some(Ok(())) => {}
+        Some(Err(r)) => b.drop(i, r),
+        None => b.drop(i, DropReason::AnycastNotTunnel),
+    }
+}
+
+/// Ok(true): decapsulated, on to the inner lookup; Ok(false): consumed as a probe answer.
 #[inline(always)]
-fn ingress<B: PacketBuf>(b: &mut Burst<B>, i: usize) -> Result<(), DropReason> {
+fn ingress<B: PacketBuf>(b: &mut Burst<B>, i: usize) -> Result<bool, DropReason> {
     let outer = b.cx[i].ip;
     let t = decap(b, i, &outer)?;
     let inner = ipv4_validate::parse(b.pkts[i].as_ref())?;
+    // Before the keepalive and source checks and the firewall: a probe answer is ours
+    // whatever its addresses, and must never count as customer traffic.
+    if inner.protocol == ipv4::PROTO_ICMP {
+        if let Some(r) = probe_answer::check(b, i, Some(t)) {
+            return r.map(|()| false);
+        }
+    }
     let Some(tun) = b.snap.tunnels.get(t as usize) else {
         return Err(DropReason::TunnelUnknown);
     };
@@ -41,7 +68,7 @@ fn ingress<B: PacketBuf>(b: &mut Burst<B>, i: usize) -> Result<(), DropReason> {
     }
     b.cx[i].ip = inner;
     b.cx[i].origin = Origin::Tunnel(t);
-    Ok(())
+    Ok(true)
 }
 
 /// Identifies the tunnel and strips the outer headers, leaving the Ethernet header in
