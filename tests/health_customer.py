@@ -8,7 +8,7 @@ type `reply` (the inner packet comes back unchanged, in the reverse encapsulatio
 sends live traffic toward the customer prefix through the edge and records which tunnel
 each packet came back in.
 
-Signals: SIGUSR1 breaks tunnel T1 (nothing is answered or delivered on it), SIGUSR2 heals
+Signals: SIGHUP starts the traffic, SIGUSR1 breaks tunnel T1 (nothing is answered or delivered on it), SIGUSR2 heals
 it, SIGTERM stops the traffic, waits for stragglers and writes the report (JSON) to argv[3].
 
 usage: health_customer.py IFACE EDGE_MAC REPORT RATE_PPS
@@ -30,7 +30,7 @@ MAGIC = b"AGHT"
 FLOWS = 16
 PACKET_OUTGOING = 4
 
-state = {"broken": False, "stop": False, "events": []}
+state = {"broken": False, "stop": False, "traffic": False, "events": []}
 seen = {}  # seq -> (tunnel, time, delivered)
 probes = {"T1": 0, "T2": 0, "T1_unanswered": 0}
 sent = []  # (seq, time)
@@ -42,6 +42,8 @@ def on_signal(sig, _frame):
     if sig == signal.SIGUSR1:
         state["broken"] = True
         state["events"].append(("break", now))
+    elif sig == signal.SIGHUP:
+        state["traffic"] = True
     elif sig == signal.SIGUSR2:
         state["broken"] = False
         state["events"].append(("heal", now))
@@ -49,7 +51,7 @@ def on_signal(sig, _frame):
         state["stop"] = True
 
 
-for s in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM):
+for s in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM):
     signal.signal(s, on_signal)
 
 sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
@@ -79,6 +81,8 @@ def udp_frame(seq):
 def sender():
     gap = 1.0 / RATE
     seq = 0
+    while not state["traffic"] and not state["stop"]:
+        time.sleep(0.005)
     nxt = time.monotonic()
     while not state["stop"]:
         now = time.monotonic()
@@ -123,6 +127,7 @@ def mirror(frame):
 
 
 threading.Thread(target=sender, daemon=True).start()
+print("customer: ready", file=sys.stderr, flush=True)
 stop_at = None
 while True:
     if state["stop"] and stop_at is None:
