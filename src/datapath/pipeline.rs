@@ -111,11 +111,23 @@ impl<B> Burst<'_, B> {
 
     /// Counts a drop, and against the tunnel the packet came from or was going to.
     pub fn count_drop(&mut self, r: DropReason, tunnels: (Option<u16>, Option<u16>)) {
-        self.counters.drop(r);
-        if let Some(t) = tunnels.0.or(tunnels.1) {
-            if let Some(tc) = self.counters.tunnels.get_mut(self.snap.tunnel_slot(t)) {
-                tc.drops[r as usize] += 1;
-            }
+        count_drop(self.counters, self.snap, r, tunnels);
+    }
+}
+
+/// `Burst::count_drop` with only the parts it needs borrowed, for loops that hold the
+/// contexts.
+#[inline(always)]
+pub fn count_drop(
+    counters: &mut Counters,
+    snap: &Snapshot,
+    r: DropReason,
+    tunnels: (Option<u16>, Option<u16>),
+) {
+    counters.drop(r);
+    if let Some(t) = tunnels.0.or(tunnels.1) {
+        if let Some(tc) = counters.tunnels.get_mut(snap.tunnel_slot(t)) {
+            tc.drops[r as usize] += 1;
         }
     }
 }
@@ -187,11 +199,7 @@ impl Pipeline {
                 left: 0,
                 needs: Needs::default(),
             };
-            graph::run(&mut b);
-            for (v, c) in verdicts.iter_mut().zip(&self.cx[..n]) {
-                // `graph::account` gave every packet a verdict.
-                *v = c.verdict.unwrap_or(Verdict::Drop(DropReason::NoRoute));
-            }
+            graph::run(&mut b, &mut verdicts[..n]);
             self.n = n;
         }
     }
