@@ -30,28 +30,31 @@ pub(super) fn run<B: PacketBuf>(b: &mut Burst<B>, verdicts: &mut [Verdict]) {
     l2::count_rx(b);
     let port = l2::port(b);
     each(b, &mut live, |b, i| {
+        b.cx[i].reset();
         if l2::one(b, i, port) {
             ipv4_validate::one(b, i);
         }
     });
     lookup::outer(b, &mut live);
     if b.needs.decap {
-        let mut decap = tunnel_ingress::run(b, &live);
-        lookup::inner(b, &mut decap);
-        // Drops in either list are drops from `live`.
-        live.retain_pending(b.cx);
-        b.left = 0;
+        let decap = tunnel_ingress::run(b, &live);
+        lookup::inner(b, &decap);
+        // Drops in either are drops from `live`.
+        b.compact(&mut live);
     }
-    each(b, &mut live, route_to_hop_checks);
+    each(b, &mut live, |b, i| route_to_hop_checks(b, i));
     if b.needs.icmp_error {
         icmp_error::run(b, &mut live, |b, errors| {
-            each(b, errors, route_to_hop_checks)
+            each(b, errors, |b, i| route_to_hop_checks(b, i))
         });
     }
-    // Every packet leaves here: no compaction after.
+    // Every packet leaves here: no compaction after. The link layer goes from `neighbor`
+    // to `rewrite` or `encap` in registers.
     for i in live.iter() {
-        if neighbor::one(b, i) && rewrite::one(b, i) {
-            encap::one(b, i);
+        if let Some(l2) = neighbor::one(b, i) {
+            if rewrite::one(b, i, &l2) {
+                encap::one(b, i, &l2);
+            }
         }
     }
     account(b, verdicts);

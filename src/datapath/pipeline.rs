@@ -187,7 +187,6 @@ impl Pipeline {
         let fib = snap.fib.view();
         for (pkts, verdicts) in pkts.chunks_mut(BURST).zip(verdicts.chunks_mut(BURST)) {
             let n = pkts.len().min(verdicts.len());
-            self.cx[..n].iter_mut().for_each(Ctx::reset);
             let mut b = Burst {
                 snap,
                 fib,

@@ -45,34 +45,42 @@ fn be32(b: &[u8]) -> u32 {
     u32::from_be_bytes([b[0], b[1], b[2], b[3]])
 }
 
+/// The checks behind `Packet::new_checked`, returning the header length: version, IHL, total
+/// length against the buffer, and the header checksum. Always inlined, so `Repr::parse` in
+/// the datapath's loops keeps it in line however many callers `new_checked` has.
+#[inline(always)]
+fn check(b: &[u8]) -> Result<usize, Error> {
+    if b.len() < MIN_HEADER_LEN {
+        return Err(Error::Truncated);
+    }
+    // Nearly every header is version 4 without options: one test for both.
+    let hlen = match b[field::VER_IHL] {
+        0x45 => MIN_HEADER_LEN,
+        v if v >> 4 != 4 => return Err(Error::BadVersion),
+        v if v & 0x0f < 5 => return Err(Error::BadIhl),
+        v => ((v & 0x0f) as usize) * 4,
+    };
+    let total = be16(&b[field::LEN]) as usize;
+    if total < hlen || total > b.len() {
+        return Err(Error::BadLength);
+    }
+    // The common 20-byte header as a fixed-size slice: the sum unrolls.
+    let ok = match b.first_chunk::<MIN_HEADER_LEN>() {
+        Some(h) if hlen == MIN_HEADER_LEN => checksum::verify(h),
+        _ => checksum::verify(&b[..hlen]),
+    };
+    if !ok {
+        return Err(Error::BadChecksum);
+    }
+    Ok(hlen)
+}
+
 impl<T: AsRef<[u8]>> Packet<T> {
     /// Checks version, IHL, total length against the buffer and the header checksum. After
     /// this, every accessor is in bounds: `header_len() <= total_len() <= buffer length`.
     #[inline]
     pub fn new_checked(buf: T) -> Result<Self, Error> {
-        let b = buf.as_ref();
-        if b.len() < MIN_HEADER_LEN {
-            return Err(Error::Truncated);
-        }
-        if b[field::VER_IHL] >> 4 != 4 {
-            return Err(Error::BadVersion);
-        }
-        let hlen = ((b[field::VER_IHL] & 0x0f) as usize) * 4;
-        if hlen < MIN_HEADER_LEN {
-            return Err(Error::BadIhl);
-        }
-        let total = be16(&b[field::LEN]) as usize;
-        if total < hlen || total > b.len() {
-            return Err(Error::BadLength);
-        }
-        // The common 20-byte header as a fixed-size slice: the sum unrolls.
-        let ok = match b.first_chunk::<MIN_HEADER_LEN>() {
-            Some(h) if hlen == MIN_HEADER_LEN => checksum::verify(h),
-            _ => checksum::verify(&b[..hlen]),
-        };
-        if !ok {
-            return Err(Error::BadChecksum);
-        }
+        check(buf.as_ref())?;
         Ok(Packet { buf })
     }
     #[inline(always)]
@@ -205,7 +213,7 @@ impl Repr {
     /// Validates the header at the start of `buf` (as `Packet::new_checked`) and reads it.
     #[inline(always)]
     pub fn parse(buf: &[u8]) -> Result<Repr, Error> {
-        let header_len = Packet::new_checked(buf)?.header_len() as u16;
+        let header_len = check(buf)? as u16;
         let Some(h) = buf.first_chunk::<MIN_HEADER_LEN>() else {
             return Err(Error::Truncated);
         };

@@ -3,6 +3,7 @@
 //! per-worker counter otherwise), plus a 4-byte GRE header for GRE tunnels, written into the
 //! mbuf headroom; the payload is never copied.
 use crate::config::TunnelType;
+use crate::datapath::context::L2Rewrite;
 use crate::datapath::pipeline::Burst;
 use crate::datapath::verdict::DropReason;
 use crate::packet::PacketBuf;
@@ -11,22 +12,27 @@ use crate::wire::{ethernet, gre, ipv4};
 
 /// Encapsulates packet `i` if its next hop is a tunnel; it leaves forwarded or dropped.
 #[inline(always)]
-pub fn one<B: PacketBuf>(b: &mut Burst<B>, i: usize) {
+pub fn one<B: PacketBuf>(b: &mut Burst<B>, i: usize, l2: &L2Rewrite) {
     let Some(NextHop::Tunnel(t)) = b.cx[i].nexthop else {
         return;
     };
-    match encap(b, i, t) {
+    match encap(b, i, t, l2) {
         Ok(port) => b.forward(i, port),
         Err(r) => b.drop(i, r),
     }
 }
 
 #[inline(always)]
-fn encap<B: PacketBuf>(b: &mut Burst<B>, i: usize, t: u16) -> Result<u16, DropReason> {
+fn encap<B: PacketBuf>(
+    b: &mut Burst<B>,
+    i: usize,
+    t: u16,
+    l2: &L2Rewrite,
+) -> Result<u16, DropReason> {
     let Some(tun) = b.snap.tunnels.get(t as usize) else {
         return Err(DropReason::NoRoute);
     };
-    let (ip, l2) = (b.cx[i].ip, b.cx[i].l2);
+    let ip = b.cx[i].ip;
     let pkt = &mut b.pkts[i];
     let padding = pkt
         .as_ref()

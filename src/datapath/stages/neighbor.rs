@@ -7,11 +7,12 @@ use crate::datapath::pipeline::{Burst, State};
 use crate::datapath::verdict::DropReason;
 use crate::route::{ecmp, Gateway, NextHop, NhMac, Snapshot};
 
-/// Packet `i`'s link layer toward its next hop; false when there is none yet (it leaves).
+/// Packet `i`'s link layer toward its next hop, handed straight to `rewrite` and `encap`;
+/// None when there is none yet (the packet leaves).
 #[inline(always)]
-pub fn one<B>(b: &mut Burst<B>, i: usize) -> bool {
+pub fn one<B>(b: &mut Burst<B>, i: usize) -> Option<L2Rewrite> {
     let snap = b.snap;
-    let c = &mut b.cx[i];
+    let c = &b.cx[i];
     let l2 = match c.nexthop {
         Some(NextHop::Gateway(g)) => gateway(snap, b.st, &g),
         Some(NextHop::Connected(p)) => host(snap, b.st, p, c.ip.dst),
@@ -19,13 +20,10 @@ pub fn one<B>(b: &mut Burst<B>, i: usize) -> bool {
         None => Err(DropReason::NoRoute),
     };
     match l2 {
-        Ok(l2) => {
-            c.l2 = l2;
-            true
-        }
+        Ok(l2) => Some(l2),
         Err(r) => {
             b.drop(i, r);
-            false
+            None
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The rewrite toward the next hop: MSS clamping for SYNs through tunnels, the TTL (RFC 1624
 //! incremental checksum), and for a gateway or connected host the Ethernet addresses; the
 //! packet is then forwarded. Packets for a tunnel go on to `encap`.
-use crate::datapath::context::{Ctx, Origin};
+use crate::datapath::context::{Ctx, L2Rewrite, Origin};
 use crate::datapath::counters::Counters;
 use crate::datapath::pipeline::Burst;
 use crate::packet::PacketBuf;
@@ -10,7 +10,7 @@ use crate::wire::{ethernet, ipv4, tcp};
 
 /// Rewrites packet `i`; it leaves forwarded, or goes on to `encap` (true) for a tunnel.
 #[inline(always)]
-pub fn one<B: PacketBuf>(b: &mut Burst<B>, i: usize) -> bool {
+pub fn one<B: PacketBuf>(b: &mut Burst<B>, i: usize, l2: &L2Rewrite) -> bool {
     let c = &mut b.cx[i];
     let pkt = &mut b.pkts[i];
     if c.ip.protocol == ipv4::PROTO_TCP && c.ip.frag_offset == 0 {
@@ -27,11 +27,10 @@ pub fn one<B: PacketBuf>(b: &mut Burst<B>, i: usize) -> bool {
         return true;
     }
     if let Some(mut eth) = ethernet::Frame::new_checked(pkt.as_mut()) {
-        eth.set_dst(c.l2.dst);
-        eth.set_src(c.l2.src);
+        eth.set_dst(l2.dst);
+        eth.set_src(l2.src);
     }
-    let port = c.l2.port;
-    b.forward(i, port);
+    b.forward(i, l2.port);
     false
 }
 
