@@ -49,7 +49,7 @@ pub fn one<B: PacketBuf>(b: &mut Burst<B>, i: usize) -> bool {
     crossings(b, i)
 }
 
-#[inline(never)]
+#[inline(always)]
 fn crossings<B: PacketBuf>(b: &mut Burst<B>, i: usize) -> bool {
     let origin = b.cx[i].origin;
     if origin == Origin::Local {
@@ -79,7 +79,9 @@ fn crossings<B: PacketBuf>(b: &mut Burst<B>, i: usize) -> bool {
 /// packet's first crossing, if reusable; the answer is reusable by the next crossing when no
 /// rule tests the tunnel or direction (the only fields that differ between crossings) and no
 /// skip rule matched (so counting the deciding rule again counts exactly what a second
-/// evaluation would).
+/// evaluation would). Inlined up to the test whether the firewall applies at all: a call
+/// that returned at once cost ~30 instructions per packet on the decap path (callgrind).
+#[inline(always)]
 fn filter<B: PacketBuf>(
     b: &mut Burst<B>,
     i: usize,
@@ -87,8 +89,7 @@ fn filter<B: PacketBuf>(
     dir: Direction,
     prior: Option<Judged>,
 ) -> Judgement {
-    let snap = b.snap;
-    let fw = &snap.firewall;
+    let fw = &b.snap.firewall;
     let applies = match dir {
         Direction::Ingress => fw.ingress,
         Direction::Egress => fw.egress,
@@ -99,6 +100,19 @@ fn filter<B: PacketBuf>(
             reusable: None,
         };
     }
+    judge(b, i, t, dir, prior)
+}
+
+#[inline(never)]
+fn judge<B: PacketBuf>(
+    b: &mut Burst<B>,
+    i: usize,
+    t: u16,
+    dir: Direction,
+    prior: Option<Judged>,
+) -> Judgement {
+    let snap = b.snap;
+    let fw = &snap.firewall;
     let frame = b.pkts[i].as_ref();
     let bytes = frame.len() as u64;
     let rules = &mut b.counters.rules;
