@@ -316,7 +316,7 @@ nexthop = "192.0.2.254"
             src: u32::from_be_bytes([198, 51, 100, 20]),
             dst: u32::from_be_bytes([203, 0, 113, 10]),
             header_len: 20,
-            total_len: 20 + n,
+            total_len: 20 + n as u16,
             ttl: 60,
             protocol: crate::wire::ipv4::PROTO_IPIP,
             ..Default::default()

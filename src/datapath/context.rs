@@ -94,7 +94,6 @@ pub struct Ctx {
     /// The FIB value for `ip.dst`: a route-set id (or SET_LOCAL / SET_ANYCAST).
     pub set: u32,
     pub nexthop: Option<NextHop>,
-    pub l2: L2Rewrite,
     /// The firewall's answer at the first crossing, when the second may reuse it.
     pub judged: Option<super::stages::firewall::Judged>,
     /// An ICMP error the hop checks asked for, and one being routed back.
@@ -112,7 +111,6 @@ impl Default for Ctx {
             origin: Origin::Local,
             set: 0,
             nexthop: None,
-            l2: L2Rewrite::default(),
             judged: None,
             error: None,
             answer: None,
@@ -156,12 +154,22 @@ pub struct Live {
 }
 
 impl Live {
+    /// Every packet of a burst of `n`.
+    #[inline(always)]
     pub fn first(n: usize) -> Live {
-        let mut l = Live::empty();
-        for i in 0..n.min(BURST) {
-            l.push(i);
+        const ALL: [u8; BURST] = {
+            let mut a = [0u8; BURST];
+            let mut i = 0;
+            while i < BURST {
+                a[i] = i as u8;
+                i += 1;
+            }
+            a
+        };
+        Live {
+            idx: ALL,
+            len: n.min(BURST),
         }
-        l
     }
     pub fn empty() -> Live {
         Live {

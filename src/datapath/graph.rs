@@ -1,7 +1,7 @@
 //! The stage graph: the order the stages run in over a burst, and where packets go between
 //! them. Each stage walks the packets still in the burst; one it drops or forwards early
 //! (an ARP reply) leaves the burst there with its verdict set. A stage no packet of the burst
-//! needs (tunnel ingress, firewall, ICMP errors, encapsulation) is skipped on one test.
+//! needs (tunnel ingress, ICMP errors) is skipped on one test.
 //!
 //! ```text
 //! l2 ─► ipv4_validate ─► lookup (outer) ─┬─────────────────────────────────┬─► route ─► firewall ─► hop_checks
@@ -16,8 +16,13 @@
 //! local (`run_local`, the inject ring's probes):
 //! originate ─► hop_checks ─► neighbor ─► rewrite ─► encap ─► (account)
 //! ```
+//!
+//! Stages that need no burst-wide step run fused, one pass doing each packet through all of
+//! them (l2 + ipv4_validate; route + firewall + hop_checks; neighbor + rewrite + encap): a
+//! pass per stage cost the loop, the index and the context reloads per packet (callgrind,
+//! issue 14). The per-packet functions stay in their stage files.
 use super::context::Live;
-use super::pipeline::Burst;
+use super::pipeline::{count_drop, Burst};
 use super::stages::{
     encap, firewall, hop_checks, icmp_error, ipv4_validate, l2, lookup, neighbor, originate,
     rewrite, route, tunnel_ingress,
@@ -25,63 +30,95 @@ use super::stages::{
 use super::verdict::{DropReason, Verdict};
 use crate::packet::PacketBuf;
 
+/// Runs the burst through the stages; `verdicts[i]` gets packet `i`'s decision.
 #[inline(always)]
-pub(super) fn run<B: PacketBuf>(b: &mut Burst<B>) {
+pub(super) fn run<B: PacketBuf>(b: &mut Burst<B>, verdicts: &mut [Verdict]) {
     let mut live = Live::first(b.pkts.len());
-    l2::run(b, &mut live);
-    ipv4_validate::run(b, &mut live);
+    l2::count_rx(b);
+    let port = l2::port(b);
+    each(b, &mut live, |b, i| {
+        b.cx[i].reset();
+        if l2::one(b, i, port) {
+            ipv4_validate::one(b, i);
+        }
+    });
     lookup::outer(b, &mut live);
     if b.needs.decap {
-        let mut decap = tunnel_ingress::run(b, &live);
-        lookup::inner(b, &mut decap);
-        // Drops in either list are drops from `live`.
-        live.retain_pending(b.cx);
-        b.left = 0;
+        let decap = tunnel_ingress::run(b, &live);
+        lookup::inner(b, &decap);
+        // Drops in either are drops from `live`.
+        b.compact(&mut live);
     }
-    route::run(b, &mut live);
-    if b.needs.decap || b.needs.encap {
-        firewall::run(b, &mut live);
-    }
-    hop_checks::run(b, &mut live);
+    each(b, &mut live, |b, i| route_to_hop_checks(b, i));
     if b.needs.icmp_error {
         icmp_error::run(b, &mut live, |b, errors| {
-            route::run(b, errors);
-            hop_checks::run(b, errors);
+            each(b, errors, |b, i| route_to_hop_checks(b, i))
         });
     }
-    neighbor::run(b, &mut live);
-    rewrite::run(b, &mut live);
-    if b.needs.encap {
-        encap::run(b, &mut live);
-    }
-    account(b);
+    leave(b, &live);
+    account(b, verdicts);
 }
 
 /// Packets anygate made, each into the tunnel `tunnels[i]`: the route's place is taken by
 /// the sender's choice, and the firewall and ICMP errors never apply to them.
-pub(super) fn run_local<B: PacketBuf>(b: &mut Burst<B>, tunnels: &[u16]) {
+pub(super) fn run_local<B: PacketBuf>(b: &mut Burst<B>, tunnels: &[u16], verdicts: &mut [Verdict]) {
     let mut live = Live::first(b.pkts.len());
     originate::run(b, &mut live, tunnels);
-    hop_checks::run(b, &mut live);
-    neighbor::run(b, &mut live);
-    rewrite::run(b, &mut live);
-    encap::run(b, &mut live);
-    account(b);
+    each(b, &mut live, |b, i| hop_checks::one(b, i));
+    leave(b, &live);
+    account(b, verdicts);
 }
 
-/// Settles the ICMP errors' fate, then counts every drop under its reason. A packet no stage
-/// decided (never, by construction) is dropped as `no_route` here, so it is counted too and
-/// the accounting identity holds whatever a future stage forgets.
+/// route ─► firewall ─► hop_checks for packet `i` (the firewall passes packets that cross no
+/// tunnel, and the ICMP errors, which are ours, on one test).
 #[inline(always)]
-fn account<B>(b: &mut Burst<B>) {
-    icmp_error::settle(b);
-    for i in 0..b.cx.len() {
-        let v = *b.cx[i]
-            .verdict
-            .get_or_insert(Verdict::Drop(DropReason::NoRoute));
-        if let Verdict::Drop(r) = v {
-            let n = b.cx[i].note;
-            b.count_drop(r, (n.ingress_tunnel, n.egress_tunnel));
+fn route_to_hop_checks<B: PacketBuf>(b: &mut Burst<B>, i: usize) {
+    if route::one(b, i) && firewall::one(b, i) {
+        hop_checks::one(b, i);
+    }
+}
+
+/// neighbor ─► rewrite ─► encap: every packet leaves here, so no compaction after. The link
+/// layer goes from `neighbor` to `rewrite` or `encap` in registers.
+#[inline(always)]
+fn leave<B: PacketBuf>(b: &mut Burst<B>, live: &Live) {
+    for i in live.iter() {
+        if let Some(l2) = neighbor::one(b, i) {
+            if rewrite::one(b, i, &l2) {
+                encap::one(b, i, &l2);
+            }
+        }
+    }
+}
+
+/// Runs `f` over the packets still in the burst, then takes out those that left.
+#[inline(always)]
+fn each<B>(b: &mut Burst<B>, live: &mut Live, mut f: impl FnMut(&mut Burst<B>, usize)) {
+    for i in live.iter() {
+        f(b, i);
+    }
+    b.compact(live);
+}
+
+/// Settles the ICMP errors' fate, then hands out the verdicts and counts every drop under
+/// its reason. A packet no stage decided (never, by construction) is dropped as `no_route`
+/// here, so it is counted too and the accounting identity holds whatever a future stage
+/// forgets.
+#[inline(always)]
+fn account<B>(b: &mut Burst<B>, verdicts: &mut [Verdict]) {
+    if b.needs.icmp_error {
+        icmp_error::settle(b);
+    }
+    let (snap, counters) = (b.snap, &mut *b.counters);
+    for (c, v) in b.cx.iter_mut().zip(verdicts) {
+        *v = *c.verdict.get_or_insert(Verdict::Drop(DropReason::NoRoute));
+        if let Verdict::Drop(r) = *v {
+            count_drop(
+                counters,
+                snap,
+                r,
+                (c.note.ingress_tunnel, c.note.egress_tunnel),
+            );
         }
     }
 }

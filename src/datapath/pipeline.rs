@@ -134,11 +134,23 @@ impl<B> Burst<'_, B> {
 
     /// Counts a drop, and against the tunnel the packet came from or was going to.
     pub fn count_drop(&mut self, r: DropReason, tunnels: (Option<u16>, Option<u16>)) {
-        self.counters.drop(r);
-        if let Some(t) = tunnels.0.or(tunnels.1) {
-            if let Some(tc) = self.counters.tunnels.get_mut(self.snap.tunnel_slot(t)) {
-                tc.drops[r as usize] += 1;
-            }
+        count_drop(self.counters, self.snap, r, tunnels);
+    }
+}
+
+/// `Burst::count_drop` with only the parts it needs borrowed, for loops that hold the
+/// contexts.
+#[inline(always)]
+pub fn count_drop(
+    counters: &mut Counters,
+    snap: &Snapshot,
+    r: DropReason,
+    tunnels: (Option<u16>, Option<u16>),
+) {
+    counters.drop(r);
+    if let Some(t) = tunnels.0.or(tunnels.1) {
+        if let Some(tc) = counters.tunnels.get_mut(snap.tunnel_slot(t)) {
+            tc.drops[r as usize] += 1;
         }
     }
 }
@@ -198,7 +210,6 @@ impl Pipeline {
         let fib = snap.fib.view();
         for (pkts, verdicts) in pkts.chunks_mut(BURST).zip(verdicts.chunks_mut(BURST)) {
             let n = pkts.len().min(verdicts.len());
-            self.cx[..n].iter_mut().for_each(Ctx::reset);
             let mut b = Burst {
                 snap,
                 fib,
@@ -210,11 +221,7 @@ impl Pipeline {
                 left: 0,
                 needs: Needs::default(),
             };
-            graph::run(&mut b);
-            for (v, c) in verdicts.iter_mut().zip(&self.cx[..n]) {
-                // `graph::account` gave every packet a verdict.
-                *v = c.verdict.unwrap_or(Verdict::Drop(DropReason::NoRoute));
-            }
+            graph::run(&mut b, &mut verdicts[..n]);
             self.n = n;
         }
     }
@@ -247,10 +254,7 @@ impl Pipeline {
                 left: 0,
                 needs: Needs::default(),
             };
-            graph::run_local(&mut b, tunnels);
-            for (v, c) in verdicts.iter_mut().zip(&self.cx[..n]) {
-                *v = c.verdict.unwrap_or(Verdict::Drop(DropReason::NoRoute));
-            }
+            graph::run_local(&mut b, tunnels, &mut verdicts[..n]);
             self.n = n;
         }
     }

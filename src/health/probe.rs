@@ -64,8 +64,8 @@ pub fn build(spec: &ProbeSpec, out: &mut [u8]) -> usize {
     ipv4::Repr {
         src: spec.src,
         dst: spec.dst,
-        header_len: ipv4::MIN_HEADER_LEN,
-        total_len: LEN,
+        header_len: ipv4::MIN_HEADER_LEN as u16,
+        total_len: LEN as u16,
         ident: 0,
         tos: 0,
         ttl: TTL,

@@ -59,12 +59,12 @@ pub fn write_error(pkt: &mut [u8], src: u32, dst: u32, ty: u8, code: u8, mtu: u1
     let (ip, icmp) = pkt.split_at_mut(ipv4::MIN_HEADER_LEN);
     ipv4::Repr {
         tos: 0xc0, // internetwork control, as routers mark their own ICMP
-        total_len: total as usize,
+        total_len: total,
         ttl: 64,
         protocol: ipv4::PROTO_ICMP,
         src,
         dst,
-        header_len: ipv4::MIN_HEADER_LEN,
+        header_len: ipv4::MIN_HEADER_LEN as u16,
         ..ipv4::Repr::default()
     }
     .emit(ip);

@@ -45,29 +45,42 @@ fn be32(b: &[u8]) -> u32 {
     u32::from_be_bytes([b[0], b[1], b[2], b[3]])
 }
 
+/// The checks behind `Packet::new_checked`, returning the header length: version, IHL, total
+/// length against the buffer, and the header checksum. Always inlined, so `Repr::parse` in
+/// the datapath's loops keeps it in line however many callers `new_checked` has.
+#[inline(always)]
+fn check(b: &[u8]) -> Result<usize, Error> {
+    if b.len() < MIN_HEADER_LEN {
+        return Err(Error::Truncated);
+    }
+    // Nearly every header is version 4 without options: one test for both.
+    let hlen = match b[field::VER_IHL] {
+        0x45 => MIN_HEADER_LEN,
+        v if v >> 4 != 4 => return Err(Error::BadVersion),
+        v if v & 0x0f < 5 => return Err(Error::BadIhl),
+        v => ((v & 0x0f) as usize) * 4,
+    };
+    let total = be16(&b[field::LEN]) as usize;
+    if total < hlen || total > b.len() {
+        return Err(Error::BadLength);
+    }
+    // The common 20-byte header as a fixed-size slice: the sum unrolls.
+    let ok = match b.first_chunk::<MIN_HEADER_LEN>() {
+        Some(h) if hlen == MIN_HEADER_LEN => checksum::verify(h),
+        _ => checksum::verify(&b[..hlen]),
+    };
+    if !ok {
+        return Err(Error::BadChecksum);
+    }
+    Ok(hlen)
+}
+
 impl<T: AsRef<[u8]>> Packet<T> {
     /// Checks version, IHL, total length against the buffer and the header checksum. After
     /// this, every accessor is in bounds: `header_len() <= total_len() <= buffer length`.
     #[inline]
     pub fn new_checked(buf: T) -> Result<Self, Error> {
-        let b = buf.as_ref();
-        if b.len() < MIN_HEADER_LEN {
-            return Err(Error::Truncated);
-        }
-        if b[field::VER_IHL] >> 4 != 4 {
-            return Err(Error::BadVersion);
-        }
-        let hlen = ((b[field::VER_IHL] & 0x0f) as usize) * 4;
-        if hlen < MIN_HEADER_LEN {
-            return Err(Error::BadIhl);
-        }
-        let total = be16(&b[field::LEN]) as usize;
-        if total < hlen || total > b.len() {
-            return Err(Error::BadLength);
-        }
-        if !checksum::verify(&b[..hlen]) {
-            return Err(Error::BadChecksum);
-        }
+        check(buf.as_ref())?;
         Ok(Packet { buf })
     }
     #[inline(always)]
@@ -166,11 +179,14 @@ pub fn decrement_ttl_in(hdr: &mut [u8]) {
     let Some(b) = hdr.get_mut(..MIN_HEADER_LEN) else {
         return;
     };
-    let old = be16(&b[field::TTL..field::PROTO + 1]);
-    b[field::TTL] = b[field::TTL].wrapping_sub(1);
-    let new = be16(&b[field::TTL..field::PROTO + 1]);
+    // RFC 1624 eq. 3, `~m + m'` known without reading the word: the TTL is its high byte, so
+    // it drops by 0x0100 (~m + m' = 0xfeff), or rises by 0xff00 when a TTL of 0 wraps.
+    let ttl = b[field::TTL];
+    let delta = if ttl == 0 { 0x1_feff } else { 0xfeff };
+    b[field::TTL] = ttl.wrapping_sub(1);
     let hc = be16(&b[field::CHECKSUM]);
-    b[field::CHECKSUM].copy_from_slice(&checksum::update16(hc, old, new).to_be_bytes());
+    let c = !checksum::fold((!hc) as u32 + delta);
+    b[field::CHECKSUM].copy_from_slice(&c.to_be_bytes());
 }
 
 /// An IPv4 header's fields: what `parse` reads from a validated header and what `emit`
@@ -180,8 +196,10 @@ pub struct Repr {
     /// Addresses as host-order integers, the form the LPM and hashes use.
     pub src: u32,
     pub dst: u32,
-    pub header_len: usize,
-    pub total_len: usize,
+    /// Lengths in bytes, as the header's 16-bit field holds them (keeps the per-packet context
+    /// small).
+    pub header_len: u16,
+    pub total_len: u16,
     pub ident: u16,
     pub tos: u8,
     pub ttl: u8,
@@ -195,7 +213,7 @@ impl Repr {
     /// Validates the header at the start of `buf` (as `Packet::new_checked`) and reads it.
     #[inline(always)]
     pub fn parse(buf: &[u8]) -> Result<Repr, Error> {
-        let header_len = Packet::new_checked(buf)?.header_len();
+        let header_len = check(buf)? as u16;
         let Some(h) = buf.first_chunk::<MIN_HEADER_LEN>() else {
             return Err(Error::Truncated);
         };
@@ -203,7 +221,7 @@ impl Repr {
             src: be32(&h[field::SRC]),
             dst: be32(&h[field::DST]),
             header_len,
-            total_len: be16(&h[field::LEN]) as usize,
+            total_len: be16(&h[field::LEN]),
             ident: be16(&h[field::ID]),
             tos: h[field::TOS],
             ttl: h[field::TTL],
@@ -222,7 +240,7 @@ impl Repr {
         };
         b[field::VER_IHL] = 0x45;
         b[field::TOS] = self.tos;
-        b[field::LEN].copy_from_slice(&(self.total_len as u16).to_be_bytes());
+        b[field::LEN].copy_from_slice(&self.total_len.to_be_bytes());
         b[field::ID].copy_from_slice(&self.ident.to_be_bytes());
         let frag = self.frag_offset & 0x1fff | if self.dont_frag { 0x4000 } else { 0 };
         b[field::FLAGS_FRAG].copy_from_slice(&frag.to_be_bytes());
@@ -328,6 +346,20 @@ mod tests {
         r.emit(&mut out);
         assert_eq!(out[..], h[..20]);
         assert_eq!(Repr::parse(&h[..19]), Err(Error::Truncated));
+    }
+
+    proptest::proptest! {
+        /// The TTL shortcut gives what the general RFC 1624 update gives, for every TTL.
+        #[test]
+        fn ttl_decrement_is_the_general_update(hdr in proptest::array::uniform20(proptest::num::u8::ANY)) {
+            let mut h = hdr;
+            decrement_ttl_in(&mut h);
+            let old = be16(&hdr[8..10]);
+            let new = u16::from_be_bytes([hdr[8].wrapping_sub(1), hdr[9]]);
+            let want = checksum::update16(be16(&hdr[10..12]), old, new);
+            proptest::prop_assert_eq!(h[8], hdr[8].wrapping_sub(1));
+            proptest::prop_assert_eq!(be16(&h[10..12]), want);
+        }
     }
 
     #[test]

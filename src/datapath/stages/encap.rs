@@ -3,37 +3,41 @@
 //! per-worker counter otherwise), plus a 4-byte GRE header for GRE tunnels, written into the
 //! mbuf headroom; the payload is never copied.
 use crate::config::TunnelType;
-use crate::datapath::context::Live;
+use crate::datapath::context::L2Rewrite;
 use crate::datapath::pipeline::Burst;
 use crate::datapath::verdict::DropReason;
 use crate::packet::PacketBuf;
 use crate::route::NextHop;
 use crate::wire::{ethernet, gre, ipv4};
 
-pub fn run<B: PacketBuf>(b: &mut Burst<B>, live: &mut Live) {
-    for i in live.iter() {
-        let Some(NextHop::Tunnel(t)) = b.cx[i].nexthop else {
-            continue;
-        };
-        match encap(b, i, t) {
-            Ok(port) => b.forward(i, port),
-            Err(r) => b.drop(i, r),
-        }
+/// Encapsulates packet `i` if its next hop is a tunnel; it leaves forwarded or dropped.
+#[inline(always)]
+pub fn one<B: PacketBuf>(b: &mut Burst<B>, i: usize, l2: &L2Rewrite) {
+    let Some(NextHop::Tunnel(t)) = b.cx[i].nexthop else {
+        return;
+    };
+    match encap(b, i, t, l2) {
+        Ok(port) => b.forward(i, port),
+        Err(r) => b.drop(i, r),
     }
-    b.compact(live);
 }
 
 #[inline(always)]
-fn encap<B: PacketBuf>(b: &mut Burst<B>, i: usize, t: u16) -> Result<u16, DropReason> {
+fn encap<B: PacketBuf>(
+    b: &mut Burst<B>,
+    i: usize,
+    t: u16,
+    l2: &L2Rewrite,
+) -> Result<u16, DropReason> {
     let Some(tun) = b.snap.tunnels.get(t as usize) else {
         return Err(DropReason::NoRoute);
     };
-    let (ip, l2) = (b.cx[i].ip, b.cx[i].l2);
+    let ip = b.cx[i].ip;
     let pkt = &mut b.pkts[i];
     let padding = pkt
         .as_ref()
         .len()
-        .saturating_sub(ethernet::HEADER_LEN + ip.total_len);
+        .saturating_sub(ethernet::HEADER_LEN + usize::from(ip.total_len));
     if padding > 0 {
         pkt.trim_back(padding);
     }
@@ -45,14 +49,14 @@ fn encap<B: PacketBuf>(b: &mut Burst<B>, i: usize, t: u16) -> Result<u16, DropRe
     let (eth, rest) = buf.split_at_mut(ethernet::HEADER_LEN);
     ipv4::Repr {
         tos: ip.tos,
-        total_len: ip.total_len + tun.overhead as usize,
+        total_len: ip.total_len.wrapping_add(tun.overhead),
         ident,
         dont_frag: ip.dont_frag,
         ttl: tun.ttl,
         protocol: tun.proto,
         src: tun.local,
         dst: tun.remote,
-        header_len: ipv4::MIN_HEADER_LEN,
+        header_len: ipv4::MIN_HEADER_LEN as u16,
         frag_offset: 0,
     }
     .emit(rest);

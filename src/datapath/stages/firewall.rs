@@ -2,7 +2,7 @@
 //! traffic toward them. Each packet is judged alone (stateless); the first enabled matching
 //! rule decides, else the default action, as the compiled classifier finds it (one lookup per
 //! field the rules test, not one evaluation per rule). Packets anygate made are not filtered.
-use crate::datapath::context::{Live, Origin};
+use crate::datapath::context::Origin;
 use crate::datapath::pipeline::Burst;
 use crate::datapath::verdict::DropReason;
 use crate::firewall::{Action, Fields};
@@ -38,37 +38,50 @@ struct Judgement {
     reusable: Option<Judged>,
 }
 
-pub fn run<B: PacketBuf>(b: &mut Burst<B>, live: &mut Live) {
-    for i in live.iter() {
-        let origin = b.cx[i].origin;
-        if origin == Origin::Local {
-            continue;
+/// Judges packet `i` where it crosses a tunnel; false when it is blocked (it leaves).
+#[inline(always)]
+pub fn one<B: PacketBuf>(b: &mut Burst<B>, i: usize) -> bool {
+    let c = &b.cx[i];
+    // Most packets cross no tunnel: one test each.
+    if !matches!(c.origin, Origin::Tunnel(_)) && !matches!(c.nexthop, Some(NextHop::Tunnel(_))) {
+        return true;
+    }
+    crossings(b, i)
+}
+
+#[inline(always)]
+fn crossings<B: PacketBuf>(b: &mut Burst<B>, i: usize) -> bool {
+    let origin = b.cx[i].origin;
+    if origin == Origin::Local {
+        return true;
+    }
+    // A packet crossing both ways is judged twice, but the second time may reuse the first.
+    if let Origin::Tunnel(t) = origin {
+        let j = filter(b, i, t, Direction::Ingress, None);
+        if j.blocked {
+            b.drop(i, DropReason::FirewallBlock);
+            return false;
         }
-        // A packet crossing both ways is judged twice, but the second time may reuse the first.
-        if let Origin::Tunnel(t) = origin {
-            let j = filter(b, i, t, Direction::Ingress, None);
-            if j.blocked {
-                b.drop(i, DropReason::FirewallBlock);
-                continue;
-            }
-            b.cx[i].judged = j.reusable;
-        }
-        if let Some(NextHop::Tunnel(t)) = b.cx[i].nexthop {
-            b.cx[i].note.egress_tunnel = Some(t);
-            let prior = b.cx[i].judged;
-            if filter(b, i, t, Direction::Egress, prior).blocked {
-                b.drop(i, DropReason::FirewallBlock);
-            }
+        b.cx[i].judged = j.reusable;
+    }
+    if let Some(NextHop::Tunnel(t)) = b.cx[i].nexthop {
+        b.cx[i].note.egress_tunnel = Some(t);
+        let prior = b.cx[i].judged;
+        if filter(b, i, t, Direction::Egress, prior).blocked {
+            b.drop(i, DropReason::FirewallBlock);
+            return false;
         }
     }
-    b.compact(live);
+    true
 }
 
 /// Judges packet `i` crossing tunnel `t` in direction `dir`. `prior` is the answer from the
 /// packet's first crossing, if reusable; the answer is reusable by the next crossing when no
 /// rule tests the tunnel or direction (the only fields that differ between crossings) and no
 /// skip rule matched (so counting the deciding rule again counts exactly what a second
-/// evaluation would).
+/// evaluation would). Inlined up to the test whether the firewall applies at all: a call
+/// that returned at once cost ~30 instructions per packet on the decap path (callgrind).
+#[inline(always)]
 fn filter<B: PacketBuf>(
     b: &mut Burst<B>,
     i: usize,
@@ -76,8 +89,7 @@ fn filter<B: PacketBuf>(
     dir: Direction,
     prior: Option<Judged>,
 ) -> Judgement {
-    let snap = b.snap;
-    let fw = &snap.firewall;
+    let fw = &b.snap.firewall;
     let applies = match dir {
         Direction::Ingress => fw.ingress,
         Direction::Egress => fw.egress,
@@ -88,6 +100,19 @@ fn filter<B: PacketBuf>(
             reusable: None,
         };
     }
+    judge(b, i, t, dir, prior)
+}
+
+#[inline(never)]
+fn judge<B: PacketBuf>(
+    b: &mut Burst<B>,
+    i: usize,
+    t: u16,
+    dir: Direction,
+    prior: Option<Judged>,
+) -> Judgement {
+    let snap = b.snap;
+    let fw = &snap.firewall;
     let frame = b.pkts[i].as_ref();
     let bytes = frame.len() as u64;
     let rules = &mut b.counters.rules;
@@ -140,7 +165,10 @@ fn fields<'a>(
     dir: Direction,
 ) -> Fields<'a> {
     let l4 = frame
-        .get(ethernet::HEADER_LEN + ip.header_len..ethernet::HEADER_LEN + ip.total_len)
+        .get(
+            ethernet::HEADER_LEN + usize::from(ip.header_len)
+                ..ethernet::HEADER_LEN + usize::from(ip.total_len),
+        )
         .unwrap_or(&[]);
     let first = ip.frag_offset == 0;
     let is = |proto| first && ip.protocol == proto;
@@ -148,7 +176,7 @@ fn fields<'a>(
         src: ip.src,
         dst: ip.dst,
         proto: ip.protocol,
-        len: ip.total_len as u16,
+        len: ip.total_len,
         hdr_len: ip.header_len as u8,
         ttl: ip.ttl,
         icmp: is(ipv4::PROTO_ICMP)

@@ -1,40 +1,39 @@
 //! Whether a packet may take its next hop: TTL, then the egress MTU (the port's, or the
 //! tunnel's for its inner packet). A packet that fails is dropped, or marked for an ICMP
 //! error (the `icmp_error` stage builds it) when RFC 1812 asks for one.
-use crate::datapath::context::{IcmpError, Live, Origin};
+use crate::datapath::context::{IcmpError, Origin};
 use crate::datapath::pipeline::Burst;
 use crate::datapath::verdict::DropReason;
 use crate::route::{Gateway, NextHop};
 
-pub fn run<B>(b: &mut Burst<B>, live: &mut Live) {
-    for i in live.iter() {
-        let c = &mut b.cx[i];
-        let Some(nh) = c.nexthop else { continue };
-        let local = c.origin == Origin::Local;
-        if !local && c.ip.ttl <= 1 {
-            c.error = Some(IcmpError::time_exceeded());
-            b.needs.icmp_error = true;
-            continue;
+/// Checks packet `i` against its next hop.
+#[inline(always)]
+pub fn one<B>(b: &mut Burst<B>, i: usize) {
+    let c = &mut b.cx[i];
+    let Some(nh) = c.nexthop else { return };
+    let local = c.origin == Origin::Local;
+    if !local && c.ip.ttl <= 1 {
+        c.error = Some(IcmpError::time_exceeded());
+        b.needs.icmp_error = true;
+        return;
+    }
+    let (mtu, too_big) = match nh {
+        NextHop::Tunnel(t) => {
+            c.note.egress_tunnel = Some(t);
+            let mtu = b.snap.tunnels.get(t as usize).map_or(0, |t| t.mtu);
+            (mtu, DropReason::TunnelMtuExceeded)
         }
-        let (mtu, too_big) = match nh {
-            NextHop::Tunnel(t) => {
-                c.note.egress_tunnel = Some(t);
-                let mtu = b.snap.tunnels.get(t as usize).map_or(0, |t| t.mtu);
-                (mtu, DropReason::TunnelMtuExceeded)
-            }
-            NextHop::Gateway(Gateway { port, .. }) | NextHop::Connected(port) => {
-                let mtu = b.snap.ports.get(port as usize).map_or(0, |p| p.mtu);
-                (mtu, DropReason::MtuExceeded)
-            }
-        };
-        if c.ip.total_len > mtu as usize {
-            if c.ip.dont_frag && !local {
-                c.error = Some(IcmpError::frag_needed(too_big, mtu));
-                b.needs.icmp_error = true;
-            } else {
-                b.drop(i, too_big);
-            }
+        NextHop::Gateway(Gateway { port, .. }) | NextHop::Connected(port) => {
+            let mtu = b.snap.ports.get(port as usize).map_or(0, |p| p.mtu);
+            (mtu, DropReason::MtuExceeded)
+        }
+    };
+    if c.ip.total_len > mtu {
+        if c.ip.dont_frag && !local {
+            c.error = Some(IcmpError::frag_needed(too_big, mtu));
+            b.needs.icmp_error = true;
+        } else {
+            b.drop(i, too_big);
         }
     }
-    b.compact(live);
 }

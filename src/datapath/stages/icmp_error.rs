@@ -78,7 +78,7 @@ fn build<B: PacketBuf>(b: &mut Burst<B>, i: usize, e: IcmpError) -> Option<()> {
         b.counters.icmp_rate_limited += 1;
         return None;
     }
-    let quote = (ip.header_len + icmp::QUOTE_PAYLOAD).min(ip.total_len);
+    let quote = (usize::from(ip.header_len) + icmp::QUOTE_PAYLOAD).min(ip.total_len.into());
     let extra = pkt
         .as_ref()
         .len()
@@ -106,8 +106,9 @@ fn build<B: PacketBuf>(b: &mut Burst<B>, i: usize, e: IcmpError) -> Option<()> {
         egress_tunnel: c.note.egress_tunnel.take(),
     });
     c.ip = ipv4::Repr {
-        header_len: ipv4::MIN_HEADER_LEN,
-        total_len: total,
+        header_len: ipv4::MIN_HEADER_LEN as u16,
+        // At most a 60-byte header and 8 bytes quoted, plus ours.
+        total_len: total as u16,
         src,
         dst: ip.src,
         ttl: 64,

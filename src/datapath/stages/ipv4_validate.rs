@@ -1,22 +1,22 @@
 //! IPv4 validation: the header is checked (`wire::ipv4::Repr::parse`) and read once into the
 //! packet's context; martian addresses are refused.
-use crate::datapath::context::{Live, Origin};
+use crate::datapath::context::Origin;
 use crate::datapath::pipeline::Burst;
 use crate::datapath::verdict::DropReason;
 use crate::packet::PacketBuf;
 use crate::wire::{ethernet, ipv4};
 
-pub fn run<B: PacketBuf>(b: &mut Burst<B>, live: &mut Live) {
-    for i in live.iter() {
-        match parse(b.pkts[i].as_ref()) {
-            Ok(ip) => {
-                b.cx[i].ip = ip;
-                b.cx[i].origin = Origin::Port(b.in_port);
-            }
-            Err(r) => b.drop(i, r),
+/// Packet `i`'s IPv4 header into its context, or the packet leaves with the reason.
+#[inline(always)]
+pub fn one<B: PacketBuf>(b: &mut Burst<B>, i: usize) {
+    match parse(b.pkts[i].as_ref()) {
+        Ok(ip) => {
+            let c = &mut b.cx[i];
+            c.ip = ip;
+            c.origin = Origin::Port(b.in_port);
         }
+        Err(r) => b.drop(i, r),
     }
-    b.compact(live);
 }
 
 /// The IPv4 header after the Ethernet header of `frame`, valid and not martian.

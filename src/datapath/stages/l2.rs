@@ -1,30 +1,45 @@
 //! Ethernet and ARP: counts what arrived, keeps IPv4 addressed to the port's MAC, answers ARP
 //! requests for the port's address in place and learns neighbours from ARP.
-use crate::datapath::context::Live;
 use crate::datapath::pipeline::Burst;
 use crate::datapath::verdict::{DropReason, Verdict};
 use crate::packet::PacketBuf;
+use crate::route::PortState;
 use crate::wire::{arp, ethernet, MacAddr};
 
-pub fn run<B: PacketBuf>(b: &mut Burst<B>, live: &mut Live) {
+/// Counts what arrived, once for the whole burst (every packet of it is still in).
+#[inline(always)]
+pub fn count_rx<B: PacketBuf>(b: &mut Burst<B>) {
     let p = b.in_port as usize % b.counters.rx_packets.len();
-    for i in live.iter() {
-        b.counters.rx_packets[p] += 1;
-        b.counters.rx_bytes[p] += b.pkts[i].as_ref().len() as u64;
-        if let Some(v) = frame(b, i) {
+    let bytes: u64 = b.pkts.iter().map(|p| p.as_ref().len() as u64).sum();
+    b.counters.rx_packets[p] += b.pkts.len() as u64;
+    b.counters.rx_bytes[p] += bytes;
+}
+
+/// The port the burst arrived on, looked up once per burst.
+#[inline(always)]
+pub fn port<'a, B>(b: &Burst<'a, B>) -> Option<&'a PortState> {
+    b.snap.ports.get(b.in_port as usize)
+}
+
+/// Packet `i`: true for IPv4 to the port's MAC (it goes on); else it leaves with its verdict.
+#[inline(always)]
+pub fn one<B: PacketBuf>(b: &mut Burst<B>, i: usize, port: Option<&PortState>) -> bool {
+    match frame(b, i, port) {
+        None => true,
+        Some(v) => {
             b.leave(i, v);
+            false
         }
     }
-    b.compact(live);
 }
 
 /// None for IPv4 to the port's MAC (it goes on); else the packet's verdict.
 #[inline(always)]
-fn frame<B: PacketBuf>(b: &mut Burst<B>, i: usize) -> Option<Verdict> {
+fn frame<B: PacketBuf>(b: &mut Burst<B>, i: usize, port: Option<&PortState>) -> Option<Verdict> {
     if !b.pkts[i].is_contiguous() {
         return Some(Verdict::Drop(DropReason::MultiSegment));
     }
-    let Some(port) = b.snap.ports.get(b.in_port as usize) else {
+    let Some(port) = port else {
         return Some(Verdict::Drop(DropReason::L2NotForUs));
     };
     let Some(eth) = ethernet::Frame::new_checked(b.pkts[i].as_ref()) else {

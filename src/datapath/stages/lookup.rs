@@ -26,17 +26,17 @@ pub fn outer<B>(b: &mut Burst<B>, live: &mut Live) {
     b.compact(live);
 }
 
-/// The route set of each decapsulated packet's inner destination: never ourselves.
-pub fn inner<B>(b: &mut Burst<B>, live: &mut Live) {
-    let sets = bulk(b, live);
-    for (k, i) in live.iter().enumerate() {
+/// The route set of each decapsulated packet's inner destination: never ourselves. The
+/// caller takes the packets dropped here out of its own list.
+pub fn inner<B>(b: &mut Burst<B>, decap: &Live) {
+    let sets = bulk(b, decap);
+    for (k, i) in decap.iter().enumerate() {
         match sets[k] {
             MISS => b.drop(i, DropReason::NoRoute),
             SET_LOCAL | SET_ANYCAST => b.drop(i, DropReason::LocalDestination),
             set => b.cx[i].set = set,
         }
     }
-    b.compact(live);
 }
 
 #[inline(always)]

@@ -2,27 +2,30 @@
 //! for a tunnel, the underlay's toward its customer endpoint. Resolved before anything is
 //! modified, so a packet dropped for want of a MAC leaves untouched; an unresolved address
 //! is queued for the worker to ARP for.
-use crate::datapath::context::{L2Rewrite, Live};
+use crate::datapath::context::L2Rewrite;
 use crate::datapath::pipeline::{Burst, State};
 use crate::datapath::verdict::DropReason;
 use crate::route::{ecmp, Gateway, NextHop, NhMac, Snapshot};
 
-pub fn run<B>(b: &mut Burst<B>, live: &mut Live) {
+/// Packet `i`'s link layer toward its next hop, handed straight to `rewrite` and `encap`;
+/// None when there is none yet (the packet leaves).
+#[inline(always)]
+pub fn one<B>(b: &mut Burst<B>, i: usize) -> Option<L2Rewrite> {
     let snap = b.snap;
-    for i in live.iter() {
-        let c = &mut b.cx[i];
-        let l2 = match c.nexthop {
-            Some(NextHop::Gateway(g)) => gateway(snap, b.st, &g),
-            Some(NextHop::Connected(p)) => host(snap, b.st, p, c.ip.dst),
-            Some(NextHop::Tunnel(t)) => underlay(snap, b.st, c.ip.total_len, t),
-            None => Err(DropReason::NoRoute),
-        };
-        match l2 {
-            Ok(l2) => c.l2 = l2,
-            Err(r) => b.drop(i, r),
+    let c = &b.cx[i];
+    let l2 = match c.nexthop {
+        Some(NextHop::Gateway(g)) => gateway(snap, b.st, &g),
+        Some(NextHop::Connected(p)) => host(snap, b.st, p, c.ip.dst),
+        Some(NextHop::Tunnel(t)) => underlay(snap, b.st, c.ip.total_len.into(), t),
+        None => Err(DropReason::NoRoute),
+    };
+    match l2 {
+        Ok(l2) => Some(l2),
+        Err(r) => {
+            b.drop(i, r);
+            None
         }
     }
-    b.compact(live);
 }
 
 /// Toward a gateway, or why not yet. Inlined: on its own it costs a call and ~18

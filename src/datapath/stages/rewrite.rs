@@ -1,37 +1,37 @@
 //! The rewrite toward the next hop: MSS clamping for SYNs through tunnels, the TTL (RFC 1624
 //! incremental checksum), and for a gateway or connected host the Ethernet addresses; the
 //! packet is then forwarded. Packets for a tunnel go on to `encap`.
-use crate::datapath::context::{Ctx, Live, Origin};
+use crate::datapath::context::{Ctx, L2Rewrite, Origin};
 use crate::datapath::counters::Counters;
 use crate::datapath::pipeline::Burst;
 use crate::packet::PacketBuf;
 use crate::route::{NextHop, Snapshot};
 use crate::wire::{ethernet, ipv4, tcp};
 
-pub fn run<B: PacketBuf>(b: &mut Burst<B>, live: &mut Live) {
-    for i in live.iter() {
-        let c = &mut b.cx[i];
-        let pkt = &mut b.pkts[i];
-        if c.ip.protocol == ipv4::PROTO_TCP && c.ip.frag_offset == 0 {
-            clamp(b.snap, b.counters, pkt.as_mut(), c);
-        }
-        if c.origin != Origin::Local {
-            let hdr = pkt
-                .as_mut()
-                .get_mut(ethernet::HEADER_LEN..)
-                .unwrap_or(&mut []);
-            ipv4::decrement_ttl_in(hdr);
-        }
-        if !matches!(c.nexthop, Some(NextHop::Tunnel(_))) {
-            if let Some(mut eth) = ethernet::Frame::new_checked(pkt.as_mut()) {
-                eth.set_dst(c.l2.dst);
-                eth.set_src(c.l2.src);
-            }
-            let port = c.l2.port;
-            b.forward(i, port);
-        }
+/// Rewrites packet `i`; it leaves forwarded, or goes on to `encap` (true) for a tunnel.
+#[inline(always)]
+pub fn one<B: PacketBuf>(b: &mut Burst<B>, i: usize, l2: &L2Rewrite) -> bool {
+    let c = &mut b.cx[i];
+    let pkt = &mut b.pkts[i];
+    if c.ip.protocol == ipv4::PROTO_TCP && c.ip.frag_offset == 0 {
+        clamp(b.snap, b.counters, pkt.as_mut(), c);
     }
-    b.compact(live);
+    if c.origin != Origin::Local {
+        let hdr = pkt
+            .as_mut()
+            .get_mut(ethernet::HEADER_LEN..)
+            .unwrap_or(&mut []);
+        ipv4::decrement_ttl_in(hdr);
+    }
+    if matches!(c.nexthop, Some(NextHop::Tunnel(_))) {
+        return true;
+    }
+    if let Some(mut eth) = ethernet::Frame::new_checked(pkt.as_mut()) {
+        eth.set_dst(l2.dst);
+        eth.set_src(l2.src);
+    }
+    b.forward(i, l2.port);
+    false
 }
 
 /// Lowers the MSS of a SYN or SYN-ACK that enters or leaves through a tunnel.
@@ -54,8 +54,8 @@ fn clamp(snap: &Snapshot, counters: &mut Counters, frame: &mut [u8], c: &mut Ctx
     if max == 0 {
         return;
     }
-    let start = ethernet::HEADER_LEN + c.ip.header_len;
-    let end = ethernet::HEADER_LEN + c.ip.total_len;
+    let start = ethernet::HEADER_LEN + usize::from(c.ip.header_len);
+    let end = ethernet::HEADER_LEN + usize::from(c.ip.total_len);
     let Some(seg) = frame.get_mut(start..end) else {
         return;
     };

@@ -92,9 +92,9 @@ fn decap<B: PacketBuf>(b: &mut Burst<B>, i: usize, outer: &ipv4::Repr) -> Result
         tc.rx_packets += 1;
         tc.rx_bytes += frame_len as u64;
     }
-    let mut inner_at = ethernet::HEADER_LEN + outer.header_len;
+    let mut inner_at = ethernet::HEADER_LEN + usize::from(outer.header_len);
     if outer.protocol == ipv4::PROTO_GRE {
-        let end = ethernet::HEADER_LEN + outer.total_len;
+        let end = ethernet::HEADER_LEN + usize::from(outer.total_len);
         let g = gre::parse(pkt.as_ref().get(inner_at..end).unwrap_or(&[]))?;
         match g.protocol {
             gre::PROTO_IPV4 => {}
@@ -109,7 +109,7 @@ fn decap<B: PacketBuf>(b: &mut Burst<B>, i: usize, outer: &ipv4::Repr) -> Result
         return Err(DropReason::GreMalformed);
     }
     // Anything after the outer packet (Ethernet padding) is not part of the inner one.
-    let inner_frame = ethernet::HEADER_LEN + outer.total_len - shift;
+    let inner_frame = ethernet::HEADER_LEN + usize::from(outer.total_len) - shift;
     let extra = pkt.as_ref().len().saturating_sub(inner_frame);
     if extra > 0 {
         pkt.trim_back(extra);
