@@ -19,6 +19,7 @@ pub mod health;
 pub mod limits;
 pub mod lpm;
 pub mod man;
+pub mod metrics;
 pub mod mgmt;
 pub mod packet;
 pub mod pci;

@@ -3,6 +3,7 @@
 mod eal;
 mod firewall;
 mod health;
+mod metrics;
 mod parse;
 mod ports;
 mod routes;
@@ -13,6 +14,7 @@ mod validate;
 pub use eal::{is_pci, VDEV_DRIVERS};
 pub use firewall::FirewallConf;
 pub use health::{HealthCheckConf, HealthChecksConf, Rate};
+pub use metrics::{MetricsConf, RawMetrics};
 pub use parse::parse_prefix;
 pub use routes::{RouteOrigin, MAX_SAME_PRIORITY};
 pub use schema::{

@@ -24,6 +24,9 @@ pub struct RawConfig {
     /// Node-wide timing of tunnel health checks (what tests shorten).
     #[serde(default)]
     pub health_checks: RawHealthChecks,
+    /// `[metrics]`: the Prometheus endpoint (off unless `listen` is set).
+    #[serde(default)]
+    pub metrics: super::RawMetrics,
 }
 
 /// The stateless firewall: one ordered rule list, first enabled match decides.

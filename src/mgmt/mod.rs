@@ -105,6 +105,7 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
             cfg.node.control_group.as_deref(),
         )?),
     };
+    let metrics_listener = cfg.metrics.listen.map(crate::metrics::bind).transpose()?;
     let mut dp = startup::bring_up(&cfg)?;
     let macs = dp.macs();
     let first = checked.snapshot.with_port_macs(&macs);
@@ -147,6 +148,16 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
     let tsc_hz = dpdk::tsc_hz();
     let mut checker = Checker::new(tsc_hz, dpdk::tsc());
     let started = Instant::now();
+    // The Prometheus endpoint: its own thread, fed a view from this loop (metrics::feed).
+    let mut metrics_feed = None;
+    let _metrics = match metrics_listener {
+        Some(l) => {
+            let shared = Arc::new(crate::metrics::Shared::new(counters.clone(), started));
+            metrics_feed = Some(crate::metrics::feed::Feed::new(shared.clone()));
+            Some(crate::metrics::Server::start(l, shared)?)
+        }
+        None => None,
+    };
     let mut last_stats = Instant::now();
     let mut last_rx = 0u64;
     let mut last_rx_change = Instant::now();
@@ -213,6 +224,18 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
             notify.send("READY=1");
         }
         run_checks(&mut plane, &rings);
+        if let Some(f) = metrics_feed.as_mut().filter(|f| f.due()) {
+            f.publish(crate::metrics::feed::Parts {
+                cfg: &cfg,
+                snap: publisher.current(),
+                rib: &rib,
+                checker: &checker,
+                nic: dp.ports.iter().map(|p| p.stats()).collect(),
+                mempool: (dp.pool.size(), dp.pool.available()),
+                tsc_hz,
+                now_tsc: dpdk::tsc(),
+            });
+        }
         publisher.reclaim();
         rib.reclaim(publisher.min_acked());
         let rx = counters.total().rx_total();
