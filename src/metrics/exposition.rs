@@ -30,6 +30,8 @@ struct Scrape {
 /// view (the endpoint answers 503 then).
 pub fn render(shared: &Shared) -> Option<String> {
     let view = shared.view()?;
+    // Before the counters: a report of the stats made before this uptime counted no more.
+    let uptime_s = shared.started.elapsed().as_secs_f64();
     let raw = shared.counters.total();
     let scrape = Scrape {
         total: view.slots.by_position(&raw),
@@ -37,7 +39,7 @@ pub fn render(shared: &Shared) -> Option<String> {
             .map(|w| shared.counters.read(w))
             .collect(),
         view,
-        uptime_s: shared.started.elapsed().as_secs_f64(),
+        uptime_s,
     };
     let mut registry = Registry::with_prefix("anygate");
     registry.register_collector(Box::new(scrape));
