@@ -78,6 +78,7 @@ impl Feed {
                     probes: p
                         .checker
                         .view(&t.name, p.now_tsc)
+                        .filter(|v| v.check.enabled)
                         .map(|v| [v.sent, v.answered, v.lost]),
                 })
                 .collect(),
@@ -136,4 +137,131 @@ fn count_routes(rib: &Rib) -> RouteCounts {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{parse, Host};
+    use crate::datapath::SharedCounters;
+
+    const CFG: &str = r#"
+[[ports]]
+name = "wan0"
+device = "net_null0"
+mac = "02:00:00:00:00:01"
+address = "192.0.2.1/24"
+
+[[workers]]
+core = 1
+rx = [{ port = "wan0" }]
+
+[node]
+anycast_addresses = ["203.0.113.10"]
+
+[[tunnels]]
+name = "T1"
+type = "gre"
+customer_endpoint = "198.51.100.1"
+edge_endpoint = "203.0.113.10"
+interface_address = "10.100.0.0/31"
+health = "degraded"
+
+[[tunnels]]
+name = "T2"
+type = "gre"
+customer_endpoint = "198.51.100.2"
+edge_endpoint = "203.0.113.10"
+interface_address = "10.100.0.2/31"
+health = "down"
+health_check = { enabled = false }
+
+[[routes]]
+prefix = "0.0.0.0/0"
+nexthop = "192.0.2.254"
+
+[[routes]]
+prefix = "10.1.0.0/16"
+nexthop = "T1"
+source = "bgp"
+
+[[routes]]
+prefix = "10.2.0.0/24"
+nexthop = "T2"
+
+[firewall]
+rules = [
+  { id = "web", expression = "tcp.dstport eq 80", action = "allow" },
+  { expression = "udp", action = "block" },
+]
+"#;
+
+    #[test]
+    fn a_publish_carries_what_only_the_management_thread_knows() {
+        let cfg = parse(CFG, &Host { cores: vec![0, 1] }).unwrap();
+        let macs: Vec<_> = cfg.ports.iter().map(|p| p.mac.unwrap()).collect();
+        let (snap, rib) = Snapshot::build_with_rib(&cfg, &macs, 4, None).unwrap();
+        let checker = {
+            let mut c = Checker::new(1_000_000_000, 0);
+            c.sync(&cfg, &snap, 0);
+            c
+        };
+        let shared = Arc::new(Shared::new(
+            Arc::new(SharedCounters::new(1)),
+            Instant::now(),
+        ));
+        let mut feed = Feed::new(shared.clone());
+        assert!(feed.due(), "the first publish is due at once");
+        assert!(shared.view().is_none());
+        feed.publish(Parts {
+            cfg: &cfg,
+            snap: &snap,
+            rib: &rib,
+            checker: &checker,
+            nic: vec![PortStats {
+                imissed: 3,
+                ..Default::default()
+            }],
+            mempool: (4095, 4000),
+            tsc_hz: 1_000_000_000,
+            now_tsc: 0,
+        });
+        assert!(!feed.due(), "then not before {INTERVAL:?}");
+        let v = shared.view().unwrap();
+        assert_eq!(v.generation, 4);
+        assert_eq!((v.ports[0].0.as_str(), v.ports[0].1.imissed), ("wan0", 3));
+        let t: Vec<_> = v
+            .tunnels
+            .iter()
+            .map(|t| (t.name.as_str(), t.health, t.probes.is_some()))
+            .collect();
+        assert_eq!(
+            t,
+            [("T1", Some(0.5), true), ("T2", Some(0.0), false)],
+            "health on the vendor's scale; probe figures for checked tunnels only"
+        );
+        assert_eq!(v.rules, ["web", "1"], "the id, else the position");
+        assert_eq!(
+            v.routes,
+            [
+                ("static", "config", 2),
+                ("static", "ctl", 0),
+                ("bgp", "config", 1),
+                ("bgp", "ctl", 0)
+            ]
+        );
+        assert!(v.tbl8_limit > 0 && v.tbl8_used <= v.tbl8_limit);
+        assert_eq!(v.fib_prefixes, snap.fib.len() as u64);
+        assert_eq!(
+            (v.mempool, v.worker_cores.as_slice()),
+            ((4095, 4000), &[1][..])
+        );
+    }
+
+    #[test]
+    fn health_on_the_vendors_scale() {
+        assert_eq!(health_value(Health::Healthy), 1.0);
+        assert_eq!(health_value(Health::Degraded), 0.5);
+        assert_eq!(health_value(Health::Down), 0.0);
+    }
 }
