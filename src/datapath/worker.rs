@@ -91,6 +91,7 @@ impl Worker {
         // (per-tunnel and per-rule counter slots, ~220 KB); the final publish at exit is exact.
         let publish_gap = hz / 100;
         let mut published = 0u64;
+        let mut unpublished = false;
         let mut latency = loop_histogram();
 
         while !stop.load(Ordering::Relaxed) {
@@ -118,6 +119,7 @@ impl Worker {
                 arp.send_requests(snap, pool, &mut pipeline, &mut txb);
                 flush(tx, &mut txb, &mut pipeline);
             }
+            unpublished |= busy || injected;
             if busy {
                 let end = dpdk::tsc();
                 pipeline.counters.busy_loops += 1;
@@ -126,11 +128,14 @@ impl Worker {
                 if end.wrapping_sub(published) >= publish_gap {
                     counters.publish(*index, &mut pipeline.counters);
                     published = end;
+                    unpublished = false;
                 }
-            } else if injected && start.wrapping_sub(published) >= publish_gap {
-                // A worker with no traffic still reports the probes it sends.
+            } else if unpublished && start.wrapping_sub(published) >= publish_gap {
+                // Once traffic stops, the counts of its last few milliseconds (and the probes
+                // an idle worker sends) still go out, so live views and /metrics settle.
                 counters.publish(*index, &mut pipeline.counters);
                 published = start;
+                unpublished = false;
             }
         }
         counters.publish(*index, &mut pipeline.counters);
