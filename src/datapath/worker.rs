@@ -275,7 +275,13 @@ impl ArpLimiter {
         txb: &mut [MbufArray<BURST>],
     ) {
         let mut wants = [None; 8];
-        for (slot, w) in wants.iter_mut().zip(pipeline.take_arp_wants()) {
+        // Unresolved next hops first, then those the management thread re-resolves before
+        // they age out (one load when none is pending).
+        let refresh = snap.arp.take_refresh();
+        for (slot, w) in wants
+            .iter_mut()
+            .zip(pipeline.take_arp_wants().chain(refresh))
+        {
             *slot = Some(w);
         }
         let now = dpdk::tsc();

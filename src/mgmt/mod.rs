@@ -3,6 +3,7 @@
 //! cleanly, checking that every mbuf came back.
 pub mod control;
 pub mod notify;
+pub mod observe;
 pub mod reload;
 pub mod startup;
 pub mod stats;
@@ -185,6 +186,7 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
         cfg.workers.len()
     ));
     let mut runtime_routes = Vec::new();
+    let mut obs = observe::Observe::new(Some(dp.pool.clone()));
     loop {
         std::thread::sleep(TICK);
         let mut plane = control::Plane {
@@ -197,6 +199,8 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
             counters: &counters,
             runtime: &mut runtime_routes,
             checker: &mut checker,
+            ports: &dp.ports,
+            obs: &mut obs,
         };
         if let Some(c) = &control {
             c.poll(&mut plane);
@@ -213,6 +217,9 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
             notify.send("READY=1");
         }
         run_checks(&mut plane, &rings);
+        plane
+            .obs
+            .tick(plane.cfg, plane.publisher.current(), plane.ports);
         publisher.reclaim();
         rib.reclaim(publisher.min_acked());
         let rx = counters.total().rx_total();
@@ -234,6 +241,8 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
         }
     }
 
+    // It holds the pool: let the pool go when the ports do.
+    drop(obs);
     notify.send("STOPPING=1");
     let mut latency = crate::datapath::loop_histogram();
     for r in workers.join() {
@@ -444,7 +453,7 @@ fn run_checks(plane: &mut control::Plane, rings: &[Arc<WorkerRings>]) {
 }
 
 /// Each tunnel's health in `snap` and its checks' figures, for the stats.
-fn tunnel_health(
+pub(crate) fn tunnel_health(
     cfg: &Config,
     snap: &Snapshot,
     checker: &Checker,
