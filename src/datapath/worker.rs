@@ -91,6 +91,9 @@ impl Worker {
         // (per-tunnel and per-rule counter slots, ~220 KB); the final publish at exit is exact.
         let publish_gap = hz / 100;
         let mut published = 0u64;
+        // Counts made since the last publish: an idle worker still publishes them within
+        // the gap, so that live views (`ctl show stats`) see the end of a burst of traffic.
+        let mut unpublished = false;
         let mut latency = loop_histogram();
 
         while !stop.load(Ordering::Relaxed) {
@@ -123,14 +126,17 @@ impl Worker {
                 pipeline.counters.busy_loops += 1;
                 pipeline.counters.busy_cycles += end - start;
                 latency.saturating_record(end - start);
-                if end.wrapping_sub(published) >= publish_gap {
+                unpublished = end.wrapping_sub(published) < publish_gap;
+                if !unpublished {
                     counters.publish(*index, &mut pipeline.counters);
                     published = end;
                 }
-            } else if injected && start.wrapping_sub(published) >= publish_gap {
-                // A worker with no traffic still reports the probes it sends.
+            } else if (injected || unpublished) && start.wrapping_sub(published) >= publish_gap {
+                // A worker with no traffic still reports the probes it sends, and what it
+                // counted last.
                 counters.publish(*index, &mut pipeline.counters);
                 published = start;
+                unpublished = false;
             }
         }
         counters.publish(*index, &mut pipeline.counters);

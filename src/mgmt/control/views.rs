@@ -105,7 +105,11 @@ pub fn clear(plane: &mut Plane) -> Value {
     let at = b.at;
     plane.obs.baseline = Some(b);
     plane.obs.nic_base = plane.ports.iter().map(|p| p.stats()).collect();
-    json!({"generation": snap.generation, "cleared_at": rfc3339(at)})
+    let text = format!(
+        "counters cleared at {}: show stats, tunnels and firewall count from now\n",
+        rfc3339(at)
+    );
+    json!({"generation": snap.generation, "cleared_at": rfc3339(at), "text": text})
 }
 
 /// Each port: link, MAC, address, MTU, queues, and its NIC's counters (raw, since start).
