@@ -42,12 +42,7 @@ impl Report<'_> {
                     "name": p.name,
                     "rx_packets": c.rx_packets[i], "rx_bytes": c.rx_bytes[i],
                     "tx_packets": c.tx_packets[i], "tx_bytes": c.tx_bytes[i],
-                    "nic": {
-                        "ipackets": nic.ipackets, "opackets": nic.opackets,
-                        "ibytes": nic.ibytes, "obytes": nic.obytes,
-                        "imissed": nic.imissed, "ierrors": nic.ierrors,
-                        "oerrors": nic.oerrors, "rx_nombuf": nic.rx_nombuf,
-                    },
+                    "nic": nic_json(&nic),
                     "xstats": self.xstats.get(i).map(|x| {
                         x.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<Map<String, Value>>()
                     }).unwrap_or_default(),
@@ -231,6 +226,16 @@ impl Report<'_> {
         }
         s
     }
+}
+
+/// A port's NIC counters (`rte_eth_stats`) under their stable names.
+pub fn nic_json(nic: &PortStats) -> Value {
+    json!({
+        "ipackets": nic.ipackets, "opackets": nic.opackets,
+        "ibytes": nic.ibytes, "obytes": nic.obytes,
+        "imissed": nic.imissed, "ierrors": nic.ierrors,
+        "oerrors": nic.oerrors, "rx_nombuf": nic.rx_nombuf,
+    })
 }
 
 /// One tunnel's health as `show tunnels` and the text stats print it.

@@ -7,7 +7,7 @@ use crate::ctl_proto::VIEW_SCHEMA;
 use crate::dpdk::PortStats;
 use crate::mgmt::observe::speed;
 use crate::mgmt::stats::live::Baseline;
-use crate::mgmt::stats::Report;
+use crate::mgmt::stats::{nic_json, Report};
 use crate::route::arp_cache::ageing::{REACHABLE_S, REFRESH_S};
 use serde_json::{json, Value};
 use std::fmt::Write;
@@ -154,9 +154,7 @@ pub fn ports(plane: &Plane) -> Value {
                    "mac": mac, "address": addr, "mtu": p.mtu,
                    "rx_queues": p.rx_queues, "tx_queues": p.tx_queues,
                    "rx_desc": p.rx_desc, "tx_desc": p.tx_desc,
-                   "nic": {"ipackets": nic.ipackets, "opackets": nic.opackets, "ibytes": nic.ibytes,
-                           "obytes": nic.obytes, "imissed": nic.imissed, "ierrors": nic.ierrors,
-                           "oerrors": nic.oerrors, "rx_nombuf": nic.rx_nombuf},
+                   "nic": nic_json(&nic),
                    "rx_packets": live.total.rx_packets[i], "tx_packets": live.total.tx_packets[i]})
         })
         .collect();
