@@ -71,6 +71,14 @@ impl Observe {
 
     /// Ages the ARP cache at `now` and logs what was learned, changed and expired.
     pub fn arp(&mut self, cfg: &Config, arp: &ArpCache, now: u32) {
+        for line in self.arp_events(cfg, arp, now) {
+            log::info!("{line}");
+        }
+    }
+
+    /// The event log lines of one ARP sweep.
+    fn arp_events(&mut self, cfg: &Config, arp: &ArpCache, now: u32) -> Vec<String> {
+        let mut out = Vec::new();
         arp.set_clock(now);
         let port = |p: u16| cfg.ports.get(p as usize).map_or("?", |p| p.name.as_str());
         arp.sweep(now, |e| match e {
@@ -79,13 +87,11 @@ impl Observe {
                 ip,
                 mac,
                 age_s,
-            } => {
-                log::info!(
-                    "arp: {} ({mac}) on port {} expired: not confirmed for {age_s} s",
-                    Ipv4Addr::from(ip),
-                    port(p)
-                );
-            }
+            } => out.push(format!(
+                "arp: {} ({mac}) on port {} expired: not confirmed for {age_s} s",
+                Ipv4Addr::from(ip),
+                port(p)
+            )),
             Event::Refresh { port: p, ip } => log::debug!(
                 "arp: re-resolving {} on port {}, in use and about to expire",
                 Ipv4Addr::from(ip),
@@ -97,20 +103,31 @@ impl Observe {
             let Some(mac) = n.mac else { continue };
             let ip = Ipv4Addr::from(n.ip);
             match self.known.get(&(n.port, n.ip)) {
-                None => log::info!("arp: learned {ip} at {mac} on port {}", port(n.port)),
-                Some(old) if *old != mac => log::info!(
+                None => out.push(format!(
+                    "arp: learned {ip} at {mac} on port {}",
+                    port(n.port)
+                )),
+                Some(old) if *old != mac => out.push(format!(
                     "arp: {ip} on port {} moved from {old} to {mac}",
                     port(n.port)
-                ),
+                )),
                 Some(_) => {}
             }
             seen.insert((n.port, n.ip), mac);
         }
         self.known = seen;
+        out
     }
 
     /// Logs each port whose link went up or down since the last poll.
     pub fn links(&mut self, cfg: &Config, now: impl Iterator<Item = LinkStatus>) {
+        for line in self.link_events(cfg, now) {
+            log::info!("{line}");
+        }
+    }
+
+    fn link_events(&mut self, cfg: &Config, now: impl Iterator<Item = LinkStatus>) -> Vec<String> {
+        let mut out = Vec::new();
         for (i, l) in now.enumerate() {
             if self.links.len() <= i {
                 self.links.resize(i + 1, None);
@@ -118,13 +135,14 @@ impl Observe {
             let name = cfg.ports.get(i).map_or("?", |p| p.name.as_str());
             match self.links[i] {
                 Some(old) if old.up == l.up => {}
-                None if l.up => log::info!("link: port {name} is up, {}", speed(&l)),
-                None => log::info!("link: port {name} is down"),
-                Some(_) if l.up => log::info!("link: port {name} came up, {}", speed(&l)),
-                Some(_) => log::info!("link: port {name} went down"),
+                None if l.up => out.push(format!("link: port {name} is up, {}", speed(&l))),
+                None => out.push(format!("link: port {name} is down")),
+                Some(_) if l.up => out.push(format!("link: port {name} came up, {}", speed(&l))),
+                Some(_) => out.push(format!("link: port {name} went down")),
             }
             self.links[i] = Some(l);
         }
+        out
     }
 }
 
@@ -135,4 +153,84 @@ pub fn speed(l: &LinkStatus) -> String {
         l.speed_mbps,
         if l.full_duplex { "full" } else { "half" }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{parse, Host};
+    use crate::route::arp_cache::ageing::REACHABLE_S;
+
+    const CFG: &str = r#"
+[[ports]]
+name = "wan0"
+device = "net_null0"
+mac = "02:00:00:00:00:01"
+address = "192.0.2.1/24"
+
+[[workers]]
+core = 1
+rx = [{ port = "wan0" }]
+
+[node]
+anycast_addresses = ["203.0.113.10"]
+"#;
+
+    fn cfg() -> Config {
+        parse(CFG, &Host { cores: vec![0, 1] }).unwrap()
+    }
+
+    #[test]
+    fn link_changes_are_logged_once_each() {
+        let cfg = cfg();
+        let mut o = Observe::new(None);
+        let up = LinkStatus {
+            up: true,
+            speed_mbps: 25_000,
+            full_duplex: true,
+        };
+        let down = LinkStatus::default();
+        let mut poll = |l: LinkStatus| o.link_events(&cfg, [l].into_iter());
+        assert_eq!(poll(up), ["link: port wan0 is up, 25000 Mbps full duplex"]);
+        assert!(poll(up).is_empty());
+        assert_eq!(poll(down), ["link: port wan0 went down"]);
+        assert!(poll(down).is_empty());
+        assert_eq!(
+            poll(up),
+            ["link: port wan0 came up, 25000 Mbps full duplex"]
+        );
+    }
+
+    #[test]
+    fn arp_learned_moved_and_expired_are_logged_under_virtual_time() {
+        let cfg = cfg();
+        let mut o = Observe::new(None);
+        let arp = ArpCache::with_subnets(vec![], &[(0xc000_0201, 24)]);
+        let (a, b) = (MacAddr([2, 0, 0, 0, 0, 0xa]), MacAddr([2, 0, 0, 0, 0, 0xb]));
+        arp.set_clock(1);
+        arp.set_host(0, 0xc000_0205, a);
+        assert_eq!(
+            o.arp_events(&cfg, &arp, 2),
+            ["arp: learned 192.0.2.5 at 02:00:00:00:00:0a on port wan0"]
+        );
+        assert!(o.arp_events(&cfg, &arp, 3).is_empty());
+        arp.set_host(0, 0xc000_0205, b);
+        assert_eq!(
+            o.arp_events(&cfg, &arp, 4),
+            ["arp: 192.0.2.5 on port wan0 moved from 02:00:00:00:00:0a to 02:00:00:00:00:0b"]
+        );
+        for t in 5..3 + REACHABLE_S {
+            assert!(o.arp_events(&cfg, &arp, t).is_empty(), "at {t}");
+        }
+        assert_eq!(
+            o.arp_events(&cfg, &arp, 3 + REACHABLE_S),
+            ["arp: 192.0.2.5 (02:00:00:00:00:0b) on port wan0 expired: not confirmed for 300 s"]
+        );
+        // Learned again after it expired: logged as new.
+        arp.set_host(0, 0xc000_0205, b);
+        assert_eq!(
+            o.arp_events(&cfg, &arp, 4 + REACHABLE_S),
+            ["arp: learned 192.0.2.5 at 02:00:00:00:00:0b on port wan0"]
+        );
+    }
 }
