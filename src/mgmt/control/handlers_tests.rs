@@ -199,6 +199,10 @@ fn show_stats_is_live_and_clear_counters_resets_the_views_only() {
     assert_eq!(st["ports"][0]["name"], "wan0");
     assert_eq!(st["ports"][0]["rx_packets"], 10);
     assert_eq!(st["drops"][no_route], 10);
+    assert_eq!(
+        st["drop_descriptions"][no_route],
+        DropReason::NoRoute.description()
+    );
     assert_eq!(st["tunnels"][0]["rx_packets"], 10);
     assert_eq!(st["workers"][0]["busy_loops"], 10);
     assert_eq!(st["workers"][0]["cycles_per_loop"], 100);

@@ -68,6 +68,11 @@ pub fn stats(plane: &Plane) -> Value {
         m.remove("event");
         m.remove("final");
         m.insert("workers".into(), json!(workers));
+        let why: serde_json::Map<String, Value> = crate::datapath::DropReason::ALL
+            .iter()
+            .map(|r| (r.name().to_owned(), json!(r.description())))
+            .collect();
+        m.insert("drop_descriptions".into(), Value::Object(why));
     }
     json!({"schema": VIEW_SCHEMA, "generation": snap.generation,
            "cleared_at": since.map(rfc3339), "stats": stats, "text": text})
