@@ -44,3 +44,6 @@ int ag_lock_holder(const char *path)
 		return -1;
 	return l.l_type == F_UNLCK ? 0 : (int)l.l_pid;
 }
+
+#include <rte_version.h>
+const char *ag_version(void) { return rte_version(); }

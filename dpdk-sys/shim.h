@@ -30,4 +30,7 @@ uint64_t ag_rss_hf_ip_l4(void);
  * directory's `config`), 0 when none does, -1 when the file cannot be read. In C because
  * struct flock is the platform's. */
 int ag_lock_holder(const char *path);
+
+/* rte_version() is static inline in some DPDK releases: the running library's version string. */
+const char *ag_version(void);
 #endif

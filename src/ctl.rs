@@ -211,6 +211,10 @@ pub fn update_request(file: &Path) -> Result<Request, String> {
 /// The reply as an operator reads it.
 pub fn render(reply: &Value) -> String {
     use std::fmt::Write;
+    // The views (show stats, ports, neighbors, status) come rendered.
+    if let Some(text) = reply.get("text").and_then(Value::as_str) {
+        return text.to_owned();
+    }
     let mut s = String::new();
     if let Some(routes) = reply.get("routes").and_then(Value::as_array) {
         if let Some(a) = reply.get("for").and_then(Value::as_str) {

@@ -17,6 +17,7 @@ pub mod dpdk;
 pub mod firewall;
 pub mod health;
 pub mod limits;
+pub mod log_format;
 pub mod lpm;
 pub mod man;
 pub mod metrics;

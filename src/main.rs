@@ -1,5 +1,6 @@
 //! The anygate command line: run, check, trace.
 use anygate::config::{self, Host};
+use anygate::log_format::LogFormat;
 use anygate::mgmt::{self, Outcome, RunOptions};
 use anygate::trace::{self, TraceOptions};
 use clap::{CommandFactory, Parser, Subcommand};
@@ -62,6 +63,10 @@ enum Cmd {
         /// Print counters as one JSON object per line.
         #[arg(long)]
         stats_json: bool,
+        /// The log on stderr: text lines, or one JSON object per line with the fields ts,
+        /// level, target and msg.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
     },
     /// Validate a config and build its route table, as `run` does before starting DPDK.
     Check {
@@ -148,6 +153,12 @@ enum CtlCmd {
     /// tables (`prefix`, `nexthop`) are withdrawn, then `[[add]]` tables (the `[[routes]]`
     /// keys) added. The FIB is edited in place.
     UpdateRoutes { file: PathBuf },
+    /// Reset what the views count: `clear counters` (show stats, tunnels and firewall count
+    /// from now; the raw counters, the final stats and --stats-json keep counting).
+    Clear {
+        #[command(subcommand)]
+        what: ClearWhat,
+    },
     /// Reload the config file, as SIGHUP does; says which routes it removed and added.
     /// Routes added with ctl are kept (when still valid) unless --discard-runtime.
     Reload {
@@ -178,6 +189,21 @@ enum ShowWhat {
     Tunnels,
     /// The firewall's rules in order, each with the packets and bytes it decided.
     Firewall,
+    /// Live counters as the final stats print them (ports, drops by reason, tunnels, workers,
+    /// mempool), since the last `clear counters`.
+    Stats,
+    /// Each port: link state and speed, MAC, address, MTU, queues, NIC counters.
+    Ports,
+    /// The ARP cache and static neighbours: address, MAC, port, state, age.
+    Neighbors,
+    /// Versions, uptime, table generation, config file, workers and their cores.
+    Status,
+}
+
+#[derive(Subcommand)]
+enum ClearWhat {
+    /// The counters the views show.
+    Counters,
 }
 
 fn ctl(socket: Option<PathBuf>, config: Option<PathBuf>, json: bool, action: CtlCmd) -> ExitCode {
@@ -241,14 +267,31 @@ fn ctl(socket: Option<PathBuf>, config: Option<PathBuf>, json: bool, action: Ctl
             Err(e) => return fail(&e),
         },
         CtlCmd::Reload { discard_runtime } => Some(Request::Reload { discard_runtime }),
+        CtlCmd::Show {
+            what: ShowWhat::Stats,
+        } => Some(Request::ShowStats {}),
+        CtlCmd::Show {
+            what: ShowWhat::Ports,
+        } => Some(Request::ShowPorts {}),
+        CtlCmd::Show {
+            what: ShowWhat::Neighbors,
+        } => Some(Request::ShowNeighbors {}),
+        CtlCmd::Show {
+            what: ShowWhat::Status,
+        } => Some(Request::ShowStatus {}),
+        CtlCmd::Clear {
+            what: ClearWhat::Counters,
+        } => Some(Request::ClearCounters {}),
     };
     let reply = match req {
         Some(req) => anygate::ctl::request(&path, &req),
         None => anygate::ctl::show_all_routes(&path),
     };
     match reply {
-        Ok(reply) if reply.ok => {
+        Ok(mut reply) if reply.ok => {
             if json {
+                // The views' `text` is their rendering, not a figure.
+                reply.body.remove("text");
                 println!("{}", reply.to_value());
             } else {
                 print!("{}", anygate::ctl::render(&reply.to_value()));
@@ -269,15 +312,19 @@ fn ctl(socket: Option<PathBuf>, config: Option<PathBuf>, json: bool, action: Ctl
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .format_target(false)
-        .init();
-    match Cli::parse().cmd {
+    let cli = Cli::parse();
+    let log_format = match &cli.cmd {
+        Cmd::Run { log_format, .. } => *log_format,
+        _ => LogFormat::Text,
+    };
+    anygate::log_format::init(log_format);
+    match cli.cmd {
         Cmd::Run {
             config,
             exit_when_idle,
             stats_interval,
             stats_json,
+            ..
         } => {
             let interval = match stats_interval.map(Duration::try_from_secs_f64) {
                 Some(Ok(d)) if d >= MIN_STATS_INTERVAL => Some(d),

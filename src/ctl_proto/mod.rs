@@ -58,7 +58,22 @@ pub enum Request {
         #[serde(default)]
         discard_runtime: bool,
     },
+    /// Live counters, as the final stats print them, since the last `clear-counters`.
+    ShowStats {},
+    /// Each port's link, addresses, queues and NIC counters.
+    ShowPorts {},
+    /// The ARP cache and the static `[[neighbors]]`.
+    ShowNeighbors {},
+    /// Versions, uptime, table generation, config file, workers.
+    ShowStatus {},
+    /// The views count from now on; the raw counters keep counting.
+    ClearCounters {},
 }
+
+/// The layout version of the `show-stats`, `show-ports`, `show-neighbors` and `show-status`
+/// replies (their `schema` field): raised when a field is renamed or removed, not when one is
+/// added.
+pub const VIEW_SCHEMA: u32 = 1;
 
 /// What `set-health` sets: a health (a manual override) or `auto`. Added to protocol
 /// version 1 without a new version: old clients never send `auto`, and an old server refuses
@@ -170,6 +185,11 @@ impl Request {
                 }
                 Some(s)
             }
+            Request::ShowStats {}
+            | Request::ShowPorts {}
+            | Request::ShowNeighbors {}
+            | Request::ShowStatus {} => None,
+            Request::ClearCounters {} => Some("clear-counters".into()),
             Request::Reload { discard_runtime } => Some(
                 if *discard_runtime {
                     "reload --discard-runtime"
@@ -365,6 +385,24 @@ mod tests {
             e.to_value(),
             serde_json::json!({"ok": false, "version": 1, "error": "no"})
         );
+    }
+
+    #[test]
+    fn views_and_clear_counters_round_trip() {
+        for (r, cmd) in [
+            (Request::ShowStats {}, "show-stats"),
+            (Request::ShowPorts {}, "show-ports"),
+            (Request::ShowNeighbors {}, "show-neighbors"),
+            (Request::ShowStatus {}, "show-status"),
+            (Request::ClearCounters {}, "clear-counters"),
+        ] {
+            let line = r.to_line();
+            assert!(line.contains(&format!("\"cmd\":\"{cmd}\"")), "{line}");
+            assert_eq!(parse(line.trim_end()).unwrap(), r);
+            assert_eq!(r.change().is_some(), cmd == "clear-counters");
+        }
+        let e = parse(r#"{"version":1,"cmd":"show-stats","reset":true}"#).unwrap_err();
+        assert!(e.contains("unknown field `reset`"), "{e}");
     }
 
     #[test]

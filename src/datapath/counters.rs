@@ -163,6 +163,17 @@ impl Counters {
         }
     }
 
+    /// What was counted since `base` was read (a `clear counters` baseline). Saturating: a
+    /// counter slot handed to a new tunnel or rule since reads from zero.
+    pub fn since(&self, base: &Counters) -> Counters {
+        let mut d = self.clone();
+        let mut b = base.clone();
+        for (x, y) in d.fields_mut().zip(b.fields_mut()) {
+            *x = x.saturating_sub(*y);
+        }
+        d
+    }
+
     pub fn rx_total(&self) -> u64 {
         self.rx_packets.iter().sum()
     }
@@ -275,6 +286,12 @@ mod tests {
             8
         );
         assert_eq!(t.rx_total(), 10);
+        let d = t.since(&c);
+        assert_eq!(
+            (d.rx_packets[3], d.busy_cycles, d.tunnels[2].tx_bytes),
+            (5, 77, 9)
+        );
+        assert_eq!(c.since(&t).rx_packets[3], 0, "never below zero");
     }
 
     #[test]

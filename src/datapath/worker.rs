@@ -91,6 +91,8 @@ impl Worker {
         // (per-tunnel and per-rule counter slots, ~220 KB); the final publish at exit is exact.
         let publish_gap = hz / 100;
         let mut published = 0u64;
+        // Counts made since the last publish: an idle worker still publishes them within
+        // the gap, so that live views (`ctl show stats`, /metrics) see the end of traffic.
         let mut unpublished = false;
         let mut latency = loop_histogram();
 
@@ -132,7 +134,7 @@ impl Worker {
                 }
             } else if unpublished && start.wrapping_sub(published) >= publish_gap {
                 // Once traffic stops, the counts of its last few milliseconds (and the probes
-                // an idle worker sends) still go out, so live views and /metrics settle.
+                // an idle worker sends) still go out.
                 counters.publish(*index, &mut pipeline.counters);
                 published = start;
                 unpublished = false;
@@ -280,7 +282,13 @@ impl ArpLimiter {
         txb: &mut [MbufArray<BURST>],
     ) {
         let mut wants = [None; 8];
-        for (slot, w) in wants.iter_mut().zip(pipeline.take_arp_wants()) {
+        // Unresolved next hops first, then those the management thread re-resolves before
+        // they age out (one load when none is pending).
+        let refresh = snap.arp.take_refresh();
+        for (slot, w) in wants
+            .iter_mut()
+            .zip(pipeline.take_arp_wants().chain(refresh))
+        {
             *slot = Some(w);
         }
         let now = dpdk::tsc();

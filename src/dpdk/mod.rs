@@ -58,3 +58,10 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// The DPDK release this process runs on (`rte_version()`), e.g. "DPDK 23.11.0".
+pub fn version() -> String {
+    // SAFETY: rte_version returns a pointer to a static NUL-terminated string; no EAL needed.
+    let v = unsafe { std::ffi::CStr::from_ptr(dpdk_sys::ag_version()) };
+    v.to_string_lossy().into_owned()
+}

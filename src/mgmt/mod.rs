@@ -3,6 +3,7 @@
 //! cleanly, checking that every mbuf came back.
 pub mod control;
 pub mod notify;
+pub mod observe;
 pub mod reload;
 pub mod startup;
 pub mod stats;
@@ -196,6 +197,7 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
         cfg.workers.len()
     ));
     let mut runtime_routes = Vec::new();
+    let mut obs = observe::Observe::new(Some(dp.pool.clone()));
     loop {
         std::thread::sleep(TICK);
         let mut plane = control::Plane {
@@ -208,6 +210,8 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
             counters: &counters,
             runtime: &mut runtime_routes,
             checker: &mut checker,
+            ports: &dp.ports,
+            obs: &mut obs,
         };
         if let Some(c) = &control {
             c.poll(&mut plane);
@@ -224,6 +228,9 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
             notify.send("READY=1");
         }
         run_checks(&mut plane, &rings);
+        plane
+            .obs
+            .tick(plane.cfg, plane.publisher.current(), plane.ports);
         if let Some(f) = metrics_feed.as_mut().filter(|f| f.due()) {
             f.publish(crate::metrics::feed::Parts {
                 cfg: &cfg,
@@ -257,6 +264,8 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
         }
     }
 
+    // It holds the pool: let the pool go when the ports do.
+    drop(obs);
     notify.send("STOPPING=1");
     let mut latency = crate::datapath::loop_histogram();
     for r in workers.join() {
@@ -467,7 +476,7 @@ fn run_checks(plane: &mut control::Plane, rings: &[Arc<WorkerRings>]) {
 }
 
 /// Each tunnel's health in `snap` and its checks' figures, for the stats.
-fn tunnel_health(
+pub(crate) fn tunnel_health(
     cfg: &Config,
     snap: &Snapshot,
     checker: &Checker,

@@ -179,6 +179,7 @@ pub fn reload(plane: &mut Plane, discard_runtime: bool, who: &str) -> Result<Val
             plane.publisher.generation()
         );
         *plane.runtime = merged.kept;
+        plane.obs.config_loaded = std::time::SystemTime::now();
         return Ok(
             json!({"changed": false, "generation": plane.publisher.generation(),
                          "runtime_kept": plane.runtime.len(), "runtime_dropped": dropped}),
@@ -191,6 +192,7 @@ pub fn reload(plane: &mut Plane, discard_runtime: bool, who: &str) -> Result<Val
     *plane.rib = rib;
     *plane.cfg = next;
     *plane.runtime = merged.kept;
+    plane.obs.config_loaded = std::time::SystemTime::now();
     log::info!(
         "reload ({who}): table generation {g} published ({prefixes} prefixes, built in {:.1} ms): {}, {}; {} run-time route(s) kept, {} dropped",
         t.elapsed().as_secs_f64() * 1e3,

@@ -42,12 +42,7 @@ impl Report<'_> {
                     "name": p.name,
                     "rx_packets": c.rx_packets[i], "rx_bytes": c.rx_bytes[i],
                     "tx_packets": c.tx_packets[i], "tx_bytes": c.tx_bytes[i],
-                    "nic": {
-                        "ipackets": nic.ipackets, "opackets": nic.opackets,
-                        "ibytes": nic.ibytes, "obytes": nic.obytes,
-                        "imissed": nic.imissed, "ierrors": nic.ierrors,
-                        "oerrors": nic.oerrors, "rx_nombuf": nic.rx_nombuf,
-                    },
+                    "nic": nic_json(&nic),
                     "xstats": self.xstats.get(i).map(|x| {
                         x.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<Map<String, Value>>()
                     }).unwrap_or_default(),
@@ -233,6 +228,16 @@ impl Report<'_> {
     }
 }
 
+/// A port's NIC counters (`rte_eth_stats`) under their stable names.
+pub fn nic_json(nic: &PortStats) -> Value {
+    json!({
+        "ipackets": nic.ipackets, "opackets": nic.opackets,
+        "ibytes": nic.ibytes, "obytes": nic.obytes,
+        "imissed": nic.imissed, "ierrors": nic.ierrors,
+        "oerrors": nic.oerrors, "rx_nombuf": nic.rx_nombuf,
+    })
+}
+
 /// One tunnel's health as `show tunnels` and the text stats print it.
 pub fn health_line(h: Health, v: &View) -> String {
     let rtt = v.rtt_us.map_or("-".into(), |r| format!("{r} us"));
@@ -246,6 +251,105 @@ pub fn health_line(h: Health, v: &View) -> String {
         v.lost,
         v.figures.loss_5m() * 100.0
     )
+}
+
+/// Live counters for the views (`ctl show stats`, `show tunnels`, `show firewall`) and
+/// anything else that reads them while the workers run: read from the seqlock snapshots by
+/// the management thread, never waiting on a worker.
+pub mod live {
+    use crate::config::Config;
+    use crate::datapath::{Counters, SharedCounters};
+    use crate::route::Snapshot;
+    use std::time::SystemTime;
+
+    /// The counters as a `clear counters` found them: raw per worker, and by position with
+    /// the identity of each tunnel and rule, so that a reload that moves or replaces items
+    /// keeps each item's own baseline (a new item counts from zero).
+    #[derive(Debug, Clone)]
+    pub struct Baseline {
+        pub at: SystemTime,
+        total: Counters,
+        tunnels: Vec<String>,
+        rules: Vec<String>,
+        workers: Vec<Counters>,
+    }
+
+    /// What identifies each rule's counters across reloads (as `counter_slots` does).
+    fn rule_keys(cfg: &Config) -> Vec<String> {
+        let rules = cfg.raw.firewall.rules.iter();
+        rules
+            .map(|r| format!("{:?}", (&r.id, &r.phase, &r.action, &r.expression)))
+            .collect()
+    }
+
+    impl Baseline {
+        pub fn take(cfg: &Config, snap: &Snapshot, shared: &SharedCounters) -> Baseline {
+            let workers = per_worker(shared);
+            let mut raw = Counters::default();
+            for w in &workers {
+                raw.add(w);
+            }
+            Baseline {
+                at: SystemTime::now(),
+                total: snap.counters_of(&raw),
+                tunnels: cfg.tunnels.iter().map(|t| t.name.clone()).collect(),
+                rules: rule_keys(cfg),
+                workers,
+            }
+        }
+
+        /// This baseline laid out for `cfg`'s tunnels and rules (zero for items it lacks).
+        fn for_config(&self, cfg: &Config) -> Counters {
+            let mut b = self.total.clone();
+            b.tunnels.fill(Default::default());
+            b.rules.fill([0; 2]);
+            for (i, t) in cfg.tunnels.iter().enumerate() {
+                if let Some(j) = self.tunnels.iter().position(|n| *n == t.name) {
+                    b.tunnels[i] = self.total.tunnels[j];
+                }
+            }
+            for (i, r) in rule_keys(cfg).iter().enumerate() {
+                if let Some(j) = self.rules.iter().position(|k| k == r) {
+                    b.rules[i] = self.total.rules[j];
+                }
+            }
+            b
+        }
+    }
+
+    /// Each worker's raw counters (by counter slot).
+    pub fn per_worker(shared: &SharedCounters) -> Vec<Counters> {
+        (0..shared.workers()).map(|w| shared.read(w)).collect()
+    }
+
+    /// Live counters since `base` (everything, without one).
+    pub struct Live {
+        /// Summed over the workers, tunnels and rules by position in `cfg`.
+        pub total: Counters,
+        /// Per worker, raw: ports, drops, busy loops and cycles are what matter here.
+        pub workers: Vec<Counters>,
+    }
+
+    pub fn read(
+        cfg: &Config,
+        snap: &Snapshot,
+        shared: &SharedCounters,
+        base: Option<&Baseline>,
+    ) -> Live {
+        let mut workers = per_worker(shared);
+        let mut raw = Counters::default();
+        for w in &workers {
+            raw.add(w);
+        }
+        let mut total = snap.counters_of(&raw);
+        if let Some(b) = base {
+            total = total.since(&b.for_config(cfg));
+            for (w, bw) in workers.iter_mut().zip(&b.workers) {
+                *w = w.since(bw);
+            }
+        }
+        Live { total, workers }
+    }
 }
 
 #[cfg(test)]

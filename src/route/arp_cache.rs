@@ -2,22 +2,80 @@
 //! each), and every host of each port's connected subnet (one slot per host address). Workers
 //! write what they learn with a plain atomic store and read with a plain load: no lock and no
 //! read-modify-write on the fast path.
+//!
+//! Entries age out (`ageing`): each cell keeps when an ARP packet from the neighbour last
+//! confirmed it and when forwarding last used it, both in seconds of a coarse clock the
+//! management thread advances. A reader stores the clock into `used` only when it differs
+//! (at most one store per entry per second, never a read-modify-write).
 use crate::lpm::Prefix;
 use crate::wire::MacAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+
+pub mod ageing;
 
 /// Zero means unresolved; 00:00:00:00:00:00 is never a valid neighbour.
 const UNRESOLVED: u64 = 0;
 
 /// The widest connected subnet: its hosts are resolved through a table indexed by host
-/// number, 2^(32 - len) entries of 8 bytes (512 KiB at /16).
+/// number, 2^(32 - len) entries of 16 bytes (1 MiB at /16).
 pub const WIDEST_CONNECTED: u8 = 16;
+
+/// Re-resolutions the management thread can have pending for the workers at once.
+const REFRESH_SLOTS: usize = 8;
+
+/// One neighbour: its MAC and, in seconds of the cache's clock (0: never), when ARP last
+/// confirmed it and when forwarding last used it. One cache line holds four.
+#[derive(Default)]
+#[repr(C, align(16))]
+pub(crate) struct Cell {
+    mac: AtomicU64,
+    confirmed: AtomicU32,
+    used: AtomicU32,
+}
+
+impl Cell {
+    fn read(&self) -> Option<MacAddr> {
+        let v = self.mac.load(Ordering::Relaxed);
+        (v != UNRESOLVED).then(|| MacAddr::from_u64(v))
+    }
+
+    /// Stores a MAC learned at `now`; true when it changed. The same MAC again only
+    /// renews the confirmation.
+    fn write(&self, mac: MacAddr, now: u32) -> bool {
+        if self.confirmed.load(Ordering::Relaxed) != now {
+            self.confirmed.store(now, Ordering::Relaxed);
+        }
+        let v = mac.to_u64();
+        if self.mac.load(Ordering::Relaxed) == v {
+            return false;
+        }
+        self.mac.store(v, Ordering::Relaxed);
+        true
+    }
+
+    /// Marks the entry used now: a load, and a store once per clock second.
+    #[inline(always)]
+    fn touch(&self, now: u32) {
+        if self.used.load(Ordering::Relaxed) != now {
+            self.used.store(now, Ordering::Relaxed);
+        }
+    }
+
+    fn copy_from(&self, o: &Cell) {
+        self.mac
+            .store(o.mac.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.confirmed
+            .store(o.confirmed.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.used
+            .store(o.used.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+}
 
 /// The hosts of one port's subnet, indexed by host number.
 struct Subnet {
     net: u32,
     len: u8,
-    macs: Box<[AtomicU64]>,
+    cells: Box<[Cell]>,
 }
 
 impl Subnet {
@@ -29,24 +87,15 @@ impl Subnet {
 pub struct ArpCache {
     /// (port, ip) of each slot, sorted for binary search.
     keys: Vec<(u16, u32)>,
-    macs: Vec<AtomicU64>,
+    cells: Box<[Cell]>,
     /// By port index: the port's connected subnet, if it has a table.
     subnets: Vec<Option<Subnet>>,
-}
-
-fn read(cell: &AtomicU64) -> Option<MacAddr> {
-    let v = cell.load(Ordering::Relaxed);
-    (v != UNRESOLVED).then(|| MacAddr::from_u64(v))
-}
-
-/// Stores a MAC; true when it changed.
-fn write(cell: &AtomicU64, mac: MacAddr) -> bool {
-    let v = mac.to_u64();
-    if cell.load(Ordering::Relaxed) == v {
-        return false;
-    }
-    cell.store(v, Ordering::Relaxed);
-    true
+    /// Seconds since the data plane started, plus one; advanced by the management thread.
+    clock: AtomicU32,
+    /// Entries the management thread asks the workers to re-resolve: `1 << 63 | port << 32 |
+    /// ip`, 0 when free; `pending` says any is set, so a worker normally reads one flag.
+    refresh: [AtomicU64; REFRESH_SLOTS],
+    pending: AtomicBool,
 }
 
 impl ArpCache {
@@ -59,24 +108,29 @@ impl ArpCache {
     pub fn with_subnets(mut keys: Vec<(u16, u32)>, subnets: &[(u32, u8)]) -> Self {
         keys.sort_unstable();
         keys.dedup();
-        let macs = keys.iter().map(|_| AtomicU64::new(UNRESOLVED)).collect();
+        let cells = keys.iter().map(|_| Cell::default()).collect();
         let subnets = subnets
             .iter()
             .map(|&(addr, len)| {
                 (WIDEST_CONNECTED..=31).contains(&len).then(|| Subnet {
                     net: addr & Prefix::mask(len),
                     len,
-                    macs: (0..1usize << (32 - len))
-                        .map(|_| AtomicU64::new(UNRESOLVED))
-                        .collect(),
+                    cells: (0..1usize << (32 - len)).map(|_| Cell::default()).collect(),
                 })
             })
             .collect();
         ArpCache {
             keys,
-            macs,
+            cells,
             subnets,
+            clock: AtomicU32::new(1),
+            refresh: Default::default(),
+            pending: AtomicBool::new(false),
         }
+    }
+
+    fn now(&self) -> u32 {
+        self.clock.load(Ordering::Relaxed)
     }
 
     /// The slot watching `ip` on `port`.
@@ -84,44 +138,57 @@ impl ArpCache {
         self.keys.binary_search(&(port, ip)).ok()
     }
 
+    /// The gateway's MAC for forwarding: marks the entry used, so that ageing refreshes it.
+    #[inline]
     pub fn get(&self, slot: usize) -> Option<MacAddr> {
-        read(self.macs.get(slot)?)
+        let c = self.cells.get(slot)?;
+        let mac = c.read()?;
+        c.touch(self.now());
+        Some(mac)
     }
 
     /// Records a MAC; returns true when it changed.
     pub fn set(&self, slot: usize, mac: MacAddr) -> bool {
-        self.macs.get(slot).is_some_and(|c| write(c, mac))
+        self.cells
+            .get(slot)
+            .is_some_and(|c| c.write(mac, self.now()))
     }
 
-    fn host_cell(&self, port: u16, ip: u32) -> Option<&AtomicU64> {
+    fn host_cell(&self, port: u16, ip: u32) -> Option<&Cell> {
         let s = self.subnets.get(port as usize)?.as_ref()?;
-        s.macs.get(s.index(ip)?)
+        s.cells.get(s.index(ip)?)
     }
 
-    /// The MAC of host `ip` on `port`'s connected subnet, once learned.
+    /// The MAC of host `ip` on `port`'s connected subnet, once learned; marks it used.
     #[inline]
     pub fn host(&self, port: u16, ip: u32) -> Option<MacAddr> {
-        read(self.host_cell(port, ip)?)
+        let c = self.host_cell(port, ip)?;
+        let mac = c.read()?;
+        c.touch(self.now());
+        Some(mac)
     }
 
     /// Records the MAC of a host on `port`'s subnet; true when it changed. Addresses off the
     /// subnet are ignored.
     pub fn set_host(&self, port: u16, ip: u32, mac: MacAddr) -> bool {
-        self.host_cell(port, ip).is_some_and(|c| write(c, mac))
+        let now = self.now();
+        self.host_cell(port, ip).is_some_and(|c| c.write(mac, now))
     }
 
-    /// Carries resolved entries over from the cache of the previous snapshot.
+    /// Carries resolved entries, their ages and the clock over from the previous snapshot's
+    /// cache.
     pub fn inherit(&self, old: &ArpCache) {
+        self.clock.store(old.now(), Ordering::Relaxed);
         for (i, k) in self.keys.iter().enumerate() {
-            if let Some(mac) = old.slot(k.0, k.1).and_then(|s| old.get(s)) {
-                self.set(i, mac);
+            if let Some(c) = old.slot(k.0, k.1).and_then(|s| old.cells.get(s)) {
+                self.cells[i].copy_from(c);
             }
         }
         for (port, s) in self.subnets.iter().enumerate() {
             let Some(s) = s else { continue };
-            for (h, cell) in s.macs.iter().enumerate() {
-                if let Some(mac) = old.host(port as u16, s.net | h as u32) {
-                    write(cell, mac);
+            for (h, cell) in s.cells.iter().enumerate() {
+                if let Some(c) = old.host_cell(port as u16, s.net | h as u32) {
+                    cell.copy_from(c);
                 }
             }
         }
@@ -129,19 +196,69 @@ impl ArpCache {
 
     /// Gateway slots and what they resolved to.
     pub fn entries(&self) -> impl Iterator<Item = ((u16, u32), Option<MacAddr>)> + '_ {
-        self.keys.iter().enumerate().map(|(i, k)| (*k, self.get(i)))
+        self.keys
+            .iter()
+            .zip(self.cells.iter())
+            .map(|(k, c)| (*k, c.read()))
     }
 
     /// Hosts learned on connected subnets: (port, ip) and MAC.
     pub fn hosts(&self) -> impl Iterator<Item = ((u16, u32), MacAddr)> + '_ {
+        self.host_cells().filter_map(|(k, c)| Some((k, c.read()?)))
+    }
+
+    /// Every host cell of every connected subnet with its (port, ip).
+    fn host_cells(&self) -> impl Iterator<Item = ((u16, u32), &Cell)> + '_ {
         self.subnets.iter().enumerate().flat_map(|(port, s)| {
             s.iter().flat_map(move |s| {
-                s.macs
+                s.cells
                     .iter()
                     .enumerate()
-                    .filter_map(move |(h, c)| Some(((port as u16, s.net | h as u32), read(c)?)))
+                    .map(move |(h, c)| ((port as u16, s.net | h as u32), c))
             })
         })
+    }
+
+    /// Every cell, gateways then hosts, with whether it is a gateway slot.
+    pub(crate) fn all_cells(&self) -> impl Iterator<Item = ((u16, u32), bool, &Cell)> + '_ {
+        self.keys
+            .iter()
+            .zip(self.cells.iter())
+            .map(|(k, c)| (*k, true, c))
+            .chain(self.host_cells().map(|(k, c)| (k, false, c)))
+    }
+
+    /// Entries the management thread asks to be re-resolved, taken by a worker (which sends
+    /// the requests). A single load when none is pending.
+    #[inline]
+    pub fn take_refresh(&self) -> impl Iterator<Item = (u16, u32)> + '_ {
+        let any = self.pending.load(Ordering::Relaxed);
+        if any {
+            self.pending.store(false, Ordering::Relaxed);
+        }
+        self.refresh
+            .iter()
+            .take(if any { REFRESH_SLOTS } else { 0 })
+            .filter_map(|r| match r.swap(0, Ordering::Relaxed) {
+                0 => None,
+                v => Some(((v >> 32) as u16, v as u32)),
+            })
+    }
+
+    /// Asks the workers to re-resolve `ip` on `port`; false when every slot is taken (asked
+    /// again on the next sweep).
+    fn post_refresh(&self, port: u16, ip: u32) -> bool {
+        let v = 1 << 63 | (port as u64) << 32 | ip as u64;
+        let Some(free) = self
+            .refresh
+            .iter()
+            .find(|r| r.load(Ordering::Relaxed) == 0 || r.load(Ordering::Relaxed) == v)
+        else {
+            return false;
+        };
+        free.store(v, Ordering::Relaxed);
+        self.pending.store(true, Ordering::Release);
+        true
     }
 
     pub fn len(&self) -> usize {

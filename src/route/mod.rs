@@ -1,6 +1,6 @@
 //! The forwarding state workers read: a FIB over next-hop ids, the next hops themselves and
 //! the ports' L2/L3 identity, built by the management thread into an immutable [`Snapshot`].
-mod arp_cache;
+pub mod arp_cache;
 pub mod ecmp;
 mod rib;
 pub mod select;

@@ -457,6 +457,12 @@ impl Snapshot {
         self.counter_slots.by_position(&shared.total())
     }
 
+    /// Raw (per counter slot) totals read by this table's positions: tunnels and rules in
+    /// config order.
+    pub fn counters_of(&self, raw: &Counters) -> Counters {
+        self.counter_slots.by_position(raw)
+    }
+
     /// The counter slot of rule `i`.
     #[inline(always)]
     pub fn rule_slot(&self, i: usize) -> usize {

@@ -25,6 +25,10 @@ pub struct Plane<'a> {
     pub runtime: &'a mut Vec<config::RawRoute>,
     /// The health checks: `set-health` overrides them, `show tunnels` reports them.
     pub checker: &'a mut crate::health::checker::Checker,
+    /// The DPDK ports, by config position (empty in tests without an EAL).
+    pub ports: &'a [crate::dpdk::Port],
+    /// Uptime, the counters baseline, link and neighbour states.
+    pub obs: &'a mut crate::mgmt::observe::Observe,
 }
 
 /// Answers one request. Every change, and every refused one, is logged with the client's uid.
@@ -72,6 +76,11 @@ fn dispatch(req: Request, who: &str, plane: &mut Plane) -> Result<Value, String>
         Request::Reload { discard_runtime } => {
             crate::mgmt::reload::reload(plane, discard_runtime, &format!("ctl, {who}"))
         }
+        Request::ShowStats {} => Ok(super::views::stats(plane)),
+        Request::ShowPorts {} => Ok(super::views::ports(plane)),
+        Request::ShowNeighbors {} => Ok(super::views::neighbors(plane)),
+        Request::ShowStatus {} => Ok(super::views::status(plane)),
+        Request::ClearCounters {} => Ok(super::views::clear(plane)),
     }
 }
 

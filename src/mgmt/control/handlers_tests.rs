@@ -24,6 +24,11 @@ nexthop = "192.0.2.254"
 prefix = "10.1.0.0/16"
 nexthop = "T1"
 
+[[neighbors]]
+ip = "192.0.2.253"
+mac = "02:00:00:00:00:fd"
+port = "wan0"
+
 [node]
 anycast_addresses = ["203.0.113.10"]
 
@@ -50,6 +55,7 @@ struct World {
     counters: SharedCounters,
     runtime: Vec<config::RawRoute>,
     checker: Checker,
+    obs: crate::mgmt::observe::Observe,
 }
 
 impl World {
@@ -69,6 +75,7 @@ impl World {
             counters: SharedCounters::new(1),
             runtime: Vec::new(),
             checker: Checker::new(crate::dpdk::tsc_hz().max(1), crate::dpdk::tsc()),
+            obs: crate::mgmt::observe::Observe::new(None),
         }
     }
 
@@ -83,6 +90,8 @@ impl World {
             counters: &self.counters,
             runtime: &mut self.runtime,
             checker: &mut self.checker,
+            ports: &[],
+            obs: &mut self.obs,
         };
         handle(req, Some(0), &mut plane)
     }
@@ -161,4 +170,149 @@ fn show_tunnels_carries_the_stable_health_fields() {
         json!({"enabled": true, "type": "reply", "direction": "bidirectional",
                "target": "10.100.0.1", "rate": "mid", "interval_ms": 100})
     );
+}
+
+/// Counters as worker 0 would publish them: `n` packets received on port 0, `n` dropped
+/// with no route, `n` decapsulated from T1.
+fn publish(w: &World, n: u64) {
+    use crate::datapath::{Counters, DropReason};
+    let mut c = Counters::default();
+    c.rx_packets[0] = n;
+    c.drops[DropReason::NoRoute as usize] = n;
+    c.busy_loops = n;
+    c.busy_cycles = 100 * n;
+    let slot = w.publisher.current().tunnel_slot(0);
+    c.tunnels[slot].rx_packets = n;
+    w.counters.publish(0, &mut c);
+}
+
+#[test]
+fn show_stats_is_live_and_clear_counters_resets_the_views_only() {
+    use crate::datapath::DropReason;
+    let mut w = World::new();
+    publish(&w, 10);
+    let r = w.call(Request::ShowStats {});
+    assert!(r.ok, "{r:?}");
+    assert_eq!(r.get("schema"), crate::ctl_proto::VIEW_SCHEMA);
+    let st = r.get("stats");
+    let no_route = DropReason::NoRoute.name();
+    assert_eq!(st["ports"][0]["name"], "wan0");
+    assert_eq!(st["ports"][0]["rx_packets"], 10);
+    assert_eq!(st["drops"][no_route], 10);
+    assert_eq!(
+        st["drop_descriptions"][no_route],
+        DropReason::NoRoute.description()
+    );
+    assert_eq!(st["tunnels"][0]["rx_packets"], 10);
+    assert_eq!(st["workers"][0]["busy_loops"], 10);
+    assert_eq!(st["workers"][0]["cycles_per_loop"], 100);
+    assert!(st.get("event").is_none() && st.get("final").is_none());
+    let text = r.get("text").as_str().unwrap();
+    assert!(text.contains(&format!("drop {no_route:<22}")), "{text}");
+    assert!(text.contains("worker 0 core 1"), "{text}");
+    assert!(text.contains("counting since start"), "{text}");
+    assert_eq!(r.get("cleared_at"), &Value::Null);
+
+    let r = w.call(Request::ClearCounters {});
+    assert!(r.ok, "{r:?}");
+    assert!(r.get("cleared_at").as_str().unwrap().ends_with('Z'));
+    let st = w.call(Request::ShowStats {}).get("stats").clone();
+    assert_eq!(st["ports"][0]["rx_packets"], 0);
+    assert_eq!(st["drops"][no_route], 0);
+    assert_eq!(st["tunnels"][0]["rx_packets"], 0);
+    assert_eq!(st["workers"][0]["busy_loops"], 0);
+    assert_eq!(
+        w.t1()["rx_packets"],
+        0,
+        "show tunnels counts from the clear too"
+    );
+    assert_eq!(
+        w.counters.total().rx_packets[0],
+        10,
+        "the raw counters are untouched"
+    );
+
+    publish(&w, 15);
+    let r = w.call(Request::ShowStats {});
+    let st = r.get("stats");
+    assert_eq!(st["ports"][0]["rx_packets"], 5);
+    assert_eq!(st["drops"][no_route], 5);
+    assert_eq!(st["tunnels"][0]["rx_packets"], 5);
+    assert_eq!(w.t1()["rx_packets"], 5);
+    assert!(r
+        .get("text")
+        .as_str()
+        .unwrap()
+        .contains("clear counters at "));
+}
+
+#[test]
+fn show_neighbors_lists_static_learned_and_unresolved_entries() {
+    let mut w = World::new();
+    let arp = w.publisher.current().arp.clone();
+    arp.set_clock(5);
+    let m = MacAddr([2, 0, 0, 0, 0, 0x42]);
+    assert!(arp.set_host(0, 0xc000_0242, m)); // 192.0.2.66, a host on wan0's subnet
+    arp.set_clock(12);
+    let r = w.call(Request::ShowNeighbors {});
+    assert!(r.ok, "{r:?}");
+    assert_eq!(r.get("reachable_s"), 300);
+    let n = r.get("neighbors").as_array().unwrap().clone();
+    let find = |a: &str| n.iter().find(|e| e["address"] == a).cloned().unwrap();
+    assert_eq!(
+        find("192.0.2.253"),
+        json!({"address": "192.0.2.253", "mac": "02:00:00:00:00:fd", "port": "wan0",
+               "state": "static", "role": "gateway", "age_s": null, "used_s": null})
+    );
+    let h = find("192.0.2.66");
+    assert_eq!(
+        (&h["mac"], &h["state"], &h["role"]),
+        (
+            &json!("02:00:00:00:00:42"),
+            &json!("learned"),
+            &json!("host")
+        )
+    );
+    assert_eq!(h["age_s"], 7);
+    let g = find("192.0.2.254");
+    assert_eq!(
+        (&g["state"], &g["mac"]),
+        (&json!("incomplete"), &Value::Null)
+    );
+    let text = r.get("text").as_str().unwrap();
+    assert!(
+        text.contains("192.0.2.66       02:00:00:00:00:42  wan0       learned"),
+        "{text}"
+    );
+}
+
+#[test]
+fn show_status_and_show_ports_describe_the_running_instance() {
+    let mut w = World::new();
+    let r = w.call(Request::ShowStatus {});
+    assert!(r.ok, "{r:?}");
+    assert_eq!(r.get("anygate_version"), env!("CARGO_PKG_VERSION"));
+    assert!(
+        r.get("dpdk_version").as_str().unwrap().starts_with("DPDK "),
+        "{r:?}"
+    );
+    assert_eq!(r.get("generation"), 1);
+    assert_eq!(r.get("config_file"), "/nonexistent");
+    assert_eq!(
+        r.get("workers"),
+        &json!([{"index": 0, "core": 1, "rx": [{"port": "wan0", "queue": 0}]}])
+    );
+    assert!(r
+        .get("text")
+        .as_str()
+        .unwrap()
+        .contains("worker 0 on core 1 polls wan0/0"));
+    let r = w.call(Request::ShowPorts {});
+    let p = &r.get("ports")[0];
+    assert_eq!(
+        (&p["name"], &p["address"], &p["mtu"]),
+        (&json!("wan0"), &json!("192.0.2.1/24"), &json!(1500))
+    );
+    assert_eq!(p["mac"], "02:00:00:00:00:01");
+    assert_eq!(p["link"], Value::Null, "no device in this test");
 }

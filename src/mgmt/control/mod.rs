@@ -6,6 +6,7 @@ mod handlers;
 mod server;
 mod show;
 mod socket;
+mod views;
 
 use crossbeam::channel::Receiver;
 pub use handlers::{publish_health, Plane};

@@ -114,7 +114,13 @@ fn may_change(uid: Option<u32>) -> bool {
 fn read_only(r: &Request) -> bool {
     matches!(
         r,
-        Request::ShowRoutes { .. } | Request::ShowTunnels {} | Request::ShowFirewall {}
+        Request::ShowRoutes { .. }
+            | Request::ShowTunnels {}
+            | Request::ShowFirewall {}
+            | Request::ShowStats {}
+            | Request::ShowPorts {}
+            | Request::ShowNeighbors {}
+            | Request::ShowStatus {}
     )
 }
 
@@ -289,6 +295,11 @@ mod tests {
             (r#"{"version":1,"cmd":"show-tunnels"}"#, true),
             (r#"{"version":1,"cmd":"show-firewall"}"#, true),
             (r#"{"version":1,"cmd":"reload"}"#, false),
+            (r#"{"version":1,"cmd":"show-stats"}"#, true),
+            (r#"{"version":1,"cmd":"show-ports"}"#, true),
+            (r#"{"version":1,"cmd":"show-neighbors"}"#, true),
+            (r#"{"version":1,"cmd":"show-status"}"#, true),
+            (r#"{"version":1,"cmd":"clear-counters"}"#, false),
             (
                 r#"{"version":1,"cmd":"del-route","prefix":"10.0.0.0/8","nexthop":"x"}"#,
                 false,

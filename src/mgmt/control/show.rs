@@ -192,7 +192,8 @@ fn page(
 
 pub fn tunnels(plane: &Plane) -> Value {
     let s = plane.publisher.current();
-    let c = s.counters(plane.counters);
+    // Since the last `clear counters`.
+    let c = plane.obs.live(plane.cfg, s, plane.counters).total;
     let now = crate::dpdk::tsc();
     let list: Vec<Value> = s
         .tunnels
@@ -216,7 +217,10 @@ pub fn tunnels(plane: &Plane) -> Value {
 /// The rules in order with what each decided since it was configured (counters follow a
 /// rule's identity across reloads), and the default action's count.
 pub fn firewall(plane: &Plane) -> Value {
-    let c = plane.publisher.current().counters(plane.counters);
+    let c = plane
+        .obs
+        .live(plane.cfg, plane.publisher.current(), plane.counters)
+        .total;
     let fw = &plane.cfg.raw.firewall;
     let rules: Vec<Value> = fw
         .rules

@@ -1,0 +1,57 @@
+//! The log's two formats: env_logger's text lines (the default), or with `--log-format json`
+//! one JSON object per line for log shippers: `ts` (RFC 3339 UTC, milliseconds), `level`
+//! (ERROR, WARN, INFO, DEBUG, TRACE), `target` (the module that logged) and `msg`.
+use serde_json::json;
+use std::io::Write;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Starts the logger: RUST_LOG sets the level (default info), logs go to stderr.
+pub fn init(format: LogFormat) {
+    let mut b = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    match format {
+        LogFormat::Text => b.format_target(false),
+        LogFormat::Json => b.format(|buf, r| {
+            let line = json_line(
+                &buf.timestamp_millis().to_string(),
+                r.level(),
+                r.target(),
+                &r.args().to_string(),
+            );
+            writeln!(buf, "{line}")
+        }),
+    };
+    b.init();
+}
+
+/// One record as a JSON object (no newline).
+pub fn json_line(ts: &str, level: log::Level, target: &str, msg: &str) -> String {
+    json!({"ts": ts, "level": level.as_str(), "target": target, "msg": msg}).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_json_line_is_one_object_with_the_documented_fields() {
+        let l = json_line(
+            "2026-12-01T04:22:00.123Z",
+            log::Level::Info,
+            "anygate::mgmt",
+            "arp: learned 10.0.0.5 at 02:00:00:00:00:05 on port \"lan0\"\nsecond line",
+        );
+        assert!(!l.contains('\n'), "{l}");
+        let v: serde_json::Value = serde_json::from_str(&l).unwrap();
+        assert_eq!(v["level"], "INFO");
+        assert_eq!(v["target"], "anygate::mgmt");
+        assert_eq!(v["ts"], "2026-12-01T04:22:00.123Z");
+        assert!(v["msg"].as_str().unwrap().ends_with("\nsecond line"));
+        assert_eq!(v.as_object().unwrap().len(), 4);
+    }
+}
