@@ -72,6 +72,10 @@ fn dispatch(req: Request, who: &str, plane: &mut Plane) -> Result<Value, String>
         Request::Reload { discard_runtime } => {
             crate::mgmt::reload::reload(plane, discard_runtime, &format!("ctl, {who}"))
         }
+        // Answered later, by `Control::poll` (see `tap`).
+        Request::Trace { .. } | Request::Capture { .. } => {
+            Err("trace and capture are answered by the control loop".into())
+        }
     }
 }
 
