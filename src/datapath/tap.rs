@@ -5,9 +5,11 @@
 //! ring loses the record (counted), never blocks. Disarmed, the cost is one load and one
 //! predictable branch per loop.
 use super::context::Note;
+use super::pipeline::Pipeline;
 use super::verdict::Verdict;
 use super::BURST;
 use crate::packet::PacketBuf;
+use crate::route::Snapshot;
 use crossbeam::queue::ArrayQueue;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -151,6 +153,30 @@ impl Tap {
     }
 }
 
+/// The pipeline over one received burst, behind the tap's check: disarmed, one load and one
+/// predictable branch; armed, the burst is copied before and the matching packets recorded
+/// after. The worker's path, and the pipeline benchmark's, so that the cost is measured.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub fn process<B: PacketBuf>(
+    pipeline: &mut Pipeline,
+    snap: &Snapshot,
+    port: u16,
+    pkts: &mut [B],
+    verdicts: &mut [Verdict],
+    tap: &Tap,
+    rec: &mut Recorder,
+    tsc: u64,
+) {
+    let armed = tap.armed();
+    let staged = armed.is_some_and(|f| rec.stage(&f, port, pkts));
+    pipeline.process(snap, port, pkts, verdicts);
+    if let (true, Some(f)) = (staged, armed) {
+        let at = (port, snap.generation, tsc);
+        rec.record(tap, &f, at, pkts, verdicts, |i| pipeline.note_at(i));
+    }
+}
+
 /// A worker's side: the copies of the current burst as received, and the count recorded in
 /// this session. Allocated once when the worker starts.
 pub struct Recorder {
@@ -173,6 +199,8 @@ impl Default for Recorder {
 
 impl Recorder {
     /// Copies a burst before the pipeline rewrites it. False when nothing of it is wanted.
+    #[cold]
+    #[inline(never)]
     pub fn stage<B: PacketBuf>(&mut self, f: &Filter, port: u16, pkts: &[B]) -> bool {
         if f.session != self.session {
             self.session = f.session;
@@ -191,7 +219,8 @@ impl Recorder {
     }
 
     /// Records the matching packets of the staged burst, now decided. `note(i)` is packet i's.
-    #[allow(clippy::too_many_arguments)]
+    #[cold]
+    #[inline(never)]
     pub fn record<'n, B: PacketBuf>(
         &mut self,
         tap: &Tap,

@@ -5,7 +5,7 @@
 //! it recognised back through its answer ring.
 use super::counters::SharedCounters;
 use super::pipeline::Pipeline;
-use super::tap::{Recorder, Tap};
+use super::tap::{self, Recorder, Tap};
 use super::verdict::{DropReason, Verdict};
 use super::BURST;
 use crate::dpdk::{self, Mbuf, MbufArray, Mempool, RxQueue, TxQueue};
@@ -106,8 +106,6 @@ impl Worker {
             let start = dpdk::tsc();
             pipeline.set_clock(start, hz);
             let mut busy = false;
-            // Disarmed (always but while an operator traces): one load, one branch.
-            let armed = tap.armed();
             let injected = inject(rings, snap, pool, &mut pipeline, &mut txb, &mut drops);
             if injected {
                 arp.send_requests(snap, pool, &mut pipeline, &mut txb);
@@ -119,13 +117,9 @@ impl Worker {
                     continue;
                 }
                 busy = true;
-                let staged = armed.is_some_and(|f| recorder.stage(&f, *port, burst.as_mut_slice()));
-                pipeline.process(snap, *port, burst.as_mut_slice(), &mut verdicts[..n]);
-                if let (true, Some(f)) = (staged, &armed) {
-                    let at = (*port, snap.generation, start);
-                    let (pkts, v) = (burst.as_mut_slice(), &verdicts[..n]);
-                    recorder.record(tap, f, at, pkts, v, |i| pipeline.note_at(i));
-                }
+                let (pkts, v) = (burst.as_mut_slice(), &mut verdicts[..n]);
+                let rec = &mut recorder;
+                tap::process(&mut pipeline, snap, *port, pkts, v, tap, rec, start);
                 dispatch(&mut burst, &verdicts, &mut txb, &mut drops, &mut pipeline);
                 hand_answers(rings, &mut pipeline);
                 arp.send_requests(snap, pool, &mut pipeline, &mut txb);
