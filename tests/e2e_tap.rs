@@ -33,6 +33,8 @@ type = "gre"
 customer_endpoint = "192.0.2.50"
 edge_endpoint = "203.0.113.10"
 interface_address = "10.255.0.2/31"
+# Nobody answers probes here: a tunnel gone down would change the verdicts mid-test.
+health_check = {{ enabled = false }}
 
 [[neighbors]]
 ip = "192.0.2.50"

@@ -156,7 +156,11 @@ impl Taps {
         for t in &self.taps {
             t.disarm();
         }
-        let Some(s) = self.active.take() else { return };
+        let Some(mut s) = self.active.take() else {
+            return;
+        };
+        // In the order the workers received them (their TSCs are one clock).
+        s.got.sort_by_key(|(_, r)| r.tsc);
         let packets: Vec<Value> = s
             .got
             .iter()
