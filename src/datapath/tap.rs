@@ -3,7 +3,7 @@
 //! received, and after the pipeline records each matching one (its first SNAP bytes, port,
 //! verdict and note) into a fixed-size per-worker ring the management thread drains. A full
 //! ring loses the record (counted), never blocks. Disarmed, the cost is one load and one
-//! predictable branch per loop.
+//! predictable branch per burst.
 use super::context::Note;
 use super::pipeline::Pipeline;
 use super::verdict::Verdict;
@@ -138,7 +138,7 @@ impl Tap {
     pub fn disarm(&self) {
         self.armed.store(0, Ordering::Release);
     }
-    /// The filter, when armed: once per worker loop.
+    /// The filter, when armed: once per burst.
     #[inline(always)]
     pub fn armed(&self) -> Option<Filter> {
         let w = self.armed.load(Ordering::Relaxed);

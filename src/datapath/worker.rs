@@ -48,7 +48,7 @@ pub struct Worker {
     pub stop: Arc<AtomicBool>,
     /// Probes in, probe answers out (see `health`).
     pub rings: Arc<WorkerRings>,
-    /// Live trace and capture (see `tap`): read once per loop.
+    /// Live trace and capture (see `tap`): its armed word is read once per burst.
     pub tap: Arc<Tap>,
 }
 
