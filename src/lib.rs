@@ -11,6 +11,7 @@ pub mod config;
 pub mod cpu;
 pub mod ctl;
 pub mod ctl_proto;
+pub mod ctl_tap;
 pub mod datapath;
 #[allow(unsafe_code)]
 pub mod dpdk;

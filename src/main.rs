@@ -4,7 +4,7 @@ use anygate::log_format::LogFormat;
 use anygate::mgmt::{self, Outcome, RunOptions};
 use anygate::trace::{self, TraceOptions};
 use clap::{CommandFactory, Parser, Subcommand};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -166,6 +166,33 @@ enum CtlCmd {
         #[arg(long)]
         discard_runtime: bool,
     },
+    /// Trace the next packets the workers see, as `anygate trace` does offline (at most 1000;
+    /// answered when they came, or after 10 s with those that did).
+    Trace {
+        #[arg(long, default_value_t = 10)]
+        count: u32,
+        /// Only packets received on this port.
+        #[arg(long)]
+        port: Option<String>,
+        /// Only packets decapsulated from or encapsulated into this tunnel.
+        #[arg(long)]
+        tunnel: Option<String>,
+    },
+    /// Copy the next packets the workers receive, as received, into a capture file (at most
+    /// 4096; the first 2048 bytes of each; after 10 s, those that came).
+    Capture {
+        #[arg(long)]
+        count: u32,
+        /// The file to write (pcap; pcapng with --drops-only).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Only packets received on this port.
+        #[arg(long)]
+        port: Option<String>,
+        /// Only dropped packets, each with its drop reason as a pcapng comment.
+        #[arg(long)]
+        drops_only: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -220,6 +247,34 @@ fn ctl(socket: Option<PathBuf>, config: Option<PathBuf>, json: bool, action: Ctl
         return fail("node.control_socket is \"\": the control socket is disabled");
     }
     let req = match action {
+        CtlCmd::Trace {
+            count,
+            port,
+            tunnel,
+        } => {
+            return ctl_trace(
+                &path,
+                json,
+                Request::Trace {
+                    count,
+                    port,
+                    tunnel,
+                },
+            )
+        }
+        CtlCmd::Capture {
+            count,
+            out,
+            port,
+            drops_only,
+        } => {
+            let req = Request::Capture {
+                count,
+                port,
+                drops_only,
+            };
+            return ctl_capture(&path, &req, &out, drops_only);
+        }
         CtlCmd::Show {
             what: ShowWhat::Routes { all: true, .. },
         } => None,
@@ -309,6 +364,52 @@ fn ctl(socket: Option<PathBuf>, config: Option<PathBuf>, json: bool, action: Ctl
         }
         Err(e) => fail(&e),
     }
+}
+
+/// `ctl trace`: the packets as `anygate trace` prints them, the summary on stderr.
+fn ctl_trace(path: &Path, json: bool, req: anygate::ctl_proto::Request) -> ExitCode {
+    let want = match req {
+        anygate::ctl_proto::Request::Trace { count, .. } => count,
+        _ => 0,
+    };
+    match anygate::ctl::request(path, &req) {
+        Ok(reply) if reply.ok => {
+            print!("{}", anygate::ctl_tap::render_trace(&reply, json));
+            eprintln!("{}", anygate::ctl_tap::summary(&reply, "traced", want));
+            ExitCode::SUCCESS
+        }
+        Ok(reply) => fail(&format!(
+            "refused: {}",
+            reply.error.as_deref().unwrap_or("?")
+        )),
+        Err(e) => fail(&e),
+    }
+}
+
+/// `ctl capture`: the daemon sends the packets, this writes the file.
+fn ctl_capture(
+    path: &Path,
+    req: &anygate::ctl_proto::Request,
+    out: &Path,
+    pcapng: bool,
+) -> ExitCode {
+    let want = match req {
+        anygate::ctl_proto::Request::Capture { count, .. } => *count,
+        _ => 0,
+    };
+    let reply = match anygate::ctl::request(path, req) {
+        Ok(r) if r.ok => r,
+        Ok(r) => return fail(&format!("refused: {}", r.error.as_deref().unwrap_or("?"))),
+        Err(e) => return fail(&e),
+    };
+    let written =
+        anygate::ctl_tap::captured(&reply).and_then(|p| anygate::ctl_tap::write(out, &p, pcapng));
+    if let Err(e) = written {
+        return fail(&e);
+    }
+    let what = format!("captured into {}", out.display());
+    eprintln!("{}", anygate::ctl_tap::summary(&reply, &what, want));
+    ExitCode::SUCCESS
 }
 
 fn main() -> ExitCode {

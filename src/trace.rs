@@ -110,8 +110,9 @@ pub fn trace(
     Ok(sum)
 }
 
-/// One packet's story, as a line of text or a JSON object. Field names are stable.
-fn describe(
+/// One packet's story, as a line of text or a JSON object. Field names are stable. `data` is
+/// the packet as it leaves (only its Ethernet header is read). Also `ctl trace`'s.
+pub fn describe(
     cfg: &Config,
     (snap, rib): (&Snapshot, &Rib),
     index: u64,

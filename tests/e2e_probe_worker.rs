@@ -149,6 +149,7 @@ nexthop = "192.0.2.254"
         pool: dp.pool.clone(),
         stop: stop.clone(),
         rings: rings.clone(),
+        tap: Default::default(),
     };
     let h = std::thread::spawn(move || w.run());
     std::thread::sleep(Duration::from_millis(500));

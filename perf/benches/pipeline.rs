@@ -8,6 +8,7 @@
 //!
 //! FILE formats are dpdk-test-fib's: `a.b.c.d/len nexthop` per route, one address per line.
 use anygate::config::{parse, Host};
+use anygate::datapath::tap::{self, Recorder, Tap};
 use anygate::datapath::{DropReason, Pipeline, VecBuf, Verdict, BURST};
 use anygate::lpm::{Dir24_8, Editor, Prefix};
 use anygate::route::{Change, Snapshot};
@@ -267,10 +268,32 @@ fn reset_burst(bufs: &mut [VecBuf], frames: &[Vec<u8>]) {
     }
 }
 
-/// The measured unit: one burst through the pipeline. Named for callgrind's --toggle-collect.
+/// A worker's trace and capture tap, disarmed (as it is but while an operator traces).
+struct Tapped {
+    tap: Tap,
+    rec: Recorder,
+}
+
+impl Tapped {
+    fn new() -> Tapped {
+        Tapped {
+            tap: Tap::default(),
+            rec: Recorder::default(),
+        }
+    }
+}
+
+/// The measured unit: one burst through the pipeline, behind the tap's check, as a worker
+/// runs it. Named for callgrind's --toggle-collect.
 #[inline(never)]
-fn process_burst(p: &mut Pipeline, s: &Snapshot, bufs: &mut [VecBuf], v: &mut [Verdict]) {
-    p.process(s, 0, bufs, v);
+fn process_burst(
+    p: &mut Pipeline,
+    s: &Snapshot,
+    bufs: &mut [VecBuf],
+    v: &mut [Verdict],
+    t: &mut Tapped,
+) {
+    tap::process(p, s, 0, bufs, v, &t.tap, &mut t.rec, 0);
 }
 
 fn bench_pipeline(runs: usize, path: Path) {
@@ -279,6 +302,7 @@ fn bench_pipeline(runs: usize, path: Path) {
     let mut bufs: Vec<VecBuf> = frames.iter().map(|f| VecBuf::from_bytes(f)).collect();
     let mut v = [Verdict::Drop(DropReason::NoRoute); BURST];
     let mut p = Pipeline::new();
+    let mut tapped = Tapped::new();
     let iters = 200_000;
     let mut cycles = Vec::new();
     let mut reset_only = Vec::new();
@@ -286,7 +310,7 @@ fn bench_pipeline(runs: usize, path: Path) {
         let t = tsc();
         for _ in 0..iters {
             reset_burst(&mut bufs, &frames);
-            process_burst(&mut p, &snap, &mut bufs, &mut v);
+            process_burst(&mut p, &snap, &mut bufs, &mut v, &mut tapped);
         }
         let both = (tsc() - t) as f64;
         let t = tsc();
@@ -336,9 +360,10 @@ fn main() {
         let mut bufs: Vec<VecBuf> = frames.iter().map(|f| VecBuf::from_bytes(f)).collect();
         let mut v = [Verdict::Drop(DropReason::NoRoute); BURST];
         let mut p = Pipeline::new();
+        let mut tapped = Tapped::new();
         for _ in 0..n {
             reset_burst(&mut bufs, &frames);
-            process_burst(&mut p, &snap, &mut bufs, &mut v);
+            process_burst(&mut p, &snap, &mut bufs, &mut v, &mut tapped);
         }
         println!("processed {} packets", n * BURST);
         return;

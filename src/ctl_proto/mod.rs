@@ -68,6 +68,45 @@ pub enum Request {
     ShowStatus {},
     /// The views count from now on; the raw counters keep counting.
     ClearCounters {},
+    /// The next `count` packets the workers see (received on `port`, through `tunnel`),
+    /// traced as `anygate trace` does; answered when they came or after the wait.
+    Trace {
+        count: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        port: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tunnel: Option<String>,
+    },
+    /// Copies of the next `count` packets as received (only dropped ones with `drops_only`),
+    /// in the reply (`data` in hex); the client writes the file.
+    Capture {
+        count: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        port: Option<String>,
+        #[serde(default)]
+        drops_only: bool,
+    },
+}
+
+/// Bytes as lowercase hex, for packet data in replies.
+pub fn hex(b: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(b.len() * 2);
+    for x in b {
+        let _ = write!(s, "{x:02x}");
+    }
+    s
+}
+
+/// The bytes of a hex string; None when it is not one.
+pub fn unhex(s: &str) -> Option<Vec<u8>> {
+    let s = s.as_bytes();
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    s.chunks(2)
+        .map(|c| u8::from_str_radix(std::str::from_utf8(c).ok()?, 16).ok())
+        .collect()
 }
 
 /// The layout version of the `show-stats`, `show-ports`, `show-neighbors` and `show-status`
@@ -159,6 +198,7 @@ impl Request {
             |r: &RawRoute| format!("{} via {} priority {}", r.prefix, r.nexthop, r.priority);
         match self {
             Request::ShowRoutes { .. } | Request::ShowTunnels {} | Request::ShowFirewall {} => None,
+            Request::Trace { .. } | Request::Capture { .. } => None,
             Request::SetHealth { tunnel, health } => {
                 Some(format!("set-health {tunnel} {}", health.name()))
             }
@@ -369,6 +409,31 @@ mod tests {
         }
         let e = Request::parse(b"{\"version\":1,\"cmd\":\"show-\xff\"}").unwrap_err();
         assert!(e.contains("not UTF-8"), "{e}");
+    }
+
+    #[test]
+    fn trace_and_capture_round_trip_and_hex_is_reversible() {
+        let reqs = [
+            Request::Trace {
+                count: 5,
+                port: Some("wan0".into()),
+                tunnel: None,
+            },
+            Request::Capture {
+                count: 9,
+                port: None,
+                drops_only: true,
+            },
+        ];
+        for r in reqs {
+            assert_eq!(parse(r.to_line().trim_end()).unwrap(), r);
+        }
+        let e = parse(r#"{"version":1,"cmd":"trace"}"#).unwrap_err();
+        assert!(e.contains("missing field `count`"), "{e}");
+        assert_eq!(hex(&[0, 0xab, 0x10]), "00ab10");
+        assert_eq!(unhex("00ab10").unwrap(), vec![0, 0xab, 0x10]);
+        assert_eq!(unhex("0g"), None);
+        assert_eq!(unhex("abc"), None);
     }
 
     #[test]

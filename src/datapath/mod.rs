@@ -6,6 +6,7 @@ pub mod counters;
 mod graph;
 pub mod pipeline;
 mod stages;
+pub mod tap;
 pub mod verdict;
 pub mod worker;
 

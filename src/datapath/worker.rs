@@ -5,6 +5,7 @@
 //! it recognised back through its answer ring.
 use super::counters::SharedCounters;
 use super::pipeline::Pipeline;
+use super::tap::{self, Recorder, Tap};
 use super::verdict::{DropReason, Verdict};
 use super::BURST;
 use crate::dpdk::{self, Mbuf, MbufArray, Mempool, RxQueue, TxQueue};
@@ -47,6 +48,8 @@ pub struct Worker {
     pub stop: Arc<AtomicBool>,
     /// Probes in, probe answers out (see `health`).
     pub rings: Arc<WorkerRings>,
+    /// Live trace and capture (see `tap`): its armed word is read once per burst.
+    pub tap: Arc<Tap>,
 }
 
 impl Worker {
@@ -78,8 +81,10 @@ impl Worker {
             pool,
             stop,
             rings,
+            tap,
             ..
         } = self;
+        let mut recorder = Recorder::default();
         let mut pipeline = Pipeline::new();
         let mut burst: MbufArray<BURST> = MbufArray::new();
         let mut drops: MbufArray<BURST> = MbufArray::new();
@@ -115,7 +120,9 @@ impl Worker {
                     continue;
                 }
                 busy = true;
-                pipeline.process(snap, *port, burst.as_mut_slice(), &mut verdicts[..n]);
+                let (pkts, v) = (burst.as_mut_slice(), &mut verdicts[..n]);
+                let rec = &mut recorder;
+                tap::process(&mut pipeline, snap, *port, pkts, v, tap, rec, start);
                 dispatch(&mut burst, &verdicts, &mut txb, &mut drops, &mut pipeline);
                 hand_answers(rings, &mut pipeline);
                 arp.send_requests(snap, pool, &mut pipeline, &mut txb);

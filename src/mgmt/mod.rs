@@ -118,6 +118,9 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
     let queues = worker_queues(&mut dp.ports, &cfg.workers)?;
     // Each worker's inject (probes) and answer rings, for the health checker.
     let rings: Vec<Arc<WorkerRings>> = cfg.workers.iter().map(|_| Arc::default()).collect();
+    // Each worker's tap, for `ctl trace` and `ctl capture`.
+    let taps: Vec<Arc<crate::datapath::tap::Tap>> =
+        cfg.workers.iter().map(|_| Arc::default()).collect();
     let jobs: Vec<Worker> = cfg
         .workers
         .iter()
@@ -134,6 +137,7 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
             pool: dp.pool.clone(),
             stop: stop.clone(),
             rings: rings[wi].clone(),
+            tap: taps[wi].clone(),
         })
         .collect();
     // Declared after `dp`: an early return drops (stops and joins) the workers first.
@@ -188,6 +192,7 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
     };
 
     if let Some(c) = &mut control {
+        c.attach_taps(taps);
         c.start()?;
     }
     // Every worker thread is running and the control socket answers: ready for systemd.
@@ -213,7 +218,7 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
             ports: &dp.ports,
             obs: &mut obs,
         };
-        if let Some(c) = &control {
+        if let Some(c) = &mut control {
             c.poll(&mut plane);
         }
         if signals.term.load(Ordering::Relaxed) {

@@ -81,6 +81,10 @@ fn dispatch(req: Request, who: &str, plane: &mut Plane) -> Result<Value, String>
         Request::ShowNeighbors {} => Ok(super::views::neighbors(plane)),
         Request::ShowStatus {} => Ok(super::views::status(plane)),
         Request::ClearCounters {} => Ok(super::views::clear(plane)),
+        // Answered later, by `Control::poll` (see `tap`).
+        Request::Trace { .. } | Request::Capture { .. } => {
+            Err("trace and capture are answered by the control loop".into())
+        }
     }
 }
 

@@ -6,8 +6,10 @@ mod handlers;
 mod server;
 mod show;
 mod socket;
+mod tap;
 mod views;
 
+use crate::ctl_proto::Request;
 use crossbeam::channel::Receiver;
 pub use handlers::{publish_health, Plane};
 use std::path::Path;
@@ -15,6 +17,8 @@ use std::path::Path;
 pub struct Control {
     socket: socket::Bound,
     jobs: Option<Receiver<server::Job>>,
+    /// Live trace and capture: the workers' taps and the session in progress.
+    taps: tap::Taps,
 }
 
 impl Control {
@@ -32,6 +36,7 @@ impl Control {
         Ok(Control {
             socket: socket::bind(path, gid).map_err(|e| format!("node.control_socket: {e}"))?,
             jobs: None,
+            taps: tap::Taps::new(Vec::new()),
         })
     }
 
@@ -47,13 +52,25 @@ impl Control {
         Ok(())
     }
 
-    /// Answers the requests waiting, if any; never waits for one.
-    pub fn poll(&self, plane: &mut Plane) {
+    /// The workers' taps, for `ctl trace` and `ctl capture`.
+    pub fn attach_taps(&mut self, taps: Vec<std::sync::Arc<crate::datapath::tap::Tap>>) {
+        self.taps = tap::Taps::new(taps);
+    }
+
+    /// Answers the requests waiting, if any; never waits for one. A trace or capture is
+    /// answered later, from a later call, when its packets came.
+    pub fn poll(&mut self, plane: &mut Plane) {
         let Some(jobs) = &self.jobs else { return };
         for job in jobs.try_iter().take(crate::ctl_proto::MAX_CLIENTS) {
+            if matches!(job.request, Request::Trace { .. } | Request::Capture { .. }) {
+                let who = server::who(job.uid);
+                self.taps.start(&job.request, &who, job.reply, plane);
+                continue;
+            }
             let reply = handlers::handle(job.request, job.uid, plane);
             // Its client may have given up; the reply channel holds one, so this never waits.
             let _ = job.reply.try_send(reply);
         }
+        self.taps.poll(plane);
     }
 }
