@@ -23,6 +23,8 @@ pub struct Config {
     pub firewall: super::FirewallConf,
     /// `[health_checks]`: node-wide timing of tunnel health checks.
     pub health_checks: super::HealthChecksConf,
+    /// `[arr]`: the ARR flow table.
+    pub arr: super::ArrConf,
     /// The schema as read, kept to tell which sections a reload changed.
     pub raw: RawConfig,
 }
@@ -391,6 +393,7 @@ pub fn validate(raw: &RawConfig, host: &Host) -> Result<Config, ConfigErrors> {
     }
     let firewall = super::firewall::validate_firewall(raw, &mut e);
     let health_checks = super::health::validate_health_checks(&raw.health_checks, &mut e);
+    let arr = super::arr::validate_arr(&raw.arr, &mut e);
     // An explicit authorized_prefixes list also admits the tunnel's interface subnet (the
     // customer router's own address). Without one, the route table decides (see
     // `Snapshot::source_allowed`).
@@ -419,6 +422,7 @@ pub fn validate(raw: &RawConfig, host: &Host) -> Result<Config, ConfigErrors> {
         tunnels,
         firewall,
         health_checks,
+        arr,
         raw: raw.clone(),
     })
 }
