@@ -219,12 +219,13 @@ impl Table {
         None
     }
 
-    /// Marks a found entry seen now, with `flags` added; false when it changed meanwhile
-    /// (the update is lost, the entry stays). No write when nothing would change.
+    /// Marks a found entry seen now, with `flags` added and `clear` taken away; false when
+    /// it changed meanwhile (the update is lost, the entry stays). No write when nothing
+    /// would change.
     #[inline]
-    pub fn touch(&self, f: &Found, flags: u64) -> bool {
+    pub fn touch(&self, f: &Found, flags: u64, clear: u64) -> bool {
         let now = self.now() as u64;
-        let next = (f.ctl & 0xffff_ffff) | flags | now << 32;
+        let next = (f.ctl & 0xffff_ffff & !(clear & FLAGS)) | (flags & FLAGS) | now << 32;
         if next == f.ctl {
             return true;
         }
@@ -236,14 +237,15 @@ impl Table {
             .is_ok()
     }
 
-    /// Learns (or refreshes) flow `k` as arriving on `tunnel` under `epoch`, with `flags`.
+    /// Learns (or refreshes) flow `k` as arriving on `tunnel` under `epoch`, with `flags`
+    /// (a refresh also takes `clear` away).
     /// A full bucket gives way for the oldest flow no return packet has confirmed; when
     /// all are confirmed the new flow is refused (a SYN flood cannot evict established
     /// flows).
-    pub fn learn(&self, k: &Key, epoch: u8, tunnel: u16, flags: u64) -> Learned {
+    pub fn learn(&self, k: &Key, epoch: u8, tunnel: u16, flags: u64, clear: u64) -> Learned {
         if let Some(f) = self.lookup(k) {
             if f.tunnel == tunnel && f.epoch == epoch {
-                self.touch(&f, flags);
+                self.touch(&f, flags, clear);
                 return Learned::Refreshed;
             }
             // Another tunnel (or table epoch) now carries the flow: the entry is rewritten.

@@ -16,12 +16,12 @@ fn learn_then_lookup_then_refresh() {
     assert_eq!(t.capacity(), 64);
     assert_eq!(t.bytes(), 64 * 24);
     assert_eq!(t.lookup(&key(1)), None);
-    assert_eq!(t.learn(&key(1), 0, 7, 0), Learned::New);
+    assert_eq!(t.learn(&key(1), 0, 7, 0, 0), Learned::New);
     let f = t.lookup(&key(1)).expect("learned");
     assert_eq!((f.tunnel, f.epoch), (7, 0));
-    assert_eq!(t.learn(&key(1), 0, 7, 0), Learned::Refreshed);
+    assert_eq!(t.learn(&key(1), 0, 7, 0, 0), Learned::Refreshed);
     // Another tunnel now sends the same flow: it moves.
-    assert_eq!(t.learn(&key(1), 0, 8, 0), Learned::Moved);
+    assert_eq!(t.learn(&key(1), 0, 8, 0, 0), Learned::Moved);
     assert_eq!(t.lookup(&key(1)).map(|f| f.tunnel), Some(8));
     // The key is whole: a neighbour differing only in the protocol is another flow.
     let mut other = key(1);
@@ -37,10 +37,10 @@ fn idle_entries_expire_by_protocol_and_state() {
         proto: crate::wire::ipv4::PROTO_TCP,
         ..key(n)
     };
-    t.learn(&key(1), 0, 1, 0); // UDP: 60 s
-    t.learn(&tcp(2), 0, 1, 0); // a SYN not answered: 30 s
-    t.learn(&tcp(3), 0, 1, CONFIRMED); // established: 300 s
-    t.learn(&tcp(4), 0, 1, CONFIRMED | CLOSING); // closing: 10 s
+    t.learn(&key(1), 0, 1, 0, 0); // UDP: 60 s
+    t.learn(&tcp(2), 0, 1, 0, 0); // a SYN not answered: 30 s
+    t.learn(&tcp(3), 0, 1, CONFIRMED, 0); // established: 300 s
+    t.learn(&tcp(4), 0, 1, CONFIRMED | CLOSING, 0); // closing: 10 s
     t.set_now(109);
     assert_eq!(t.sweep(64), 0);
     t.set_now(110);
@@ -51,7 +51,7 @@ fn idle_entries_expire_by_protocol_and_state() {
     assert!(t.lookup(&tcp(2)).is_none());
     // A refresh pushes the deadline back.
     let f = t.lookup(&key(1)).unwrap();
-    assert!(t.touch(&f, 0));
+    assert!(t.touch(&f, 0, 0));
     t.set_now(189);
     assert_eq!(t.sweep(64), 0);
     t.set_now(190);
@@ -67,7 +67,7 @@ fn idle_entries_expire_by_protocol_and_state() {
 fn sweep_is_bounded_and_resumes() {
     let t = Table::new(64, Timeouts::default());
     for n in 0..40 {
-        t.learn(&key(n), 0, 0, 0);
+        t.learn(&key(n), 0, 0, 0, 0);
     }
     let (live, _) = t.census(0, 1);
     t.set_now(1000);
@@ -85,28 +85,28 @@ fn full_bucket_evicts_unconfirmed_only() {
     let t = Table::new(WAYS, Timeouts::default()); // one bucket
     t.set_now(10);
     for n in 0..WAYS as u32 {
-        assert_eq!(t.learn(&key(n), 0, 0, CONFIRMED), Learned::New);
+        assert_eq!(t.learn(&key(n), 0, 0, CONFIRMED, 0), Learned::New);
     }
-    assert_eq!(t.learn(&key(100), 0, 0, 0), Learned::Refused);
+    assert_eq!(t.learn(&key(100), 0, 0, 0, 0), Learned::Refused);
     for n in 0..WAYS as u32 {
         assert!(t.lookup(&key(n)).is_some());
     }
     let t = Table::new(WAYS, Timeouts::default());
     t.set_now(10);
     for n in 0..WAYS as u32 {
-        t.learn(&key(n), 0, 0, 0);
+        t.learn(&key(n), 0, 0, 0, 0);
         t.set_now(11 + n);
     }
     // key(0) is the oldest: it goes.
-    assert_eq!(t.learn(&key(100), 0, 0, 0), Learned::New);
+    assert_eq!(t.learn(&key(100), 0, 0, 0, 0), Learned::New);
     assert!(t.lookup(&key(0)).is_none());
     assert!(t.lookup(&key(100)).is_some());
     // The older ones give way in turn; then only flows seen this second are left, and
     // newcomers do not evict each other within it.
     for n in 101..108 {
-        assert_eq!(t.learn(&key(n), 0, 0, 0), Learned::New);
+        assert_eq!(t.learn(&key(n), 0, 0, 0, 0), Learned::New);
     }
-    assert_eq!(t.learn(&key(108), 0, 0, 0), Learned::Refused);
+    assert_eq!(t.learn(&key(108), 0, 0, 0, 0), Learned::Refused);
     assert!((100..108).all(|n| t.lookup(&key(n)).is_some()));
 }
 
@@ -123,7 +123,7 @@ fn two_workers_and_a_sweeper() {
         std::thread::spawn(move || {
             for round in 0..20 {
                 for n in 0..FLOWS {
-                    t.learn(&key(n), 0, tunnel_of(n), 0);
+                    t.learn(&key(n), 0, tunnel_of(n), 0, 0);
                 }
                 t.set_now(round * 100);
             }
@@ -158,7 +158,7 @@ fn two_workers_and_a_sweeper() {
     assert!(reader.join().unwrap() > 0);
     // Quiet now: every flow this thread holds learned is found by another thread too.
     let held: Vec<u32> = (0..FLOWS)
-        .filter(|&n| t.learn(&key(n), 0, tunnel_of(n), 0) != Learned::Refused)
+        .filter(|&n| t.learn(&key(n), 0, tunnel_of(n), 0, 0) != Learned::Refused)
         .collect();
     assert!(held.len() > FLOWS as usize * 9 / 10);
     let t2 = t.clone();

@@ -213,6 +213,9 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
             notify.send("READY=1");
         }
         run_checks(&mut plane, &rings);
+        if let Some(t) = publisher.current().arr.as_deref() {
+            crate::arr::tick(t, started.elapsed().as_secs() as u32);
+        }
         publisher.reclaim();
         rib.reclaim(publisher.min_acked());
         let rx = counters.total().rx_total();
