@@ -178,6 +178,8 @@ enum ShowWhat {
     Tunnels,
     /// The firewall's rules in order, each with the packets and bytes it decided.
     Firewall,
+    /// The ARR flow table: entries, capacity, learned/expired/refused, top tunnels by flows.
+    Arr,
 }
 
 fn ctl(socket: Option<PathBuf>, config: Option<PathBuf>, json: bool, action: CtlCmd) -> ExitCode {
@@ -209,6 +211,9 @@ fn ctl(socket: Option<PathBuf>, config: Option<PathBuf>, json: bool, action: Ctl
         CtlCmd::Show {
             what: ShowWhat::Firewall,
         } => Some(Request::ShowFirewall {}),
+        CtlCmd::Show {
+            what: ShowWhat::Arr,
+        } => Some(Request::ShowArr {}),
         CtlCmd::SetHealth { tunnel, health } => match anygate::ctl::health(&health) {
             Ok(health) => Some(Request::SetHealth { tunnel, health }),
             Err(e) => return fail(&e),

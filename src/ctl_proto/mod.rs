@@ -35,6 +35,8 @@ pub enum Request {
     },
     ShowTunnels {},
     ShowFirewall {},
+    /// The ARR flow table: entries, capacity, counters, the top tunnels by flows.
+    ShowArr {},
     /// A manual health the checks leave alone, or `auto` to hand the tunnel back to them.
     SetHealth {
         tunnel: String,
@@ -144,6 +146,7 @@ impl Request {
             |r: &RawRoute| format!("{} via {} priority {}", r.prefix, r.nexthop, r.priority);
         match self {
             Request::ShowRoutes { .. } | Request::ShowTunnels {} | Request::ShowFirewall {} => None,
+            Request::ShowArr {} => None,
             Request::SetHealth { tunnel, health } => {
                 Some(format!("set-health {tunnel} {}", health.name()))
             }

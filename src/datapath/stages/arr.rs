@@ -44,7 +44,6 @@ pub fn ret<B: PacketBuf>(b: &mut Burst<B>, i: usize, table: &Table) -> bool {
     let c = &mut b.cx[i];
     c.nexthop = Some(NextHop::Tunnel(t));
     c.note.arr = Some(t);
-    c.note.route_dst = Some(c.ip.dst);
     true
 }
 

@@ -5,6 +5,7 @@
 mod handlers;
 mod server;
 mod show;
+mod show_arr;
 mod socket;
 
 use crossbeam::channel::Receiver;

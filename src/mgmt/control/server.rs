@@ -114,7 +114,10 @@ fn may_change(uid: Option<u32>) -> bool {
 fn read_only(r: &Request) -> bool {
     matches!(
         r,
-        Request::ShowRoutes { .. } | Request::ShowTunnels {} | Request::ShowFirewall {}
+        Request::ShowRoutes { .. }
+            | Request::ShowTunnels {}
+            | Request::ShowFirewall {}
+            | Request::ShowArr {}
     )
 }
 
@@ -288,6 +291,7 @@ mod tests {
             (r#"{"version":1,"cmd":"show-routes"}"#, true),
             (r#"{"version":1,"cmd":"show-tunnels"}"#, true),
             (r#"{"version":1,"cmd":"show-firewall"}"#, true),
+            (r#"{"version":1,"cmd":"show-arr"}"#, true),
             (r#"{"version":1,"cmd":"reload"}"#, false),
             (
                 r#"{"version":1,"cmd":"del-route","prefix":"10.0.0.0/8","nexthop":"x"}"#,
