@@ -127,7 +127,7 @@ fn describe(
     let ingress = tunnel(note.ingress_tunnel);
     let egress = tunnel(note.egress_tunnel);
     // Sent into a tunnel by a learned ARR flow instead of a route.
-    let arr = tunnel(note.arr);
+    let arr = if note.arr { egress } else { None };
     let icmp = note.icmp.map(|(ty, _)| {
         if ty == icmp::TYPE_TIME_EXCEEDED {
             "time_exceeded"

@@ -189,7 +189,7 @@ fn send(p: &mut Pipeline, s: &Snapshot, port: u16, frame: Vec<u8>) -> Out {
     Out {
         verdict: v[0],
         tunnel_to,
-        arr: p.note().arr,
+        arr: p.note().egress_tunnel.filter(|_| p.note().arr),
     }
 }
 

@@ -43,7 +43,8 @@ pub fn ret<B: PacketBuf>(b: &mut Burst<B>, i: usize, table: &Table) -> bool {
     }
     let c = &mut b.cx[i];
     c.nexthop = Some(NextHop::Tunnel(t));
-    c.note.arr = Some(t);
+    c.note.arr = true;
+    c.note.egress_tunnel = Some(t);
     true
 }
 
