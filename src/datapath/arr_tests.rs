@@ -482,3 +482,59 @@ fn a_reload_that_changes_the_tunnels_forgets_their_flows() {
     assert_ne!(moved.arr_epoch, same.arr_epoch);
     assert_eq!(send(&mut p, &moved, WAN, ret()), by_route(WAN));
 }
+
+/// Two workers on real threads sharing one table: one receives the customers' flows from
+/// both tunnels (wan0 queue 0), the other their return packets (lan0) at the same time; every
+/// return packet of a flow learned before it was sent goes back into its own site's tunnel.
+#[test]
+fn two_workers_learn_on_one_and_return_on_the_other() {
+    const FLOWS: u16 = 500;
+    let s = std::sync::Arc::new(snapshot_with(CFG));
+    let learned = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(0));
+    let site = |n: u16| {
+        if n.is_multiple_of(2) {
+            (ACME, 0)
+        } else {
+            (BETA, 1)
+        }
+    };
+    let learner = {
+        let (s, learned) = (s.clone(), learned.clone());
+        std::thread::spawn(move || {
+            let mut p = Pipeline::new();
+            for n in 0..FLOWS {
+                let out = send(
+                    &mut p,
+                    &s,
+                    WAN,
+                    gre(site(n).0, &udp(HOST, SERVER, 20000 + n, 53)),
+                );
+                assert_eq!(out, by_route(LAN));
+                learned.store(n + 1, std::sync::atomic::Ordering::Release);
+            }
+            p.counters.arr_learned
+        })
+    };
+    let returner = {
+        let (s, learned) = (s.clone(), learned.clone());
+        std::thread::spawn(move || {
+            let mut p = Pipeline::new();
+            let mut checked = 0u32;
+            while checked < FLOWS as u32 * 2 {
+                let upto = learned.load(std::sync::atomic::Ordering::Acquire);
+                if upto == 0 {
+                    std::thread::yield_now();
+                    continue;
+                }
+                let n = (checked as u16 * 7) % upto;
+                let (to, t) = site(n);
+                let out = send(&mut p, &s, LAN, lan(&udp(SERVER, HOST, 53, 20000 + n)));
+                assert_eq!(out, via_arr(to, t), "flow {n}");
+                checked += 1;
+            }
+            p.counters.arr_returned
+        })
+    };
+    assert_eq!(learner.join().unwrap(), FLOWS as u64);
+    assert_eq!(returner.join().unwrap(), FLOWS as u64 * 2);
+}
