@@ -12,8 +12,8 @@ pub use table::{Key, Learned, Table, Timeouts};
 /// swept in under a second, about 80 us a tick.
 pub const SWEEP_PER_TICK: usize = 16 * 1024;
 
-/// One management tick: the shared clock to `secs` (since start), then a bounded sweep.
-pub fn tick(table: &Table, secs: u32) -> u64 {
-    table.set_now(secs);
+/// One management tick: the shared clock to the table's age, then a bounded sweep.
+pub fn tick(table: &Table) -> u64 {
+    table.set_now(table.age());
     table.sweep(SWEEP_PER_TICK)
 }

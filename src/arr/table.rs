@@ -135,9 +135,10 @@ pub struct Table {
     entries: Box<[Entry]>,
     /// Buckets - 1 (a power of two minus one).
     mask: usize,
-    /// Seconds, set by the management thread each tick: the one clock workers and the sweep
-    /// share.
+    /// Seconds since `born`, set by the management thread each tick: the one clock workers
+    /// and the sweep share (0 until the first tick, which is right for a table just made).
     now: AtomicU32,
+    born: std::time::Instant,
     /// Where the sweep goes on next tick.
     cursor: AtomicU64,
     pub expired: AtomicU64,
@@ -153,6 +154,7 @@ impl Table {
             entries: (0..buckets * WAYS).map(|_| Entry::default()).collect(),
             mask: buckets - 1,
             now: AtomicU32::new(0),
+            born: std::time::Instant::now(),
             cursor: AtomicU64::new(0),
             expired: AtomicU64::new(0),
             timeouts,
@@ -171,6 +173,11 @@ impl Table {
     #[inline(always)]
     pub fn now(&self) -> u32 {
         self.now.load(Ordering::Relaxed)
+    }
+
+    /// Seconds since the table was made, for the management tick.
+    pub fn age(&self) -> u32 {
+        self.born.elapsed().as_secs() as u32
     }
 
     pub fn set_now(&self, s: u32) {

@@ -214,7 +214,7 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
         }
         run_checks(&mut plane, &rings);
         if let Some(t) = publisher.current().arr.as_deref() {
-            crate::arr::tick(t, started.elapsed().as_secs() as u32);
+            crate::arr::tick(t);
         }
         publisher.reclaim();
         rib.reclaim(publisher.min_acked());
