@@ -316,6 +316,8 @@ pub fn render(reply: &Value) -> String {
                 let _ = writeln!(s, "{:<16} {}", "", health_line(t));
             }
         }
+    } else if let Some(a) = reply.get("arr") {
+        arr_text(&mut s, a);
     } else if let Some(fw) = reply.get("firewall") {
         let mut phase = &Value::Null;
         for r in fw["rules"].as_array().into_iter().flatten() {
@@ -429,6 +431,33 @@ fn render_runtime(s: &mut String, reply: &Value) {
             "  route added with ctl dropped: {}: {}",
             d["route"].as_str().unwrap_or("?"),
             d["reason"].as_str().unwrap_or("?")
+        );
+    }
+}
+
+/// `show arr` as text: the table, its counters, then the tunnels holding the most flows.
+fn arr_text(s: &mut String, a: &Value) {
+    use std::fmt::Write;
+    if a["enabled"] == false && a.get("capacity").is_none() {
+        let _ = writeln!(s, "ARR: no tunnel has automatic_return_routing");
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "ARR{}: {} of {} entries ({} bytes)  learned {} refreshed {} refused {} expired {} returned {}",
+        if a["enabled"] == true { "" } else { " (no tunnel has it now)" },
+        a["entries"], a["capacity"], a["bytes"], a["learned"], a["refreshed"], a["refused"],
+        a["expired"], a["returned"]
+    );
+    for t in a["top_tunnels"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            s,
+            "  {:<16} {:>10} flows  learned {} refused {} returned {}",
+            t["name"].as_str().unwrap_or("?"),
+            t["flows"],
+            t["learned"],
+            t["refused"],
+            t["returned"]
         );
     }
 }

@@ -5,6 +5,7 @@
 //! pipeline is unit-tested, benchmarked and traced without the EAL.
 #![deny(unsafe_code)]
 
+pub mod arr;
 pub mod config;
 /// CPU hints (prefetch); `unsafe` only for the intrinsic, as documented there.
 #[allow(unsafe_code)]

@@ -225,6 +225,8 @@ enum ShowWhat {
     Neighbors,
     /// Versions, uptime, table generation, config file, workers and their cores.
     Status,
+    /// The ARR flow table: entries, capacity, learned/expired/refused, top tunnels by flows.
+    Arr,
 }
 
 #[derive(Subcommand)]
@@ -290,6 +292,9 @@ fn ctl(socket: Option<PathBuf>, config: Option<PathBuf>, json: bool, action: Ctl
         CtlCmd::Show {
             what: ShowWhat::Firewall,
         } => Some(Request::ShowFirewall {}),
+        CtlCmd::Show {
+            what: ShowWhat::Arr,
+        } => Some(Request::ShowArr {}),
         CtlCmd::SetHealth { tunnel, health } => match anygate::ctl::health(&health) {
             Ok(health) => Some(Request::SetHealth { tunnel, health }),
             Err(e) => return fail(&e),

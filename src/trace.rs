@@ -127,6 +127,8 @@ pub fn describe(
     };
     let ingress = tunnel(note.ingress_tunnel);
     let egress = tunnel(note.egress_tunnel);
+    // Sent into a tunnel by a learned ARR flow instead of a route.
+    let arr = if note.arr { egress } else { None };
     let icmp = note.icmp.map(|(ty, _)| {
         if ty == icmp::TYPE_TIME_EXCEEDED {
             "time_exceeded"
@@ -200,6 +202,9 @@ pub fn describe(
         if let Some(t) = ingress {
             o["ingress_tunnel"] = json!(t);
         }
+        if let Some(t) = arr {
+            o["arr"] = json!(t);
+        }
         if let (Some(t), Verdict::Forward(_)) = (egress, v) {
             o["tunnel"] = json!(t);
         }
@@ -228,6 +233,7 @@ pub fn describe(
                 .map(|f| (f.dst().to_string(), f.src().to_string()))
                 .unwrap_or_default();
             let via = match (route, &nexthop, &group) {
+                _ if arr.is_some() => format!(" arr {}", arr.unwrap_or_default()),
                 (Some(r), Some(n), Some(g)) => {
                     format!(" route {r} via {n} (of group {})", g.join(","))
                 }
@@ -385,5 +391,80 @@ nexthop = "192.0.2.254"
             "{}",
             lines[1]
         );
+    }
+
+    /// A flow learned from a tunnel with ARR: its return packet is traced as sent by it.
+    #[test]
+    fn arr_returns_are_named() {
+        use etherparse::PacketBuilder;
+        let cfg_text = CFG.replace(
+            "interface_address = \"10.100.0.0/31\"",
+            "interface_address = \"10.100.0.0/31\"\nautomatic_return_routing = true",
+        )
+            + "[[neighbors]]\nip = \"192.0.2.254\"\nmac = \"02:00:00:00:00:fe\"\nport = \"wan0\"\n";
+        let cfg = parse(&cfg_text, &Host { cores: vec![0, 1] }).unwrap();
+        let eth = |ip: Vec<u8>| {
+            let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 0xfe, 8, 0];
+            f.extend_from_slice(&ip);
+            f
+        };
+        let udp = |src: [u8; 4], dst: [u8; 4], sp: u16, dp: u16| {
+            let mut v = Vec::new();
+            PacketBuilder::ipv4(src, dst, 64)
+                .udp(sp, dp)
+                .write(&mut v, &[1; 8])
+                .unwrap();
+            v
+        };
+        let inner = udp([10, 100, 0, 1], [93, 184, 216, 34], 4000, 53);
+        let mut outer = [0u8; 20];
+        crate::wire::ipv4::Repr {
+            src: u32::from_be_bytes([198, 51, 100, 20]),
+            dst: u32::from_be_bytes([203, 0, 113, 10]),
+            header_len: 20,
+            total_len: 20 + inner.len() as u16,
+            ttl: 60,
+            protocol: crate::wire::ipv4::PROTO_IPIP,
+            ..Default::default()
+        }
+        .emit(&mut outer);
+        let tunnelled = eth([&outer[..], &inner].concat());
+        let back = eth(udp([93, 184, 216, 34], [10, 100, 0, 1], 53, 4000));
+        let d = tempfile::tempdir().unwrap();
+        let pcap = d.path().join("in.pcap");
+        let mut w = PcapWriter::new(File::create(&pcap).unwrap()).unwrap();
+        for f in [tunnelled, back] {
+            w.write_packet(&PcapPacket::new(Duration::ZERO, f.len() as u32, &f))
+                .unwrap();
+        }
+        drop(w);
+        for json in [false, true] {
+            let opts = TraceOptions {
+                pcap: &pcap,
+                out: None,
+                json,
+                in_port: 0,
+            };
+            let mut out = Vec::new();
+            trace(&cfg, &opts, &mut out).unwrap();
+            let lines: Vec<String> = String::from_utf8(out)
+                .unwrap()
+                .lines()
+                .map(str::to_owned)
+                .collect();
+            if json {
+                let v: serde_json::Value = serde_json::from_str(&lines[1]).unwrap();
+                assert_eq!(v["arr"], "acme");
+                assert_eq!(v["tunnel"], "acme");
+                assert_eq!(v.get("route_prefix"), None);
+            } else {
+                assert!(
+                    lines[1].contains(" arr acme, encap into acme"),
+                    "{}",
+                    lines[1]
+                );
+                assert!(!lines[0].contains("arr"), "{}", lines[0]);
+            }
+        }
     }
 }

@@ -5,6 +5,9 @@
 //!   cargo bench --bench pipeline -- --pipeline [--path plain|encap|decap]
 //!   cargo bench --bench pipeline -- --callgrind-pipeline N [--path ...]   (under valgrind)
 //!   cargo bench --bench pipeline -- --callgrind-lookup N
+//!   ... --pipeline|--callgrind-pipeline N [--path ...] --arr FLOWS: the demo tunnel with
+//!   ARR, FLOWS flows learned first (plain: every lookup misses; decap: each packet
+//!   refreshes its flow; encap: each packet is a return packet sent by its learned flow)
 //!
 //! FILE formats are dpdk-test-fib's: `a.b.c.d/len nexthop` per route, one address per line.
 use anygate::config::{parse, Host};
@@ -251,8 +254,52 @@ fn burst_frames(path: Path) -> Vec<Vec<u8>> {
         .collect()
 }
 
-fn snapshot() -> Snapshot {
-    let cfg = parse(CFG, &Host { cores: vec![0, 1] }).expect("bench config");
+/// The bench table; with `Some(flows)`, ARR on the demo tunnel and `flows` random flows
+/// learned into it (plus the encap path's 32, as return flows).
+fn snapshot_arr(arr: Option<usize>) -> Snapshot {
+    let text = match arr {
+        None => CFG.to_owned(),
+        Some(_) => CFG.replacen(
+            "interface_address = \"10.100.0.0/31\"",
+            "interface_address = \"10.100.0.0/31\"\nautomatic_return_routing = true",
+            1,
+        ),
+    };
+    let snap = snapshot_of(&text);
+    if let (Some(n), Some(t)) = (arr, snap.arr_table()) {
+        let mut rng = Rng(7);
+        let mut learned = 0;
+        for _ in 0..n {
+            let r = rng.next();
+            let k = anygate::arr::Key {
+                src: (r >> 32) as u32,
+                dst: 0xc0a8_0000 | (r as u32 & 0xffff),
+                proto: 17,
+                ports: (r >> 8) as u32,
+            };
+            learned +=
+                usize::from(t.learn(&k, snap.arr_epoch, 0, 0, 0) == anygate::arr::Learned::New);
+        }
+        for i in 0..BURST as u8 {
+            let k = anygate::arr::Key {
+                src: u32::from_be_bytes([198, 51, 100, 1]),
+                dst: u32::from_be_bytes([192, 168, 10, i + 1]),
+                proto: 17,
+                ports: 4000 << 16 | 53,
+            };
+            t.learn(&k, snap.arr_epoch, 0, 0, 0);
+        }
+        eprintln!(
+            "arr: {learned} of {n} random flows learned; table {} entries, {} bytes",
+            t.capacity(),
+            t.bytes()
+        );
+    }
+    snap
+}
+
+fn snapshot_of(text: &str) -> Snapshot {
+    let cfg = parse(text, &Host { cores: vec![0, 1] }).expect("bench config");
     let macs: Vec<MacAddr> = cfg
         .ports
         .iter()
@@ -296,8 +343,8 @@ fn process_burst(
     tap::process(p, s, 0, bufs, v, &t.tap, &mut t.rec, 0);
 }
 
-fn bench_pipeline(runs: usize, path: Path) {
-    let snap = snapshot();
+fn bench_pipeline(runs: usize, path: Path, arr: Option<usize>) {
+    let snap = snapshot_arr(arr);
     let frames = burst_frames(path);
     let mut bufs: Vec<VecBuf> = frames.iter().map(|f| VecBuf::from_bytes(f)).collect();
     let mut v = [Verdict::Drop(DropReason::NoRoute); BURST];
@@ -354,8 +401,9 @@ fn main() {
     let path = get("--path")
         .map(|p| Path::parse(&p).expect("--path plain|encap|decap"))
         .unwrap_or(Path::Plain);
+    let arr = get("--arr").and_then(|n| n.parse::<usize>().ok());
     if let Some(n) = get("--callgrind-pipeline").and_then(|n| n.parse::<usize>().ok()) {
-        let snap = snapshot();
+        let snap = snapshot_arr(arr);
         let frames = burst_frames(path);
         let mut bufs: Vec<VecBuf> = frames.iter().map(|f| VecBuf::from_bytes(f)).collect();
         let mut v = [Verdict::Drop(DropReason::NoRoute); BURST];
@@ -366,6 +414,13 @@ fn main() {
             process_burst(&mut p, &snap, &mut bufs, &mut v, &mut tapped);
         }
         println!("processed {} packets", n * BURST);
+        if arr.is_some() {
+            let c = &p.counters;
+            println!(
+                "arr: learned {} refreshed {} refused {} returned {}",
+                c.arr_learned, c.arr_refreshed, c.arr_refused, c.arr_returned
+            );
+        }
         return;
     }
     let (routes, ips) = match (get("--routes"), get("--ips")) {
@@ -398,7 +453,7 @@ fn main() {
         bench_lpm(&routes, &ips, runs);
     }
     if !args.iter().any(|a| a == "--lpm") {
-        bench_pipeline(runs, path);
+        bench_pipeline(runs, path, arr);
     }
 }
 

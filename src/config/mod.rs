@@ -1,5 +1,6 @@
 //! TOML configuration: `schema` is what serde reads (unknown keys refused), `validate` turns it
 //! into a typed [`Config`] or a list of errors that each name the key path.
+mod arr;
 mod eal;
 mod firewall;
 mod health;
@@ -11,6 +12,7 @@ mod schema;
 mod tunnels;
 mod validate;
 
+pub use arr::{ArrConf, DEFAULT_MAX_FLOWS};
 pub use eal::{is_pci, VDEV_DRIVERS};
 pub use firewall::FirewallConf;
 pub use health::{HealthCheckConf, HealthChecksConf, Rate};
@@ -18,8 +20,8 @@ pub use metrics::{MetricsConf, RawMetrics};
 pub use parse::parse_prefix;
 pub use routes::{RouteOrigin, MAX_SAME_PRIORITY};
 pub use schema::{
-    default_control_socket, Health, RawConfig, RawHealthCheck, RawHealthChecks, RawRoute, RawScope,
-    RouteSource, TunnelType,
+    default_control_socket, Health, RawArr, RawConfig, RawHealthCheck, RawHealthChecks, RawRoute,
+    RawScope, RouteSource, TunnelType,
 };
 pub use tunnels::{NodeConf, Region, TunnelConf, GRE_OVERHEAD, IPIP_OVERHEAD};
 pub use validate::{

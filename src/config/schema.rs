@@ -27,6 +27,9 @@ pub struct RawConfig {
     /// `[metrics]`: the Prometheus endpoint (off unless `listen` is set).
     #[serde(default)]
     pub metrics: super::RawMetrics,
+    /// `[arr]`: the Automatic Return Routing flow table (size, timeouts).
+    #[serde(default)]
+    pub arr: RawArr,
 }
 
 /// The stateless firewall: one ordered rule list, first enabled match decides.
@@ -191,6 +194,10 @@ pub struct RawTunnel {
     /// This tunnel's health check (checked with the defaults when absent).
     #[serde(default)]
     pub health_check: RawHealthCheck,
+    /// Learn flows arriving on this tunnel and send their return traffic back into it
+    /// (Automatic Return Routing; the vendor's name).
+    #[serde(default)]
+    pub automatic_return_routing: bool,
 }
 
 /// `[tunnels.health_check]`, named as the vendor names them. Strings stay strings here so
@@ -224,6 +231,18 @@ pub struct RawHealthChecks {
     pub interval_low_ms: Option<u64>,
     pub interval_mid_ms: Option<u64>,
     pub interval_high_ms: Option<u64>,
+}
+
+/// `[arr]`: node-wide settings of the ARR flow table; timeouts in seconds.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawArr {
+    pub max_flows: Option<u64>,
+    pub tcp_established_timeout: Option<u64>,
+    pub tcp_syn_timeout: Option<u64>,
+    pub tcp_closing_timeout: Option<u64>,
+    pub udp_timeout: Option<u64>,
+    pub icmp_timeout: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

@@ -43,6 +43,8 @@ pub struct TunnelConf {
     pub health: Health,
     /// `health_check`: how the tunnel is probed.
     pub check: super::health::HealthCheckConf,
+    /// `automatic_return_routing`: learn this tunnel's flows for their return traffic.
+    pub arr: bool,
 }
 
 impl TunnelConf {
@@ -363,6 +365,7 @@ pub fn validate_tunnels(
             authorized,
             health: t.health,
             check,
+            arr: t.automatic_return_routing,
         };
         if let Some(a) = [local, peer].into_iter().find(|a| node.anycast.contains(a)) {
             e.push(

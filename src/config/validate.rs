@@ -25,6 +25,8 @@ pub struct Config {
     pub health_checks: super::HealthChecksConf,
     /// `[metrics]`: the Prometheus endpoint.
     pub metrics: super::MetricsConf,
+    /// `[arr]`: the ARR flow table.
+    pub arr: super::ArrConf,
     /// The schema as read, kept to tell which sections a reload changed.
     pub raw: RawConfig,
 }
@@ -394,6 +396,7 @@ pub fn validate(raw: &RawConfig, host: &Host) -> Result<Config, ConfigErrors> {
     let firewall = super::firewall::validate_firewall(raw, &mut e);
     let health_checks = super::health::validate_health_checks(&raw.health_checks, &mut e);
     let metrics = super::metrics::validate_metrics(&raw.metrics, &mut e);
+    let arr = super::arr::validate_arr(&raw.arr, &mut e);
     // An explicit authorized_prefixes list also admits the tunnel's interface subnet (the
     // customer router's own address). Without one, the route table decides (see
     // `Snapshot::source_allowed`).
@@ -423,6 +426,7 @@ pub fn validate(raw: &RawConfig, host: &Host) -> Result<Config, ConfigErrors> {
         firewall,
         health_checks,
         metrics,
+        arr,
         raw: raw.clone(),
     })
 }

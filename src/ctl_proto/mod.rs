@@ -35,6 +35,8 @@ pub enum Request {
     },
     ShowTunnels {},
     ShowFirewall {},
+    /// The ARR flow table: entries, capacity, counters, the top tunnels by flows.
+    ShowArr {},
     /// A manual health the checks leave alone, or `auto` to hand the tunnel back to them.
     SetHealth {
         tunnel: String,
@@ -199,6 +201,7 @@ impl Request {
         match self {
             Request::ShowRoutes { .. } | Request::ShowTunnels {} | Request::ShowFirewall {} => None,
             Request::Trace { .. } | Request::Capture { .. } => None,
+            Request::ShowArr {} => None,
             Request::SetHealth { tunnel, health } => {
                 Some(format!("set-health {tunnel} {}", health.name()))
             }

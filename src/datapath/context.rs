@@ -28,6 +28,9 @@ pub struct Note {
     pub rule: Option<u16>,
     /// A health probe's answer: ours (consumed) or another node's (dropped).
     pub probe: Option<Recognised>,
+    /// Sent into its tunnel (`egress_tunnel`) by a learned ARR flow, not by a route. A bool,
+    /// not the tunnel: the context stays as small as it was (callgrind).
+    pub arr: bool,
 }
 
 /// Where a packet entered, which decides the source of ICMP errors about it.

@@ -33,6 +33,9 @@ impl Tally for TunnelCounters {
             tx_packets: self.tx_packets.saturating_sub(base.tx_packets),
             tx_bytes: self.tx_bytes.saturating_sub(base.tx_bytes),
             drops: self.drops,
+            arr_learned: self.arr_learned.saturating_sub(base.arr_learned),
+            arr_refused: self.arr_refused.saturating_sub(base.arr_refused),
+            arr_returned: self.arr_returned.saturating_sub(base.arr_returned),
         };
         for (d, b) in t.drops.iter_mut().zip(&base.drops) {
             *d = d.saturating_sub(*b);

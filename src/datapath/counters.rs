@@ -15,13 +15,18 @@ pub const RULE_SLOTS: usize = 2 * MAX_RULES;
 
 /// Traffic of one tunnel: what was decapsulated from it, encapsulated into it, and dropped
 /// after it was identified (ingress) or chosen (egress).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct TunnelCounters {
     pub rx_packets: u64,
     pub rx_bytes: u64,
     pub tx_packets: u64,
     pub tx_bytes: u64,
     pub drops: [u64; DropReason::COUNT],
+    /// ARR: flows learned from this tunnel, refused (table full), and packets sent back
+    /// into it by a learned flow instead of a route.
+    pub arr_learned: u64,
+    pub arr_refused: u64,
+    pub arr_returned: u64,
 }
 
 impl Default for TunnelCounters {
@@ -32,7 +37,34 @@ impl Default for TunnelCounters {
             tx_packets: 0,
             tx_bytes: 0,
             drops: [0; DropReason::COUNT],
+            arr_learned: 0,
+            arr_refused: 0,
+            arr_returned: 0,
         }
+    }
+}
+
+/// The derived form, with the ARR counters only when one is not zero: the pipeline's
+/// golden files hash this text, and ARR is off by default.
+impl std::fmt::Debug for TunnelCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("TunnelCounters");
+        d.field("rx_packets", &self.rx_packets)
+            .field("rx_bytes", &self.rx_bytes)
+            .field("tx_packets", &self.tx_packets)
+            .field("tx_bytes", &self.tx_bytes)
+            .field("drops", &self.drops);
+        let arr = [
+            ("arr_learned", self.arr_learned),
+            ("arr_refused", self.arr_refused),
+            ("arr_returned", self.arr_returned),
+        ];
+        if arr.iter().any(|(_, v)| *v != 0) {
+            arr.iter().for_each(|(k, v)| {
+                d.field(k, v);
+            });
+        }
+        d.finish()
     }
 }
 
@@ -42,7 +74,7 @@ impl TunnelCounters {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Counters {
     pub rx_packets: [u64; MAX_PORTS],
     pub rx_bytes: [u64; MAX_PORTS],
@@ -69,6 +101,12 @@ pub struct Counters {
     /// Busy loop iterations and their TSC cycles, for cycles per packet.
     pub busy_loops: u64,
     pub busy_cycles: u64,
+    /// ARR: flows learned (new or moved), refreshed, refused (their bucket full of
+    /// established flows), and packets routed by a learned flow.
+    pub arr_learned: u64,
+    pub arr_refreshed: u64,
+    pub arr_refused: u64,
+    pub arr_returned: u64,
     /// By tunnel counter slot (the snapshot maps tunnels to slots); TUNNEL_SLOTS long.
     pub tunnels: Vec<TunnelCounters>,
     /// Firewall: [packets, bytes] decided by each rule, by counter slot (RULE_SLOTS long),
@@ -98,6 +136,10 @@ impl Default for Counters {
             probe_ring_full: 0,
             busy_loops: 0,
             busy_cycles: 0,
+            arr_learned: 0,
+            arr_refreshed: 0,
+            arr_refused: 0,
+            arr_returned: 0,
             tunnels: vec![TunnelCounters::default(); TUNNEL_SLOTS],
             rules: vec![[0; 2]; RULE_SLOTS],
             firewall_default: [0; 2],
@@ -105,8 +147,49 @@ impl Default for Counters {
     }
 }
 
-const SCALARS: usize = 13;
-const PER_TUNNEL: usize = 4 + DropReason::COUNT;
+/// The derived form, with the ARR counters only when one is not zero (see
+/// `TunnelCounters`).
+impl std::fmt::Debug for Counters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("Counters");
+        d.field("rx_packets", &self.rx_packets)
+            .field("rx_bytes", &self.rx_bytes)
+            .field("tx_packets", &self.tx_packets)
+            .field("tx_bytes", &self.tx_bytes)
+            .field("drops", &self.drops)
+            .field("originated", &self.originated)
+            .field("arp_replies", &self.arp_replies)
+            .field("arp_learned", &self.arp_learned)
+            .field("icmp_errors", &self.icmp_errors)
+            .field("icmp_rate_limited", &self.icmp_rate_limited)
+            .field("mss_clamped", &self.mss_clamped)
+            .field("health_probe", &self.health_probe)
+            .field("probes_injected", &self.probes_injected)
+            .field("inject_stale", &self.inject_stale)
+            .field("inject_no_mbuf", &self.inject_no_mbuf)
+            .field("probe_ring_full", &self.probe_ring_full)
+            .field("busy_loops", &self.busy_loops)
+            .field("busy_cycles", &self.busy_cycles);
+        let arr = [
+            ("arr_learned", self.arr_learned),
+            ("arr_refreshed", self.arr_refreshed),
+            ("arr_refused", self.arr_refused),
+            ("arr_returned", self.arr_returned),
+        ];
+        if arr.iter().any(|(_, v)| *v != 0) {
+            arr.iter().for_each(|(k, v)| {
+                d.field(k, v);
+            });
+        }
+        d.field("tunnels", &self.tunnels)
+            .field("rules", &self.rules)
+            .field("firewall_default", &self.firewall_default)
+            .finish()
+    }
+}
+
+const SCALARS: usize = 17;
+const PER_TUNNEL: usize = 7 + DropReason::COUNT;
 /// Number of u64 values a worker publishes.
 const N: usize =
     4 * MAX_PORTS + DropReason::COUNT + SCALARS + TUNNEL_SLOTS * PER_TUNNEL + 2 * RULE_SLOTS + 2;
@@ -133,6 +216,10 @@ impl Counters {
             &mut self.probe_ring_full,
             &mut self.busy_loops,
             &mut self.busy_cycles,
+            &mut self.arr_learned,
+            &mut self.arr_refreshed,
+            &mut self.arr_refused,
+            &mut self.arr_returned,
         ];
         self.rx_packets
             .iter_mut()
@@ -147,6 +234,9 @@ impl Counters {
                     &mut t.rx_bytes,
                     &mut t.tx_packets,
                     &mut t.tx_bytes,
+                    &mut t.arr_learned,
+                    &mut t.arr_refused,
+                    &mut t.arr_returned,
                 ]
                 .into_iter()
                 .chain(t.drops.iter_mut())

@@ -6,6 +6,8 @@
 //! ```text
 //! l2 ─► ipv4_validate ─► lookup (outer) ─┬─────────────────────────────────┬─► route ─► firewall ─► hop_checks
 //!                                        └─► tunnel_ingress ─► lookup (inner) ┘
+//!   (with ARR on some tunnel: arr::ret ─► route (when no learned flow) ─► firewall ─►
+//!    hop_checks ─► arr::learn)
 //! hop_checks ─► icmp_error ─► neighbor ─► rewrite ─► encap ─► (account)
 //!                 └─ errors built in place ─► route ─► hop_checks ─┘ (a mini-pass, then rejoin)
 //!
@@ -24,7 +26,7 @@
 use super::context::Live;
 use super::pipeline::{count_drop, Burst};
 use super::stages::{
-    encap, firewall, hop_checks, icmp_error, ipv4_validate, l2, lookup, neighbor, originate,
+    arr, encap, firewall, hop_checks, icmp_error, ipv4_validate, l2, lookup, neighbor, originate,
     rewrite, route, tunnel_ingress,
 };
 use super::verdict::{DropReason, Verdict};
@@ -49,7 +51,12 @@ pub(super) fn run<B: PacketBuf>(b: &mut Burst<B>, verdicts: &mut [Verdict]) {
         // Drops in either are drops from `live`.
         b.compact(&mut live);
     }
-    each(b, &mut live, |b, i| route_to_hop_checks(b, i));
+    // ARR off (no tunnel has it): the plain pass, not one more test per packet; the ARR
+    // pass is kept out of line so the plain one compiles as before (callgrind).
+    match b.snap.arr_table() {
+        None => each(b, &mut live, |b, i| route_to_hop_checks(b, i)),
+        Some(t) => arr_pass(b, &mut live, t),
+    }
     if b.needs.icmp_error {
         icmp_error::run(b, &mut live, |b, errors| {
             each(b, errors, |b, i| route_to_hop_checks(b, i))
@@ -75,6 +82,21 @@ pub(super) fn run_local<B: PacketBuf>(b: &mut Burst<B>, tunnels: &[u16], verdict
 fn route_to_hop_checks<B: PacketBuf>(b: &mut Burst<B>, i: usize) {
     if route::one(b, i) && firewall::one(b, i) {
         hop_checks::one(b, i);
+    }
+}
+
+#[inline(never)]
+fn arr_pass<B: PacketBuf>(b: &mut Burst<B>, live: &mut Live, t: &crate::arr::Table) {
+    each(b, live, |b, i| arr_route_to_hop_checks(b, i, t));
+}
+
+/// `route_to_hop_checks` with ARR: a learned flow's return packet takes its tunnel instead
+/// of the route; a packet from a tunnel with ARR leaving through a port teaches its flow.
+#[inline(always)]
+fn arr_route_to_hop_checks<B: PacketBuf>(b: &mut Burst<B>, i: usize, t: &crate::arr::Table) {
+    if (arr::ret(b, i, t) || route::one(b, i)) && firewall::one(b, i) {
+        hop_checks::one(b, i);
+        arr::learn(b, i, t);
     }
 }
 

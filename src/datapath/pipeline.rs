@@ -285,3 +285,7 @@ mod tunnel_tests;
 #[cfg(test)]
 #[path = "probe_tests.rs"]
 mod probe_tests;
+
+#[cfg(test)]
+#[path = "arr_tests.rs"]
+mod arr_tests;

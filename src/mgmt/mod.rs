@@ -248,6 +248,9 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
                 now_tsc: dpdk::tsc(),
             });
         }
+        if let Some(t) = publisher.current().arr.as_deref() {
+            crate::arr::tick(t);
+        }
         publisher.reclaim();
         rib.reclaim(publisher.min_acked());
         let rx = counters.total().rx_total();

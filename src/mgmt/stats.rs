@@ -94,6 +94,10 @@ impl Report<'_> {
         if let Some(cpp) = self.cycles_per_packet() {
             v["cycles_per_packet"] = json!((cpp * 10.0).round() / 10.0);
         }
+        if self.cfg.tunnels.iter().any(|t| t.arr) {
+            v["arr"] = json!({"learned": c.arr_learned, "refreshed": c.arr_refreshed,
+                              "refused": c.arr_refused, "returned": c.arr_returned});
+        }
         if let Some((size, avail)) = self.mempool {
             v["mempool"] = json!({ "size": size, "available": avail });
         }
@@ -126,6 +130,10 @@ impl Report<'_> {
                 });
                 if let (Some(h), Value::Object(m)) = (view, &mut v) {
                     m.extend(h.fields());
+                }
+                if t.arr {
+                    v["arr"] = json!({"learned": tc.arr_learned, "refused": tc.arr_refused,
+                                      "returned": tc.arr_returned});
                 }
                 v
             })
@@ -175,6 +183,13 @@ impl Report<'_> {
             );
             if let Some((Some(h), Some(v))) = self.health.get(i) {
                 let _ = writeln!(s, "         {:<15} {}", "", health_line(*h, v));
+            }
+            if t.arr {
+                let _ = writeln!(
+                    s,
+                    "         {:<15} arr learned {} refused {} returned {}",
+                    "", tc.arr_learned, tc.arr_refused, tc.arr_returned
+                );
             }
         }
         if c.icmp_errors + c.icmp_rate_limited + c.mss_clamped > 0 {

@@ -61,6 +61,8 @@ pub struct TunnelState {
     pub underlay: u32,
     /// Inner sources are checked against the route table, not an authorized list.
     pub rpf: bool,
+    /// Automatic Return Routing: its flows are learned for their return traffic.
+    pub arr: bool,
 }
 
 /// (customer endpoint, edge endpoint, protocol) and the tunnel they identify.
@@ -162,6 +164,13 @@ pub struct Snapshot {
     pub classifier: Arc<crate::firewall::Classifier>,
     /// The counter slot of each rule and tunnel, kept for them across rebuilds.
     pub counter_slots: Arc<CounterSlots>,
+    /// The ARR flow table: made when a tunnel first enables ARR, then kept by every rebuild.
+    pub arr: Option<Arc<crate::arr::Table>>,
+    /// Some tunnel has ARR: the stage runs (else it is skipped with one test per burst).
+    pub arr_active: bool,
+    /// Bumped when the tunnel list changes, so entries naming a tunnel by its old index
+    /// are no longer found.
+    pub arr_epoch: u8,
 }
 
 /// What a rebuild carries over from the running table: ARP, health and counter slots.
@@ -320,6 +329,7 @@ impl Snapshot {
                 overhead: t.overhead(),
                 underlay,
                 rpf: t.authorized.is_none(),
+                arr: t.arr,
             });
         }
         if !no_underlay.is_empty() {
@@ -339,6 +349,7 @@ impl Snapshot {
                 .as_slice(),
         )?;
 
+        let (arr, arr_epoch) = arr_table(cfg, previous);
         let snap = Snapshot {
             generation,
             fib,
@@ -358,6 +369,9 @@ impl Snapshot {
             firewall: Arc::new(cfg.firewall.clone()),
             classifier: Arc::new(crate::firewall::Classifier::new(&cfg.firewall.rules)),
             counter_slots: Arc::new(counter_slots),
+            arr_active: cfg.tunnels.iter().any(|t| t.arr),
+            arr,
+            arr_epoch,
         };
         Ok((snap, rib))
     }
@@ -475,6 +489,12 @@ impl Snapshot {
         self.counter_slots.tunnels.slot(t as usize)
     }
 
+    /// The ARR table, when some tunnel has ARR.
+    #[inline(always)]
+    pub fn arr_table(&self) -> Option<&crate::arr::Table> {
+        self.arr.as_deref().filter(|_| self.arr_active)
+    }
+
     /// The group a FIB value selects.
     #[inline]
     pub fn group(&self, set: u32) -> Option<&Group> {
@@ -500,6 +520,31 @@ impl Snapshot {
             .get(i)
             .is_some_and(|(k, _)| (k.0, k.1) == (remote, local))
     }
+}
+
+/// The running ARR table (made at the configured size when a tunnel first has ARR, kept
+/// after: a later change of `arr.max_flows` needs a restart) and its epoch: the previous
+/// one, bumped when the tunnels' names or order changed.
+fn arr_table(cfg: &Config, previous: Option<&Snapshot>) -> (Option<Arc<crate::arr::Table>>, u8) {
+    let table = previous.and_then(|p| p.arr.clone()).or_else(|| {
+        cfg.tunnels
+            .iter()
+            .any(|t| t.arr)
+            .then(|| Arc::new(crate::arr::Table::new(cfg.arr.max_flows, cfg.arr.timeouts)))
+    });
+    let epoch = match previous {
+        Some(p)
+            if p.tunnels
+                .iter()
+                .map(|t| &t.name)
+                .eq(cfg.tunnels.iter().map(|t| &t.name)) =>
+        {
+            p.arr_epoch
+        }
+        Some(p) => p.arr_epoch.wrapping_add(1),
+        None => 0,
+    };
+    (table, epoch)
 }
 
 /// A tunnel's health in the previous snapshot, so a reload keeps what was set at run time.

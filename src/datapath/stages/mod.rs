@@ -1,5 +1,6 @@
 //! The stages, one file each, each one function over the packets still in a burst. Their
 //! order is in `graph`.
+pub mod arr;
 pub mod encap;
 pub mod firewall;
 pub mod hop_checks;

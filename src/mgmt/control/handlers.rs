@@ -61,6 +61,7 @@ fn dispatch(req: Request, who: &str, plane: &mut Plane) -> Result<Value, String>
             Ok(super::show::tunnels(plane))
         }
         Request::ShowFirewall {} => Ok(super::show::firewall(plane)),
+        Request::ShowArr {} => Ok(super::show_arr::arr(plane)),
         Request::SetHealth { tunnel, health } => set_health(plane, &tunnel, health),
         Request::AddRoute { route } => {
             let change = Change::Add(ctl_route(plane.cfg, &route).map_err(|e| e.to_string())?);

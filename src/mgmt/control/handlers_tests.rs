@@ -60,8 +60,12 @@ struct World {
 
 impl World {
     fn new() -> World {
+        World::with(CFG)
+    }
+
+    fn with(text: &str) -> World {
         let host = Host { cores: vec![0, 1] };
-        let cfg = parse(CFG, &host).unwrap();
+        let cfg = parse(text, &host).unwrap();
         let macs: Vec<MacAddr> = cfg.ports.iter().map(|p| p.mac.unwrap()).collect();
         let (snap, rib) = Snapshot::build_with_rib(&cfg, &macs, 1, None).unwrap();
         // No reader: nothing waits for acks.
@@ -315,4 +319,37 @@ fn show_status_and_show_ports_describe_the_running_instance() {
     );
     assert_eq!(p["mac"], "02:00:00:00:00:01");
     assert_eq!(p["link"], Value::Null, "no device in this test");
+}
+
+#[test]
+fn show_arr_gives_the_table_and_its_top_tunnels() {
+    let mut w = World::new();
+    let r = w.call(Request::ShowArr {});
+    assert_eq!(*r.get("arr"), json!({"enabled": false}));
+    let text = CFG.replace(
+        "interface_address = \"10.100.0.0/31\"",
+        "interface_address = \"10.100.0.0/31\"\nautomatic_return_routing = true",
+    ) + "[arr]\nmax_flows = 4096\n";
+    let mut w = World::with(&text);
+    let t = w.publisher.current().arr.clone().unwrap();
+    for n in 0..3 {
+        let k = crate::arr::Key {
+            src: n,
+            dst: 1,
+            proto: 17,
+            ports: 53,
+        };
+        t.learn(&k, 0, 0, 0, 0);
+    }
+    let a = w.call(Request::ShowArr {}).get("arr").clone();
+    assert_eq!(a["enabled"], true);
+    assert_eq!(a["entries"], 3);
+    assert_eq!(a["capacity"], 4096);
+    assert_eq!(a["bytes"], 4096 * 24);
+    assert_eq!(a["timeouts"]["tcp_established"], 300);
+    assert_eq!(
+        a["top_tunnels"],
+        json!([{"name": "T1", "flows": 3, "learned": 0, "refused": 0, "returned": 0}])
+    );
+    assert_eq!(w.t1()["name"], "T1");
 }

@@ -5,6 +5,7 @@
 mod handlers;
 mod server;
 mod show;
+mod show_arr;
 mod socket;
 mod tap;
 mod views;

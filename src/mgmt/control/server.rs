@@ -121,6 +121,7 @@ fn read_only(r: &Request) -> bool {
             | Request::ShowPorts {}
             | Request::ShowNeighbors {}
             | Request::ShowStatus {}
+            | Request::ShowArr {}
     )
 }
 
@@ -294,6 +295,7 @@ mod tests {
             (r#"{"version":1,"cmd":"show-routes"}"#, true),
             (r#"{"version":1,"cmd":"show-tunnels"}"#, true),
             (r#"{"version":1,"cmd":"show-firewall"}"#, true),
+            (r#"{"version":1,"cmd":"show-arr"}"#, true),
             (r#"{"version":1,"cmd":"reload"}"#, false),
             (r#"{"version":1,"cmd":"show-stats"}"#, true),
             (r#"{"version":1,"cmd":"show-ports"}"#, true),
