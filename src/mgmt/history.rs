@@ -7,7 +7,7 @@
 //! when the tunnel first appears and freed when a reload removes it.
 use crate::datapath::TunnelCounters;
 use serde_json::{json, Value};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// How far back the history goes, in one-second samples.
 pub const SECONDS: usize = 300;
@@ -130,7 +130,7 @@ impl History {
         dt_ms: u32,
         tunnels: impl Iterator<Item = (&'a str, Reading)>,
     ) {
-        let mut seen = Vec::new();
+        let mut seen = HashSet::new();
         for (name, r) in tunnels {
             match self.rings.get_mut(name) {
                 Some(ring) => ring.record(t, dt_ms, r),
@@ -140,9 +140,12 @@ impl History {
                     self.rings.insert(name.to_owned(), ring);
                 }
             }
-            seen.push(name);
+            seen.insert(name);
         }
-        self.rings.retain(|n, _| seen.contains(&n.as_str()));
+        // Every name seen has a ring: more rings than names means some were removed.
+        if self.rings.len() > seen.len() {
+            self.rings.retain(|n, _| seen.contains(n.as_str()));
+        }
     }
 
     pub fn get(&self, name: &str) -> Option<&Ring> {
