@@ -296,6 +296,10 @@ pub fn render(reply: &Value) -> String {
                 "... more from {c}: `show routes --cursor {c}`, or all with `show routes --all`"
             );
         }
+    } else if let Some(h) = reply.get("history").and_then(Value::as_array) {
+        for t in h {
+            history_text(&mut s, t);
+        }
     } else if let Some(tunnels) = reply.get("tunnels").and_then(Value::as_array) {
         for t in tunnels {
             let _ = writeln!(
@@ -389,6 +393,55 @@ pub fn render(reply: &Value) -> String {
     s
 }
 
+/// One tunnel of `show tunnels --history`: a row per second, newest last, time in UTC.
+fn history_text(s: &mut String, t: &Value) {
+    use std::fmt::Write;
+    let col = |k: &str| t[k].as_array().cloned().unwrap_or_default();
+    let (times, rx_pps, rx_bps, tx_pps, tx_bps) = (
+        col("t"),
+        col("rx_pps"),
+        col("rx_bps"),
+        col("tx_pps"),
+        col("tx_bps"),
+    );
+    let _ = writeln!(
+        s,
+        "{} ({} s, per second, newest last)",
+        t["name"].as_str().unwrap_or("?"),
+        times.len()
+    );
+    let _ = writeln!(
+        s,
+        "  {:<8}  {:>8} {:>8}  {:>8} {:>8}",
+        "UTC", "rx pps", "rx bit/s", "tx pps", "tx bit/s"
+    );
+    for (i, at) in times.iter().enumerate() {
+        let d = at.as_u64().unwrap_or(0) % 86_400;
+        let v = |c: &[Value]| si(c.get(i).and_then(Value::as_f64).unwrap_or(0.0));
+        let _ = writeln!(
+            s,
+            "  {:02}:{:02}:{:02}  {:>8} {:>8}  {:>8} {:>8}",
+            d / 3600,
+            d / 60 % 60,
+            d % 60,
+            v(&rx_pps),
+            v(&rx_bps),
+            v(&tx_pps),
+            v(&tx_bps)
+        );
+    }
+}
+
+/// A rate in at most 6 characters: 950, 12.3k, 4.56M, 1.00G.
+fn si(x: f64) -> String {
+    match x {
+        x if x >= 1e9 => format!("{:.2}G", x / 1e9),
+        x if x >= 1e6 => format!("{:.2}M", x / 1e6),
+        x if x >= 1e3 => format!("{:.1}k", x / 1e3),
+        x => format!("{x:.0}"),
+    }
+}
+
 /// A tunnel's health checks as `show tunnels` prints them under the tunnel.
 fn health_line(t: &Value) -> String {
     let c = &t["health_check"];
@@ -470,7 +523,14 @@ mod tests {
     fn connect_errors_say_what_they_are() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("ctl.sock");
-        let e = request(&p, &Request::ShowTunnels {}).unwrap_err();
+        let e = request(
+            &p,
+            &Request::ShowTunnels {
+                history: false,
+                tunnel: None,
+            },
+        )
+        .unwrap_err();
         assert_eq!(
             e,
             format!("is anygate running? no socket at {}", p.display())
@@ -488,10 +548,36 @@ mod tests {
             )
         );
         drop(l);
-        let e = request(&p, &Request::ShowTunnels {}).unwrap_err();
+        let e = request(
+            &p,
+            &Request::ShowTunnels {
+                history: false,
+                tunnel: None,
+            },
+        )
+        .unwrap_err();
         assert!(
             e.ends_with("nobody answers on this socket: anygate is not running (a stale socket)"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn show_tunnels_history_prints_a_row_per_second_newest_last() {
+        let h = json!({"history": [{"name": "T1", "interval_s": 1, "t": [86_399, 86_400],
+            "rx_pps": [10.0, 1500.0], "tx_pps": [0.0, 2.0], "rx_bps": [8000.0, 12_345_678.0],
+            "tx_bps": [0.0, 2.5e9]}]});
+        let text = render(&h);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "T1 (2 s, per second, newest last)");
+        assert_eq!(lines.len(), 4, "{text}");
+        assert_eq!(
+            lines[2].split_whitespace().collect::<Vec<_>>(),
+            ["23:59:59", "10", "8.0k", "0", "0"]
+        );
+        assert_eq!(
+            lines[3].split_whitespace().collect::<Vec<_>>(),
+            ["00:00:00", "1.5k", "12.35M", "2", "2.50G"]
         );
     }
 

@@ -213,7 +213,15 @@ enum ShowWhat {
         cursor: Option<String>,
     },
     /// Tunnels with their endpoints, health, MTU, MSS clamp and counters.
-    Tunnels,
+    Tunnels {
+        /// Instead, each tunnel's per-second ingress and egress rates (packets and bits per
+        /// second) over the last 300 seconds, newest last.
+        #[arg(long)]
+        history: bool,
+        /// Only this tunnel's history.
+        #[arg(long, value_name = "NAME", requires = "history")]
+        tunnel: Option<String>,
+    },
     /// The firewall's rules in order, each with the packets and bytes it decided.
     Firewall,
     /// Live counters as the final stats print them (ports, drops by reason, tunnels, workers,
@@ -287,8 +295,8 @@ fn ctl(socket: Option<PathBuf>, config: Option<PathBuf>, json: bool, action: Ctl
             cursor,
         }),
         CtlCmd::Show {
-            what: ShowWhat::Tunnels,
-        } => Some(Request::ShowTunnels {}),
+            what: ShowWhat::Tunnels { history, tunnel },
+        } => Some(Request::ShowTunnels { history, tunnel }),
         CtlCmd::Show {
             what: ShowWhat::Firewall,
         } => Some(Request::ShowFirewall {}),

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
@@ -103,6 +103,16 @@ fn silent_and_trickling_clients_delay_neither_other_clients_nor_stats() {
     // The silent ones are told, once their 5 s are up.
     let v = reply(&idle[0], Duration::from_secs(6));
     assert_eq!(v["error"], "no complete request within 5 s");
+    // Over 6 s in, the management thread has sampled each tunnel's history every second.
+    let (ok, v, e) = ctl(&d, &["show", "tunnels", "--history", "--tunnel", "T1"]);
+    assert!(ok, "{e}");
+    let h = &v["history"][0];
+    assert_eq!((&h["name"], &h["interval_s"]), (&json!("T1"), &json!(1)));
+    let n = h["t"].as_array().unwrap().len();
+    assert!((4..=300).contains(&n), "{n} samples: {h}");
+    for k in ["rx_pps", "tx_pps", "rx_bps", "tx_bps"] {
+        assert_eq!(h[k].as_array().unwrap().len(), n, "{k}");
+    }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     t.join().unwrap();
     r.finish();

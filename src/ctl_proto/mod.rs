@@ -33,7 +33,14 @@ pub enum Request {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         cursor: Option<String>,
     },
-    ShowTunnels {},
+    /// With `history`, each tunnel's per-second rates over the last minutes instead (only
+    /// `tunnel`'s when given). Both optional: an older client's request is unchanged.
+    ShowTunnels {
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        history: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tunnel: Option<String>,
+    },
     ShowFirewall {},
     /// The ARR flow table: entries, capacity, counters, the top tunnels by flows.
     ShowArr {},
@@ -199,7 +206,9 @@ impl Request {
         let route =
             |r: &RawRoute| format!("{} via {} priority {}", r.prefix, r.nexthop, r.priority);
         match self {
-            Request::ShowRoutes { .. } | Request::ShowTunnels {} | Request::ShowFirewall {} => None,
+            Request::ShowRoutes { .. } | Request::ShowTunnels { .. } | Request::ShowFirewall {} => {
+                None
+            }
             Request::Trace { .. } | Request::Capture { .. } => None,
             Request::ShowArr {} => None,
             Request::SetHealth { tunnel, health } => {
@@ -321,7 +330,14 @@ mod tests {
                 prefix: Some("10.0.0.0/8".into()),
                 cursor: None,
             },
-            Request::ShowTunnels {},
+            Request::ShowTunnels {
+                history: false,
+                tunnel: None,
+            },
+            Request::ShowTunnels {
+                history: true,
+                tunnel: Some("T1".into()),
+            },
             Request::SetHealth {
                 tunnel: "T1".into(),
                 health: HealthSetting::Down,
@@ -355,6 +371,19 @@ mod tests {
                 prefix: None,
                 cursor: None
             }
+        );
+        // An older client's `show-tunnels` still parses, and is still sent the same way.
+        let plain = Request::ShowTunnels {
+            history: false,
+            tunnel: None,
+        };
+        assert_eq!(
+            parse(r#"{"version":1,"cmd":"show-tunnels"}"#).unwrap(),
+            plain
+        );
+        assert_eq!(
+            plain.to_line(),
+            "{\"cmd\":\"show-tunnels\",\"version\":1}\n"
         );
     }
 
@@ -475,7 +504,14 @@ mod tests {
 
     #[test]
     fn changes_are_described_for_the_log() {
-        assert_eq!(Request::ShowTunnels {}.change(), None);
+        assert_eq!(
+            Request::ShowTunnels {
+                history: true,
+                tunnel: None
+            }
+            .change(),
+            None
+        );
         let auto = parse(r#"{"version":1,"cmd":"set-health","tunnel":"T1","health":"auto"}"#);
         assert_eq!(auto.unwrap().change().unwrap(), "set-health T1 auto");
         let e = parse(r#"{"version":1,"cmd":"set-health","tunnel":"T1","health":"Auto"}"#);

@@ -2,6 +2,7 @@
 //! SIGHUP by publishing a new snapshot, reclaims old ones, reports stats, and shuts down
 //! cleanly, checking that every mbuf came back.
 pub mod control;
+pub mod history;
 pub mod notify;
 pub mod observe;
 pub mod reload;
@@ -233,9 +234,12 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
             notify.send("READY=1");
         }
         run_checks(&mut plane, &rings);
-        plane
-            .obs
-            .tick(plane.cfg, plane.publisher.current(), plane.ports);
+        plane.obs.tick(
+            plane.cfg,
+            plane.publisher.current(),
+            plane.ports,
+            plane.counters,
+        );
         if let Some(f) = metrics_feed.as_mut().filter(|f| f.due()) {
             f.publish(crate::metrics::feed::Parts {
                 cfg: &cfg,

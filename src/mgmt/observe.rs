@@ -27,6 +27,10 @@ pub struct Observe {
     /// Neighbours as last logged, to log what was learned or changed since.
     known: HashMap<(u16, u32), MacAddr>,
     last_second: u32,
+    /// Per-tunnel rates over the last minutes (`show tunnels --history`).
+    pub history: super::history::History,
+    /// When `history` last sampled.
+    last_sample: Option<Instant>,
 }
 
 impl Observe {
@@ -41,6 +45,8 @@ impl Observe {
             links: Vec::new(),
             known: HashMap::new(),
             last_second: 0,
+            history: Default::default(),
+            last_sample: None,
         }
     }
 
@@ -59,7 +65,7 @@ impl Observe {
     }
 
     /// Called every management tick; does its work once a second.
-    pub fn tick(&mut self, cfg: &Config, snap: &Snapshot, ports: &[Port]) {
+    pub fn tick(&mut self, cfg: &Config, snap: &Snapshot, ports: &[Port], shared: &SharedCounters) {
         let now = self.clock();
         if now == self.last_second {
             return;
@@ -67,6 +73,27 @@ impl Observe {
         self.last_second = now;
         self.arp(cfg, &snap.arp, now);
         self.links(cfg, ports.iter().map(Port::link));
+        self.sample_history(snap, shared);
+    }
+
+    /// Each tunnel's raw counters (not since `clear counters`, which would look like a
+    /// reset) into its history ring, with the time since the last sample.
+    fn sample_history(&mut self, snap: &Snapshot, shared: &SharedCounters) {
+        let at = Instant::now();
+        let dt_ms = self
+            .last_sample
+            .replace(at)
+            .map_or(1000, |l| at.duration_since(l).as_millis() as u32);
+        let t = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as u32);
+        let c = snap.counters(shared);
+        let tunnels = snap.tunnels.iter().zip(&c.tunnels);
+        self.history.sample(
+            t,
+            dt_ms,
+            tunnels.map(|(t, tc)| (t.name.as_str(), tc.into())),
+        );
     }
 
     /// Ages the ARP cache at `now` and logs what was learned, changed and expired.

@@ -52,7 +52,14 @@ fn dispatch(req: Request, who: &str, plane: &mut Plane) -> Result<Value, String>
         Request::ShowRoutes { prefix, cursor } => {
             super::show::routes(plane, prefix.as_deref(), cursor.as_deref())
         }
-        Request::ShowTunnels {} => {
+        Request::ShowTunnels {
+            history: true,
+            tunnel,
+        } => super::show::history(plane, tunnel.as_deref()),
+        Request::ShowTunnels {
+            tunnel: Some(_), ..
+        } => Err("a tunnel is given with `history` only".into()),
+        Request::ShowTunnels { .. } => {
             // A tunnel added by a reload this tick is shown with its checks.
             let now = crate::dpdk::tsc();
             plane

@@ -108,7 +108,10 @@ impl World {
     }
 
     fn t1(&mut self) -> Value {
-        let r = self.call(Request::ShowTunnels {});
+        let r = self.call(Request::ShowTunnels {
+            history: false,
+            tunnel: None,
+        });
         r.get("tunnels")[0].clone()
     }
 }
@@ -352,4 +355,51 @@ fn show_arr_gives_the_table_and_its_top_tunnels() {
         json!([{"name": "T1", "flows": 3, "learned": 0, "refused": 0, "returned": 0}])
     );
     assert_eq!(w.t1()["name"], "T1");
+}
+
+#[test]
+fn show_tunnels_history_gives_per_second_rates_per_tunnel() {
+    use crate::mgmt::history::Reading;
+    let mut w = World::new();
+    let hist = |w: &mut World, tunnel: Option<&str>| {
+        w.call(Request::ShowTunnels {
+            history: true,
+            tunnel: tunnel.map(Into::into),
+        })
+    };
+    // The first management tick takes the starting point: no rates yet.
+    let snap = w.publisher.current().clone();
+    w.obs.tick(&w.cfg, &snap, &[], &w.counters);
+    let r = hist(&mut w, None);
+    assert!(r.ok, "{r:?}");
+    assert_eq!(r.get("window_s"), 300);
+    let t = &r.get("history")[0];
+    assert_eq!(t["name"], "T1");
+    assert_eq!(t["rx_pps"], json!([]));
+    // Two more seconds, 1,000 packets of 100 bytes decapsulated in each.
+    for (s, n) in [(2u32, 1000u64), (3, 2000)] {
+        let reading = Reading {
+            rx_packets: n,
+            tx_packets: 0,
+            rx_bytes: n * 100,
+            tx_bytes: 0,
+        };
+        w.obs.history.sample(s, 1000, [("T1", reading)].into_iter());
+    }
+    let t = hist(&mut w, Some("T1")).get("history")[0].clone();
+    assert_eq!(t["interval_s"], 1);
+    assert_eq!(t["t"].as_array().unwrap().len(), 2);
+    assert_eq!(t["rx_pps"][1], 1000.0);
+    assert_eq!(t["rx_bps"][1], 800_000.0);
+    assert_eq!(t["tx_pps"][1], 0.0);
+    assert_eq!(t["tx_bps"], json!([0.0, 0.0]));
+    let r = hist(&mut w, Some("T9"));
+    assert_eq!(r.error.as_deref(), Some("no tunnel named `T9`"));
+    // Without `history`, show tunnels is unchanged, and a tunnel filter is refused.
+    assert_eq!(w.t1()["name"], "T1");
+    let r = w.call(Request::ShowTunnels {
+        history: false,
+        tunnel: Some("T1".into()),
+    });
+    assert!(!r.ok);
 }

@@ -115,7 +115,7 @@ fn read_only(r: &Request) -> bool {
     matches!(
         r,
         Request::ShowRoutes { .. }
-            | Request::ShowTunnels {}
+            | Request::ShowTunnels { .. }
             | Request::ShowFirewall {}
             | Request::ShowStats {}
             | Request::ShowPorts {}

@@ -214,6 +214,28 @@ pub fn tunnels(plane: &Plane) -> Value {
     json!({"generation": s.generation, "tunnels": list})
 }
 
+/// Each tunnel's per-second rates over the last [`SECONDS`](crate::mgmt::history::SECONDS)
+/// seconds, oldest first, in config order; only `only`'s when given.
+pub fn history(plane: &Plane, only: Option<&str>) -> Result<Value, String> {
+    let s = plane.publisher.current();
+    if let Some(n) = only.filter(|n| !s.tunnels.iter().any(|t| t.name == *n)) {
+        return Err(format!("no tunnel named `{n}`"));
+    }
+    let list: Vec<Value> = s
+        .tunnels
+        .iter()
+        .filter(|t| only.is_none_or(|n| t.name == n))
+        .map(|t| match plane.obs.history.get(&t.name) {
+            Some(ring) => ring.to_json(&t.name),
+            // Configured since the last sample: nothing yet.
+            None => crate::mgmt::history::Ring::default().to_json(&t.name),
+        })
+        .collect();
+    Ok(
+        json!({"generation": s.generation, "window_s": crate::mgmt::history::SECONDS, "history": list}),
+    )
+}
+
 /// The rules in order with what each decided since it was configured (counters follow a
 /// rule's identity across reloads), and the default action's count.
 pub fn firewall(plane: &Plane) -> Value {
