@@ -6,6 +6,7 @@
 #![deny(unsafe_code)]
 
 pub mod arr;
+pub mod bgp;
 pub mod config;
 /// CPU hints (prefetch); `unsafe` only for the intrinsic, as documented there.
 #[allow(unsafe_code)]
