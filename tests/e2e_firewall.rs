@@ -14,6 +14,8 @@ type = "gre"
 customer_endpoint = "198.51.100.1"
 edge_endpoint = "203.0.113.10"
 interface_address = "10.255.0.2/31"
+# Unprobed: a probe is a packet out (or a drop) that the identities below do not count.
+health_check = {{ enabled = false }}
 
 [[routes]]
 prefix = "0.0.0.0/0"

@@ -42,6 +42,7 @@ type = "gre"
 customer_endpoint = "198.51.100.20"
 edge_endpoint = "203.0.113.10"
 interface_address = "10.100.0.0/31"
+health_check = {{ enabled = false }}
 
 [[tunnels]]
 name = "beta"
@@ -49,6 +50,7 @@ type = "ipip"
 customer_endpoint = "198.51.100.30"
 edge_endpoint = "203.0.113.10"
 interface_address = "10.100.0.2/31"
+health_check = {{ enabled = false }}
 
 [[routes]]
 prefix = "0.0.0.0/0"
