@@ -107,7 +107,7 @@ pub struct Counters {
     pub loop_buckets: [u64; LOOP_BUCKETS],
     /// `busy_cycles` when the loop buckets were filled: their sum, for a Prometheus histogram.
     pub loop_buckets_cycles: u64,
-    /// ARR: flows learned (new or moved), refreshed, refused (their bucket full of
+    /// ARR: flows learned (new or moved), refreshed, refused (their two buckets full of
     /// established flows), and packets routed by a learned flow.
     pub arr_learned: u64,
     pub arr_refreshed: u64,
