@@ -92,10 +92,9 @@ fn live_loop_percentiles(d: &Dir) {
     let w = &st["workers"][0];
     let p = ordered(&w["loop_cycles"]);
     let mean = w["cycles_per_loop"].as_u64().unwrap();
-    assert!(
-        p[0] <= 8 * mean && mean <= 64 * p[2],
-        "mean {mean} vs {p:?}"
-    );
+    // Half the loops take at least the median, so the mean is at least half of it (the
+    // median read up to 1/8 high, from buckets up to a second older than the mean).
+    assert!(p[0] <= 8 * mean, "mean {mean} vs {p:?}");
     assert!(w["loop_cycles"]["samples"].as_u64().unwrap() > 0);
     ordered(&st["loop_cycles"]);
     let out = Command::new(BIN)
