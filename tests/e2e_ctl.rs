@@ -73,6 +73,48 @@ fn answers_within(d: &Dir, limit: Duration) {
     assert!(t.elapsed() < limit, "show tunnels took {:?}", t.elapsed());
 }
 
+/// Under traffic, `show stats` gives each worker's busy-loop percentiles live (the workers
+/// publish their loop buckets about once a second), ordered and plausible.
+fn live_loop_percentiles(d: &Dir) {
+    let (ok, v, e) = ctl(d, &["show", "stats"]);
+    assert!(ok, "{e}");
+    let st = &v["stats"];
+    let ordered = |l: &Value| {
+        let p =
+            ["p50", "p99", "p99_9"].map(|k| l[k].as_u64().unwrap_or_else(|| panic!("{k}: {l}")));
+        // A busy loop takes more than a few cycles and less than a second (~2^32 cycles).
+        assert!(
+            p[0] >= 8 && p[0] <= p[1] && p[1] <= p[2] && p[2] < 1 << 32,
+            "{l}"
+        );
+        p
+    };
+    let w = &st["workers"][0];
+    let p = ordered(&w["loop_cycles"]);
+    let mean = w["cycles_per_loop"].as_u64().unwrap();
+    // Half the loops take at least the median, so the mean is at least half of it (the
+    // median read up to 1/8 high, from buckets up to a second older than the mean).
+    assert!(p[0] <= 8 * mean, "mean {mean} vs {p:?}");
+    assert!(w["loop_cycles"]["samples"].as_u64().unwrap() > 0);
+    ordered(&st["loop_cycles"]);
+    let out = Command::new(BIN)
+        .args([
+            "ctl",
+            "--socket",
+            d.p("ctl.sock").to_str().unwrap(),
+            "show",
+            "stats",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("p50/p99/p99.9 "), "{text}");
+    assert!(
+        text.contains("busy loop (a burst received, processed, sent): p50 "),
+        "{text}"
+    );
+}
+
 #[test]
 fn silent_and_trickling_clients_delay_neither_other_clients_nor_stats() {
     let _g = lock();
@@ -93,11 +135,20 @@ fn silent_and_trickling_clients_delay_neither_other_clients_nor_stats() {
     });
     std::thread::sleep(Duration::from_millis(500));
     answers_within(&d, Duration::from_secs(1));
+    live_loop_percentiles(&d);
     // Stats keep their 0.2 s pace: 5 reports in well under 2 s.
     let t0 = Instant::now();
+    let mut periodic = Value::Null;
     for _ in 0..5 {
-        r.next_stats();
+        periodic = r.next_stats();
     }
+    // The periodic --stats-json reports carry the live percentiles too.
+    let p = ["p50", "p99", "p99_9"].map(|k| periodic["loop_cycles"][k].as_u64().unwrap_or(0));
+    assert!(
+        p[0] > 0 && p[0] <= p[1] && p[1] <= p[2],
+        "{}",
+        periodic["loop_cycles"]
+    );
     assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
     answers_within(&d, Duration::from_secs(1));
     // The silent ones are told, once their 5 s are up.

@@ -391,6 +391,20 @@ fn scraped_at_a_quiet_point_the_figures_equal_the_final_stats() {
         worker_sum(&m, "anygate_worker_busy_loops_total"),
         u(&last["busy_loops"])
     );
+    // The busy-loop histogram was refreshed when the traffic stopped: every loop is in it.
+    let hist = "anygate_worker_busy_loop_seconds";
+    let loops = worker_sum(&m, &format!("{hist}_count"));
+    assert_eq!(loops, u(&last["busy_loops"]), "{body}");
+    assert_eq!(loops, u(&last["loop_cycles"]["samples"]));
+    let busy_s = worker_sum(&m, "anygate_worker_busy_seconds_total");
+    let sum_s = worker_sum(&m, &format!("{hist}_sum"));
+    assert!(
+        (sum_s - busy_s).abs() <= 1e-9 * busy_s.max(1.0),
+        "{sum_s} vs {busy_s}"
+    );
+    loop_buckets_ordered(&m, hist, loops);
+    let p = ["p50", "p99", "p99_9"].map(|k| u(&last["loop_cycles"][k]));
+    assert!(p[0] > 0.0 && p[0] <= p[1] && p[1] <= p[2], "{p:?}");
     assert_eq!(
         get_s(&m, "anygate_table_generation"),
         u(&last["generation"])
@@ -428,6 +442,34 @@ fn scraped_at_a_quiet_point_the_figures_equal_the_final_stats() {
     check_with_python(&body);
 }
 
+/// A histogram's cumulative buckets never fall, end at +Inf with `total` over workers, and
+/// its bounds are in seconds (a busy loop is well under one).
+fn loop_buckets_ordered(m: &HashMap<String, f64>, hist: &str, total: f64) {
+    let mut by_worker: HashMap<String, Vec<(f64, f64)>> = HashMap::new();
+    for (k, v) in m {
+        let Some(rest) = k.strip_prefix(&format!("{hist}_bucket{{")) else {
+            continue;
+        };
+        let (labels, le) = rest.rsplit_once(",le=\"").unwrap();
+        let le = le.trim_end_matches("\"}");
+        let le = if le == "+Inf" {
+            f64::INFINITY
+        } else {
+            le.parse().unwrap()
+        };
+        by_worker.entry(labels.into()).or_default().push((le, *v));
+    }
+    assert!(!by_worker.is_empty());
+    let mut inf = 0.0;
+    for (w, mut b) in by_worker {
+        b.sort_by(|x, y| x.0.total_cmp(&y.0));
+        assert!(b.windows(2).all(|p| p[0].1 <= p[1].1), "{w}: {b:?}");
+        assert!(b[0].0 < 1e-6 && b[b.len() - 2].0 < 1.0, "{w}: {b:?}");
+        inf += b.last().unwrap().1;
+    }
+    assert_eq!(inf, total);
+}
+
 /// Python `prometheus_client`'s parser reads every family: each typed (no untyped
 /// fallbacks), counters' samples end in `_total`, gauges' do not, units are base units.
 fn check_with_python(body: &str) {
@@ -447,7 +489,9 @@ for f in families:
             out["problems"].append("counter sample without _total: " + s.name)
         if f.type == "gauge" and s.name.endswith("_total"):
             out["problems"].append("gauge named _total: " + s.name)
-        if f.type not in ("counter", "gauge"):
+        if f.type == "histogram" and not re.search(r"_(bucket|sum|count)$", s.name):
+            out["problems"].append("histogram sample " + s.name)
+        if f.type not in ("counter", "gauge", "histogram"):
             out["problems"].append(f.name + " is " + f.type)
         for k in s.labels:
             if not re.fullmatch(r"[a-z_]+", k):
@@ -504,6 +548,7 @@ print(json.dumps(out))
         ("anygate_tunnel_tx_bytes", "counter"),
         ("anygate_worker_busy_seconds", "counter"),
         ("anygate_worker_idle_seconds", "counter"),
+        ("anygate_worker_busy_loop_seconds", "histogram"),
         ("anygate_routes", "gauge"),
         ("anygate_tbl8_groups_used", "gauge"),
         ("anygate_mempool_mbufs_free", "gauge"),

@@ -2,7 +2,8 @@
 //!
 //! Return traffic may arrive on another worker than the one that learned the flow (another
 //! port, another RSS queue), so the table is shared rather than per worker. It is an array
-//! of buckets of `WAYS` entries; a flow hashes to one bucket and lives in any of its ways.
+//! of buckets of `WAYS` entries; a flow hashes to two buckets (two-choice hashing) and lives
+//! in any of their ways: a new flow goes to the emptier one, a lookup reads both.
 //! Each entry is three `AtomicU64`s (24 bytes):
 //!
 //! - `addrs`: the return packet's source << 32 | destination;
@@ -19,7 +20,7 @@
 //! the same live version before and after its reads saw one entry whole.
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
-/// Ways per bucket: a flow may sit in any of them; a lookup reads all of them.
+/// Ways per bucket: a flow may sit in any of its two buckets' ways; a lookup reads them all.
 pub const WAYS: usize = 8;
 /// Bytes of table per entry.
 pub const ENTRY_BYTES: usize = std::mem::size_of::<Entry>();
@@ -51,7 +52,7 @@ impl Key {
     fn meta(&self, epoch: u8, tunnel: u16) -> u64 {
         (self.ports as u64) << 32 | (self.proto as u64) << 24 | (epoch as u64) << 16 | tunnel as u64
     }
-    /// Multiplicative mixing of the 13 key bytes; the high bits pick the bucket.
+    /// Multiplicative mixing of the 13 key bytes; each half picks one of the two buckets.
     #[inline(always)]
     fn hash(&self) -> u64 {
         let a = self.addrs().wrapping_mul(0x9e37_79b9_7f4a_7c15);
@@ -84,7 +85,7 @@ pub enum Learned {
     New,
     /// The flow was known (for this tunnel): refreshed.
     Refreshed,
-    /// Its bucket was full of established flows: not learned.
+    /// Its two buckets were full of established flows: not learned.
     Refused,
     /// Known but for another tunnel (the same flow now arrives on another one): moved.
     Moved,
@@ -184,10 +185,40 @@ impl Table {
         self.now.store(s, Ordering::Relaxed);
     }
 
+    /// The flow's two buckets (two-choice hashing): the high half of the hash picks the
+    /// first, the low half the second (another one whenever the table has two).
     #[inline(always)]
-    fn bucket(&self, k: &Key) -> std::ops::Range<usize> {
-        let b = (k.hash() >> 32) as usize & self.mask;
-        b * WAYS..(b + 1) * WAYS
+    fn buckets(&self, k: &Key) -> [usize; 2] {
+        let h = k.hash();
+        let b1 = (h >> 32) as usize & self.mask;
+        let mut b2 = h as u32 as usize & self.mask;
+        if b2 == b1 {
+            b2 = b1 ^ (self.mask & 1);
+        }
+        [b1, b2]
+    }
+
+    /// The ways of the flow's buckets: the first bucket's, then the second's when another.
+    #[inline(always)]
+    fn ways(&self, k: &Key) -> impl Iterator<Item = usize> {
+        let [b1, b2] = self.buckets(k);
+        let second = if b2 == b1 {
+            0..0
+        } else {
+            b2 * WAYS..(b2 + 1) * WAYS
+        };
+        (b1 * WAYS..(b1 + 1) * WAYS).chain(second)
+    }
+
+    /// Empty ways in bucket `b`.
+    fn empties(&self, b: usize) -> usize {
+        let ways = self
+            .entries
+            .get(b * WAYS..(b + 1) * WAYS)
+            .unwrap_or_default();
+        ways.iter()
+            .filter(|e| e.ctl.load(Ordering::Relaxed) & STATE == EMPTY)
+            .count()
     }
 
     /// Reads entry `s` whole: (addrs, meta, ctl) when live and not changed while read.
@@ -206,16 +237,28 @@ impl Table {
         same.then_some((a, m, c2))
     }
 
-    /// The entry of flow `k`, if any.
+    /// The entry of flow `k`, if any: its first bucket, then its second.
     #[inline]
     pub fn lookup(&self, k: &Key) -> Option<Found> {
+        let [b1, b2] = self.buckets(k);
         let (addrs, key_meta) = (k.addrs(), k.meta(0, 0) >> 24);
-        for s in self.bucket(k) {
+        match self.find_in(b1, addrs, key_meta) {
+            None if b2 != b1 => self.find_in(b2, addrs, key_meta),
+            found => found,
+        }
+    }
+
+    /// The way of bucket `b` that holds the flow with these addresses and key bits.
+    #[inline(always)]
+    fn find_in(&self, b: usize, addrs: u64, key_meta: u64) -> Option<Found> {
+        let ways = self.entries.get(b * WAYS..(b + 1) * WAYS)?;
+        for (i, e) in ways.iter().enumerate() {
             // A cheap look at the addresses first: most ways hold other flows (a miss costs
             // one load per way, callgrind). Only a match is read whole, under the seqlock.
-            if self.entries.get(s).map(|e| e.addrs.load(Ordering::Relaxed)) != Some(addrs) {
+            if e.addrs.load(Ordering::Relaxed) != addrs {
                 continue;
             }
+            let s = b * WAYS + i;
             if let Some((a, m, c)) = self.read(s) {
                 if a == addrs && m >> 24 == key_meta {
                     return Some(Found {
@@ -251,7 +294,7 @@ impl Table {
 
     /// Learns (or refreshes) flow `k` as arriving on `tunnel` under `epoch`, with `flags`
     /// (a refresh also takes `clear` away).
-    /// A full bucket gives way for the oldest flow no return packet has confirmed; when
+    /// Two full buckets give way for their oldest flow no return packet has confirmed; when
     /// all are confirmed the new flow is refused (a SYN flood cannot evict established
     /// flows).
     pub fn learn(&self, k: &Key, epoch: u8, tunnel: u16, flags: u64, clear: u64) -> Learned {
@@ -270,8 +313,28 @@ impl Table {
             };
         }
         let now = self.now() as u64;
+        // A new flow goes to the emptier of its two buckets (the first on a tie), so that
+        // buckets fill evenly and few are full while the table has room.
+        let [b1, b2] = self.buckets(k);
+        let first = if b2 != b1 && self.empties(b2) > self.empties(b1) {
+            b2
+        } else {
+            b1
+        };
+        for s in first * WAYS..(first + 1) * WAYS {
+            let Some(e) = self.entries.get(s) else { break };
+            let c = e.ctl.load(Ordering::Relaxed);
+            if c & STATE == EMPTY {
+                if let Some(v) = self.claim(s, c) {
+                    self.publish(s, v, k, epoch, tunnel, flags);
+                    return Learned::New;
+                }
+            }
+        }
+        // Both full (or the free ways were just taken): an empty way left in either, else
+        // the oldest unconfirmed flow of the two.
         let mut oldest: Option<(usize, u64)> = None;
-        for s in self.bucket(k) {
+        for s in self.ways(k) {
             let Some(e) = self.entries.get(s) else { break };
             let c = e.ctl.load(Ordering::Relaxed);
             if c & STATE == EMPTY {
@@ -286,7 +349,7 @@ impl Table {
                 oldest = Some((s, c));
             }
         }
-        // Only a flow idle for a second or more gives way, so two new flows in one bucket
+        // Only a flow idle for a second or more gives way, so two new flows in one place
         // do not take turns evicting each other packet by packet.
         match oldest {
             Some((s, c)) if seen(c) < now => match self.claim(s, c) {

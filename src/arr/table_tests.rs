@@ -179,3 +179,69 @@ fn the_tick_uses_the_tables_own_age() {
     assert_eq!(t.now(), 0);
     assert!(t.lookup(&key(1)).is_some());
 }
+
+/// The share of `load` × capacity random new flows (all seen in the same second, so none
+/// gives way) that a table of 2^18 entries refuses.
+fn refused_at(load: f64) -> f64 {
+    let t = Table::new(1 << 18, Timeouts::default());
+    let n = (load * t.capacity() as f64) as u64;
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut refused = 0;
+    for _ in 0..n {
+        // xorshift64*: keys spread like real flows' would.
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        let r = x.wrapping_mul(0x2545_f491_4f6c_dd1d);
+        let k = Key {
+            src: (r >> 32) as u32,
+            dst: 0xc0a8_0000 | (r as u32 & 0xffff),
+            proto: crate::wire::ipv4::PROTO_UDP,
+            ports: (r >> 8) as u32,
+        };
+        refused += u64::from(t.learn(&k, 0, 0, 0, 0) == Learned::Refused);
+    }
+    refused as f64 / n as f64
+}
+
+/// Refusals by full buckets at 65, 80 and 90% load (`cargo test refusals -- --nocapture`
+/// prints them; perf/RESULTS.md records them).
+#[test]
+fn refusals_by_load() {
+    let r: Vec<f64> = [0.65, 0.80, 0.90].map(refused_at).to_vec();
+    println!(
+        "refused at 65% {:.4}%, 80% {:.4}%, 90% {:.4}%",
+        100.0 * r[0],
+        100.0 * r[1],
+        100.0 * r[2]
+    );
+    assert!(r[0] <= r[1] && r[1] <= r[2], "{r:?}");
+    // Two-choice hashing; one bucket per flow refused 2.9%, 6.7% and 10.1% of these.
+    assert!(r[0] < 0.0005 && r[1] < 0.002 && r[2] < 0.015, "{r:?}");
+}
+
+/// Two buckets: new flows fill both evenly (the emptier one takes the next), each is found
+/// wherever it went, and only with both full is a flow refused.
+#[test]
+fn new_flows_go_to_the_emptier_of_two_buckets() {
+    let t = Table::new(2 * WAYS, Timeouts::default());
+    t.set_now(10);
+    for n in 0..2 * WAYS as u32 {
+        assert_eq!(
+            t.learn(&key(n), 0, 0, CONFIRMED, 0),
+            Learned::New,
+            "flow {n}"
+        );
+        let per_bucket = [t.empties(0), t.empties(1)];
+        assert!(per_bucket[0].abs_diff(per_bucket[1]) <= 1, "{per_bucket:?}");
+    }
+    assert_eq!(t.learn(&key(1000), 0, 0, 0, 0), Learned::Refused);
+    for n in 0..2 * WAYS as u32 {
+        assert_eq!(t.lookup(&key(n)).map(|f| f.slot / WAYS < 2), Some(true));
+    }
+    // Each flow's buckets are two different ones whenever the table has two.
+    assert!((0..64).all(|n| {
+        let [a, b] = t.buckets(&key(n));
+        a != b
+    }));
+}

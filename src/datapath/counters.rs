@@ -2,6 +2,7 @@
 //! 10 ms and at exit, with plain stores into its own cache-padded block under a
 //! sequence number (a seqlock), so the management thread always reads a consistent set. No
 //! atomic read-modify-write is ever done, per packet or per burst.
+use super::loop_buckets::LOOP_BUCKETS;
 use super::verdict::DropReason;
 use crate::limits::{MAX_PORTS, MAX_RULES, MAX_TUNNELS};
 use crossbeam::utils::CachePadded;
@@ -101,7 +102,12 @@ pub struct Counters {
     /// Busy loop iterations and their TSC cycles, for cycles per packet.
     pub busy_loops: u64,
     pub busy_cycles: u64,
-    /// ARR: flows learned (new or moved), refreshed, refused (their bucket full of
+    /// Busy loops by cycles (`loop_buckets`), copied from the worker's histogram about once a
+    /// second: live busy-loop percentiles.
+    pub loop_buckets: [u64; LOOP_BUCKETS],
+    /// `busy_cycles` when the loop buckets were filled: their sum, for a Prometheus histogram.
+    pub loop_buckets_cycles: u64,
+    /// ARR: flows learned (new or moved), refreshed, refused (their two buckets full of
     /// established flows), and packets routed by a learned flow.
     pub arr_learned: u64,
     pub arr_refreshed: u64,
@@ -136,6 +142,8 @@ impl Default for Counters {
             probe_ring_full: 0,
             busy_loops: 0,
             busy_cycles: 0,
+            loop_buckets: [0; LOOP_BUCKETS],
+            loop_buckets_cycles: 0,
             arr_learned: 0,
             arr_refreshed: 0,
             arr_refused: 0,
@@ -170,6 +178,11 @@ impl std::fmt::Debug for Counters {
             .field("probe_ring_full", &self.probe_ring_full)
             .field("busy_loops", &self.busy_loops)
             .field("busy_cycles", &self.busy_cycles);
+        // Only when recorded (by a worker): the pipeline's golden files hash this text.
+        if self.loop_buckets.iter().any(|n| *n != 0) {
+            d.field("loop_buckets", &self.loop_buckets)
+                .field("loop_buckets_cycles", &self.loop_buckets_cycles);
+        }
         let arr = [
             ("arr_learned", self.arr_learned),
             ("arr_refreshed", self.arr_refreshed),
@@ -188,11 +201,16 @@ impl std::fmt::Debug for Counters {
     }
 }
 
-const SCALARS: usize = 17;
+const SCALARS: usize = 18;
 const PER_TUNNEL: usize = 7 + DropReason::COUNT;
 /// Number of u64 values a worker publishes.
-const N: usize =
-    4 * MAX_PORTS + DropReason::COUNT + SCALARS + TUNNEL_SLOTS * PER_TUNNEL + 2 * RULE_SLOTS + 2;
+const N: usize = 4 * MAX_PORTS
+    + DropReason::COUNT
+    + SCALARS
+    + LOOP_BUCKETS
+    + TUNNEL_SLOTS * PER_TUNNEL
+    + 2 * RULE_SLOTS
+    + 2;
 
 impl Counters {
     #[inline(always)]
@@ -216,6 +234,7 @@ impl Counters {
             &mut self.probe_ring_full,
             &mut self.busy_loops,
             &mut self.busy_cycles,
+            &mut self.loop_buckets_cycles,
             &mut self.arr_learned,
             &mut self.arr_refreshed,
             &mut self.arr_refused,
@@ -228,6 +247,7 @@ impl Counters {
             .chain(self.tx_bytes.iter_mut())
             .chain(self.drops.iter_mut())
             .chain(scalars)
+            .chain(self.loop_buckets.iter_mut())
             .chain(self.tunnels.iter_mut().flat_map(|t| {
                 [
                     &mut t.rx_packets,
@@ -362,6 +382,7 @@ mod tests {
         c.probe_ring_full = 1;
         c.tunnels[MAX_TUNNELS - 1].drops[DropReason::TunnelUnknown as usize] = 4;
         c.tunnels[2].tx_bytes = 9;
+        c.loop_buckets[40] = 6;
         s.publish(0, &mut c);
         s.publish(1, &mut c);
         assert_eq!(s.read(1), c);
@@ -371,6 +392,7 @@ mod tests {
         assert_eq!(t.busy_cycles, 154);
         assert_eq!((t.health_probe, t.probe_ring_full), (6, 2));
         assert_eq!(t.tunnels[2].tx_bytes, 18);
+        assert_eq!(t.loop_buckets[40], 12, "loop buckets add up over workers");
         assert_eq!(
             t.tunnels[MAX_TUNNELS - 1].drops[DropReason::TunnelUnknown as usize],
             8

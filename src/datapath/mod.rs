@@ -4,6 +4,7 @@ mod context;
 pub mod counter_slots;
 pub mod counters;
 mod graph;
+pub mod loop_buckets;
 pub mod pipeline;
 mod stages;
 pub mod tap;

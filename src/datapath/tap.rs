@@ -168,7 +168,12 @@ pub fn process<B: PacketBuf>(
     rec: &mut Recorder,
     tsc: u64,
 ) {
-    let armed = tap.armed();
+    // perf/tap-cost builds once with ANYGATE_PERF_NO_TAP_CHECK set, for the A/B of this
+    // check's cost: a constant there, so that build never reads the armed word.
+    let armed = match option_env!("ANYGATE_PERF_NO_TAP_CHECK") {
+        Some(_) => None,
+        None => tap.armed(),
+    };
     let staged = armed.is_some_and(|f| rec.stage(&f, port, pkts));
     pipeline.process(snap, port, pkts, verdicts);
     if let (true, Some(f)) = (staged, armed) {

@@ -4,6 +4,7 @@
 //! the health probes the management plane left in its inject ring, and hands the probe answers
 //! it recognised back through its answer ring.
 use super::counters::SharedCounters;
+use super::loop_buckets;
 use super::pipeline::Pipeline;
 use super::tap::{self, Recorder, Tap};
 use super::verdict::{DropReason, Verdict};
@@ -100,6 +101,10 @@ impl Worker {
         // the gap, so that live views (`ctl show stats`, /metrics) see the end of traffic.
         let mut unpublished = false;
         let mut latency = loop_histogram();
+        // The histogram goes into the published loop buckets about once a second (a scan of
+        // its counts, too long for every publish), once traffic stops, and at exit.
+        let mut bucketed = 0u64;
+        let mut unbucketed = false;
 
         while !stop.load(Ordering::Relaxed) {
             // Counts made on the old table go out before the ack that lets the management
@@ -134,19 +139,29 @@ impl Worker {
                 pipeline.counters.busy_loops += 1;
                 pipeline.counters.busy_cycles += end - start;
                 latency.saturating_record(end - start);
+                unbucketed = true;
                 if end.wrapping_sub(published) >= publish_gap {
+                    if end.wrapping_sub(bucketed) >= hz {
+                        loop_buckets::publish_into(&latency, &mut pipeline.counters);
+                        (bucketed, unbucketed) = (end, false);
+                    }
                     counters.publish(*index, &mut pipeline.counters);
                     published = end;
                     unpublished = false;
                 }
-            } else if unpublished && start.wrapping_sub(published) >= publish_gap {
+            } else if (unpublished || unbucketed) && start.wrapping_sub(published) >= publish_gap {
                 // Once traffic stops, the counts of its last few milliseconds (and the probes
                 // an idle worker sends) still go out.
+                if unbucketed {
+                    loop_buckets::publish_into(&latency, &mut pipeline.counters);
+                    (bucketed, unbucketed) = (start, false);
+                }
                 counters.publish(*index, &mut pipeline.counters);
                 published = start;
                 unpublished = false;
             }
         }
+        loop_buckets::publish_into(&latency, &mut pipeline.counters);
         counters.publish(*index, &mut pipeline.counters);
         latency
     }

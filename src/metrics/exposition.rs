@@ -72,6 +72,55 @@ fn family<M: EncodeMetric>(
     Ok(())
 }
 
+/// One worker's busy loops as a Prometheus histogram in seconds, from its published loop
+/// buckets merged into buckets at 2^6 .. 2^26 TSC cycles (each `le` counts the loops under
+/// that many cycles) and +Inf.
+#[derive(Debug)]
+struct LoopSeconds {
+    sum: f64,
+    count: u64,
+    buckets: Vec<(f64, u64)>,
+}
+
+impl LoopSeconds {
+    const FIRST: u32 = 6;
+    const LAST: u32 = 26;
+
+    fn new(c: &Counters, hz: f64) -> Self {
+        use crate::datapath::loop_buckets::{lower, LOOP_BUCKETS};
+        let mut buckets: Vec<(f64, u64)> = (Self::FIRST..=Self::LAST)
+            .map(|k| ((1u64 << k) as f64 / hz, 0))
+            .chain([(f64::INFINITY, 0)])
+            .collect();
+        for (i, n) in c.loop_buckets.iter().enumerate().take(LOOP_BUCKETS) {
+            // Fine buckets never straddle a power of two: the first coarse one above holds it.
+            let k = (64 - lower(i).leading_zeros()).max(Self::FIRST);
+            let j = ((k - Self::FIRST) as usize).min(buckets.len() - 1);
+            buckets[j].1 += n;
+        }
+        LoopSeconds {
+            sum: c.loop_buckets_cycles as f64 / hz,
+            count: c.loop_buckets.iter().sum(),
+            buckets,
+        }
+    }
+}
+
+impl EncodeMetric for LoopSeconds {
+    fn encode(&self, mut enc: prometheus_client::encoding::MetricEncoder) -> std::fmt::Result {
+        enc.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+            self.sum,
+            self.count,
+            &self.buckets,
+            None,
+        )
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
 fn counter(labels: Labels, v: u64) -> (Labels, ConstCounter<u64>) {
     (labels, ConstCounter::new(v))
 }
@@ -368,6 +417,13 @@ impl Scrape {
             "worker_idle_seconds",
             "Seconds since start not spent in busy loops (polling empty queues).",
             ws().map(|(i, c)| (w(i), ConstCounter::new((self.uptime_s - busy(c)).max(0.0)))),
+        )?;
+        family(
+            e,
+            "worker_busy_loop_seconds",
+            "Duration of busy loops (refreshed about once a second); buckets at powers of two \
+             TSC cycles.",
+            ws().map(|(i, c)| (w(i), LoopSeconds::new(c, hz))),
         )
     }
 
@@ -445,6 +501,10 @@ mod tests {
         c.drops[DropReason::NoRoute as usize] = 3;
         c.busy_cycles = 2_000;
         c.busy_loops = 4;
+        // Three loops of 100 cycles and one of 1,000 (the clock is 1 kHz: 0.1 s and 1 s).
+        c.loop_buckets[crate::datapath::loop_buckets::index(100)] = 3;
+        c.loop_buckets[crate::datapath::loop_buckets::index(1_000)] = 1;
+        c.loop_buckets_cycles = 1_300;
         c.health_probe = 5;
         c.tunnels[0].rx_packets = 2;
         c.tunnels[0].drops[DropReason::NoRoute as usize] = 1;
@@ -507,6 +567,14 @@ mod tests {
             "anygate_firewall_rule_bytes_total{rule=\"1\"} 1800",
             "anygate_worker_busy_cycles_total{worker=\"1\",core=\"2\"} 2000",
             "anygate_worker_busy_seconds_total{worker=\"0\",core=\"1\"} 2.0",
+            "# TYPE anygate_worker_busy_loop_seconds histogram",
+            "anygate_worker_busy_loop_seconds_sum{worker=\"0\",core=\"1\"} 1.3",
+            "anygate_worker_busy_loop_seconds_count{worker=\"0\",core=\"1\"} 4",
+            "anygate_worker_busy_loop_seconds_bucket{worker=\"0\",core=\"1\",le=\"0.064\"} 0",
+            "anygate_worker_busy_loop_seconds_bucket{worker=\"0\",core=\"1\",le=\"0.128\"} 3",
+            "anygate_worker_busy_loop_seconds_bucket{worker=\"1\",core=\"2\",le=\"0.512\"} 3",
+            "anygate_worker_busy_loop_seconds_bucket{worker=\"1\",core=\"2\",le=\"1.024\"} 4",
+            "anygate_worker_busy_loop_seconds_bucket{worker=\"0\",core=\"1\",le=\"+Inf\"} 4",
             "anygate_routes{source=\"static\",origin=\"config\"} 2",
             "anygate_mempool_mbufs_free 4000",
             "anygate_table_generation 3",

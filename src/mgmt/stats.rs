@@ -23,7 +23,38 @@ pub struct Report<'a> {
     pub health: Vec<(Option<Health>, Option<View>)>,
 }
 
+/// Busy-loop percentiles in cycles: exact (the workers' merged histograms, final stats) or
+/// from the live loop buckets (within 1/8 above the exact figure; no max).
+pub struct LoopCycles {
+    pub samples: u64,
+    pub p: [u64; 3],
+    pub max: Option<u64>,
+}
+
+impl LoopCycles {
+    /// From published loop buckets (one worker's or a sum).
+    pub fn from_buckets(b: &[u64]) -> Option<LoopCycles> {
+        Some(LoopCycles {
+            samples: b.iter().sum(),
+            p: crate::datapath::loop_buckets::percentiles(b)?,
+            max: None,
+        })
+    }
+}
+
 impl Report<'_> {
+    /// The final histogram when there is one, else the live buckets.
+    pub fn loop_cycles(&self) -> Option<LoopCycles> {
+        match self.latency.as_ref().filter(|l| !l.is_empty()) {
+            Some(l) => Some(LoopCycles {
+                samples: l.len(),
+                p: [0.5, 0.99, 0.999].map(|q| l.value_at_quantile(q)),
+                max: Some(l.max()),
+            }),
+            None => LoopCycles::from_buckets(&self.counters.loop_buckets),
+        }
+    }
+
     pub fn cycles_per_packet(&self) -> Option<f64> {
         let pkts = self.counters.rx_total();
         (pkts > 0).then(|| self.counters.busy_cycles as f64 / pkts as f64)
@@ -85,11 +116,13 @@ impl Report<'_> {
             "busy_cycles": c.busy_cycles,
             "tsc_hz": self.tsc_hz,
         });
-        if let Some(l) = self.latency.as_ref().filter(|l| !l.is_empty()) {
+        if let Some(l) = self.loop_cycles() {
             v["loop_cycles"] = json!({
-                "samples": l.len(), "p50": l.value_at_quantile(0.5), "p99": l.value_at_quantile(0.99),
-                "p99_9": l.value_at_quantile(0.999), "max": l.max(),
+                "samples": l.samples, "p50": l.p[0], "p99": l.p[1], "p99_9": l.p[2],
             });
+            if let Some(max) = l.max {
+                v["loop_cycles"]["max"] = json!(max);
+            }
         }
         if let Some(cpp) = self.cycles_per_packet() {
             v["cycles_per_packet"] = json!((cpp * 10.0).round() / 10.0);
@@ -220,20 +253,17 @@ impl Report<'_> {
         if let Some(cpp) = self.cycles_per_packet() {
             let _ = writeln!(s, "  {cpp:.1} TSC cycles per packet (busy loops only)");
         }
-        if let Some(l) = self.latency.as_ref().filter(|l| !l.is_empty()) {
+        if let Some(l) = self.loop_cycles() {
             let us = |c: u64| c as f64 * 1e6 / self.tsc_hz.max(1) as f64;
-            let q = |x: f64| l.value_at_quantile(x);
+            let [p50, p99, p999] = l.p;
             let _ = writeln!(
                 s,
-                "  busy loop (a burst received, processed, sent): p50 {} / p99 {} / p99.9 {} cycles \
-                 ({:.2} / {:.2} / {:.2} us), {} loops",
-                q(0.5),
-                q(0.99),
-                q(0.999),
-                us(q(0.5)),
-                us(q(0.99)),
-                us(q(0.999)),
-                l.len()
+                "  busy loop (a burst received, processed, sent): p50 {p50} / p99 {p99} / p99.9 \
+                 {p999} cycles ({:.2} / {:.2} / {:.2} us), {} loops",
+                us(p50),
+                us(p99),
+                us(p999),
+                l.samples
             );
         }
         if let Some((size, avail)) = self.mempool {

@@ -188,6 +188,8 @@ fn publish(w: &World, n: u64) {
     c.drops[DropReason::NoRoute as usize] = n;
     c.busy_loops = n;
     c.busy_cycles = 100 * n;
+    // n loops of 100 cycles: bucket 100..=103 (upper 103).
+    c.loop_buckets[crate::datapath::loop_buckets::index(100)] = n;
     let slot = w.publisher.current().tunnel_slot(0);
     c.tunnels[slot].rx_packets = n;
     w.counters.publish(0, &mut c);
@@ -213,10 +215,15 @@ fn show_stats_is_live_and_clear_counters_resets_the_views_only() {
     assert_eq!(st["tunnels"][0]["rx_packets"], 10);
     assert_eq!(st["workers"][0]["busy_loops"], 10);
     assert_eq!(st["workers"][0]["cycles_per_loop"], 100);
+    assert_eq!(st["workers"][0]["loop_cycles"]["p50"], 103);
+    assert_eq!(st["workers"][0]["loop_cycles"]["p99_9"], 103);
+    assert_eq!(st["loop_cycles"]["samples"], 10);
     assert!(st.get("event").is_none() && st.get("final").is_none());
     let text = r.get("text").as_str().unwrap();
     assert!(text.contains(&format!("drop {no_route:<22}")), "{text}");
     assert!(text.contains("worker 0 core 1"), "{text}");
+    assert!(text.contains("p50/p99/p99.9 103/103/103"), "{text}");
+    assert!(text.contains("busy loop (a burst received"), "{text}");
     assert!(text.contains("counting since start"), "{text}");
     assert_eq!(r.get("cleared_at"), &Value::Null);
 
@@ -228,6 +235,7 @@ fn show_stats_is_live_and_clear_counters_resets_the_views_only() {
     assert_eq!(st["drops"][no_route], 0);
     assert_eq!(st["tunnels"][0]["rx_packets"], 0);
     assert_eq!(st["workers"][0]["busy_loops"], 0);
+    assert_eq!(st["workers"][0]["loop_cycles"], Value::Null, "cleared too");
     assert_eq!(
         w.t1()["rx_packets"],
         0,

@@ -7,7 +7,7 @@ use crate::ctl_proto::VIEW_SCHEMA;
 use crate::dpdk::PortStats;
 use crate::mgmt::observe::speed;
 use crate::mgmt::stats::live::Baseline;
-use crate::mgmt::stats::{nic_json, Report};
+use crate::mgmt::stats::{nic_json, LoopCycles, Report};
 use crate::route::arp_cache::ageing::{REACHABLE_S, REFRESH_S};
 use serde_json::{json, Value};
 use std::fmt::Write;
@@ -15,8 +15,8 @@ use std::net::Ipv4Addr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Live stats since the last `clear counters`, as the final stats print them, plus each
-/// worker's busy loops and cycles. Busy-loop percentiles exist only in the final stats (the
-/// workers' histograms are merged at exit); live, each worker's mean cycles per busy loop.
+/// worker's busy loops and cycles: the mean per busy loop, and p50 / p99 / p99.9 from the
+/// loop buckets the worker publishes about once a second (`datapath::loop_buckets`).
 pub fn stats(plane: &Plane) -> Value {
     let snap = plane.publisher.current();
     let live = plane.obs.live(plane.cfg, snap, plane.counters);
@@ -42,22 +42,36 @@ pub fn stats(plane: &Plane) -> Value {
         .map(|(i, (c, w))| {
             json!({"index": i, "core": w.core, "rx_packets": c.rx_total(), "tx_packets": c.tx_total(),
                    "drops": c.drop_total(), "busy_loops": c.busy_loops, "busy_cycles": c.busy_cycles,
-                   "cycles_per_loop": (c.busy_loops > 0).then(|| c.busy_cycles / c.busy_loops)})
+                   "cycles_per_loop": (c.busy_loops > 0).then(|| c.busy_cycles / c.busy_loops),
+                   "loop_cycles": LoopCycles::from_buckets(&c.loop_buckets).map(|l| json!({
+                       "samples": l.samples, "p50": l.p[0], "p99": l.p[1], "p99_9": l.p[2]}))})
         })
         .collect();
     let mut text = r.to_text();
     for w in &workers {
         let _ = writeln!(
             text,
-            "  worker {} core {:<3} rx {:>12}  busy loops {:>12}  cycles {:>16}  mean {} cycles/loop",
-            w["index"], w["core"], w["rx_packets"], w["busy_loops"], w["busy_cycles"],
-            w["cycles_per_loop"].as_u64().map_or("-".into(), |c| c.to_string())
+            "  worker {} core {:<3} rx {:>12}  busy loops {:>12}  cycles {:>16}  mean {} \
+             cycles/loop  p50/p99/p99.9 {}",
+            w["index"],
+            w["core"],
+            w["rx_packets"],
+            w["busy_loops"],
+            w["busy_cycles"],
+            w["cycles_per_loop"]
+                .as_u64()
+                .map_or("-".into(), |c| c.to_string()),
+            match &w["loop_cycles"] {
+                Value::Null => "-".into(),
+                l => format!("{}/{}/{}", l["p50"], l["p99"], l["p99_9"]),
+            }
         );
     }
     let since = plane.obs.baseline.as_ref().map(|b| b.at);
     let _ = writeln!(
         text,
-        "  counting since {} (busy-loop percentiles: final stats only)",
+        "  counting since {} (busy-loop percentiles: live ones are refreshed each second and \
+         read up to 1/8 high)",
         since.map_or("start".into(), |t| format!(
             "clear counters at {}",
             rfc3339(t)
