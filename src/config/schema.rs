@@ -30,6 +30,9 @@ pub struct RawConfig {
     /// `[arr]`: the Automatic Return Routing flow table (size, timeouts).
     #[serde(default)]
     pub arr: RawArr,
+    /// `[bgp]`: our eBGP speaker (gobgpd) and its port-subnet peers; absent: no BGP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bgp: Option<super::bgp::RawBgp>,
 }
 
 /// The stateless firewall: one ordered rule list, first enabled match decides.
@@ -198,6 +201,9 @@ pub struct RawTunnel {
     /// (Automatic Return Routing; the vendor's name).
     #[serde(default)]
     pub automatic_return_routing: bool,
+    /// `[tunnels.bgp]`: an eBGP session with the customer router inside this tunnel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bgp: Option<super::bgp::RawTunnelBgp>,
 }
 
 /// `[tunnels.health_check]`, named as the vendor names them. Strings stay strings here so

@@ -27,6 +27,8 @@ pub struct Config {
     pub metrics: super::MetricsConf,
     /// `[arr]`: the ARR flow table.
     pub arr: super::ArrConf,
+    /// `[bgp]` with every peer; None: no BGP.
+    pub bgp: Option<super::BgpConf>,
     /// The schema as read, kept to tell which sections a reload changed.
     pub raw: RawConfig,
 }
@@ -397,6 +399,7 @@ pub fn validate(raw: &RawConfig, host: &Host) -> Result<Config, ConfigErrors> {
     let health_checks = super::health::validate_health_checks(&raw.health_checks, &mut e);
     let metrics = super::metrics::validate_metrics(&raw.metrics, &mut e);
     let arr = super::arr::validate_arr(&raw.arr, &mut e);
+    let bgp = super::bgp::validate_bgp(raw, &ports, &tunnels, &mut e);
     // An explicit authorized_prefixes list also admits the tunnel's interface subnet (the
     // customer router's own address). Without one, the route table decides (see
     // `Snapshot::source_allowed`).
@@ -427,6 +430,7 @@ pub fn validate(raw: &RawConfig, host: &Host) -> Result<Config, ConfigErrors> {
         health_checks,
         metrics,
         arr,
+        bgp,
         raw: raw.clone(),
     })
 }

@@ -1,6 +1,7 @@
 //! The management thread: brings the data plane up, starts the workers, reloads the config on
 //! SIGHUP by publishing a new snapshot, reclaims old ones, reports stats, and shuts down
 //! cleanly, checking that every mbuf came back.
+pub mod bgp;
 pub mod control;
 pub mod history;
 pub mod notify;
@@ -204,6 +205,9 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
     ));
     let mut runtime_routes = Vec::new();
     let mut obs = observe::Observe::new(Some(dp.pool.clone()));
+    let mut bgp_state = crate::bgp::sync::Bgp::default();
+    let mut bgp_link = bgp::Link::start(&cfg, crate::bgp::gobgp_spawn)?;
+    let mut config_loaded = obs.config_loaded;
     loop {
         std::thread::sleep(TICK);
         let mut plane = control::Plane {
@@ -218,6 +222,7 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
             checker: &mut checker,
             ports: &dp.ports,
             obs: &mut obs,
+            bgp: &mut bgp_state,
         };
         if let Some(c) = &mut control {
             c.poll(&mut plane);
@@ -232,6 +237,20 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
                 log::error!("reload refused, running table unchanged: {e}");
             }
             notify.send("READY=1");
+        }
+        // A reload (SIGHUP or ctl) may have changed the peers, or brought [bgp] in.
+        if plane.obs.config_loaded != config_loaded {
+            config_loaded = plane.obs.config_loaded;
+            match &mut bgp_link {
+                Some(l) => l.reloaded(),
+                None => match bgp::Link::start(plane.cfg, crate::bgp::gobgp_spawn) {
+                    Ok(l) => bgp_link = l,
+                    Err(e) => log::error!("{e}"),
+                },
+            }
+        }
+        if let Some(l) = &mut bgp_link {
+            l.tick(&mut plane);
         }
         run_checks(&mut plane, &rings);
         plane.obs.tick(

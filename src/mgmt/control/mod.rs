@@ -6,12 +6,14 @@ mod handlers;
 mod server;
 mod show;
 mod show_arr;
+mod show_bgp;
 mod socket;
 mod tap;
 mod views;
 
 use crate::ctl_proto::Request;
 use crossbeam::channel::Receiver;
+pub(crate) use handlers::apply_in_place;
 pub use handlers::{publish_health, Plane};
 use std::path::Path;
 

@@ -1,0 +1,480 @@
+//! The peers' paths, turned into route-table batches on the management thread.
+//!
+//! Per peer: every path it sent (`received`), and what policy made of each (`accepted` or
+//! `refused`). `Event::PeerPaths` replaces a peer's paths whole, `Event::Update` changes
+//! some; either way only the prefixes whose route changed are touched.
+//!
+//! In the route table a BGP route is keyed by (prefix, next hop): when two port peers name
+//! the same gateway for a prefix, the lower priority is installed (then the lower peer
+//! address). A BGP route and a static (or `ctl`) route for the same prefix through the same
+//! next hop are two routes, and at equal priority the static one wins (`route::select`).
+//! The table removes routes by (prefix, next hop) whatever their source, so a batch that
+//! removes a BGP route adds the static ones back in the same batch: they never leave.
+//!
+//! `max_prefixes`: beyond it, new prefixes are refused (counted in `show bgp`, logged once
+//! when the peer first exceeds it); routes already accepted stay, and refused prefixes are
+//! admitted, in prefix order, when room frees up. gobgpd is not told to tear the session
+//! down: that is the adapter's to configure, if ever.
+//!
+//! Stale paths (graceful restart) keep their routes, shown stale; gobgpd's helper timer
+//! withdraws them when the peer does not come back, and the adapter reports it.
+use super::policy::{self, Imported, Refusal};
+use super::{Event, PeerStatus, ReceivedPath};
+use crate::config::{BgpPeerConf, Config, RouteConf, RouteOrigin, RouteSource, Via};
+use crate::lpm::Prefix;
+use crate::route::{Change, Rib};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::net::Ipv4Addr;
+use std::time::SystemTime;
+
+/// A BGP route in the table: its (prefix, next hop).
+pub type Key = (Prefix, Via);
+
+/// Paths kept per peer beyond `max_prefixes`, so that refused ones can be admitted later:
+/// twice the limit, at least this many. Beyond, paths are dropped (counted as refused).
+const MIN_KEPT: usize = 1024;
+
+/// The adapter's connection to gobgpd.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Adapter {
+    /// No `[bgp]`, or no word from the adapter yet.
+    Unknown,
+    Connected(SystemTime),
+    Disconnected(SystemTime, String),
+}
+
+#[derive(Debug, Clone, Default)]
+struct PeerTable {
+    received: BTreeMap<Prefix, ReceivedPath>,
+    accepted: BTreeMap<Prefix, Imported>,
+    refused: BTreeMap<Prefix, Refusal>,
+    /// Paths not even kept (beyond twice `max_prefixes`).
+    dropped: u64,
+    /// Logged that `max_prefixes` was exceeded, until it no longer is.
+    over_limit: bool,
+}
+
+/// A BGP route the table holds, and the peer it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Installed {
+    pub route: RouteConf,
+    pub peer: Ipv4Addr,
+}
+
+/// The changes for some keys, and what the table holds from BGP once they are applied.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub changes: Vec<Change>,
+    after: Vec<(Key, Option<Installed>)>,
+    /// Keys a static route of the file holds as `source = "bgp"` already: not added.
+    pub conflicts: usize,
+}
+
+/// Every peer's paths and what the table holds from them.
+#[derive(Debug, Clone)]
+pub struct Bgp {
+    peers: BTreeMap<Ipv4Addr, PeerTable>,
+    installed: HashMap<Key, Installed>,
+    /// Keys whose last batch was refused: planned again with the next.
+    pending: BTreeSet<Key>,
+    status: HashMap<Ipv4Addr, PeerStatus>,
+    pub adapter: Adapter,
+}
+
+impl Default for Bgp {
+    fn default() -> Self {
+        Bgp {
+            peers: BTreeMap::new(),
+            installed: HashMap::new(),
+            pending: BTreeSet::new(),
+            status: HashMap::new(),
+            adapter: Adapter::Unknown,
+        }
+    }
+}
+
+fn peer_conf(cfg: &Config, addr: Ipv4Addr) -> Option<&BgpPeerConf> {
+    cfg.bgp.as_ref()?.peers.iter().find(|p| p.address == addr)
+}
+
+impl PeerTable {
+    fn cap(peer: &BgpPeerConf) -> usize {
+        (peer.max_prefixes as usize).saturating_mul(2).max(MIN_KEPT)
+    }
+
+    /// Keeps `path` unless the table is full; false when dropped.
+    fn keep(&mut self, peer: &BgpPeerConf, path: ReceivedPath) -> bool {
+        if self.received.len() >= Self::cap(peer) && !self.received.contains_key(&path.prefix) {
+            self.dropped += 1;
+            return false;
+        }
+        self.received.insert(path.prefix, path);
+        true
+    }
+
+    /// Decides every received path again (a whole replacement, a reload): accepted ones
+    /// first, so that the routes already in the table keep their places under the limit.
+    fn decide_all(&mut self, cfg: &Config, peer: &BgpPeerConf, touched: &mut BTreeSet<Key>) {
+        let old = std::mem::take(&mut self.accepted);
+        self.refused.clear();
+        let order: Vec<Prefix> = old
+            .keys()
+            .filter(|p| self.received.contains_key(p))
+            .chain(self.received.keys().filter(|p| !old.contains_key(p)))
+            .copied()
+            .collect();
+        for p in order {
+            self.decide(cfg, peer, p);
+        }
+        for p in old.keys().chain(self.accepted.keys()) {
+            let (before, after) = (old.get(p), self.accepted.get(p));
+            if before != after {
+                touched.extend(before.into_iter().chain(after).map(|i| (*p, i.route.via)));
+            }
+        }
+    }
+
+    /// Decides one received prefix, not accepted now.
+    fn decide(&mut self, cfg: &Config, peer: &BgpPeerConf, p: Prefix) {
+        let Some(path) = self.received.get(&p) else {
+            return;
+        };
+        match policy::import(cfg, peer, path) {
+            Ok(_) if self.accepted.len() >= peer.max_prefixes as usize => {
+                self.refused.insert(p, Refusal::MaxPrefixes);
+            }
+            Ok(i) => {
+                self.accepted.insert(p, i);
+            }
+            Err(r) => {
+                self.refused.insert(p, r);
+            }
+        }
+    }
+
+    /// Applies a delta; the keys whose accepted route changed go to `touched`.
+    fn update(
+        &mut self,
+        cfg: &Config,
+        peer: &BgpPeerConf,
+        announced: Vec<ReceivedPath>,
+        withdrawn: Vec<Prefix>,
+        touched: &mut BTreeSet<Key>,
+    ) {
+        for p in withdrawn {
+            self.received.remove(&p);
+            self.refused.remove(&p);
+            if let Some(i) = self.accepted.remove(&p) {
+                touched.insert((p, i.route.via));
+            }
+        }
+        for path in announced {
+            let p = path.prefix;
+            if !self.keep(peer, path) {
+                continue;
+            }
+            let before = self.accepted.remove(&p);
+            self.refused.remove(&p);
+            self.decide(cfg, peer, p);
+            let after = self.accepted.get(&p);
+            if before.as_ref() != after {
+                touched.extend(before.iter().chain(after).map(|i| (p, i.route.via)));
+            }
+        }
+        // Room freed: admit refused prefixes in prefix order.
+        let room = (peer.max_prefixes as usize).saturating_sub(self.accepted.len());
+        if room > 0 {
+            let waiting: Vec<Prefix> = self
+                .refused
+                .iter()
+                .filter(|(_, r)| **r == Refusal::MaxPrefixes)
+                .map(|(p, _)| *p)
+                .take(room)
+                .collect();
+            for p in waiting {
+                self.refused.remove(&p);
+                self.decide(cfg, peer, p);
+                if let Some(i) = self.accepted.get(&p) {
+                    touched.insert((p, i.route.via));
+                }
+            }
+        }
+    }
+
+    fn refused_count(&self, r: &str) -> u64 {
+        let n = self.refused.values().filter(|x| x.key() == r).count() as u64;
+        if r == "max_prefixes" {
+            n + self.dropped
+        } else {
+            n
+        }
+    }
+}
+
+impl Bgp {
+    /// Takes one event from the adapter; the table keys it changed go to `touched`.
+    pub fn event(&mut self, cfg: &Config, ev: Event, touched: &mut BTreeSet<Key>) {
+        match ev {
+            Event::Connected => {
+                log::info!("bgp: gobgpd API connected and configured");
+                self.adapter = Adapter::Connected(SystemTime::now());
+            }
+            Event::Disconnected(why) => {
+                if !matches!(self.adapter, Adapter::Disconnected(..)) {
+                    log::warn!(
+                        "bgp: gobgpd API unreachable ({why}); forwarding with the last routes, retrying"
+                    );
+                }
+                self.adapter = Adapter::Disconnected(SystemTime::now(), why);
+            }
+            Event::Peers(list) => {
+                self.status = list.into_iter().map(|s| (s.address, s)).collect();
+            }
+            Event::PeerPaths { peer, paths } => {
+                let Some(pc) = peer_conf(cfg, peer) else {
+                    log::debug!("bgp: paths from {peer}, which is not configured: ignored");
+                    return;
+                };
+                let t = self.peers.entry(peer).or_default();
+                t.received.clear();
+                t.dropped = 0;
+                for path in paths {
+                    t.keep(pc, path);
+                }
+                t.decide_all(cfg, pc, touched);
+                self.log_limit(peer, pc);
+            }
+            Event::Update {
+                peer,
+                announced,
+                withdrawn,
+            } => {
+                let Some(pc) = peer_conf(cfg, peer) else {
+                    log::debug!("bgp: an update from {peer}, which is not configured: ignored");
+                    return;
+                };
+                let t = self.peers.entry(peer).or_default();
+                t.update(cfg, pc, announced, withdrawn, touched);
+                self.log_limit(peer, pc);
+            }
+        }
+    }
+
+    fn log_limit(&mut self, peer: Ipv4Addr, pc: &BgpPeerConf) {
+        let Some(t) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        let over = t.refused_count("max_prefixes");
+        if over > 0 && !t.over_limit {
+            log::warn!(
+                "bgp: peer {} ({peer}) sent more than max_prefixes = {}: {over} prefix(es) refused",
+                pc.name,
+                pc.max_prefixes
+            );
+        } else if over == 0 && t.over_limit {
+            log::info!(
+                "bgp: peer {} ({peer}) is within max_prefixes again",
+                pc.name
+            );
+        }
+        t.over_limit = over > 0;
+    }
+
+    /// The route for `key` that should be in the table: the lowest priority any peer has
+    /// for it, then the lowest peer address.
+    fn winner(&self, key: Key) -> Option<Installed> {
+        self.peers
+            .iter()
+            .filter_map(|(a, t)| {
+                let i = t.accepted.get(&key.0).filter(|i| i.route.via == key.1)?;
+                Some((i.route.priority, *a, i))
+            })
+            .min_by_key(|(prio, a, _)| (*prio, *a))
+            .map(|(_, a, i)| Installed {
+                route: i.route.clone(),
+                peer: a,
+            })
+    }
+
+    /// The batch that brings the table's BGP routes for `touched` (and the keys a refused
+    /// batch left) to what the peers say. Nothing changes until [`Bgp::commit`].
+    pub fn plan(&self, rib: &Rib, touched: &BTreeSet<Key>) -> Plan {
+        let mut plan = Plan::default();
+        for key in touched.iter().chain(self.pending.difference(touched)) {
+            let (prefix, via) = *key;
+            let mut want = self.winner(*key);
+            let have = self.installed.get(key);
+            let held = rib.routes_for(prefix);
+            let ours_held = held
+                .iter()
+                .any(|r| r.via == via && r.origin == RouteOrigin::Bgp);
+            // A file route declared `source = "bgp"` through the same next hop holds the key.
+            if held.iter().any(|r| {
+                r.via == via
+                    && r.origin != RouteOrigin::Bgp
+                    && r.source == RouteSource::Bgp
+                    && r.regions.is_empty()
+                    && r.colos.is_empty()
+            }) && want.is_some()
+            {
+                plan.conflicts += 1;
+                want = None;
+            }
+            let want_route = want.as_ref().map(|w| &w.route);
+            let held_route = held
+                .iter()
+                .find(|r| r.via == via && r.origin == RouteOrigin::Bgp);
+            if want_route == held_route && have.map(|h| &h.route) == held_route {
+                if have != want.as_ref() {
+                    plan.after.push((*key, want)); // another peer, the same route
+                }
+                continue;
+            }
+            if ours_held {
+                plan.changes.push(Change::Remove { prefix, via });
+                // The table removes by (prefix, next hop): the others come back at once.
+                plan.changes.extend(
+                    held.iter()
+                        .filter(|r| r.via == via && r.origin != RouteOrigin::Bgp)
+                        .cloned()
+                        .map(Change::Add),
+                );
+            }
+            if let Some(w) = &want {
+                plan.changes.push(Change::Add(w.route.clone()));
+            }
+            plan.after.push((*key, want));
+        }
+        plan
+    }
+
+    /// The plan's batch was applied (`ok`) or refused (its keys are planned again next time).
+    pub fn commit(&mut self, plan: Plan, ok: bool) {
+        for (key, inst) in plan.after {
+            if ok {
+                self.pending.remove(&key);
+                match inst {
+                    Some(i) => self.installed.insert(key, i),
+                    None => self.installed.remove(&key),
+                };
+            } else {
+                self.pending.insert(key);
+            }
+        }
+    }
+
+    /// Whether a refused batch left keys to plan again.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// The state under `next` (a reload): peers no longer configured are forgotten, every
+    /// path is decided again (tunnels may have moved, limits changed), and the BGP routes
+    /// the new table must hold, which the caller adds to `next.routes` before rebuilding.
+    pub fn reloaded(&self, next: &Config) -> (Bgp, Vec<RouteConf>) {
+        let mut b = Bgp {
+            adapter: self.adapter.clone(),
+            status: self.status.clone(),
+            ..Bgp::default()
+        };
+        for pc in next.bgp.iter().flat_map(|b| &b.peers) {
+            let mut t = self.peers.get(&pc.address).cloned().unwrap_or_default();
+            // Decided afresh: nothing of the old table's decisions carries over but the order.
+            let mut ignored = BTreeSet::new();
+            t.decide_all(next, pc, &mut ignored);
+            b.peers.insert(pc.address, t);
+        }
+        let file: HashSet<Key> = next
+            .routes
+            .iter()
+            .filter(|r| r.source == RouteSource::Bgp && r.regions.is_empty() && r.colos.is_empty())
+            .map(|r| (r.prefix, r.via))
+            .collect();
+        let keys: BTreeSet<Key> = b
+            .peers
+            .values()
+            .flat_map(|t| t.accepted.iter().map(|(p, i)| (*p, i.route.via)))
+            .filter(|k| !file.contains(k))
+            .collect();
+        let mut routes = Vec::with_capacity(keys.len());
+        for k in keys {
+            if let Some(w) = b.winner(k) {
+                routes.push(w.route.clone());
+                b.installed.insert(k, w);
+            }
+        }
+        (b, routes)
+    }
+
+    /// What `show routes` adds to a BGP route: the peer, its path and the priority's story.
+    pub fn route_info(&self, cfg: &Config, prefix: Prefix, via: Via) -> Option<serde_json::Value> {
+        let inst = self.installed.get(&(prefix, via))?;
+        let t = self.peers.get(&inst.peer)?;
+        let path = t.received.get(&prefix)?;
+        let imported = t.accepted.get(&prefix)?;
+        let name = peer_conf(cfg, inst.peer).map_or(String::new(), |p| p.name.clone());
+        let communities: Vec<String> = path
+            .communities
+            .iter()
+            .map(|c| policy::community_name(*c))
+            .collect();
+        Some(serde_json::json!({
+            "peer": name, "peer_address": inst.peer.to_string(),
+            "communities": communities, "as_path": policy::as_path_text(&path.as_path),
+            "next_hop": path.next_hop.to_string(), "stale": path.stale,
+            "priority_explanation": imported.explanation,
+        }))
+    }
+
+    /// `show bgp`'s per-peer figures, in config order.
+    pub fn peers_view(&self, cfg: &Config, now: SystemTime) -> Vec<serde_json::Value> {
+        let Some(b) = &cfg.bgp else { return Vec::new() };
+        b.peers
+            .iter()
+            .map(|pc| {
+                let t = self.peers.get(&pc.address);
+                let st = self.status.get(&pc.address);
+                let state = st.map_or("unknown".to_owned(), |s| format!("{:?}", s.state).to_lowercase());
+                let since_s = st
+                    .and_then(|s| s.since)
+                    .and_then(|s| now.duration_since(s).ok())
+                    .map(|d| d.as_secs());
+                let refused: serde_json::Map<String, serde_json::Value> = [
+                    "public_prefix",
+                    "covers_tunnel_endpoint",
+                    "bad_next_hop",
+                    "max_prefixes",
+                ]
+                .into_iter()
+                .map(|k| (k.to_owned(), t.map_or(0, |t| t.refused_count(k)).into()))
+                .collect();
+                serde_json::json!({
+                    "name": pc.name, "address": pc.address.to_string(), "asn": pc.asn,
+                    "local_address": pc.local_address.to_string(),
+                    "state": state,
+                    "uptime_s": since_s.filter(|_| st.is_some_and(|s| s.state == super::SessionState::Established)),
+                    "down_s": since_s.filter(|_| st.is_some_and(|s| s.state != super::SessionState::Established)),
+                    "hold_time_s": st.and_then(|s| s.hold_time).map(|d| d.as_secs()),
+                    "keepalive_s": st.and_then(|s| s.keepalive).map(|d| d.as_secs()),
+                    "hold_time_configured_s": pc.hold_time.as_secs(),
+                    "graceful_restart": {
+                        "advertised": st.is_some_and(|s| s.graceful_restart_advertised),
+                        "running": st.is_some_and(|s| s.graceful_restart_running),
+                    },
+                    "md5": pc.md5_password.is_some(),
+                    "max_prefixes": pc.max_prefixes,
+                    "received": t.map_or(0, |t| t.received.len()),
+                    "accepted": t.map_or(0, |t| t.accepted.len()),
+                    "stale": t.map_or(0, |t| t.received.values().filter(|p| p.stale).count()),
+                    "installed": self.installed.values().filter(|i| i.peer == pc.address).count(),
+                    "advertised": st.map(|s| s.advertised),
+                    "refused": refused,
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+#[path = "sync_tests.rs"]
+mod tests;
