@@ -137,20 +137,20 @@ pub(super) fn validate_bgp(
     };
     check_asn("bgp.asn", b.asn, e);
     let router_id = match &b.router_id {
-        Some(s) => parse_ip(s)
-            .map_err(|m| e.push("bgp.router_id", m))
-            .unwrap_or(0),
-        None => match ports.first() {
-            Some(p) => p.addr,
-            None => {
-                e.push("bgp.router_id", "no port to take it from; give one");
+        Some(s) => match parse_ip(s) {
+            Ok(0) => {
+                e.push("bgp.router_id", "0.0.0.0 is not a router id");
+                0
+            }
+            Ok(a) => a,
+            Err(m) => {
+                e.push("bgp.router_id", m);
                 0
             }
         },
+        // Validation refuses a config without ports.
+        None => ports.first().map_or(0, |p| p.addr),
     };
-    if router_id == 0 {
-        e.push("bgp.router_id", "0.0.0.0 is not a router id");
-    }
     let api_s = b.api.as_deref().unwrap_or(DEFAULT_API);
     let api = match api_s.parse::<SocketAddr>() {
         Ok(a) if a.port() != 0 => a,

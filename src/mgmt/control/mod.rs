@@ -2,6 +2,8 @@
 //! `node.control_group`), served by threads of its
 //! own (`server`); the management thread only answers the parsed requests they queue, between
 //! ticks, without touching a socket (`handlers`, `show`). The protocol is `crate::ctl_proto`.
+#[cfg(test)]
+mod bgp_tests;
 mod handlers;
 mod server;
 mod show;
