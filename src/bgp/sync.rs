@@ -61,13 +61,28 @@ pub struct Installed {
     pub peer: Ipv4Addr,
 }
 
-/// The changes for some keys, and what the table holds from BGP once they are applied.
+/// One key's changes, and what the table holds for it once they are applied.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub key: Key,
+    pub changes: Vec<Change>,
+    after: Option<Installed>,
+}
+
+/// The changes for some keys, key by key: applied as one batch, or key by key when the
+/// batch is refused (so that one bad key does not hold the others back).
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
-    pub changes: Vec<Change>,
-    after: Vec<(Key, Option<Installed>)>,
+    pub steps: Vec<Step>,
     /// Keys a static route of the file holds as `source = "bgp"` already: not added.
     pub conflicts: usize,
+}
+
+impl Plan {
+    /// Every step's changes, in order: the one batch.
+    pub fn changes(&self) -> Vec<Change> {
+        self.steps.iter().flat_map(|s| s.changes.clone()).collect()
+    }
 }
 
 /// Every peer's paths and what the table holds from them.
@@ -75,6 +90,8 @@ pub struct Plan {
 pub struct Bgp {
     peers: BTreeMap<Ipv4Addr, PeerTable>,
     installed: HashMap<Key, Installed>,
+    /// The peers that accepted each prefix, so a key's winner is found among them only.
+    index: HashMap<Prefix, Vec<Ipv4Addr>>,
     /// Keys whose last batch was refused: planned again with the next.
     pending: BTreeSet<Key>,
     status: HashMap<Ipv4Addr, PeerStatus>,
@@ -86,6 +103,7 @@ impl Default for Bgp {
         Bgp {
             peers: BTreeMap::new(),
             installed: HashMap::new(),
+            index: HashMap::new(),
             pending: BTreeSet::new(),
             status: HashMap::new(),
             adapter: Adapter::Unknown,
@@ -241,7 +259,10 @@ impl Bgp {
                 for path in paths {
                     t.keep(pc, path);
                 }
-                t.decide_all(cfg, pc, touched);
+                let mut mine = BTreeSet::new();
+                t.decide_all(cfg, pc, &mut mine);
+                self.reindex(peer, &mine);
+                touched.extend(mine);
                 self.log_limit(peer, pc);
             }
             Event::Update {
@@ -254,8 +275,28 @@ impl Bgp {
                     return;
                 };
                 let t = self.peers.entry(peer).or_default();
-                t.update(cfg, pc, announced, withdrawn, touched);
+                let mut mine = BTreeSet::new();
+                t.update(cfg, pc, announced, withdrawn, &mut mine);
+                self.reindex(peer, &mine);
+                touched.extend(mine);
                 self.log_limit(peer, pc);
+            }
+        }
+    }
+
+    /// Brings the index up to date for `peer`'s changed keys.
+    fn reindex(&mut self, peer: Ipv4Addr, keys: &BTreeSet<Key>) {
+        let Some(t) = self.peers.get(&peer) else {
+            return;
+        };
+        for (p, _) in keys {
+            let list = self.index.entry(*p).or_default();
+            list.retain(|a| *a != peer);
+            if t.accepted.contains_key(p) {
+                list.push(peer);
+            }
+            if list.is_empty() {
+                self.index.remove(p);
             }
         }
     }
@@ -283,11 +324,12 @@ impl Bgp {
     /// The route for `key` that should be in the table: the lowest priority any peer has
     /// for it, then the lowest peer address.
     fn winner(&self, key: Key) -> Option<Installed> {
-        self.peers
+        self.index
+            .get(&key.0)?
             .iter()
-            .filter_map(|(a, t)| {
-                let i = t.accepted.get(&key.0).filter(|i| i.route.via == key.1)?;
-                Some((i.route.priority, *a, i))
+            .filter_map(|a| {
+                let i = self.peers.get(a)?.accepted.get(&key.0)?;
+                (i.route.via == key.1).then_some((i.route.priority, *a, i))
             })
             .min_by_key(|(prio, a, _)| (*prio, *a))
             .map(|(_, a, i)| Installed {
@@ -296,11 +338,14 @@ impl Bgp {
             })
     }
 
-    /// The batch that brings the table's BGP routes for `touched` (and the keys a refused
-    /// batch left) to what the peers say. Nothing changes until [`Bgp::commit`].
-    pub fn plan(&self, rib: &Rib, touched: &BTreeSet<Key>) -> Plan {
+    /// The batch that brings the table's BGP routes for `touched` (and, with `retry`, the
+    /// keys the table refused before) to what the peers say. Nothing changes until
+    /// [`Bgp::commit`].
+    pub fn plan(&self, rib: &Rib, touched: &BTreeSet<Key>, retry: bool) -> Plan {
         let mut plan = Plan::default();
-        for key in touched.iter().chain(self.pending.difference(touched)) {
+        let none = BTreeSet::new();
+        let again = if retry { &self.pending } else { &none };
+        for key in touched.iter().chain(again.difference(touched)) {
             let (prefix, via) = *key;
             let mut want = self.winner(*key);
             let have = self.installed.get(key);
@@ -324,16 +369,22 @@ impl Bgp {
             let held_route = held
                 .iter()
                 .find(|r| r.via == via && r.origin == RouteOrigin::Bgp);
+            let mut changes = Vec::new();
             if want_route == held_route && have.map(|h| &h.route) == held_route {
                 if have != want.as_ref() {
-                    plan.after.push((*key, want)); // another peer, the same route
+                    // Another peer, the same route: nothing to change in the table.
+                    plan.steps.push(Step {
+                        key: *key,
+                        changes,
+                        after: want,
+                    });
                 }
                 continue;
             }
             if ours_held {
-                plan.changes.push(Change::Remove { prefix, via });
+                changes.push(Change::Remove { prefix, via });
                 // The table removes by (prefix, next hop): the others come back at once.
-                plan.changes.extend(
+                changes.extend(
                     held.iter()
                         .filter(|r| r.via == via && r.origin != RouteOrigin::Bgp)
                         .cloned()
@@ -341,25 +392,36 @@ impl Bgp {
                 );
             }
             if let Some(w) = &want {
-                plan.changes.push(Change::Add(w.route.clone()));
+                changes.push(Change::Add(w.route.clone()));
             }
-            plan.after.push((*key, want));
+            plan.steps.push(Step {
+                key: *key,
+                changes,
+                after: want,
+            });
         }
         plan
     }
 
-    /// The plan's batch was applied (`ok`) or refused (its keys are planned again next time).
-    pub fn commit(&mut self, plan: Plan, ok: bool) {
-        for (key, inst) in plan.after {
-            if ok {
-                self.pending.remove(&key);
-                match inst {
-                    Some(i) => self.installed.insert(key, i),
-                    None => self.installed.remove(&key),
-                };
-            } else {
-                self.pending.insert(key);
-            }
+    /// The step's changes were applied (`ok`), or refused: its key is planned again later.
+    /// True when a refused key was not pending already (worth a warning).
+    pub fn commit(&mut self, step: Step, ok: bool) -> bool {
+        if ok {
+            self.pending.remove(&step.key);
+            match step.after {
+                Some(i) => self.installed.insert(step.key, i),
+                None => self.installed.remove(&step.key),
+            };
+            false
+        } else {
+            self.pending.insert(step.key)
+        }
+    }
+
+    /// Every step of the plan applied.
+    pub fn commit_all(&mut self, plan: Plan) {
+        for step in plan.steps {
+            self.commit(step, true);
         }
     }
 
@@ -396,6 +458,11 @@ impl Bgp {
             .flat_map(|t| t.accepted.iter().map(|(p, i)| (*p, i.route.via)))
             .filter(|k| !file.contains(k))
             .collect();
+        for (a, t) in &b.peers {
+            for p in t.accepted.keys() {
+                b.index.entry(*p).or_default().push(*a);
+            }
+        }
         let mut routes = Vec::with_capacity(keys.len());
         for k in keys {
             if let Some(w) = b.winner(k) {
@@ -429,6 +496,10 @@ impl Bgp {
     /// `show bgp`'s per-peer figures, in config order.
     pub fn peers_view(&self, cfg: &Config, now: SystemTime) -> Vec<serde_json::Value> {
         let Some(b) = &cfg.bgp else { return Vec::new() };
+        let mut installed: HashMap<Ipv4Addr, usize> = HashMap::new();
+        for i in self.installed.values() {
+            *installed.entry(i.peer).or_default() += 1;
+        }
         b.peers
             .iter()
             .map(|pc| {
@@ -466,7 +537,7 @@ impl Bgp {
                     "received": t.map_or(0, |t| t.received.len()),
                     "accepted": t.map_or(0, |t| t.accepted.len()),
                     "stale": t.map_or(0, |t| t.received.values().filter(|p| p.stale).count()),
-                    "installed": self.installed.values().filter(|i| i.peer == pc.address).count(),
+                    "installed": installed.get(&pc.address).copied().unwrap_or(0),
                     "advertised": st.map(|s| s.advertised),
                     "refused": refused,
                 })

@@ -89,14 +89,14 @@ impl World {
         for e in events {
             self.bgp.event(&self.cfg, e, &mut touched);
         }
-        let plan = self.bgp.plan(&self.rib, &touched);
-        let changes = plan.changes.clone();
+        let plan = self.bgp.plan(&self.rib, &touched, false);
+        let changes = plan.changes();
         if !changes.is_empty() {
             self.rib
                 .apply(&changes, &mut self.publisher)
                 .unwrap_or_else(|e| panic!("{e}: {changes:?}"));
         }
-        self.bgp.commit(plan, true);
+        self.bgp.commit_all(plan);
         changes
     }
 

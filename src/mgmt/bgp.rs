@@ -15,6 +15,8 @@ const EVENT_QUEUE: usize = 1024;
 const DESIRED_QUEUE: usize = 2;
 /// A new `Desired` for table changes at most this often (reloads send one at once).
 const DEBOUNCE: Duration = Duration::from_secs(1);
+/// Keys the table refused are tried again at most this often.
+const RETRY: Duration = Duration::from_secs(1);
 
 pub struct Link {
     desired: Sender<Desired>,
@@ -28,6 +30,7 @@ pub struct Link {
     /// Send at the next chance, debounce or not (start, reload).
     urgent: bool,
     last_try: Instant,
+    last_retry: Instant,
 }
 
 impl Link {
@@ -54,6 +57,7 @@ impl Link {
             generation: 0,
             urgent: true,
             last_try: Instant::now(),
+            last_retry: Instant::now(),
         }))
     }
 
@@ -68,8 +72,12 @@ impl Link {
         for ev in self.events.try_iter().take(EVENTS_PER_TICK) {
             plane.bgp.event(plane.cfg, ev, &mut touched);
         }
-        if !touched.is_empty() || plane.bgp.has_pending() {
-            flush(plane, &touched);
+        let retry = plane.bgp.has_pending() && self.last_retry.elapsed() >= RETRY;
+        if retry {
+            self.last_retry = Instant::now();
+        }
+        if !touched.is_empty() || retry {
+            flush(plane, &touched, retry);
         }
         self.send_desired(plane);
     }
@@ -129,28 +137,42 @@ impl Link {
 }
 
 /// Applies what the peers changed for `touched` as one batch, in place (or by a rebuild when
-/// a port peer names a new gateway). Refused, its keys are tried again with the next batch.
-pub fn flush(plane: &mut Plane, touched: &BTreeSet<bgp::sync::Key>) {
-    let plan = plane.bgp.plan(plane.rib, touched);
+/// a port peer names a new gateway). Refused, each key is tried on its own, so that one bad
+/// key (say, a 65th route at one priority) holds no other back; the keys still refused are
+/// tried again later.
+pub fn flush(plane: &mut Plane, touched: &BTreeSet<bgp::sync::Key>, retry: bool) {
+    let plan = plane.bgp.plan(plane.rib, touched, retry);
     if plan.conflicts > 0 {
         log::warn!(
             "bgp: {} route(s) not installed: the file holds a `source = \"bgp\"` route for the same prefix and next hop",
             plan.conflicts
         );
     }
-    if plan.changes.is_empty() {
-        plane.bgp.commit(plan, true);
+    let changes = plan.changes();
+    if changes.is_empty() {
+        plane.bgp.commit_all(plan);
         return;
     }
-    let changes = plan.changes.clone();
-    let n = changes.len();
-    match apply_in_place(plane, changes, "bgp", |i| Some(format!("bgp change {i}"))) {
-        Ok(_) => plane.bgp.commit(plan, true),
-        Err(e) => {
-            log::warn!(
-                "bgp: a batch of {n} route change(s) was refused, retried with the next: {e}"
-            );
-            plane.bgp.commit(plan, false);
+    if apply_in_place(plane, changes, "bgp", |i| Some(format!("bgp change {i}"))).is_ok() {
+        plane.bgp.commit_all(plan);
+        return;
+    }
+    for step in plan.steps {
+        let r = if step.changes.is_empty() {
+            Ok(Default::default())
+        } else {
+            apply_in_place(plane, step.changes.clone(), "bgp", |_| None)
+        };
+        let (prefix, via) = step.key;
+        let via = plane.rib.via_name(via);
+        if let Err(e) = &r {
+            if plane.bgp.commit(step, false) {
+                log::warn!(
+                    "bgp: route {prefix} via {via} refused by the table, retried later: {e}"
+                );
+            }
+        } else {
+            plane.bgp.commit(step, true);
         }
     }
 }

@@ -76,10 +76,14 @@ struct World {
 
 impl World {
     fn new() -> (World, Sender<Event>, Receiver<Desired>) {
+        World::with(CFG)
+    }
+
+    fn with(text: &str) -> (World, Sender<Event>, Receiver<Desired>) {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("anygate.toml"), CFG).unwrap();
+        std::fs::write(dir.path().join("anygate.toml"), text).unwrap();
         let host = Host { cores: vec![0, 1] };
-        let cfg = parse(CFG, &host).unwrap();
+        let cfg = parse(text, &host).unwrap();
         let macs: Vec<MacAddr> = cfg.ports.iter().map(|p| p.mac.unwrap()).collect();
         let (snap, rib) = Snapshot::build_with_rib(&cfg, &macs, 1, None).unwrap();
         let (publisher, _) = crate::rcu::new(Arc::new(snap), 0);
@@ -269,13 +273,11 @@ fn a_fake_adapter_end_to_end() {
         (p["name"].as_str(), p["state"].as_str()),
         (Some("T1"), Some("established"))
     );
+    let up = p["uptime_s"].as_u64().unwrap();
+    assert!((60..70).contains(&up), "up for a minute: {up}");
     assert_eq!(
-        (
-            p["uptime_s"].as_u64(),
-            p["hold_time_s"].as_u64(),
-            p["keepalive_s"].as_u64()
-        ),
-        (Some(60), Some(90), Some(30))
+        (p["hold_time_s"].as_u64(), p["keepalive_s"].as_u64()),
+        (Some(90), Some(30))
     );
     assert_eq!(
         (
@@ -327,4 +329,52 @@ fn a_fake_adapter_end_to_end() {
         "disconnected"
     );
     assert_eq!(w.route("10.7.0.0/16")["group"][0]["nexthop"], "192.0.2.20");
+}
+
+#[test]
+fn a_key_the_table_refuses_holds_no_other_back() {
+    // 64 static routes for 10.1.0.0/16 at 100: the table takes no 65th at that priority.
+    let mut text = CFG.to_owned();
+    for i in 0..64 {
+        text.push_str(&format!(
+            "\n[[routes]]\nprefix = \"10.1.0.0/16\"\nnexthop = \"192.0.2.{}\"\n",
+            10 + i
+        ));
+    }
+    let (mut w, events, _desired) = World::with(&text);
+    w.tick();
+    events
+        .send(Event::PeerPaths {
+            peer: Ipv4Addr::new(10, 100, 0, 1),
+            paths: vec![
+                path("10.1.0.0/16", [10, 100, 0, 1], &[65000], &[]),
+                path("10.2.0.0/16", [10, 100, 0, 1], &[65000], &[]),
+            ],
+        })
+        .unwrap();
+    w.tick();
+    assert_eq!(
+        w.route("10.2.0.0/16")["group"][0]["nexthop"],
+        "T1",
+        "installed on its own"
+    );
+    let c = w.route("10.1.0.0/16")["candidates"].clone();
+    assert_eq!(
+        c.as_array().unwrap().len(),
+        64,
+        "the 65th at priority 100 is refused"
+    );
+    assert!(w.bgp.has_pending(), "and tried again later");
+    // It becomes possible (a prepend: 110): the next update installs it and clears the key.
+    events
+        .send(Event::Update {
+            peer: Ipv4Addr::new(10, 100, 0, 1),
+            announced: vec![path("10.1.0.0/16", [10, 100, 0, 1], &[65000, 65000], &[])],
+            withdrawn: vec![],
+        })
+        .unwrap();
+    w.tick();
+    let c = w.route("10.1.0.0/16")["candidates"].clone();
+    assert_eq!(c.as_array().unwrap().len(), 65);
+    assert!(!w.bgp.has_pending());
 }
