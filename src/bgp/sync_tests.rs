@@ -437,3 +437,60 @@ fn the_adapter_state_follows_its_events() {
     w.feed(vec![Event::Connected]);
     assert!(matches!(w.bgp.adapter, Adapter::Connected(_)));
 }
+
+/// Figures for perf/RESULTS.md (release build):
+/// `cargo test --release --lib bgp::sync::tests::measure -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn measure_a_peer_with_many_prefixes() {
+    const N: u32 = 50_000;
+    let mut w = World::with(&CFG.replace("max_prefixes = 3", "max_prefixes = 100000"));
+    let all: Vec<ReceivedPath> = (0..N)
+        .map(|i| {
+            let mut p = path("10.0.0.0/24", 65000, (i % 3) as usize, Some(60150));
+            p.prefix = Prefix {
+                addr: 0x0a00_0000 + (i << 8),
+                len: 24,
+            };
+            p
+        })
+        .collect();
+    let t = std::time::Instant::now();
+    let mut touched = BTreeSet::new();
+    w.bgp.event(&w.cfg, paths(T1, all), &mut touched);
+    let policy = t.elapsed();
+    let t = std::time::Instant::now();
+    let plan = w.bgp.plan(&w.rib, &touched, false);
+    let planned = t.elapsed();
+    let changes = plan.changes();
+    let t = std::time::Instant::now();
+    w.rib.apply(&changes, &mut w.publisher).unwrap();
+    let applied = t.elapsed();
+    w.bgp.commit_all(plan);
+    println!(
+        "{N} paths from one peer: policy {:.1} ms, plan {:.1} ms, table {:.1} ms ({} changes)",
+        policy.as_secs_f64() * 1e3,
+        planned.as_secs_f64() * 1e3,
+        applied.as_secs_f64() * 1e3,
+        changes.len()
+    );
+    let t = std::time::Instant::now();
+    let b = w.feed(vec![Event::Update {
+        peer: T1,
+        announced: vec![path("10.0.5.0/24", 65000, 0, Some(60010))],
+        withdrawn: vec![],
+    }]);
+    println!(
+        "one update beside {N} routes: {:.3} ms end to end ({} changes)",
+        t.elapsed().as_secs_f64() * 1e3,
+        b.len()
+    );
+    let t = std::time::Instant::now();
+    let b = w.feed(vec![paths(T1, vec![])]);
+    println!(
+        "session loss, {N} routes removed in one batch: {:.1} ms ({} changes)",
+        t.elapsed().as_secs_f64() * 1e3,
+        b.len()
+    );
+    assert_eq!(b.len(), N as usize);
+}

@@ -197,11 +197,11 @@ pub(super) fn validate_bgp(
                     );
                     continue;
                 }
-                Ok(a) if !tc.interface_prefix().contains(a) => {
+                Ok(a) if !tc.interface_prefix().contains(a) || is_subnet_edge(a, tc.prefix_len) => {
                     e.push(
                         format!("{path}.peer"),
                         format!(
-                            "{s} is not on the tunnel's interface subnet {}",
+                            "{s} is not a host of the tunnel's interface subnet {}",
                             tc.interface_prefix()
                         ),
                     );

@@ -76,6 +76,13 @@ fn defaults_and_a_tunnel_peer() {
 #[test]
 fn no_bgp_section_is_no_bgp() {
     assert!(parse(&with("", ""), &host()).unwrap().bgp.is_none());
+    // On a /30 the customer side is the other host (.6 for .5), not the broadcast address.
+    let text = with("[bgp]\nasn = 64512\n", "").replace(
+        "interface_address = \"10.100.0.5/30\"",
+        "interface_address = \"10.100.0.5/30\"\n[tunnels.bgp]\nasn = 65000",
+    );
+    let b = parse(&text, &host()).unwrap().bgp.unwrap();
+    assert_eq!(b.peers[0].address, Ipv4Addr::new(10, 100, 0, 6));
 }
 
 #[test]
@@ -165,6 +172,13 @@ fn bad_values_name_their_key() {
         (with("[bgp]\nasn = 64512\n", &peer("max_prefixes = 0")), "tunnels[0].bgp.max_prefixes"),
         (with("[bgp]\nasn = 64512\n", &peer("peer = \"10.100.0.0\"")), "tunnels[0].bgp.peer"),
         (with("[bgp]\nasn = 64512\n", &peer("peer = \"10.9.0.1\"")), "tunnels[0].bgp.peer"),
+        (
+            with("[bgp]\nasn = 64512\n", "").replace(
+                "interface_address = \"10.100.0.5/30\"",
+                "interface_address = \"10.100.0.5/30\"\n[tunnels.bgp]\nasn = 65000\npeer = \"10.100.0.7\"",
+            ),
+            "tunnels[1].bgp.peer",
+        ),
         (with("[bgp]\nasn = 64512\n", &peer("md5_password = \"\"")), "tunnels[0].bgp.md5_password"),
         (
             with("[bgp]\nasn = 64512\n", &peer(&format!("md5_password = \"{}\"", "x".repeat(81)))),
