@@ -13,6 +13,8 @@
 //! Both directions are bounded channels; neither side ever blocks on the other (a full
 //! channel drops the newest `Desired` in favour of the next one, and the adapter coalesces
 //! events per peer until the management thread takes them).
+pub mod gobgp;
+
 use crate::lpm::Prefix;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
