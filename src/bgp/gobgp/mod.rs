@@ -95,8 +95,9 @@ struct Adapter {
     /// Peers whose last listing held stale paths: listed each second until none are left
     /// (gobgpd drops them on End-of-RIB or at the restart time without an update event).
     stale: BTreeSet<Ipv4Addr>,
-    /// Each peer's state and received count at the last poll: a change triggers a listing.
-    seen: BTreeMap<Ipv4Addr, (SessionState, u32)>,
+    /// Each peer's session state at the last poll: a change triggers a listing (up: the
+    /// paths it sent; down: stale or gone, which gobgpd reports as no update).
+    seen: BTreeMap<Ipv4Addr, SessionState>,
 }
 
 impl Adapter {
@@ -295,8 +296,8 @@ impl Adapter {
         }
     }
 
-    /// Reports every configured peer's state; a peer whose state or received count changed
-    /// (session up or down, graceful restart over) gets its paths listed again.
+    /// Reports every configured peer's state; a peer whose session state changed gets its
+    /// paths listed again, as does one holding stale paths.
     async fn poll_peers(&mut self, c: &mut Client, d: &Desired) -> Result<(), String> {
         let have = peers::list(c).await?;
         let mut out = Vec::with_capacity(d.peers.len());
@@ -306,7 +307,7 @@ impl Adapter {
                 Some(p) => peers::status(a, p, self.stale.contains(&a)),
                 None => peers::status(a, &api::Peer::default(), false),
             };
-            if self.seen.insert(a, (s.state, s.received)) != Some((s.state, s.received)) {
+            if self.seen.insert(a, s.state) != Some(s.state) {
                 self.full.insert(a);
             }
             out.push(s);

@@ -67,11 +67,14 @@ pub fn status(addr: Ipv4Addr, p: &api::Peer, stale: bool) -> PeerStatus {
     };
     let negotiated = |s: u64| (up && s > 0).then(|| Duration::from_secs(s));
     let gr_url = "type.googleapis.com/apipb.GracefulRestartCapability";
+    // gobgpd counts an End-of-RIB marker per family among the advertised paths of a peer
+    // with graceful restart (it builds the list it would send): not a prefix.
+    let eor = u64::from(p.graceful_restart.as_ref().is_some_and(|g| g.enabled));
     let (mut received, mut advertised) = (0u64, 0u64);
     for a in &p.afi_safis {
         if let Some(s) = &a.state {
             received += s.received;
-            advertised += s.advertised;
+            advertised += s.advertised.saturating_sub(eor);
         }
     }
     PeerStatus {
@@ -117,11 +120,15 @@ mod tests {
             afi_safis: vec![api::AfiSafi {
                 state: Some(api::AfiSafiState {
                     received: 3,
-                    advertised: 2,
+                    advertised: 3,
                     ..Default::default()
                 }),
                 ..Default::default()
             }],
+            graceful_restart: Some(api::GracefulRestart {
+                enabled: true,
+                ..Default::default()
+            }),
             ..Default::default()
         };
         let a = Ipv4Addr::new(10, 0, 0, 2);
@@ -136,6 +143,7 @@ mod tests {
                 graceful_restart_advertised: true,
                 graceful_restart_running: false,
                 received: 3,
+                // 3 less gobgpd's End-of-RIB marker.
                 advertised: 2,
             }
         );
