@@ -41,7 +41,11 @@ impl Model {
         let line = format!("{e:?}");
         self.log.push(line.chars().take(400).collect());
         match e {
-            Event::Connected => self.connected = true,
+            Event::Connected => {
+                // Peer states from before are not evidence of anything now.
+                self.connected = true;
+                self.peers.clear();
+            }
             Event::Disconnected(_) => {
                 self.connected = false;
                 self.disconnects += 1;
@@ -318,9 +322,38 @@ fn gobgpd_adapter_against_bird() {
         std::thread::sleep(Duration::from_millis(200));
     }
 
+    // A reload: one prefix fewer, one more; the unchanged peer keeps its session.
+    let since = m.peer().unwrap().since;
+    let mut reload = desired();
+    reload.announce = vec![p("10.96.0.0/24")];
+    dtx.send(reload.clone()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while bird_route(&lab, "10.96.0.0/24").is_empty() || !bird_route(&lab, "10.99.0.0/24").is_empty() {
+        assert!(Instant::now() < deadline, "{}", lab.birdc("show route all"));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    m.drain(Duration::from_millis(1500));
+    assert!(m.up() && m.peer().unwrap().since == since, "reload flapped the session");
+
     // The sender gone: the thread ends.
     drop(dtx);
     let t = Instant::now();
     handle.join().expect("adapter thread");
     assert!(t.elapsed() < Duration::from_secs(2));
+
+    // A new adapter finds gobgpd configured: it reconciles without touching the session.
+    let (dtx, drx) = bounded(4);
+    let (etx, erx) = bounded(64);
+    let handle = lab.in_ours(|| spawn(drx, etx)).expect("spawn");
+    dtx.send(reload).unwrap();
+    m.rx = erx;
+    m.connected = false;
+    m.paths.clear();
+    m.wait(&lab, "Connected to a running gobgpd", 10, |m| m.connected);
+    m.wait(&lab, "paths listed whole", 10, |m| m.path("10.200.0.0/24").is_some());
+    m.drain(Duration::from_millis(1500));
+    assert!(m.up() && m.peer().unwrap().since == since, "reconnecting flapped the session");
+    assert!(!bird_route(&lab, "10.96.0.0/24").is_empty());
+    drop(dtx);
+    handle.join().expect("adapter thread");
 }
