@@ -328,12 +328,17 @@ fn gobgpd_adapter_against_bird() {
     reload.announce = vec![p("10.96.0.0/24")];
     dtx.send(reload.clone()).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while bird_route(&lab, "10.96.0.0/24").is_empty() || !bird_route(&lab, "10.99.0.0/24").is_empty() {
+    while bird_route(&lab, "10.96.0.0/24").is_empty()
+        || !bird_route(&lab, "10.99.0.0/24").is_empty()
+    {
         assert!(Instant::now() < deadline, "{}", lab.birdc("show route all"));
         std::thread::sleep(Duration::from_millis(200));
     }
     m.drain(Duration::from_millis(1500));
-    assert!(m.up() && m.peer().unwrap().since == since, "reload flapped the session");
+    assert!(
+        m.up() && m.peer().unwrap().since == since,
+        "reload flapped the session"
+    );
 
     // The sender gone: the thread ends.
     drop(dtx);
@@ -350,9 +355,14 @@ fn gobgpd_adapter_against_bird() {
     m.connected = false;
     m.paths.clear();
     m.wait(&lab, "Connected to a running gobgpd", 10, |m| m.connected);
-    m.wait(&lab, "paths listed whole", 10, |m| m.path("10.200.0.0/24").is_some());
+    m.wait(&lab, "paths listed whole", 10, |m| {
+        m.path("10.200.0.0/24").is_some()
+    });
     m.drain(Duration::from_millis(1500));
-    assert!(m.up() && m.peer().unwrap().since == since, "reconnecting flapped the session");
+    assert!(
+        m.up() && m.peer().unwrap().since == since,
+        "reconnecting flapped the session"
+    );
     assert!(!bird_route(&lab, "10.96.0.0/24").is_empty());
     drop(dtx);
     handle.join().expect("adapter thread");

@@ -105,12 +105,7 @@ pub fn peer(p: &PeerSpec, graceful_restart_s: u32) -> api::Peer {
 /// deleted and added again (its session restarts; peers change only on reload).
 fn fingerprint(p: &api::Peer) -> (u32, String, String, u64, u64, bool, u32) {
     let conf = p.conf.clone().unwrap_or_default();
-    let timers = p
-        .timers
-        .clone()
-        .unwrap_or_default()
-        .config
-        .unwrap_or_default();
+    let timers = p.timers.unwrap_or_default().config.unwrap_or_default();
     let gr = p.graceful_restart.clone().unwrap_or_default();
     let local = p.transport.clone().unwrap_or_default().local_address;
     (

@@ -54,12 +54,7 @@ pub fn status(addr: Ipv4Addr, p: &api::Peer, stale: bool) -> PeerStatus {
     let st = p.state.clone().unwrap_or_default();
     let session = state(st.session_state);
     let up = session == SessionState::Established;
-    let timers = p
-        .timers
-        .clone()
-        .unwrap_or_default()
-        .state
-        .unwrap_or_default();
+    let timers = p.timers.unwrap_or_default().state.unwrap_or_default();
     let since = if up {
         time(timers.uptime.as_ref())
     } else {
