@@ -1,9 +1,10 @@
-//! A BGP lab in two network namespaces joined by a veth: gobgpd as ours (its API on
-//! 127.0.0.1:50051 inside `ours`) and BIRD 2 as the customer's router, with a bird.conf
-//! written by the test. Reusable for end-to-end tests: `Lab::new`, `start_gobgpd`,
-//! `start_bird(&Bird)`, `birdc`, `in_ours` (runs a closure on a thread inside `ours`, so the
-//! adapter's thread is born there and reaches the API). Dropping the lab kills both daemons
-//! and deletes the namespaces, also when a test panics.
+//! A BGP lab in network namespaces: gobgpd as ours (its API on 127.0.0.1:50051 inside
+//! `ours`) and BIRD 2 as each customer's router (one namespace each, a veth to `ours`:
+//! customer i is 10.77.i.2/30, our side 10.77.i.1), with a bird.conf written by the test.
+//! Reusable for end-to-end tests: `Lab::new(customers)`, `start_gobgpd`, `start_bird(i, &Bird)`,
+//! `birdc(i, ..)`, `in_ours` (runs a closure on a thread inside `ours`, so the adapter's
+//! thread is born there and reaches the API). Dropping the lab kills every daemon and deletes
+//! the namespaces, also when a test panics.
 #![allow(dead_code)]
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -11,9 +12,17 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-pub const OURS: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
-pub const CUSTOMER: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
 pub const API: &str = "127.0.0.1:50051";
+
+/// Our address toward customer `i`.
+pub fn ours(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(10, 77, i as u8, 1)
+}
+
+/// Customer `i`'s address (its BIRD's router id too).
+pub fn customer(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(10, 77, i as u8, 2)
+}
 
 /// Why the lab cannot run here, if it cannot.
 pub fn unavailable() -> Option<String> {
@@ -67,7 +76,9 @@ pub struct BirdRoute {
 }
 
 impl Bird {
-    pub fn conf(&self) -> String {
+    /// bird.conf for customer `i`.
+    pub fn conf(&self, i: usize) -> String {
+        let (local, neighbor) = (customer(i), ours(i));
         let mut statics = String::new();
         let mut filter = String::new();
         for r in &self.routes {
@@ -87,14 +98,14 @@ impl Bird {
             .map(|p| format!("  password \"{p}\";\n"))
             .unwrap_or_default();
         format!(
-            "router id {CUSTOMER};\n\
+            "router id {local};\n\
              log stderr all;\n\
              protocol device {{ }}\n\
              protocol static announced {{\n  ipv4;\n{statics}}}\n\
              filter to_ours {{\n{filter}  accept;\n}}\n\
              protocol bgp ours {{\n\
-             \x20 local {CUSTOMER} as {asn};\n\
-             \x20 neighbor {OURS} as {peer};\n\
+             \x20 local {local} as {asn};\n\
+             \x20 neighbor {neighbor} as {peer};\n\
              {password}\
              \x20 hold time {hold};\n\
              \x20 graceful restart on;\n\
@@ -117,11 +128,11 @@ static N: AtomicUsize = AtomicUsize::new(0);
 pub struct Lab {
     /// Namespace of gobgpd (and of the adapter's thread, through `in_ours`).
     pub ours: String,
-    /// Namespace of BIRD.
-    pub customer: String,
+    /// Namespace of each customer's BIRD.
+    pub customers: Vec<String>,
     pub dir: tempfile::TempDir,
     gobgpd: Option<Child>,
-    bird: Option<Child>,
+    birds: Vec<Option<Child>>,
 }
 
 fn run(args: &[&str]) -> String {
@@ -139,8 +150,10 @@ fn run(args: &[&str]) -> String {
 }
 
 impl Lab {
-    /// Two fresh namespaces, `ours` (10.77.0.1/30) and `customer` (10.77.0.2/30), a veth between.
-    pub fn new() -> Lab {
+    /// Fresh namespaces: `ours`, and one per customer joined to it by a veth (`o<i>` in
+    /// `ours`, `c0` in the customer's).
+    pub fn new(customers: usize) -> Lab {
+        assert!((1..=200).contains(&customers));
         let tag = format!(
             "bgl{}x{}",
             std::process::id(),
@@ -148,41 +161,45 @@ impl Lab {
         );
         let lab = Lab {
             ours: format!("{tag}o"),
-            customer: format!("{tag}c"),
+            customers: (0..customers).map(|i| format!("{tag}c{i}")).collect(),
             dir: tempfile::tempdir().expect("tempdir"),
             gobgpd: None,
-            bird: None,
+            birds: (0..customers).map(|_| None).collect(),
         };
-        let (o, c) = (lab.ours.as_str(), lab.customer.as_str());
+        let o = lab.ours.as_str();
         run(&["ip", "netns", "add", o]);
-        run(&["ip", "netns", "add", c]);
-        // Built in `ours`, then one end moved: no interface ever lives in the root namespace.
-        run(&[
-            "ip", "-n", o, "link", "add", "o0", "type", "veth", "peer", "name", "c0",
-        ]);
-        run(&["ip", "-n", o, "link", "set", "c0", "netns", c]);
-        run(&[
-            "ip",
-            "-n",
-            o,
-            "addr",
-            "add",
-            &format!("{OURS}/30"),
-            "dev",
-            "o0",
-        ]);
-        run(&[
-            "ip",
-            "-n",
-            c,
-            "addr",
-            "add",
-            &format!("{CUSTOMER}/30"),
-            "dev",
-            "c0",
-        ]);
-        for (ns, dev) in [(o, "o0"), (c, "c0"), (o, "lo"), (c, "lo")] {
-            run(&["ip", "-n", ns, "link", "set", dev, "up"]);
+        run(&["ip", "-n", o, "link", "set", "lo", "up"]);
+        for (i, c) in lab.customers.iter().enumerate() {
+            let dev = format!("o{i}");
+            run(&["ip", "netns", "add", c]);
+            // Built in `ours`, then one end moved: no interface ever lives in the root namespace.
+            run(&[
+                "ip", "-n", o, "link", "add", &dev, "type", "veth", "peer", "name", "c0",
+            ]);
+            run(&["ip", "-n", o, "link", "set", "c0", "netns", c]);
+            run(&[
+                "ip",
+                "-n",
+                o,
+                "addr",
+                "add",
+                &format!("{}/30", ours(i)),
+                "dev",
+                &dev,
+            ]);
+            run(&[
+                "ip",
+                "-n",
+                c,
+                "addr",
+                "add",
+                &format!("{}/30", customer(i)),
+                "dev",
+                "c0",
+            ]);
+            for (ns, d) in [(o, dev.as_str()), (c, "c0"), (c, "lo")] {
+                run(&["ip", "-n", ns, "link", "set", d, "up"]);
+            }
         }
         lab
     }
@@ -241,15 +258,15 @@ impl Lab {
         kill(self.gobgpd.take());
     }
 
-    /// Writes bird.conf and starts BIRD in `customer` (foreground, logging to bird.log).
-    pub fn start_bird(&mut self, b: &Bird) {
-        assert!(self.bird.is_none(), "bird already running");
-        self.write_bird(b);
-        let conf = self.path("bird.conf");
-        let sock = self.path("bird.ctl");
+    /// Writes bird<i>.conf and starts customer `i`'s BIRD (foreground, logging to bird<i>.log).
+    pub fn start_bird(&mut self, i: usize, b: &Bird) {
+        assert!(self.birds[i].is_none(), "bird {i} already running");
+        self.write_bird(i, b);
+        let conf = self.path(&format!("bird{i}.conf"));
+        let sock = self.path(&format!("bird{i}.ctl"));
         let child = self.spawn_in(
-            &self.customer,
-            "bird.log",
+            &self.customers[i],
+            &format!("bird{i}.log"),
             &[
                 "bird",
                 "-f",
@@ -259,48 +276,35 @@ impl Lab {
                 sock.to_str().unwrap(),
             ],
         );
-        self.bird = Some(child);
+        self.birds[i] = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !self.birdc_ok("show status") {
-            assert!(
-                Instant::now() < deadline,
-                "bird not up: {}",
-                self.log("bird.log")
-            );
+        while !self.birdc(i, "show status").contains("Daemon is up") {
+            let log = self.log(&format!("bird{i}.log"));
+            assert!(Instant::now() < deadline, "bird {i} not up: {log}");
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 
-    fn write_bird(&self, b: &Bird) {
-        std::fs::write(self.path("bird.conf"), b.conf()).expect("bird.conf");
+    fn write_bird(&self, i: usize, b: &Bird) {
+        std::fs::write(self.path(&format!("bird{i}.conf")), b.conf(i)).expect("bird.conf");
     }
 
-    /// Rewrites bird.conf and has BIRD load it (a changed password restarts the session).
-    pub fn reconfigure_bird(&self, b: &Bird) {
-        self.write_bird(b);
-        let out = self.birdc("configure");
+    /// Rewrites bird<i>.conf and has BIRD load it (a changed password restarts the session).
+    pub fn reconfigure_bird(&self, i: usize, b: &Bird) {
+        self.write_bird(i, b);
+        let out = self.birdc(i, "configure");
         assert!(out.contains("Reconfigur"), "birdc configure: {out}");
     }
 
     /// SIGKILL: the session drops without a NOTIFICATION, as when the router crashes.
-    pub fn kill_bird(&mut self) {
-        kill(self.bird.take());
+    pub fn kill_bird(&mut self, i: usize) {
+        kill(self.birds[i].take());
     }
 
-    fn birdc_ok(&self, cmd: &str) -> bool {
-        let sock = self.path("bird.ctl");
-        Command::new("birdc")
-            .args(["-s", sock.to_str().unwrap()])
-            .args(cmd.split_whitespace())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    }
-
-    /// `birdc <cmd>` against this lab's BIRD: its output, failing or not ("Network not found").
-    pub fn birdc(&self, cmd: &str) -> String {
-        let sock = self.path("bird.ctl");
+    /// `birdc <cmd>` against customer `i`'s BIRD: its output, failing or not ("Network not
+    /// found").
+    pub fn birdc(&self, i: usize, cmd: &str) -> String {
+        let sock = self.path(&format!("bird{i}.ctl"));
         let out = Command::new("birdc")
             .args(["-s", sock.to_str().unwrap()])
             .args(cmd.split_whitespace())
@@ -355,9 +359,11 @@ fn kill(child: Option<Child>) {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        self.kill_bird();
+        for b in &mut self.birds {
+            kill(b.take());
+        }
         self.kill_gobgpd();
-        for ns in [&self.ours, &self.customer] {
+        for ns in std::iter::once(&self.ours).chain(&self.customers) {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
     }
