@@ -68,6 +68,5 @@ fn gobgp_api() {
 }
 
 fn fail(message: &str) -> ! {
-    eprintln!("error: {message}");
-    panic!("{message}");
+    panic!("error: {message}");
 }

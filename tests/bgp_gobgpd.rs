@@ -447,3 +447,79 @@ fn gobgpd_adapter_against_bird() {
     drop(dtx);
     handle.join().expect("adapter thread");
 }
+
+/// A figure for perf/RESULTS.md, not a check of the default suite: how long 10,000 paths
+/// (`BGP_PATHS` to change it) take from BIRD to the model, as deltas and as one whole
+/// listing, and their withdrawal. `cargo test --test bgp_gobgpd -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn ten_thousand_paths() {
+    if let Some(why) = bgp_lab::unavailable() {
+        println!("SKIPPED ten_thousand_paths: {why}");
+        return;
+    }
+    let n: usize = std::env::var("BGP_PATHS").map_or(10_000, |v| v.parse().unwrap());
+    let mut lab = Lab::new(1);
+    lab.start_gobgpd();
+    let mut d = desired();
+    d.peers.truncate(1);
+    d.peers[0].md5_password = None;
+    let mut b = bird_a("unused", false);
+    b.password = None;
+    lab.start_bird(0, &b);
+    let (dtx, drx) = bounded(4);
+    let (etx, erx) = bounded(64);
+    let handle = lab.in_ours(|| spawn(drx, etx)).expect("spawn");
+    dtx.send(d.clone()).unwrap();
+    let mut m = Model::new(erx);
+    m.wait(&lab, "up", 30, |m| {
+        m.up(0) && m.path(0, "10.200.0.0/24").is_some()
+    });
+
+    b.routes = (0..n)
+        .map(|i| BirdRoute {
+            prefix: format!("{}.{}.{}.0/24", 11 + i / 65536, (i / 256) % 256, i % 256),
+            communities: vec![],
+            prepends: 0,
+        })
+        .collect();
+    let t = Instant::now();
+    lab.reconfigure_bird(0, &b);
+    m.wait(&lab, "10k paths as deltas", 120, |m| {
+        m.paths.get(&customer(0)).is_some_and(|t| t.len() == n)
+    });
+    let deltas = t.elapsed();
+    // gobgpd's own CLI listing the same Adj-RIB-In: the reference for the whole listing.
+    let t = Instant::now();
+    let cli = lab.gobgp(&format!("neighbor {} adj-in", customer(0)));
+    let cli_time = t.elapsed();
+    assert!(cli.lines().count() > n, "{}", &cli[..cli.len().min(300)]);
+
+    // A new adapter lists them whole.
+    drop(dtx);
+    handle.join().unwrap();
+    let (dtx, drx) = bounded(4);
+    let (etx, erx) = bounded(64);
+    let handle = lab.in_ours(|| spawn(drx, etx)).expect("spawn");
+    let t = Instant::now();
+    dtx.send(d).unwrap();
+    let mut m = Model::new(erx);
+    m.wait(&lab, "10k paths listed", 120, |m| {
+        m.paths.get(&customer(0)).is_some_and(|t| t.len() == n)
+    });
+    let whole = t.elapsed();
+
+    b.routes.clear();
+    let t = Instant::now();
+    lab.reconfigure_bird(0, &b);
+    m.wait(&lab, "10k withdrawn", 120, |m| {
+        m.paths.get(&customer(0)).is_some_and(|t| t.is_empty())
+    });
+    let withdrawn = t.elapsed();
+    println!(
+        "bgp figures ({n} paths, one peer): deltas {deltas:?}, whole listing on connect \
+         {whole:?} (gobgp neighbor adj-in: {cli_time:?}), withdrawal {withdrawn:?}"
+    );
+    drop(dtx);
+    handle.join().unwrap();
+}

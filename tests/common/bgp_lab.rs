@@ -90,7 +90,10 @@ impl Bird {
             for _ in 0..r.prepends {
                 actions.push_str(&format!("bgp_path.prepend({}); ", self.asn));
             }
-            filter.push_str(&format!("  if net = {} then {{ {actions}}}\n", r.prefix));
+            // Only routes with attributes get a test: the filter runs them all per route.
+            if !actions.is_empty() {
+                filter.push_str(&format!("  if net = {} then {{ {actions}}}\n", r.prefix));
+            }
         }
         let password = self
             .password

@@ -9,8 +9,10 @@ use tonic::transport::{Channel, Endpoint};
 pub type Client = GobgpApiClient<Channel>;
 
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// One call, or one whole listing (ListPath of a full table included).
+/// One call, or one message of a streamed answer.
 pub const RPC_TIMEOUT: Duration = Duration::from_secs(10);
+/// A whole ListPath: 100,000 paths take gobgpd seconds, more on a loaded machine.
+pub const LIST_TIMEOUT: Duration = Duration::from_secs(300);
 /// A peer that sends more is cut off here (and logged): the policy's max_prefixes refuses
 /// far fewer, this only bounds our memory against a runaway table.
 pub const MAX_PATHS_PER_PEER: usize = 1 << 20;

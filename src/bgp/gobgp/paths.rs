@@ -1,7 +1,7 @@
 //! Reading what peers sent: gobgpd's `Path` messages turned into `ReceivedPath`s, and every
 //! path of one peer's Adj-RIB-In (never the best-path table: anygate does its own selection).
 use super::api::{self, family, list_path_request, TableType};
-use super::client::{rpc, Client, MAX_PATHS_PER_PEER, RPC_TIMEOUT};
+use super::client::{rpc, Client, LIST_TIMEOUT, MAX_PATHS_PER_PEER, RPC_TIMEOUT};
 use crate::bgp::{AsSegment, ReceivedPath};
 use crate::lpm::Prefix;
 use prost::Message;
@@ -86,13 +86,14 @@ fn segment(s: api::AsSegment) -> Option<AsSegment> {
     }
 }
 
-/// Every IPv4 path `peer` sent us, accepted or not, stale ones included, in prefix order.
+/// Every IPv4 path `peer` sent us, accepted or not, stale ones included.
 pub async fn adj_in(c: &mut Client, peer: Ipv4Addr) -> Result<Vec<ReceivedPath>, String> {
     let req = api::ListPathRequest {
         table_type: TableType::AdjIn as i32,
         name: peer.to_string(),
         family: Some(ipv4_unicast()),
-        sort_type: list_path_request::SortType::Prefix as i32,
+        // Unsorted: sorting a large table costs gobgpd time and we key by prefix anyway.
+        sort_type: list_path_request::SortType::None as i32,
         enable_filtered: true,
         ..Default::default()
     };
@@ -106,29 +107,33 @@ pub async fn adj_in(c: &mut Client, peer: Ipv4Addr) -> Result<Vec<ReceivedPath>,
     Ok(out)
 }
 
-/// Streams a ListPath answer into `each`, within RPC_TIMEOUT and MAX_PATHS_PER_PEER.
+/// Streams a ListPath answer into `each`: each message within RPC_TIMEOUT (a stalled gobgpd),
+/// the whole within LIST_TIMEOUT (a large table on a busy machine takes seconds), at most
+/// MAX_PATHS_PER_PEER paths.
 pub async fn list_paths(
     c: &mut Client,
     req: api::ListPathRequest,
     mut each: impl FnMut(&api::Path),
 ) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + LIST_TIMEOUT;
+    let mut stream = rpc("ListPath", RPC_TIMEOUT, c.list_path(req))
+        .await?
+        .into_inner();
     let mut n = 0usize;
-    let fut = async {
-        let mut stream = c.list_path(req).await?.into_inner();
-        while let Some(r) = stream.message().await? {
-            for p in r.destination.iter().flat_map(|d| &d.paths) {
-                n += 1;
-                if n > MAX_PATHS_PER_PEER {
-                    return Ok(());
-                }
-                each(p);
+    while let Some(r) = rpc("ListPath", RPC_TIMEOUT, stream.message()).await? {
+        for p in r.destination.iter().flat_map(|d| &d.paths) {
+            n += 1;
+            if n > MAX_PATHS_PER_PEER {
+                log::warn!("bgp: ListPath stopped at {MAX_PATHS_PER_PEER} paths");
+                return Ok(());
             }
+            each(p);
         }
-        Ok::<(), tonic::Status>(())
-    };
-    rpc("ListPath", RPC_TIMEOUT, fut).await?;
-    if n > MAX_PATHS_PER_PEER {
-        log::warn!("bgp: ListPath stopped at {MAX_PATHS_PER_PEER} paths");
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!(
+                "ListPath: not done after {LIST_TIMEOUT:?} ({n} paths)"
+            ));
+        }
     }
     Ok(())
 }
