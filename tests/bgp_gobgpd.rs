@@ -434,6 +434,15 @@ fn gobgpd_adapter_against_bird() {
         assert!(Instant::now() < deadline, "{}", lab.gobgp("neighbor"));
         std::thread::sleep(Duration::from_millis(200));
     }
+    m.wait(&lab, "B reported without paths", 10, |m| {
+        m.paths.get(&customer(1)).is_some_and(|t| t.is_empty())
+    });
+    m.drain(Duration::from_millis(1500));
+    assert!(
+        m.connected && m.up(0),
+        "removing a peer cost the connection"
+    );
+    assert!(m.peer(1).is_none(), "a removed peer is still reported");
 
     // Another ASN: gobgpd's instance is restarted with it.
     let mut other = reload;

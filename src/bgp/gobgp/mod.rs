@@ -40,6 +40,8 @@ pub mod api {
 const TICK: Duration = Duration::from_millis(50);
 /// How often every peer's state is reported (and gobgpd's liveness checked).
 const PEERS_EVERY: Duration = Duration::from_secs(1);
+/// How often a peer holding stale paths is listed again (gobgpd drops them without an event).
+const STALE_EVERY: Duration = Duration::from_secs(2);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// A peer's pending delta beyond this many prefixes is dropped for a whole `PeerPaths`.
@@ -92,9 +94,12 @@ struct Adapter {
     deltas: BTreeMap<Ipv4Addr, Delta>,
     /// Peers that get their whole Adj-RIB-In listed and sent.
     full: BTreeSet<Ipv4Addr>,
-    /// Peers whose last listing held stale paths: listed each second until none are left
-    /// (gobgpd drops them on End-of-RIB or at the restart time without an update event).
+    /// Peers whose last listing held stale paths: listed every STALE_EVERY until none are
+    /// left (gobgpd drops them on End-of-RIB or at the restart time without an update event).
     stale: BTreeSet<Ipv4Addr>,
+    last_stale: Instant,
+    /// Peers removed from the config: each gets an empty `PeerPaths`.
+    gone: BTreeSet<Ipv4Addr>,
     /// Each peer's session state at the last poll: a change triggers a listing (up: the
     /// paths it sent; down: stale or gone, which gobgpd reports as no update).
     seen: BTreeMap<Ipv4Addr, SessionState>,
@@ -111,6 +116,8 @@ impl Adapter {
             deltas: BTreeMap::new(),
             full: BTreeSet::new(),
             stale: BTreeSet::new(),
+            last_stale: Instant::now(),
+            gone: BTreeSet::new(),
             seen: BTreeMap::new(),
         }
     }
@@ -197,6 +204,7 @@ impl Adapter {
         self.deltas.clear();
         self.seen.clear();
         self.full = d.peers.iter().map(|p| p.address).collect();
+        self.stale.retain(|a| self.full.contains(a));
         let mut applied = d;
         let mut last_peers = Instant::now() - PEERS_EVERY;
         let mut poll_peers = true;
@@ -222,13 +230,7 @@ impl Adapter {
                 if let Err(e) = self.configure(&mut c, &w, Some(&applied)).await {
                     return End::Failed(e);
                 }
-                let old: BTreeSet<_> = applied.peers.iter().map(|p| p.address).collect();
-                self.full.extend(
-                    w.peers
-                        .iter()
-                        .map(|p| p.address)
-                        .filter(|a| !old.contains(a)),
-                );
+                self.peers_changed(&applied, &w);
                 applied = w;
                 poll_peers = true;
             }
@@ -261,6 +263,20 @@ impl Adapter {
         }
         configure::peers(c, d).await?;
         configure::announcements(c, d).await
+    }
+
+    /// After a reload: new peers get listed; removed ones are forgotten and reported empty
+    /// (nothing may ask gobgpd about a peer it no longer has).
+    fn peers_changed(&mut self, old: &Desired, new: &Desired) {
+        let old: BTreeSet<Ipv4Addr> = old.peers.iter().map(|p| p.address).collect();
+        let new: BTreeSet<Ipv4Addr> = new.peers.iter().map(|p| p.address).collect();
+        self.full.extend(new.difference(&old));
+        self.full.retain(|a| new.contains(a));
+        self.stale.retain(|a| new.contains(a));
+        self.deltas.retain(|a, _| new.contains(a));
+        self.seen.retain(|a, _| new.contains(a));
+        self.gone.extend(old.difference(&new));
+        self.gone.retain(|a| !new.contains(a));
     }
 
     /// Folds one watch message into the pending deltas; true when a peer's state changed.
@@ -312,9 +328,10 @@ impl Adapter {
             }
             out.push(s);
         }
-        self.full.extend(self.stale.iter().copied());
-        self.seen
-            .retain(|a, _| d.peers.iter().any(|p| p.address == *a));
+        if self.last_stale.elapsed() >= STALE_EVERY {
+            self.full.extend(self.stale.iter().copied());
+            self.last_stale = Instant::now();
+        }
         if self.send_link() {
             // Only a snapshot: the next one replaces it, so a full channel just skips it.
             let _ = self.events.try_send(Event::Peers(out));
@@ -340,6 +357,17 @@ impl Adapter {
     async fn flush(&mut self, c: &mut Client) -> Result<(), String> {
         if !self.send_link() {
             return Ok(());
+        }
+        while let Some(&peer) = self.gone.first() {
+            let paths = Vec::new();
+            if self
+                .events
+                .try_send(Event::PeerPaths { peer, paths })
+                .is_err()
+            {
+                return Ok(());
+            }
+            self.gone.remove(&peer);
         }
         while let Some(&peer) = self.full.first() {
             let paths = paths::adj_in(c, peer).await?;
