@@ -14,13 +14,12 @@
 //! channel drops the newest `Desired` in favour of the next one, and the adapter coalesces
 //! events per peer until the management thread takes them).
 pub mod desired;
-mod gobgp_stub;
+pub mod gobgp;
 pub mod policy;
 pub mod sync;
 
-/// The adapter's entry point. At merge, with `bgp::gobgp` in place, this line becomes
-/// `pub use gobgp::spawn as gobgp_spawn;` (and `mod gobgp_stub;` above goes).
-pub use gobgp_stub::spawn as gobgp_spawn;
+/// The adapter's entry point, as the management thread calls it.
+pub use gobgp::spawn as gobgp_spawn;
 
 use crate::lpm::Prefix;
 use std::net::{Ipv4Addr, SocketAddr};
