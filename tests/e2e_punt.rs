@@ -19,10 +19,10 @@ fn the_kernel_answers_our_addresses_through_the_exception_port() {
     println!("{text}");
     assert!(out.status.success(), "{text}");
     assert!(
-        text.contains("from the customer router: 5 received"),
+        text.contains("from the customer router: 5 received,"),
         "{text}"
     );
-    assert!(text.contains("from the port subnet: 5 received"), "{text}");
+    assert!(text.contains("from the port subnet: 5 received,"), "{text}");
     assert!(
         text.contains("with TCP MD5 through the tunnel: 'OPEN hello'"),
         "{text}"

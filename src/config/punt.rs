@@ -205,6 +205,27 @@ rx = [{ port = "p0" }]
     }
 
     #[test]
+    fn the_device_needs_a_restart_the_rate_reloads() {
+        let with = |punt: &str| parse(&format!("{BASE}\n[punt]\n{punt}\n"), &host()).unwrap();
+        let running = with("enabled = true");
+        let fixed = "punt.enabled, punt.interface, punt.mtu";
+        assert_eq!(with("enabled = false").restart_required(&running), [fixed]);
+        assert_eq!(
+            with("enabled = true\ninterface = \"k1\"").restart_required(&running),
+            [fixed]
+        );
+        assert_eq!(
+            with("enabled = true\nmtu = 9000").restart_required(&running),
+            [fixed]
+        );
+        let none: [&str; 0] = [];
+        assert_eq!(
+            with("enabled = true\nrate = 5\nburst = 2").restart_required(&running),
+            none
+        );
+    }
+
+    #[test]
     fn the_port_slot_must_be_free() {
         let mut text = String::new();
         for i in 0..crate::limits::MAX_PORTS {

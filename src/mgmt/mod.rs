@@ -82,7 +82,7 @@ pub fn load_for_reload(
     let fixed = next.restart_required(running);
     if !fixed.is_empty() {
         return Err(format!(
-            "{} changed; these need a restart ([node], [[tunnels]], [[neighbors]], [[routes]], [firewall] and [health_checks] reload live)",
+            "{} changed; these need a restart ([node], [[tunnels]], [[neighbors]], [[routes]], [firewall], [health_checks], punt.rate and punt.burst reload live)",
             fixed.join(", ")
         ));
     }
