@@ -85,6 +85,18 @@ impl RawPunt {
     }
 }
 
+impl super::Config {
+    /// A port's name by index, the exception port's kernel interface name for the port after
+    /// the configured ones when `[punt]` is on, else "?": for trace and capture.
+    pub fn port_label(&self, p: u16) -> &str {
+        match self.ports.get(p as usize) {
+            Some(port) => &port.name,
+            None if self.punt.enabled && p as usize == self.ports.len() => &self.punt.interface,
+            None => "?",
+        }
+    }
+}
+
 /// A Linux interface name: 1-15 characters, none of them a slash, space, colon or quote.
 fn is_ifname(s: &str) -> bool {
     !s.is_empty()
@@ -223,6 +235,15 @@ rx = [{ port = "p0" }]
             with("enabled = true\nrate = 5\nburst = 2").restart_required(&running),
             none
         );
+    }
+
+    #[test]
+    fn the_exception_port_has_a_label() {
+        let off = parse(BASE, &host()).unwrap();
+        assert_eq!((off.port_label(0), off.port_label(1)), ("p0", "?"));
+        let on = parse(&format!("{BASE}\n[punt]\nenabled = true\n"), &host()).unwrap();
+        let labels = [on.port_label(0), on.port_label(1), on.port_label(2)];
+        assert_eq!(labels, ["p0", "anygate0", "?"]);
     }
 
     #[test]
