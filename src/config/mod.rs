@@ -8,6 +8,7 @@ mod health;
 mod metrics;
 mod parse;
 mod ports;
+mod punt;
 mod routes;
 mod schema;
 mod tunnels;
@@ -20,6 +21,7 @@ pub use firewall::FirewallConf;
 pub use health::{HealthCheckConf, HealthChecksConf, Rate};
 pub use metrics::{MetricsConf, RawMetrics};
 pub use parse::parse_prefix;
+pub use punt::{PuntConf, RawPunt};
 pub use routes::{RouteOrigin, DEFAULT_WEIGHT, MAX_SAME_PRIORITY};
 pub use schema::{
     default_control_socket, Health, RawArr, RawConfig, RawHealthCheck, RawHealthChecks, RawRoute,

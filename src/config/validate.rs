@@ -29,6 +29,8 @@ pub struct Config {
     pub arr: super::ArrConf,
     /// `[bgp]` with every peer; None: no BGP.
     pub bgp: Option<super::BgpConf>,
+    /// `[punt]`: the exception port toward the kernel.
+    pub punt: super::PuntConf,
     /// The schema as read, kept to tell which sections a reload changed.
     pub raw: RawConfig,
 }
@@ -39,6 +41,8 @@ pub struct DpdkConf {
     pub main_core: usize,
     pub mempool_size: u32,
     pub mempool_cache: u32,
+    /// Longest idle sleep of a worker, microseconds (0: busy-poll).
+    pub idle_backoff_us: u32,
 }
 
 pub use super::routes::{RouteConf, Via};
@@ -400,6 +404,17 @@ pub fn validate(raw: &RawConfig, host: &Host) -> Result<Config, ConfigErrors> {
     let metrics = super::metrics::validate_metrics(&raw.metrics, &mut e);
     let arr = super::arr::validate_arr(&raw.arr, &mut e);
     let bgp = super::bgp::validate_bgp(raw, &ports, &tunnels, &mut e);
+    let punt = super::punt::validate_punt(&raw.punt, raw.ports.len(), &mut e);
+    if d.idle_backoff_us > crate::datapath::idle::MAX_SLEEP_US {
+        e.push(
+            "dpdk.idle_backoff_us",
+            format!(
+                "{} is above {} (a sleeping worker adds that much latency)",
+                d.idle_backoff_us,
+                crate::datapath::idle::MAX_SLEEP_US
+            ),
+        );
+    }
     // An explicit authorized_prefixes list also admits the tunnel's interface subnet (the
     // customer router's own address). Without one, the route table decides (see
     // `Snapshot::source_allowed`).
@@ -419,6 +434,7 @@ pub fn validate(raw: &RawConfig, host: &Host) -> Result<Config, ConfigErrors> {
             main_core: d.main_core,
             mempool_size: d.mempool_size,
             mempool_cache: d.mempool_cache,
+            idle_backoff_us: d.idle_backoff_us,
         },
         ports,
         workers,
@@ -431,6 +447,7 @@ pub fn validate(raw: &RawConfig, host: &Host) -> Result<Config, ConfigErrors> {
         metrics,
         arr,
         bgp,
+        punt,
         raw: raw.clone(),
     })
 }
@@ -481,6 +498,9 @@ impl Config {
         }
         if self.raw.metrics != other.raw.metrics {
             v.push("[metrics]");
+        }
+        if self.raw.punt.device_part() != other.raw.punt.device_part() {
+            v.push("punt.enabled, punt.interface, punt.mtu");
         }
         v
     }

@@ -6,6 +6,7 @@ pub mod control;
 pub mod history;
 pub mod notify;
 pub mod observe;
+pub mod punt;
 pub mod reload;
 pub mod startup;
 pub mod stats;
@@ -82,7 +83,7 @@ pub fn load_for_reload(
     let fixed = next.restart_required(running);
     if !fixed.is_empty() {
         return Err(format!(
-            "{} changed; these need a restart ([node], [[tunnels]], [[neighbors]], [[routes]], [firewall] and [health_checks] reload live)",
+            "{} changed; these need a restart ([node], [[tunnels]], [[neighbors]], [[routes]], [firewall], [health_checks], punt.rate and punt.burst reload live)",
             fixed.join(", ")
         ));
     }
@@ -117,7 +118,13 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
     let counters = Arc::new(SharedCounters::new(cfg.workers.len()));
     let stop = Arc::new(AtomicBool::new(false));
 
-    let queues = worker_queues(&mut dp.ports, &cfg.workers)?;
+    // The exception port's kernel side, before any worker can send to it.
+    let punt_port = cfg.punt.enabled.then_some(cfg.ports.len());
+    let mut kernel = match punt_port.and_then(|p| macs.get(p)) {
+        Some(mac) => Some(punt::KernelSide::start(&cfg.punt, *mac, &cfg)?),
+        None => None,
+    };
+    let queues = worker_queues(&mut dp.ports, &cfg.workers, punt_port)?;
     // Each worker's inject (probes) and answer rings, for the health checker.
     let rings: Vec<Arc<WorkerRings>> = cfg.workers.iter().map(|_| Arc::default()).collect();
     // Each worker's tap, for `ctl trace` and `ctl capture`.
@@ -140,6 +147,7 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
             stop: stop.clone(),
             rings: rings[wi].clone(),
             tap: taps[wi].clone(),
+            idle_backoff_us: cfg.dpdk.idle_backoff_us,
         })
         .collect();
     // Declared after `dp`: an early return drops (stops and joins) the workers first.
@@ -253,6 +261,9 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
             l.tick(&mut plane);
         }
         run_checks(&mut plane, &rings);
+        if let Some(k) = kernel.as_mut() {
+            k.sync_if_changed(plane.cfg, plane.publisher.current().generation);
+        }
         plane.obs.tick(
             plane.cfg,
             plane.publisher.current(),
@@ -351,13 +362,14 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
 }
 
 /// Each worker's queues: its configured rx queues, and its own tx queue (its index) on every
-/// port. Validation makes every (port, queue) pair exist and belong to one worker; a pair
+/// port; with punt on, also its own rx queue (its index) of the exception port `punt`. Validation makes every (port, queue) pair exist and belong to one worker; a pair
 /// that does not is refused here rather than shared.
 type WorkerQueues = (Vec<(u16, dpdk::RxQueue)>, Vec<dpdk::TxQueue>);
 
 fn worker_queues(
     ports: &mut [dpdk::Port],
     workers: &[crate::config::WorkerConf],
+    punt: Option<usize>,
 ) -> Result<Vec<WorkerQueues>, String> {
     let mut all = Vec::new();
     for p in ports.iter_mut() {
@@ -372,7 +384,8 @@ fn worker_queues(
     let mut out = Vec::new();
     for (wi, w) in workers.iter().enumerate() {
         let mut rx = Vec::new();
-        for &(p, q) in &w.rx {
+        let from_kernel = punt.map(|p| (p as u16, wi as u16));
+        for &(p, q) in w.rx.iter().chain(from_kernel.iter()) {
             let queue = all
                 .get_mut(p as usize)
                 .and_then(|(rx, _)| rx.get_mut(q as usize))
