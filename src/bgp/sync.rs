@@ -18,6 +18,13 @@
 //!
 //! Stale paths (graceful restart) keep their routes, shown stale; gobgpd's helper timer
 //! withdraws them when the peer does not come back, and the adapter reports it.
+//!
+//! A restarted gobgpd knows no paths until its sessions come up again, and the adapter's
+//! first listings after the reconnection are empty. So for `[bgp] graceful_restart_time`
+//! after a reconnection a listing does not drop what it lacks: those paths are *held over*,
+//! stale, until the peer sends them again, withdraws them, has been established for
+//! `SETTLE` (it has sent its table by then), or the time is up. Restarting gobgpd loses no
+//! forwarding.
 use super::policy::{self, Imported, Refusal};
 use super::{Event, PeerStatus, ReceivedPath};
 use crate::config::{BgpPeerConf, Config, RouteConf, RouteOrigin, RouteSource, Via};
@@ -25,7 +32,7 @@ use crate::lpm::Prefix;
 use crate::route::{Change, Rib};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::Ipv4Addr;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 /// A BGP route in the table: its (prefix, next hop).
 pub type Key = (Prefix, Via);
@@ -33,6 +40,10 @@ pub type Key = (Prefix, Via);
 /// Paths kept per peer beyond `max_prefixes`, so that refused ones can be admitted later:
 /// twice the limit, at least this many. Beyond, paths are dropped (counted as refused).
 const MIN_KEPT: usize = 1024;
+
+/// After a reconnection, a peer established this long has sent its table again: what it
+/// did not send is dropped (before `graceful_restart_time` is up).
+const SETTLE: Duration = Duration::from_secs(30);
 
 /// The adapter's connection to gobgpd.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +63,8 @@ struct PeerTable {
     dropped: u64,
     /// Logged that `max_prefixes` was exceeded, until it no longer is.
     over_limit: bool,
+    /// Paths kept, stale, across a gobgpd restart that the peer has not sent again yet.
+    held_over: BTreeSet<Prefix>,
 }
 
 /// A BGP route the table holds, and the peer it came from.
@@ -96,6 +109,8 @@ pub struct Bgp {
     pending: BTreeSet<Key>,
     status: HashMap<Ipv4Addr, PeerStatus>,
     pub adapter: Adapter,
+    /// Until when listings after a reconnection hold over what they lack.
+    resync_until: Option<Instant>,
 }
 
 impl Default for Bgp {
@@ -107,6 +122,7 @@ impl Default for Bgp {
             pending: BTreeSet::new(),
             status: HashMap::new(),
             adapter: Adapter::Unknown,
+            resync_until: None,
         }
     }
 }
@@ -235,6 +251,13 @@ impl Bgp {
         match ev {
             Event::Connected => {
                 log::info!("bgp: gobgpd API connected and configured");
+                if matches!(self.adapter, Adapter::Disconnected(..)) {
+                    let gr = cfg
+                        .bgp
+                        .as_ref()
+                        .map_or(Duration::ZERO, |b| b.graceful_restart);
+                    self.resync_until = Some(Instant::now() + gr);
+                }
                 self.adapter = Adapter::Connected(SystemTime::now());
             }
             Event::Disconnected(why) => {
@@ -253,11 +276,23 @@ impl Bgp {
                     log::debug!("bgp: paths from {peer}, which is not configured: ignored");
                     return;
                 };
+                let holding = self.resync_until.is_some_and(|u| Instant::now() < u);
                 let t = self.peers.entry(peer).or_default();
-                t.received.clear();
+                let old = std::mem::take(&mut t.received);
                 t.dropped = 0;
                 for path in paths {
                     t.keep(pc, path);
+                }
+                t.held_over.clear();
+                if holding {
+                    for (p, mut path) in old {
+                        if !t.received.contains_key(&p) {
+                            path.stale = true;
+                            if t.keep(pc, path) {
+                                t.held_over.insert(p);
+                            }
+                        }
+                    }
                 }
                 let mut mine = BTreeSet::new();
                 t.decide_all(cfg, pc, &mut mine);
@@ -275,12 +310,63 @@ impl Bgp {
                     return;
                 };
                 let t = self.peers.entry(peer).or_default();
+                for p in announced.iter().map(|a| &a.prefix).chain(&withdrawn) {
+                    t.held_over.remove(p);
+                }
                 let mut mine = BTreeSet::new();
                 t.update(cfg, pc, announced, withdrawn, &mut mine);
                 self.reindex(peer, &mine);
                 touched.extend(mine);
                 self.log_limit(peer, pc);
             }
+        }
+    }
+
+    /// Drops the paths held over across a gobgpd restart (see the module's notes) of each
+    /// peer established for `SETTLE`, and of every peer once `graceful_restart_time` is up.
+    pub fn expire_held_over(
+        &mut self,
+        cfg: &Config,
+        now: Instant,
+        wall: SystemTime,
+        touched: &mut BTreeSet<Key>,
+    ) {
+        let Some(until) = self.resync_until else {
+            return;
+        };
+        let timed_out = now >= until;
+        let holding: Vec<Ipv4Addr> = self
+            .peers
+            .iter()
+            .filter(|(_, t)| !t.held_over.is_empty())
+            .map(|(a, _)| *a)
+            .collect();
+        for a in holding {
+            let settled = self.status.get(&a).is_some_and(|s| {
+                s.state == super::SessionState::Established
+                    && s.since
+                        .and_then(|t| wall.duration_since(t).ok())
+                        .is_some_and(|d| d >= SETTLE)
+            });
+            let (Some(pc), Some(t)) = (peer_conf(cfg, a), self.peers.get_mut(&a)) else {
+                continue;
+            };
+            if !(timed_out || settled) {
+                continue;
+            }
+            let gone: Vec<Prefix> = std::mem::take(&mut t.held_over).into_iter().collect();
+            log::info!(
+                "bgp: peer {} ({a}) did not send {} path(s) again since gobgpd reconnected: dropped",
+                pc.name,
+                gone.len()
+            );
+            let mut mine = BTreeSet::new();
+            t.update(cfg, pc, Vec::new(), gone, &mut mine);
+            self.reindex(a, &mine);
+            touched.extend(mine);
+        }
+        if timed_out {
+            self.resync_until = None;
         }
     }
 
@@ -437,6 +523,7 @@ impl Bgp {
         let mut b = Bgp {
             adapter: self.adapter.clone(),
             status: self.status.clone(),
+            resync_until: self.resync_until,
             ..Bgp::default()
         };
         for pc in next.bgp.iter().flat_map(|b| &b.peers) {

@@ -6,6 +6,7 @@ use crate::config::{parse, Host};
 use crate::rcu::Publisher;
 use crate::route::Snapshot;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 const CFG: &str = r#"
 [[ports]]
@@ -95,6 +96,20 @@ impl World {
             self.rib
                 .apply(&changes, &mut self.publisher)
                 .unwrap_or_else(|e| panic!("{e}: {changes:?}"));
+        }
+        self.bgp.commit_all(plan);
+        changes
+    }
+
+    /// Runs the held-over expiry at `now`, applies its batch; returns the batch.
+    fn expire(&mut self, now: Instant) -> Vec<Change> {
+        let mut touched = BTreeSet::new();
+        self.bgp
+            .expire_held_over(&self.cfg, now, SystemTime::now(), &mut touched);
+        let plan = self.bgp.plan(&self.rib, &touched, false);
+        let changes = plan.changes();
+        if !changes.is_empty() {
+            self.rib.apply(&changes, &mut self.publisher).unwrap();
         }
         self.bgp.commit_all(plan);
         changes
@@ -282,6 +297,98 @@ fn stale_paths_keep_their_routes_and_show_it() {
     // gobgpd's timer ran out: the adapter reports the peer empty; the route goes.
     let b = w.feed(vec![paths(T1, vec![])]);
     assert_eq!(show(&b), ["del 10.1.0.0/16 T1"]);
+}
+
+fn established(peer: Ipv4Addr, ago: Duration) -> PeerStatus {
+    PeerStatus {
+        address: peer,
+        state: crate::bgp::SessionState::Established,
+        since: Some(SystemTime::now() - ago),
+        hold_time: None,
+        keepalive: None,
+        graceful_restart_advertised: true,
+        graceful_restart_running: false,
+        received: 0,
+        advertised: 0,
+    }
+}
+
+#[test]
+fn a_restarted_gobgpd_loses_no_route_until_the_peers_are_back() {
+    let mut w = World::new();
+    w.feed(vec![
+        paths(
+            T1,
+            vec![
+                path("10.1.0.0/16", 65000, 0, None),
+                path("10.2.0.0/16", 65000, 0, None),
+            ],
+        ),
+        paths(T2, vec![path("10.3.0.0/16", 65001, 0, None)]),
+    ]);
+    // gobgpd killed and started again: its first listings are empty (no session is up yet).
+    let b = w.feed(vec![
+        Event::Disconnected("killed".into()),
+        Event::Connected,
+        paths(T1, vec![]),
+        paths(T2, vec![]),
+    ]);
+    assert!(b.is_empty(), "held over, no route leaves: {b:?}");
+    assert_eq!(w.selected("10.2.0.0/16"), ["T1"]);
+    assert_eq!(w.selected("10.3.0.0/16"), ["T2"]);
+    let info = w
+        .bgp
+        .route_info(&w.cfg, pfx("10.1.0.0/16"), Via::Tunnel(0))
+        .unwrap();
+    assert_eq!(info["stale"], true, "held over is shown stale");
+    assert_eq!(w.bgp.peers_view(&w.cfg, SystemTime::now())[0]["stale"], 2);
+    // T1 is back and sends 10.1.0.0/16 again, but not 10.2.0.0/16: held until it has been
+    // established for SETTLE.
+    let b = w.feed(vec![Event::Update {
+        peer: T1,
+        announced: vec![path("10.1.0.0/16", 65000, 0, None)],
+        withdrawn: vec![],
+    }]);
+    assert!(b.is_empty(), "{b:?}");
+    let info = w
+        .bgp
+        .route_info(&w.cfg, pfx("10.1.0.0/16"), Via::Tunnel(0))
+        .unwrap();
+    assert_eq!(info["stale"], false);
+    w.feed(vec![Event::Peers(vec![established(
+        T1,
+        Duration::from_secs(1),
+    )])]);
+    assert!(w.expire(Instant::now()).is_empty(), "not settled yet");
+    w.feed(vec![Event::Peers(vec![established(T1, SETTLE)])]);
+    assert_eq!(show(&w.expire(Instant::now())), ["del 10.2.0.0/16 T1"]);
+    assert_eq!(w.selected("10.1.0.0/16"), ["T1"]);
+    // T2 never comes back: its paths go when graceful_restart_time (120 s) is up.
+    assert!(w
+        .expire(Instant::now() + Duration::from_secs(119))
+        .is_empty());
+    assert_eq!(
+        show(&w.expire(Instant::now() + Duration::from_secs(121))),
+        ["del 10.3.0.0/16 T2"]
+    );
+    // The window is over: an empty listing removes at once again.
+    assert_eq!(
+        show(&w.feed(vec![paths(T1, vec![])])),
+        ["del 10.1.0.0/16 T1"]
+    );
+}
+
+#[test]
+fn a_first_connection_holds_nothing_over() {
+    let mut w = World::new();
+    w.feed(vec![
+        Event::Connected,
+        paths(T1, vec![path("10.1.0.0/16", 65000, 0, None)]),
+    ]);
+    assert_eq!(
+        show(&w.feed(vec![paths(T1, vec![])])),
+        ["del 10.1.0.0/16 T1"]
+    );
 }
 
 #[test]

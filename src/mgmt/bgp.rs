@@ -72,6 +72,12 @@ impl Link {
         for ev in self.events.try_iter().take(EVENTS_PER_TICK) {
             plane.bgp.event(plane.cfg, ev, &mut touched);
         }
+        plane.bgp.expire_held_over(
+            plane.cfg,
+            Instant::now(),
+            std::time::SystemTime::now(),
+            &mut touched,
+        );
         let retry = plane.bgp.has_pending() && self.last_retry.elapsed() >= RETRY;
         if retry {
             self.last_retry = Instant::now();
