@@ -3,7 +3,7 @@
 //! sessions through GRE to BIRD 2 behind a customer-side anygate. The edge's `ctl --json show
 //! routes` / `show bgp` prove each step: a wrong MD5 password gives no session; community and
 //! prepends select the route (30 over 50); a static route at 30 wins; 13335:60901 gives
-//! 501000; a withdrawal removes the route; a gobgpd restart loses no route; a killed BIRD's
+//! 501000; a withdrawal removes the route; a gobgpd restart loses no route and no packet; a killed BIRD's
 //! routes stay stale for its restart time (10 s here), then go. About 20 s. Needs root,
 //! gobgpd and bird2, as CI and these machines have (scripts/setup).
 use std::process::Command;
@@ -28,6 +28,7 @@ fn gobgpd_and_bird_through_the_data_plane() {
         "static route at 30 via cust-c: cust-c 30 |",
         "cust-a withdrew 10.51.0.0/24: gone from show routes",
         "gobgpd killed: show bgp says disconnected; 10.50.0.0/24: cust-a 30 |",
+        "none dropped as no_route, cust-a encapsulated",
         "gobgpd restarted: connected, both sessions established; 10.50.0.0/24 via cust-a in all",
         "BIRD A killed: 10.50.0.0/24: cust-a 30 |",
         "(restart time 10 s): 10.50.0.0/24: cust-b 50 |",
