@@ -259,6 +259,7 @@ pub fn render(reply: &Value) -> String {
                     .unwrap_or_default();
                 let origin = match c["origin"].as_str() {
                     Some("ctl") => " (added by ctl)",
+                    Some("bgp") => " (learned by BGP)",
                     _ => "",
                 };
                 let description = c["description"]
@@ -279,6 +280,35 @@ pub fn render(reply: &Value) -> String {
                     origin,
                     description
                 );
+                if let Some(b) = c.get("bgp").filter(|b| b.is_object()) {
+                    let communities: Vec<&str> = b["communities"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .collect();
+                    let _ = writeln!(
+                        s,
+                        "        from {} ({}), AS path {}, communities {}{}: {}",
+                        b["peer"].as_str().unwrap_or("?"),
+                        b["peer_address"].as_str().unwrap_or("?"),
+                        b["as_path"]
+                            .as_str()
+                            .filter(|p| !p.is_empty())
+                            .unwrap_or("(empty)"),
+                        if communities.is_empty() {
+                            "(none)".to_owned()
+                        } else {
+                            communities.join(" ")
+                        },
+                        if b["stale"] == true {
+                            ", STALE (graceful restart)"
+                        } else {
+                            ""
+                        },
+                        b["priority_explanation"].as_str().unwrap_or("")
+                    );
+                }
             }
         }
         for r in reply["invisible"].as_array().into_iter().flatten() {

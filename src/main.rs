@@ -235,6 +235,9 @@ enum ShowWhat {
     Status,
     /// The ARR flow table: entries, capacity, learned/expired/refused, top tunnels by flows.
     Arr,
+    /// BGP: the gobgpd adapter's connection and each peer's state, uptime, negotiated hold
+    /// and keepalive, graceful restart, prefixes received / accepted / refused / advertised.
+    Bgp,
 }
 
 #[derive(Subcommand)]
@@ -303,6 +306,9 @@ fn ctl(socket: Option<PathBuf>, config: Option<PathBuf>, json: bool, action: Ctl
         CtlCmd::Show {
             what: ShowWhat::Arr,
         } => Some(Request::ShowArr {}),
+        CtlCmd::Show {
+            what: ShowWhat::Bgp,
+        } => Some(Request::ShowBgp {}),
         CtlCmd::SetHealth { tunnel, health } => match anygate::ctl::health(&health) {
             Ok(health) => Some(Request::SetHealth { tunnel, health }),
             Err(e) => return fail(&e),

@@ -145,7 +145,7 @@ pub fn describe(
         .and_then(|set| snap.group(set))
         .filter(|g| g.is_ecmp())
         .map(|g| g.members.iter().map(|nh| snap.nexthop_name(*nh)).collect());
-    let port_name = |p: u16| cfg.ports.get(p as usize).map_or("?", |p| p.name.as_str());
+    let port_name = |p: u16| cfg.port_label(p);
     // A packet answered with an ICMP error is dropped, as `run` counts it; what leaves is the
     // error, toward the packet's sender.
     if let (Some(r), Some(i), Verdict::Forward(p)) = (note.answered, icmp, v) {
@@ -181,7 +181,7 @@ pub fn describe(
                 json!({"index": index, "verdict": "forward", "egress_port": port_name(p), "arp": "reply"})
             }
             Verdict::Forward(p) => {
-                let port = cfg.ports.get(p as usize).map_or("?", |p| p.name.as_str());
+                let port = cfg.port_label(p);
                 let (dmac, smac) = ethernet::Frame::new_checked(data)
                     .map(|f| (f.dst().to_string(), f.src().to_string()))
                     .unwrap_or_default();
@@ -228,7 +228,7 @@ pub fn describe(
         Verdict::Drop(r) => format!("#{index} drop {} ({})", r.name(), r.description()),
         Verdict::Consumed => format!("#{index} consumed"),
         Verdict::Forward(p) => {
-            let port = cfg.ports.get(p as usize).map_or("?", |p| p.name.as_str());
+            let port = cfg.port_label(p);
             let (dmac, smac) = ethernet::Frame::new_checked(data)
                 .map(|f| (f.dst().to_string(), f.src().to_string()))
                 .unwrap_or_default();

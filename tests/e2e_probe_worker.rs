@@ -150,6 +150,7 @@ nexthop = "192.0.2.254"
         stop: stop.clone(),
         rings: rings.clone(),
         tap: Default::default(),
+        idle_backoff_us: 0,
     };
     let h = std::thread::spawn(move || w.run());
     std::thread::sleep(Duration::from_millis(500));

@@ -13,6 +13,14 @@
 //! Both directions are bounded channels; neither side ever blocks on the other (a full
 //! channel drops the newest `Desired` in favour of the next one, and the adapter coalesces
 //! events per peer until the management thread takes them).
+pub mod desired;
+pub mod gobgp;
+pub mod policy;
+pub mod sync;
+
+/// The adapter's entry point, as the management thread calls it.
+pub use gobgp::spawn as gobgp_spawn;
+
 use crate::lpm::Prefix;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;

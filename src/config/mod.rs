@@ -1,29 +1,33 @@
 //! TOML configuration: `schema` is what serde reads (unknown keys refused), `validate` turns it
 //! into a typed [`Config`] or a list of errors that each name the key path.
 mod arr;
+mod bgp;
 mod eal;
 mod firewall;
 mod health;
 mod metrics;
 mod parse;
 mod ports;
+mod punt;
 mod routes;
 mod schema;
 mod tunnels;
 mod validate;
 
 pub use arr::{ArrConf, DEFAULT_MAX_FLOWS};
+pub use bgp::{BgpConf, BgpPeerConf, PeerAt, RawBgp, RawBgpPeer, RawTunnelBgp};
 pub use eal::{is_pci, VDEV_DRIVERS};
 pub use firewall::FirewallConf;
 pub use health::{HealthCheckConf, HealthChecksConf, Rate};
 pub use metrics::{MetricsConf, RawMetrics};
 pub use parse::parse_prefix;
-pub use routes::{RouteOrigin, MAX_SAME_PRIORITY};
+pub use punt::{PuntConf, RawPunt};
+pub use routes::{RouteOrigin, DEFAULT_WEIGHT, MAX_SAME_PRIORITY};
 pub use schema::{
     default_control_socket, Health, RawArr, RawConfig, RawHealthCheck, RawHealthChecks, RawRoute,
     RawScope, RouteSource, TunnelType,
 };
-pub use tunnels::{NodeConf, Region, TunnelConf, GRE_OVERHEAD, IPIP_OVERHEAD};
+pub use tunnels::{is_rfc1918, NodeConf, Region, TunnelConf, GRE_OVERHEAD, IPIP_OVERHEAD};
 pub use validate::{
     validate, Config, DpdkConf, NeighborConf, PortConf, RouteConf, Via, WorkerConf,
 };

@@ -26,6 +26,8 @@ pub enum RouteOrigin {
     #[default]
     Config,
     Ctl,
+    /// Learned from a BGP peer (`bgp::sync`), kept across reloads while the peer is.
+    Bgp,
 }
 
 impl RouteOrigin {
@@ -33,6 +35,7 @@ impl RouteOrigin {
         match self {
             RouteOrigin::Config => "config",
             RouteOrigin::Ctl => "ctl",
+            RouteOrigin::Bgp => "bgp",
         }
     }
 }

@@ -30,6 +30,12 @@ pub struct RawConfig {
     /// `[arr]`: the Automatic Return Routing flow table (size, timeouts).
     #[serde(default)]
     pub arr: RawArr,
+    /// `[bgp]`: our eBGP speaker (gobgpd) and its port-subnet peers; absent: no BGP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bgp: Option<super::bgp::RawBgp>,
+    /// `[punt]`: the exception port toward the kernel (off by default).
+    #[serde(default)]
+    pub punt: super::punt::RawPunt,
 }
 
 /// The stateless firewall: one ordered rule list, first enabled match decides.
@@ -198,6 +204,9 @@ pub struct RawTunnel {
     /// (Automatic Return Routing; the vendor's name).
     #[serde(default)]
     pub automatic_return_routing: bool,
+    /// `[tunnels.bgp]`: an eBGP session with the customer router inside this tunnel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bgp: Option<super::bgp::RawTunnelBgp>,
 }
 
 /// `[tunnels.health_check]`, named as the vendor names them. Strings stay strings here so
@@ -260,6 +269,10 @@ pub struct RawDpdk {
     /// Per-lcore mbuf cache.
     #[serde(default = "default_mempool_cache")]
     pub mempool_cache: u32,
+    /// Longest sleep, in microseconds, of a worker that keeps finding nothing to do (see
+    /// `datapath::idle`); 0 (the default): workers busy-poll.
+    #[serde(default)]
+    pub idle_backoff_us: u32,
 }
 
 impl Default for RawDpdk {
@@ -269,6 +282,7 @@ impl Default for RawDpdk {
             main_core: 0,
             mempool_size: default_mempool_size(),
             mempool_cache: default_mempool_cache(),
+            idle_backoff_us: 0,
         }
     }
 }

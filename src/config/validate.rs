@@ -27,6 +27,10 @@ pub struct Config {
     pub metrics: super::MetricsConf,
     /// `[arr]`: the ARR flow table.
     pub arr: super::ArrConf,
+    /// `[bgp]` with every peer; None: no BGP.
+    pub bgp: Option<super::BgpConf>,
+    /// `[punt]`: the exception port toward the kernel.
+    pub punt: super::PuntConf,
     /// The schema as read, kept to tell which sections a reload changed.
     pub raw: RawConfig,
 }
@@ -37,6 +41,8 @@ pub struct DpdkConf {
     pub main_core: usize,
     pub mempool_size: u32,
     pub mempool_cache: u32,
+    /// Longest idle sleep of a worker, microseconds (0: busy-poll).
+    pub idle_backoff_us: u32,
 }
 
 pub use super::routes::{RouteConf, Via};
@@ -397,6 +403,18 @@ pub fn validate(raw: &RawConfig, host: &Host) -> Result<Config, ConfigErrors> {
     let health_checks = super::health::validate_health_checks(&raw.health_checks, &mut e);
     let metrics = super::metrics::validate_metrics(&raw.metrics, &mut e);
     let arr = super::arr::validate_arr(&raw.arr, &mut e);
+    let bgp = super::bgp::validate_bgp(raw, &ports, &tunnels, &mut e);
+    let punt = super::punt::validate_punt(&raw.punt, raw.ports.len(), &mut e);
+    if d.idle_backoff_us > crate::datapath::idle::MAX_SLEEP_US {
+        e.push(
+            "dpdk.idle_backoff_us",
+            format!(
+                "{} is above {} (a sleeping worker adds that much latency)",
+                d.idle_backoff_us,
+                crate::datapath::idle::MAX_SLEEP_US
+            ),
+        );
+    }
     // An explicit authorized_prefixes list also admits the tunnel's interface subnet (the
     // customer router's own address). Without one, the route table decides (see
     // `Snapshot::source_allowed`).
@@ -416,6 +434,7 @@ pub fn validate(raw: &RawConfig, host: &Host) -> Result<Config, ConfigErrors> {
             main_core: d.main_core,
             mempool_size: d.mempool_size,
             mempool_cache: d.mempool_cache,
+            idle_backoff_us: d.idle_backoff_us,
         },
         ports,
         workers,
@@ -427,6 +446,8 @@ pub fn validate(raw: &RawConfig, host: &Host) -> Result<Config, ConfigErrors> {
         health_checks,
         metrics,
         arr,
+        bgp,
+        punt,
         raw: raw.clone(),
     })
 }
@@ -477,6 +498,9 @@ impl Config {
         }
         if self.raw.metrics != other.raw.metrics {
             v.push("[metrics]");
+        }
+        if self.raw.punt.device_part() != other.raw.punt.device_part() {
+            v.push("punt.enabled, punt.interface, punt.mtu");
         }
         v
     }

@@ -44,6 +44,8 @@ pub enum Request {
     ShowFirewall {},
     /// The ARR flow table: entries, capacity, counters, the top tunnels by flows.
     ShowArr {},
+    /// BGP: the gobgpd adapter's state and each peer's session and prefix counts.
+    ShowBgp {},
     /// A manual health the checks leave alone, or `auto` to hand the tunnel back to them.
     SetHealth {
         tunnel: String,
@@ -210,7 +212,7 @@ impl Request {
                 None
             }
             Request::Trace { .. } | Request::Capture { .. } => None,
-            Request::ShowArr {} => None,
+            Request::ShowArr {} | Request::ShowBgp {} => None,
             Request::SetHealth { tunnel, health } => {
                 Some(format!("set-health {tunnel} {}", health.name()))
             }
@@ -491,6 +493,7 @@ mod tests {
             (Request::ShowPorts {}, "show-ports"),
             (Request::ShowNeighbors {}, "show-neighbors"),
             (Request::ShowStatus {}, "show-status"),
+            (Request::ShowBgp {}, "show-bgp"),
             (Request::ClearCounters {}, "clear-counters"),
         ] {
             let line = r.to_line();

@@ -15,6 +15,9 @@
 //!   (an answer to our health probe leaves here, consumed, before any check or the firewall;
 //!    one to an anycast address outside a tunnel, a unidirectional check's, too)
 //!
+//! lookup (outer or inner) of one of our addresses ─► punt ─► the exception port (kernel);
+//! a burst from that port is local (`punt::from_kernel`: no TTL decrement, no firewall)
+//!
 //! local (`run_local`, the inject ring's probes):
 //! originate ─► hop_checks ─► neighbor ─► rewrite ─► encap ─► (account)
 //! ```
@@ -27,7 +30,7 @@ use super::context::Live;
 use super::pipeline::{count_drop, Burst};
 use super::stages::{
     arr, encap, firewall, hop_checks, icmp_error, ipv4_validate, l2, lookup, neighbor, originate,
-    rewrite, route, tunnel_ingress,
+    punt, rewrite, route, tunnel_ingress,
 };
 use super::verdict::{DropReason, Verdict};
 use crate::packet::PacketBuf;
@@ -44,6 +47,7 @@ pub(super) fn run<B: PacketBuf>(b: &mut Burst<B>, verdicts: &mut [Verdict]) {
             ipv4_validate::one(b, i);
         }
     });
+    punt::from_kernel(b, &live);
     lookup::outer(b, &mut live);
     if b.needs.decap {
         let decap = tunnel_ingress::run(b, &live);

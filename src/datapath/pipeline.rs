@@ -29,6 +29,8 @@ pub struct State {
     pub icmp_tokens: u64,
     pub icmp_refilled: Option<u64>,
     ip_id: u16,
+    /// The punt rate limit's bucket.
+    pub punt: super::punt::Bucket,
     /// Scratch bitset for the firewall classifier, sized for the largest rule set.
     pub fw_scratch: Vec<u64>,
 }
@@ -49,6 +51,7 @@ impl State {
             icmp_tokens: 0,
             icmp_refilled: None,
             ip_id: 0,
+            punt: Default::default(),
             fw_scratch: vec![
                 0;
                 crate::limits::MAX_RULES * crate::firewall::compile::MAX_TERMS / 64
@@ -289,3 +292,7 @@ mod probe_tests;
 #[cfg(test)]
 #[path = "arr_tests.rs"]
 mod arr_tests;
+
+#[cfg(test)]
+#[path = "punt_tests.rs"]
+mod punt_tests;

@@ -67,6 +67,8 @@ drop_reasons! {
     NoHeadroom => "no_headroom": "no room in front of the packet for the outer headers",
     FirewallBlock => "firewall_block": "a firewall rule (or the default action) blocked it",
     ProbeForeign => "probe_foreign": "answer to another anycast server's health probe (each probes on its own)",
+    PuntRateLimited => "punt_rate_limited": "for the kernel (punt), over the worker's punt.rate",
+    PuntTxFull => "punt_tx_full": "for the kernel (punt), but the exception port's queue was full",
 }
 
 impl From<crate::wire::ipv4::Error> for DropReason {

@@ -51,6 +51,8 @@ pub struct Worker {
     pub rings: Arc<WorkerRings>,
     /// Live trace and capture (see `tap`): its armed word is read once per burst.
     pub tap: Arc<Tap>,
+    /// `dpdk.idle_backoff_us`: the longest sleep after empty loops (0: busy-poll).
+    pub idle_backoff_us: u32,
 }
 
 impl Worker {
@@ -83,8 +85,10 @@ impl Worker {
             stop,
             rings,
             tap,
+            idle_backoff_us,
             ..
         } = self;
+        let mut idle = super::idle::Backoff::new(*idle_backoff_us);
         let mut recorder = Recorder::default();
         let mut pipeline = Pipeline::new();
         let mut burst: MbufArray<BURST> = MbufArray::new();
@@ -117,7 +121,7 @@ impl Worker {
             let injected = inject(rings, snap, pool, &mut pipeline, &mut txb, &mut drops);
             if injected {
                 arp.send_requests(snap, pool, &mut pipeline, &mut txb);
-                flush(tx, &mut txb, &mut pipeline);
+                flush(tx, &mut txb, &mut pipeline, snap);
             }
             for (port, rxq) in rx.iter_mut() {
                 let n = rxq.rx(&mut burst);
@@ -131,7 +135,7 @@ impl Worker {
                 dispatch(&mut burst, &verdicts, &mut txb, &mut drops, &mut pipeline);
                 hand_answers(rings, &mut pipeline);
                 arp.send_requests(snap, pool, &mut pipeline, &mut txb);
-                flush(tx, &mut txb, &mut pipeline);
+                flush(tx, &mut txb, &mut pipeline, snap);
             }
             unpublished |= busy || injected;
             if busy {
@@ -159,6 +163,11 @@ impl Worker {
                 counters.publish(*index, &mut pipeline.counters);
                 published = start;
                 unpublished = false;
+            }
+            // Off the packet path: only after a loop that had nothing to do.
+            let sleep = idle.after_loop(busy || injected);
+            if sleep > 0 {
+                std::thread::sleep(std::time::Duration::from_micros(sleep.into()));
             }
         }
         loop_buckets::publish_into(&latency, &mut pipeline.counters);
@@ -265,8 +274,15 @@ fn inject(
     true
 }
 
-/// Transmits every per-port batch on this worker's tx queues.
-fn flush(tx: &mut [TxQueue], txb: &mut [MbufArray<BURST>], pipeline: &mut Pipeline) {
+/// Transmits every per-port batch on this worker's tx queues; what the exception port's
+/// queue refuses is counted as `punt_tx_full`, not `tx_queue_full`.
+fn flush(
+    tx: &mut [TxQueue],
+    txb: &mut [MbufArray<BURST>],
+    pipeline: &mut Pipeline,
+    snap: &Snapshot,
+) {
+    let punt = snap.punt.map(|p| p.port as usize);
     for (p, (q, b)) in tx.iter_mut().zip(txb.iter_mut()).enumerate() {
         let n = b.len();
         if n == 0 {
@@ -276,7 +292,12 @@ fn flush(tx: &mut [TxQueue], txb: &mut [MbufArray<BURST>], pipeline: &mut Pipeli
         let c = &mut pipeline.counters;
         c.tx_packets[p] += sent as u64;
         c.tx_bytes[p] += bytes;
-        c.drops[DropReason::TxQueueFull as usize] += (n - sent) as u64;
+        let full = if punt == Some(p) {
+            DropReason::PuntTxFull
+        } else {
+            DropReason::TxQueueFull
+        };
+        c.drops[full as usize] += (n - sent) as u64;
     }
 }
 

@@ -211,7 +211,7 @@ impl Collector for Scrape {
                 .iter()
                 .map(|r| counter(vec![("reason", r.name().into())], c.drops[*r as usize])),
         )?;
-        let scalars: [(&str, &str, u64); 11] = [
+        let scalars: [(&str, &str, u64); 12] = [
             (
                 "originated_packets",
                 "Packets anygate made itself (ARP, ICMP errors, probes), also in tx.",
@@ -254,6 +254,11 @@ impl Collector for Scrape {
                 "probe_ring_full",
                 "Probe answers whose record was lost to a full answer ring.",
                 c.probe_ring_full,
+            ),
+            (
+                "punted_packets",
+                "Packets for our own addresses sent to the kernel through the exception port ([punt]).",
+                c.punted,
             ),
         ];
         for (name, help, n) in scalars {

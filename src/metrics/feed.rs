@@ -115,7 +115,7 @@ pub fn health_value(h: Health) -> f64 {
 /// Routes in the RIB by (source, origin), every pair listed (zeros included).
 fn count_routes(rib: &Rib) -> RouteCounts {
     use crate::config::RouteOrigin;
-    let mut n = [[0u64; 2]; 2];
+    let mut n = [[0u64; 3]; 2];
     for r in rib.routes() {
         let s = match r.source {
             RouteSource::Static => 0,
@@ -124,12 +124,13 @@ fn count_routes(rib: &Rib) -> RouteCounts {
         let o = match r.origin {
             RouteOrigin::Config => 0,
             RouteOrigin::Ctl => 1,
+            RouteOrigin::Bgp => 2,
         };
         n[s][o] += 1;
     }
     let mut out = Vec::new();
     for (s, source) in ["static", "bgp"].into_iter().enumerate() {
-        for (o, origin) in [RouteOrigin::Config, RouteOrigin::Ctl]
+        for (o, origin) in [RouteOrigin::Config, RouteOrigin::Ctl, RouteOrigin::Bgp]
             .into_iter()
             .enumerate()
         {
@@ -246,8 +247,10 @@ rules = [
             [
                 ("static", "config", 2),
                 ("static", "ctl", 0),
+                ("static", "bgp", 0),
                 ("bgp", "config", 1),
-                ("bgp", "ctl", 0)
+                ("bgp", "ctl", 0),
+                ("bgp", "bgp", 0)
             ]
         );
         assert!(v.tbl8_limit > 0 && v.tbl8_used <= v.tbl8_limit);

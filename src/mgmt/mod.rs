@@ -1,10 +1,12 @@
 //! The management thread: brings the data plane up, starts the workers, reloads the config on
 //! SIGHUP by publishing a new snapshot, reclaims old ones, reports stats, and shuts down
 //! cleanly, checking that every mbuf came back.
+pub mod bgp;
 pub mod control;
 pub mod history;
 pub mod notify;
 pub mod observe;
+pub mod punt;
 pub mod reload;
 pub mod startup;
 pub mod stats;
@@ -81,7 +83,7 @@ pub fn load_for_reload(
     let fixed = next.restart_required(running);
     if !fixed.is_empty() {
         return Err(format!(
-            "{} changed; these need a restart ([node], [[tunnels]], [[neighbors]], [[routes]], [firewall] and [health_checks] reload live)",
+            "{} changed; these need a restart ([node], [[tunnels]], [[neighbors]], [[routes]], [firewall], [health_checks], punt.rate and punt.burst reload live)",
             fixed.join(", ")
         ));
     }
@@ -116,7 +118,13 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
     let counters = Arc::new(SharedCounters::new(cfg.workers.len()));
     let stop = Arc::new(AtomicBool::new(false));
 
-    let queues = worker_queues(&mut dp.ports, &cfg.workers)?;
+    // The exception port's kernel side, before any worker can send to it.
+    let punt_port = cfg.punt.enabled.then_some(cfg.ports.len());
+    let mut kernel = match punt_port.and_then(|p| macs.get(p)) {
+        Some(mac) => Some(punt::KernelSide::start(&cfg.punt, *mac, &cfg)?),
+        None => None,
+    };
+    let queues = worker_queues(&mut dp.ports, &cfg.workers, punt_port)?;
     // Each worker's inject (probes) and answer rings, for the health checker.
     let rings: Vec<Arc<WorkerRings>> = cfg.workers.iter().map(|_| Arc::default()).collect();
     // Each worker's tap, for `ctl trace` and `ctl capture`.
@@ -139,6 +147,7 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
             stop: stop.clone(),
             rings: rings[wi].clone(),
             tap: taps[wi].clone(),
+            idle_backoff_us: cfg.dpdk.idle_backoff_us,
         })
         .collect();
     // Declared after `dp`: an early return drops (stops and joins) the workers first.
@@ -204,6 +213,9 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
     ));
     let mut runtime_routes = Vec::new();
     let mut obs = observe::Observe::new(Some(dp.pool.clone()));
+    let mut bgp_state = crate::bgp::sync::Bgp::default();
+    let mut bgp_link = bgp::Link::start(&cfg, crate::bgp::gobgp_spawn)?;
+    let mut config_loaded = obs.config_loaded;
     loop {
         std::thread::sleep(TICK);
         let mut plane = control::Plane {
@@ -218,6 +230,7 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
             checker: &mut checker,
             ports: &dp.ports,
             obs: &mut obs,
+            bgp: &mut bgp_state,
         };
         if let Some(c) = &mut control {
             c.poll(&mut plane);
@@ -233,7 +246,24 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
             }
             notify.send("READY=1");
         }
+        // A reload (SIGHUP or ctl) may have changed the peers, or brought [bgp] in.
+        if plane.obs.config_loaded != config_loaded {
+            config_loaded = plane.obs.config_loaded;
+            match &mut bgp_link {
+                Some(l) => l.reloaded(),
+                None => match bgp::Link::start(plane.cfg, crate::bgp::gobgp_spawn) {
+                    Ok(l) => bgp_link = l,
+                    Err(e) => log::error!("{e}"),
+                },
+            }
+        }
+        if let Some(l) = &mut bgp_link {
+            l.tick(&mut plane);
+        }
         run_checks(&mut plane, &rings);
+        if let Some(k) = kernel.as_mut() {
+            k.sync_if_changed(plane.cfg, plane.publisher.current().generation);
+        }
         plane.obs.tick(
             plane.cfg,
             plane.publisher.current(),
@@ -332,13 +362,14 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
 }
 
 /// Each worker's queues: its configured rx queues, and its own tx queue (its index) on every
-/// port. Validation makes every (port, queue) pair exist and belong to one worker; a pair
+/// port; with punt on, also its own rx queue (its index) of the exception port `punt`. Validation makes every (port, queue) pair exist and belong to one worker; a pair
 /// that does not is refused here rather than shared.
 type WorkerQueues = (Vec<(u16, dpdk::RxQueue)>, Vec<dpdk::TxQueue>);
 
 fn worker_queues(
     ports: &mut [dpdk::Port],
     workers: &[crate::config::WorkerConf],
+    punt: Option<usize>,
 ) -> Result<Vec<WorkerQueues>, String> {
     let mut all = Vec::new();
     for p in ports.iter_mut() {
@@ -353,7 +384,8 @@ fn worker_queues(
     let mut out = Vec::new();
     for (wi, w) in workers.iter().enumerate() {
         let mut rx = Vec::new();
-        for &(p, q) in &w.rx {
+        let from_kernel = punt.map(|p| (p as u16, wi as u16));
+        for &(p, q) in w.rx.iter().chain(from_kernel.iter()) {
             let queue = all
                 .get_mut(p as usize)
                 .and_then(|(rx, _)| rx.get_mut(q as usize))

@@ -4,7 +4,8 @@
 //! withdrawn with `ctl` comes back. Routes added with `ctl` are kept across reloads, checked
 //! again against the new file (one whose tunnel or gateway is gone, or that the file now
 //! holds itself, is dropped and named), unless the reload discards them. Nothing is published
-//! when nothing changed. The reply and the log say which routes went and came.
+//! when nothing changed. The reply and the log say which routes went and came. Routes
+//! learned by BGP are kept too: `bgp::sync` decides them again under the new file.
 use super::control::Plane;
 use crate::config::{
     Config, RawRoute, RouteConf, RouteOrigin, RouteSource, Via, MAX_SAME_PRIORITY,
@@ -144,6 +145,9 @@ pub fn reload(plane: &mut Plane, discard_runtime: bool, who: &str) -> Result<Val
         );
     }
     let merged = merge_runtime(&mut next, plane.runtime, discard_runtime);
+    // Learned routes stay, decided again under the new file (peers gone take theirs along).
+    let (bgp_next, bgp_routes) = plane.bgp.reloaded(&next);
+    next.routes.extend(bgp_routes);
 
     let old: HashSet<RouteKey> = plane
         .rib
@@ -179,6 +183,7 @@ pub fn reload(plane: &mut Plane, discard_runtime: bool, who: &str) -> Result<Val
             plane.publisher.generation()
         );
         *plane.runtime = merged.kept;
+        *plane.bgp = bgp_next;
         plane.obs.config_loaded = std::time::SystemTime::now();
         return Ok(
             json!({"changed": false, "generation": plane.publisher.generation(),
@@ -192,6 +197,7 @@ pub fn reload(plane: &mut Plane, discard_runtime: bool, who: &str) -> Result<Val
     *plane.rib = rib;
     *plane.cfg = next;
     *plane.runtime = merged.kept;
+    *plane.bgp = bgp_next;
     plane.obs.config_loaded = std::time::SystemTime::now();
     log::info!(
         "reload ({who}): table generation {g} published ({prefixes} prefixes, built in {:.1} ms): {}, {}; {} run-time route(s) kept, {} dropped",

@@ -127,7 +127,40 @@ pub fn bring_up(cfg: &Config) -> Result<Dataplane, String> {
         );
         ports.push(port);
     }
+    if cfg.punt.enabled {
+        ports.push(punt_port(&eal, cfg, &pool)?);
+    }
     Ok(Dataplane { ports, pool, eal })
+}
+
+/// The exception port (`[punt]`), after the configured ports: one rx and one tx queue per
+/// worker, so that each worker sends to and receives from the kernel on its own queues.
+fn punt_port(eal: &Eal, cfg: &Config, pool: &std::sync::Arc<Mempool>) -> Result<Port, String> {
+    let p = &cfg.punt;
+    let dev = super::punt::vdev_args(p);
+    let refused = |why: String| format!("punt.interface {}: device \"{dev}\": {why}", p.interface);
+    dpdk::probe_device(eal, &dev).map_err(|e| refused(probe_refusal(e.code)))?;
+    let id = dpdk::port_id_by_name(eal, super::punt::VDEV)
+        .map_err(|_| refused("it was probed but made no ethdev port".to_owned()))?;
+    let n = cfg.workers.len().max(1) as u16;
+    let s = PortSettings {
+        rx_queues: n,
+        tx_queues: n,
+        rx_desc: 512,
+        tx_desc: 512,
+        mtu: p.mtu,
+        mac: None,
+    };
+    let mut port =
+        Port::configure(id, &p.interface, &s, pool).map_err(|e| refused(e.to_string()))?;
+    port.start().map_err(|e| refused(e.to_string()))?;
+    log::info!(
+        "punt: exception port {} id {id}: mac {}, {n} queues, mtu {}",
+        p.interface,
+        port.mac(),
+        p.mtu
+    );
+    Ok(port)
 }
 
 impl Dataplane {

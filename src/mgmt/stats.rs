@@ -131,6 +131,11 @@ impl Report<'_> {
             v["arr"] = json!({"learned": c.arr_learned, "refreshed": c.arr_refreshed,
                               "refused": c.arr_refused, "returned": c.arr_returned});
         }
+        if let Some(p) = self.cfg.punt.enabled.then_some(self.cfg.ports.len()) {
+            // The exception port is not one of `ports`: its traffic is here (and in the totals).
+            v["punt"] = json!({"punted": c.punted, "rx_packets": c.rx_packets.get(p),
+                               "tx_packets": c.tx_packets.get(p)});
+        }
         if let Some((size, avail)) = self.mempool {
             v["mempool"] = json!({ "size": size, "available": avail });
         }
@@ -196,6 +201,14 @@ impl Report<'_> {
                 "  port {:<10} rx {:>12} pkts {:>14} B   tx {:>12} pkts {:>14} B   nic missed {} errors {}/{} nombuf {}",
                 p.name, c.rx_packets[i], c.rx_bytes[i], c.tx_packets[i], c.tx_bytes[i],
                 nic.imissed, nic.ierrors, nic.oerrors, nic.rx_nombuf
+            );
+        }
+        if self.cfg.punt.enabled {
+            let p = self.cfg.ports.len();
+            let _ = writeln!(
+                s,
+                "  punt {:<10} rx {:>12} pkts (from the kernel)   tx {:>12} pkts   punted {}",
+                self.cfg.punt.interface, c.rx_packets[p], c.tx_packets[p], c.punted
             );
         }
         let _ = writeln!(

@@ -204,6 +204,11 @@ impl Rib {
         self.routes.values().flatten()
     }
 
+    /// The routes held for exactly `p`, visible here or not, in the order they came.
+    pub fn routes_for(&self, p: Prefix) -> &[RouteConf] {
+        self.routes.get(&p).map_or(&[], Vec::as_slice)
+    }
+
     /// Each prefix in the FIB with its value, in no order (`show routes` pages through them).
     pub fn prefixes(&self) -> impl Iterator<Item = (Prefix, u32)> + '_ {
         self.fib.iter().map(|(p, v)| (*p, *v))

@@ -171,6 +171,37 @@ pub struct Snapshot {
     /// Bumped when the tunnel list changes, so entries naming a tunnel by its old index
     /// are no longer found.
     pub arr_epoch: u8,
+    /// The exception port toward the kernel (`[punt]`), when on: its port follows the
+    /// configured ones in `ports`.
+    pub punt: Option<crate::datapath::punt::PuntState>,
+}
+
+/// The exception port's place after the configured ports, when `[punt]` is on and every
+/// configured port is there: its MAC is the device's (`port_macs` past the ports), or a
+/// stand-in until the device exists.
+fn punt_port(
+    cfg: &Config,
+    port_macs: &[MacAddr],
+    ports: &mut Vec<PortState>,
+) -> Option<crate::datapath::punt::PuntState> {
+    let n = cfg.ports.len();
+    if !cfg.punt.enabled || ports.len() != n {
+        return None;
+    }
+    ports.push(PortState {
+        mac: port_macs
+            .get(n)
+            .copied()
+            .unwrap_or(crate::datapath::punt::PUNT_STANDIN_MAC),
+        addr: 0,
+        prefix_len: 0,
+        mtu: cfg.punt.mtu,
+    });
+    Some(crate::datapath::punt::PuntState {
+        port: n as u16,
+        rate: cfg.punt.rate,
+        burst: cfg.punt.burst,
+    })
 }
 
 /// What a rebuild carries over from the running table: ARP, health and counter slots.
@@ -217,7 +248,7 @@ impl Snapshot {
             None => CounterSlots::default().next(&cfg.firewall.keys, &names, generation, 0, None),
         }?;
         let previous = previous.map(|p| p.snapshot);
-        let ports: Vec<PortState> = cfg
+        let mut ports: Vec<PortState> = cfg
             .ports
             .iter()
             .zip(port_macs)
@@ -228,6 +259,7 @@ impl Snapshot {
                 mtu: p.mtu,
             })
             .collect();
+        let punt = punt_port(cfg, port_macs, &mut ports);
 
         // Gateways: every neighbour and every gateway a route names, once each.
         let mut gateways: Vec<(u16, u32)> = cfg.neighbors.iter().map(|n| (n.port, n.ip)).collect();
@@ -372,6 +404,7 @@ impl Snapshot {
             arr_active: cfg.tunnels.iter().any(|t| t.arr),
             arr,
             arr_epoch,
+            punt,
         };
         Ok((snap, rib))
     }

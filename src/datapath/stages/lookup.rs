@@ -4,19 +4,20 @@ use crate::datapath::context::Live;
 use crate::datapath::pipeline::Burst;
 use crate::datapath::verdict::DropReason;
 use crate::datapath::BURST;
+use crate::packet::PacketBuf;
 use crate::route::{SET_ANYCAST, SET_LOCAL};
 
 /// Above every FIB value: no route.
 const MISS: u32 = u32::MAX;
 
 /// The route set of each packet's (outer) destination: a route, our anycast endpoints (for
-/// tunnel ingress), or ourselves.
-pub fn outer<B>(b: &mut Burst<B>, live: &mut Live) {
+/// tunnel ingress), or ourselves (punt).
+pub fn outer<B: PacketBuf>(b: &mut Burst<B>, live: &mut Live) {
     let sets = bulk(b, live);
     for (k, i) in live.iter().enumerate() {
         match sets[k] {
             MISS => b.drop(i, DropReason::NoRoute),
-            SET_LOCAL => b.drop(i, DropReason::LocalDestination),
+            SET_LOCAL => super::punt::one(b, i),
             set => {
                 b.needs.decap |= set == SET_ANYCAST;
                 b.cx[i].set = set;
@@ -26,14 +27,15 @@ pub fn outer<B>(b: &mut Burst<B>, live: &mut Live) {
     b.compact(live);
 }
 
-/// The route set of each decapsulated packet's inner destination: never ourselves. The
+/// The route set of each decapsulated packet's inner destination: ourselves only to punt. The
 /// caller takes the packets dropped here out of its own list.
-pub fn inner<B>(b: &mut Burst<B>, decap: &Live) {
+pub fn inner<B: PacketBuf>(b: &mut Burst<B>, decap: &Live) {
     let sets = bulk(b, decap);
     for (k, i) in decap.iter().enumerate() {
         match sets[k] {
             MISS => b.drop(i, DropReason::NoRoute),
-            SET_LOCAL | SET_ANYCAST => b.drop(i, DropReason::LocalDestination),
+            SET_LOCAL => super::punt::one(b, i),
+            SET_ANYCAST => b.drop(i, DropReason::LocalDestination),
             set => b.cx[i].set = set,
         }
     }

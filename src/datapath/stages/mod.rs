@@ -11,6 +11,7 @@ pub mod lookup;
 pub mod neighbor;
 pub mod originate;
 pub mod probe_answer;
+pub mod punt;
 pub mod rewrite;
 pub mod route;
 pub mod tunnel_ingress;

@@ -29,6 +29,8 @@ pub struct Plane<'a> {
     pub ports: &'a [crate::dpdk::Port],
     /// Uptime, the counters baseline, link and neighbour states.
     pub obs: &'a mut crate::mgmt::observe::Observe,
+    /// The BGP peers' paths and the routes the table holds from them.
+    pub bgp: &'a mut crate::bgp::sync::Bgp,
 }
 
 /// Answers one request. Every change, and every refused one, is logged with the client's uid.
@@ -69,16 +71,17 @@ fn dispatch(req: Request, who: &str, plane: &mut Plane) -> Result<Value, String>
         }
         Request::ShowFirewall {} => Ok(super::show::firewall(plane)),
         Request::ShowArr {} => Ok(super::show_arr::arr(plane)),
+        Request::ShowBgp {} => Ok(super::show_bgp::bgp(plane)),
         Request::SetHealth { tunnel, health } => set_health(plane, &tunnel, health),
         Request::AddRoute { route } => {
             let change = Change::Add(ctl_route(plane.cfg, &route).map_err(|e| e.to_string())?);
-            let reply = apply_changes(plane, vec![change], "add-route", |_| None)?;
+            let reply = apply_changes(plane, vec![change], "ctl add-route", |_| None)?;
             plane.runtime.push(route);
             Ok(reply)
         }
         Request::DelRoute { prefix, nexthop } => {
             let change = removal(plane.cfg, &prefix, &nexthop)?;
-            apply_changes(plane, vec![change], "del-route", |_| None)
+            apply_changes(plane, vec![change], "ctl del-route", |_| None)
         }
         Request::UpdateRoutes { add, del } => update_routes(plane, add, del),
         Request::Reload { discard_runtime } => {
@@ -180,7 +183,7 @@ fn update_routes(
     }
     let dels = del.len();
     // Name a bad change as the file does: [[del]] tables first, then [[add]].
-    let reply = apply_changes(plane, changes, "update-routes", move |i| {
+    let reply = apply_changes(plane, changes, "ctl update-routes", move |i| {
         Some(if i < dels {
             format!("del[{i}]")
         } else {
@@ -245,7 +248,8 @@ fn apply_changes(
     Ok(reply)
 }
 
-fn apply_in_place(
+/// `what` names the change in the log (`ctl add-route`, `bgp`).
+pub(crate) fn apply_in_place(
     plane: &mut Plane,
     changes: Vec<Change>,
     what: &str,
@@ -255,7 +259,7 @@ fn apply_in_place(
     match plane.rib.apply(&changes, plane.publisher) {
         Ok(a) => {
             log::info!(
-                "ctl {what}: {} change(s), {} prefix(es), {} FIB entries rewritten in place, generation {} ({:.1} ms)",
+                "{what}: {} change(s), {} prefix(es), {} FIB entries rewritten in place, generation {} ({:.1} ms)",
                 changes.len(), a.prefixes, a.entries, a.generation, t.elapsed().as_secs_f64() * 1e3
             );
             Ok(
@@ -293,7 +297,7 @@ fn publish_config(plane: &mut Plane, next: Config, what: &str) -> Result<Value, 
     plane.publisher.publish(Arc::new(snap))?;
     *plane.rib = rib;
     *plane.cfg = next;
-    log::info!("ctl {what}: table generation {g} published ({prefixes} prefixes)");
+    log::info!("{what}: table generation {g} published ({prefixes} prefixes)");
     Ok(json!({"generation": g, "prefixes": prefixes}))
 }
 

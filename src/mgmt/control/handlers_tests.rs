@@ -56,6 +56,7 @@ struct World {
     runtime: Vec<config::RawRoute>,
     checker: Checker,
     obs: crate::mgmt::observe::Observe,
+    bgp: crate::bgp::sync::Bgp,
 }
 
 impl World {
@@ -80,6 +81,7 @@ impl World {
             runtime: Vec::new(),
             checker: Checker::new(crate::dpdk::tsc_hz().max(1), crate::dpdk::tsc()),
             obs: crate::mgmt::observe::Observe::new(None),
+            bgp: Default::default(),
         }
     }
 
@@ -96,6 +98,7 @@ impl World {
             checker: &mut self.checker,
             ports: &[],
             obs: &mut self.obs,
+            bgp: &mut self.bgp,
         };
         handle(req, Some(0), &mut plane)
     }

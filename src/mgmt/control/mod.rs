@@ -2,16 +2,20 @@
 //! `node.control_group`), served by threads of its
 //! own (`server`); the management thread only answers the parsed requests they queue, between
 //! ticks, without touching a socket (`handlers`, `show`). The protocol is `crate::ctl_proto`.
+#[cfg(test)]
+mod bgp_tests;
 mod handlers;
 mod server;
 mod show;
 mod show_arr;
+mod show_bgp;
 mod socket;
 mod tap;
 mod views;
 
 use crate::ctl_proto::Request;
 use crossbeam::channel::Receiver;
+pub(crate) use handlers::apply_in_place;
 pub use handlers::{publish_health, Plane};
 use std::path::Path;
 

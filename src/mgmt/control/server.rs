@@ -122,6 +122,7 @@ fn read_only(r: &Request) -> bool {
             | Request::ShowNeighbors {}
             | Request::ShowStatus {}
             | Request::ShowArr {}
+            | Request::ShowBgp {}
     )
 }
 

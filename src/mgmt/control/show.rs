@@ -113,9 +113,17 @@ pub fn routes(plane: &Plane, query: Option<&str>, cursor: Option<&str>) -> Resul
                     (None, Some(NextHop::Connected(_))) => "connected".into(),
                     (None, _) => "implicit".into(),
                 };
-                json!({"nexthop": s.nexthop_name(c.nexthop), "priority": c.priority, "effective": c.effective(&s.health),
+                let mut v = json!({"nexthop": s.nexthop_name(c.nexthop), "priority": c.priority, "effective": c.effective(&s.health),
                        "weight": c.weight, "source": source, "origin": route.map(|r| r.origin.name()),
-                       "description": route.map(|r| r.description.as_str()), "health": health, "status": status})
+                       "description": route.map(|r| r.description.as_str()), "health": health, "status": status});
+                // A learned route: its peer, communities, AS path and how its priority came about.
+                if let Some(info) = route
+                    .filter(|r| r.origin == config::RouteOrigin::Bgp)
+                    .and_then(|r| plane.bgp.route_info(plane.cfg, prefix, r.via))
+                {
+                    v["bgp"] = info;
+                }
+                v
             })
             .collect();
         let connected = cands

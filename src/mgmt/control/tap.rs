@@ -180,11 +180,7 @@ impl Taps {
 /// One packet of the reply: where it came, the bytes as received, and its trace (the text and
 /// JSON `anygate trace` prints) or, for a capture, the drop reason.
 fn packet(plane: &Plane, index: u64, worker: usize, r: &Record, trace: bool) -> Value {
-    let port = plane
-        .cfg
-        .ports
-        .get(r.port as usize)
-        .map_or("?", |p| p.name.as_str());
+    let port = plane.cfg.port_label(r.port);
     // TSC to wall clock, by the offset between them now.
     let hz = crate::dpdk::tsc_hz().max(1);
     let ago = crate::dpdk::tsc().saturating_sub(r.tsc) as u128 * 1_000_000_000 / hz as u128;

@@ -1,0 +1,32 @@
+//! The punt path end to end (scripts/netns-punt-test): two instances of the real binary in
+//! network namespaces on DPDK's af_packet PMD, each with its exception port (net_tap) to its
+//! namespace's kernel. Ping of our tunnel side through GRE, TCP with MD5 to port 179, ping of
+//! a port address, a tshark decode of the capture, the rate limit and the counters. Needs
+//! root, as CI and these machines have.
+use std::process::Command;
+
+#[test]
+fn the_kernel_answers_our_addresses_through_the_exception_port() {
+    let out = Command::new("scripts/netns-punt-test")
+        .env("ANYGATE_BIN", env!("CARGO_BIN_EXE_anygate"))
+        .output()
+        .expect("run scripts/netns-punt-test");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{text}");
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("from the customer router: 5 received,"),
+        "{text}"
+    );
+    assert!(text.contains("from the port subnet: 5 received,"), "{text}");
+    assert!(
+        text.contains("with TCP MD5 through the tunnel: 'OPEN hello'"),
+        "{text}"
+    );
+    assert!(text.contains("wrong key: no session"), "{text}");
+    assert!(text.contains("netns punt test: PASS"), "{text}");
+}
