@@ -18,8 +18,6 @@ mod configure;
 mod paths;
 mod peers;
 
-pub use paths::received as received_path;
-
 use crate::bgp::{Desired, Event, ReceivedPath, SessionState};
 use crate::lpm::Prefix;
 use api::watch_event_request::{table::filter::Type as Filter, table::Filter as F, Table};
@@ -67,12 +65,6 @@ enum End {
     /// The API address changed: connect to the new one at once.
     Moved,
     Failed(String),
-}
-
-impl From<String> for End {
-    fn from(e: String) -> End {
-        End::Failed(e)
-    }
 }
 
 /// One peer's changes not yet sent: the latest path per announced prefix, withdrawn prefixes.
@@ -145,6 +137,8 @@ impl Adapter {
                         log::warn!("bgp: gobgpd unreachable: {reason}; keeping the last routes");
                         self.link = Some(Event::Disconnected(reason));
                         self.down_reported = true;
+                    } else {
+                        log::debug!("bgp: gobgpd still unreachable: {reason}");
                     }
                     // Back off in ticks so a dropped sender ends the thread promptly.
                     let until = Instant::now() + backoff;
