@@ -13,6 +13,7 @@
 //! `PeerPaths` later). Every call to gobgpd has a timeout; when one fails the connection is
 //! given up, `Disconnected` is reported once, and connecting is retried with a back-off of at
 //! most 2 s. The thread ends when the `Desired` sender is dropped.
+mod announce;
 mod client;
 mod configure;
 mod paths;
@@ -250,13 +251,13 @@ impl Adapter {
         old: Option<&Desired>,
     ) -> Result<(), String> {
         let restarted = configure::global(c, d).await?;
-        let policy = configure::export_policy(d);
-        if restarted || old.is_none_or(|o| configure::export_policy(o) != policy) {
+        let policy = announce::export_policy(d);
+        if restarted || old.is_none_or(|o| announce::export_policy(o) != policy) {
             let peers = d.peers.iter().map(|p| p.address);
-            configure::apply_policy(c, policy, peers).await?;
+            announce::apply_policy(c, policy, peers).await?;
         }
         configure::peers(c, d).await?;
-        configure::announcements(c, d).await
+        announce::announcements(c, d).await
     }
 
     /// After a reload: new peers get listed; removed ones are forgotten and reported empty
