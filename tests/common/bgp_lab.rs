@@ -308,29 +308,17 @@ impl Lab {
     /// found").
     pub fn birdc(&self, i: usize, cmd: &str) -> String {
         let sock = self.path(&format!("bird{i}.ctl"));
-        let out = Command::new("birdc")
-            .args(["-s", sock.to_str().unwrap()])
-            .args(cmd.split_whitespace())
-            .output()
-            .expect("birdc");
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+        text(
+            Command::new("birdc").args(["-s", sock.to_str().unwrap()]),
+            cmd,
         )
     }
 
     /// `gobgp <cmd>` (gobgpd's own CLI) inside `ours`: for diagnostics.
     pub fn gobgp(&self, cmd: &str) -> String {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.ours, "gobgp"])
-            .args(cmd.split_whitespace())
-            .output()
-            .expect("gobgp");
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+        text(
+            Command::new("ip").args(["netns", "exec", &self.ours, "gobgp"]),
+            cmd,
         )
     }
 
@@ -351,6 +339,19 @@ impl Lab {
             .expect("thread in the lab namespace")
         })
     }
+}
+
+/// `c` with `args` (split on whitespace) appended: stdout and stderr, whatever its status.
+fn text(c: &mut Command, args: &str) -> String {
+    let out = c
+        .args(args.split_whitespace())
+        .output()
+        .unwrap_or_else(|e| panic!("{c:?}: {e}"));
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 fn kill(child: Option<Child>) {

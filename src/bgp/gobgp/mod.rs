@@ -13,12 +13,11 @@
 //! `PeerPaths` later). Every call to gobgpd has a timeout; when one fails the connection is
 //! given up, `Disconnected` is reported once, and connecting is retried with a back-off of at
 //! most 2 s. The thread ends when the `Desired` sender is dropped.
+mod announce;
 mod client;
 mod configure;
 mod paths;
 mod peers;
-
-pub use paths::received as received_path;
 
 use crate::bgp::{Desired, Event, ReceivedPath, SessionState};
 use crate::lpm::Prefix;
@@ -67,12 +66,6 @@ enum End {
     /// The API address changed: connect to the new one at once.
     Moved,
     Failed(String),
-}
-
-impl From<String> for End {
-    fn from(e: String) -> End {
-        End::Failed(e)
-    }
 }
 
 /// One peer's changes not yet sent: the latest path per announced prefix, withdrawn prefixes.
@@ -145,6 +138,8 @@ impl Adapter {
                         log::warn!("bgp: gobgpd unreachable: {reason}; keeping the last routes");
                         self.link = Some(Event::Disconnected(reason));
                         self.down_reported = true;
+                    } else {
+                        log::debug!("bgp: gobgpd still unreachable: {reason}");
                     }
                     // Back off in ticks so a dropped sender ends the thread promptly.
                     let until = Instant::now() + backoff;
@@ -256,13 +251,13 @@ impl Adapter {
         old: Option<&Desired>,
     ) -> Result<(), String> {
         let restarted = configure::global(c, d).await?;
-        let policy = configure::export_policy(d);
-        if restarted || old.is_none_or(|o| configure::export_policy(o) != policy) {
+        let policy = announce::export_policy(d);
+        if restarted || old.is_none_or(|o| announce::export_policy(o) != policy) {
             let peers = d.peers.iter().map(|p| p.address);
-            configure::apply_policy(c, policy, peers).await?;
+            announce::apply_policy(c, policy, peers).await?;
         }
         configure::peers(c, d).await?;
-        configure::announcements(c, d).await
+        announce::announcements(c, d).await
     }
 
     /// After a reload: new peers get listed; removed ones are forgotten and reported empty
