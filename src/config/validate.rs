@@ -239,11 +239,15 @@ pub fn validate(raw: &RawConfig, host: &Host) -> Result<Config, ConfigErrors> {
                 ),
             );
         }
-        if w.core == d.main_core {
-            // The management thread runs there; a polling worker would starve it.
+        if w.core == d.main_core && d.idle_backoff_us == 0 {
+            // The management thread runs there; a worker that never sleeps would take the
+            // core from it. With the idle back-off, an idle worker yields it.
             e.push(
                 format!("{path}.core"),
-                format!("core {} is dpdk.main_core", w.core),
+                format!(
+                    "core {} is dpdk.main_core (a worker may share it only with dpdk.idle_backoff_us set)",
+                    w.core
+                ),
             );
         }
         if let Some(j) = cores.insert(w.core, i) {
@@ -775,10 +779,16 @@ nexthop = "10.0.0.2"
     fn a_worker_on_the_main_core_refused() {
         assert_eq!(
             errors(&GOOD.replace("core = 1", "core = 0")),
-            ["workers[0].core: core 0 is dpdk.main_core"]
+            ["workers[0].core: core 0 is dpdk.main_core (a worker may share it only with dpdk.idle_backoff_us set)"]
         );
         let t = GOOD.replace("[dpdk]\n", "[dpdk]\nmain_core = 1\n");
-        assert_eq!(errors(&t), ["workers[0].core: core 1 is dpdk.main_core"]);
+        assert_eq!(
+            errors(&t),
+            ["workers[0].core: core 1 is dpdk.main_core (a worker may share it only with dpdk.idle_backoff_us set)"]
+        );
+        // With the back-off an idle worker sleeps, and the two may share the core.
+        let t = GOOD.replace("[dpdk]\n", "[dpdk]\nmain_core = 1\nidle_backoff_us = 200\n");
+        assert_eq!(errors(&t), Vec::<String>::new());
     }
 
     #[test]

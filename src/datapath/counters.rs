@@ -220,7 +220,7 @@ impl std::fmt::Debug for Counters {
     }
 }
 
-const SCALARS: usize = 18;
+const SCALARS: usize = 19;
 const PER_TUNNEL: usize = 7 + DropReason::COUNT;
 /// Number of u64 values a worker publishes.
 const N: usize = 4 * MAX_PORTS
