@@ -24,6 +24,8 @@ fn gobgpd_and_bird_through_the_data_plane() {
         "none dropped as no_route, cust-a encapsulated",
         "gobgpd restarted: connected, both sessions established; 10.50.0.0/24 via cust-a in all",
         "BIRD A killed: 10.50.0.0/24: cust-a 30 |",
+        "show bgp cust-a: ",
+        " running stale 1",
         "(restart time 10 s): 10.50.0.0/24: cust-b 50 |",
         "netns bgp test: PASS",
     ] {
