@@ -6,21 +6,14 @@
 //! 501000; a withdrawal removes the route; a gobgpd restart loses no route and no packet; a killed BIRD's
 //! routes stay stale for its restart time (10 s here), then go. About 20 s. Needs root,
 //! gobgpd and bird2, as CI and these machines have (scripts/setup).
-use std::process::Command;
+mod common;
+
+use common::netns_script;
 
 #[test]
 fn gobgpd_and_bird_through_the_data_plane() {
-    let out = Command::new("scripts/netns-bgp-test")
-        .env("ANYGATE_BIN", env!("CARGO_BIN_EXE_anygate"))
-        .output()
-        .expect("run scripts/netns-bgp-test");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    println!("{text}");
-    assert!(out.status.success(), "{text}");
+    let (ok, text) = netns_script("scripts/netns-bgp-test");
+    assert!(ok, "{text}");
     for step in [
         "wrong MD5 password at cust-a: no session (",
         "right password: 10.50.0.0/24: cust-a 30 |",
@@ -31,6 +24,8 @@ fn gobgpd_and_bird_through_the_data_plane() {
         "none dropped as no_route, cust-a encapsulated",
         "gobgpd restarted: connected, both sessions established; 10.50.0.0/24 via cust-a in all",
         "BIRD A killed: 10.50.0.0/24: cust-a 30 |",
+        "show bgp cust-a: ",
+        " running stale 1",
         "(restart time 10 s): 10.50.0.0/24: cust-b 50 |",
         "netns bgp test: PASS",
     ] {

@@ -3,21 +3,14 @@
 //! namespace's kernel. Ping of our tunnel side through GRE, TCP with MD5 to port 179, ping of
 //! a port address, a tshark decode of the capture, the rate limit and the counters. Needs
 //! root, as CI and these machines have.
-use std::process::Command;
+mod common;
+
+use common::netns_script;
 
 #[test]
 fn the_kernel_answers_our_addresses_through_the_exception_port() {
-    let out = Command::new("scripts/netns-punt-test")
-        .env("ANYGATE_BIN", env!("CARGO_BIN_EXE_anygate"))
-        .output()
-        .expect("run scripts/netns-punt-test");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    println!("{text}");
-    assert!(out.status.success(), "{text}");
+    let (ok, text) = netns_script("scripts/netns-punt-test");
+    assert!(ok, "{text}");
     assert!(
         text.contains("from the customer router: 5 received,"),
         "{text}"

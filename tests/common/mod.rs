@@ -307,3 +307,19 @@ pub fn anygate(cmd: &str, cfg: &std::path::Path) -> (Option<i32>, String, Durati
         t.elapsed(),
     )
 }
+
+/// Runs one of the network-namespace scripts (`scripts/netns-*-test`) on this build's binary:
+/// whether it passed, and its stdout and stderr (printed, for the test's log).
+pub fn netns_script(script: &str) -> (bool, String) {
+    let out = Command::new(script)
+        .env("ANYGATE_BIN", BIN)
+        .output()
+        .unwrap_or_else(|e| panic!("run {script}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!("{text}");
+    (out.status.success(), text)
+}
