@@ -13,16 +13,19 @@ const MISS: u32 = u32::MAX;
 /// tunnel ingress), or ourselves.
 pub fn outer<B>(b: &mut Burst<B>, live: &mut Live) {
     let sets = bulk(b, live);
+    // Gathered in a register, stored once: the burst's flags live in memory.
+    let mut decap = false;
     for (k, i) in live.iter().enumerate() {
         match sets[k] {
             MISS => b.drop(i, DropReason::NoRoute),
             SET_LOCAL => b.drop(i, DropReason::LocalDestination),
             set => {
-                b.needs.decap |= set == SET_ANYCAST;
+                decap |= set == SET_ANYCAST;
                 b.cx[i].set = set;
             }
         }
     }
+    b.needs.decap |= decap;
     b.compact(live);
 }
 

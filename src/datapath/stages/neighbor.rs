@@ -106,9 +106,9 @@ fn gateway(snap: &Snapshot, st: &mut State, g: &Gateway) -> Result<L2Rewrite, Dr
     })
 }
 
-/// Toward host `ip` on port `p`'s connected subnet. Out of line: the gateway paths are the
-/// common ones.
-#[inline(never)]
+/// Toward host `ip` on port `p`'s connected subnet. Inlined: out of line, its result came
+/// back through memory and every path's link layer with it (callgrind, plain path).
+#[inline(always)]
 fn host(snap: &Snapshot, st: &mut State, p: u16, ip: u32) -> Result<L2Rewrite, DropReason> {
     let Some(port) = snap.ports.get(p as usize) else {
         return Err(DropReason::NoRoute);
