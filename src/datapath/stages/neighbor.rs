@@ -91,7 +91,7 @@ fn gateway(snap: &Snapshot, st: &mut State, g: &Gateway) -> Result<L2Rewrite, Dr
     };
     let dst = match g.mac {
         NhMac::Static(m) => m,
-        NhMac::Arp(slot) => match snap.arp.get(slot) {
+        NhMac::Arp(slot) => match snap.arp.get(slot as usize) {
             Some(m) => m,
             None => {
                 st.want_arp(g.port, g.ip);
