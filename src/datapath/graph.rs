@@ -108,8 +108,9 @@ fn arr_route_to_hop_checks<B: PacketBuf>(b: &mut Burst<B>, i: usize, t: &crate::
 /// layer goes from `neighbor` to `rewrite` or `encap` in registers.
 #[inline(always)]
 fn leave<B: PacketBuf>(b: &mut Burst<B>, live: &Live) {
+    let mut known = neighbor::Underlays::new();
     for i in live.iter() {
-        if let Some(l2) = neighbor::one(b, i) {
+        if let Some(l2) = neighbor::one(b, i, &mut known) {
             if rewrite::one(b, i, &l2) {
                 encap::one(b, i, &l2);
             }

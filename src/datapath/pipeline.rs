@@ -91,7 +91,9 @@ pub struct Burst<'a, B> {
     pub fib: View<'a>,
     pub in_port: u16,
     pub pkts: &'a mut [B],
-    pub cx: &'a mut [Ctx],
+    /// Indexed by a burst position (`Live` hands out positions below BURST): a fixed-size
+    /// array needs no length load or bounds check per access, the rest is never read.
+    pub cx: &'a mut [Ctx; BURST],
     pub counters: &'a mut Counters,
     pub st: &'a mut State,
     /// Packets that left the burst since the last `compact`.
@@ -218,7 +220,7 @@ impl Pipeline {
                 fib,
                 in_port,
                 pkts: &mut pkts[..n],
-                cx: &mut self.cx[..n],
+                cx: &mut self.cx,
                 counters: &mut self.counters,
                 st: &mut self.st,
                 left: 0,
@@ -251,7 +253,7 @@ impl Pipeline {
                 fib,
                 in_port: 0,
                 pkts: &mut pkts[..n],
-                cx: &mut self.cx[..n],
+                cx: &mut self.cx,
                 counters: &mut self.counters,
                 st: &mut self.st,
                 left: 0,

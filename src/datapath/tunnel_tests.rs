@@ -460,6 +460,80 @@ fn frag_needed_for_df_and_drop_without() {
     assert_eq!(run1(&s, eth(WAN, UP, &fits)).0, Verdict::Forward(0));
 }
 
+/// The underlay is resolved once per burst and tunnel (`neighbor::Underlays`, four slots by
+/// tunnel index): a burst that goes back and forth between tunnels, two of them sharing a
+/// slot (0 and 4), with packets too big for the underlay port (but not for the tunnel)
+/// between them, gets exactly what each packet gets alone.
+#[test]
+fn underlays_resolved_once_per_burst_decide_as_packet_by_packet() {
+    let mut cfg = CFG.replace(
+        "address = \"192.0.2.1/24\"",
+        "address = \"192.0.2.1/24\"\nmtu = 1400",
+    );
+    for (k, name) in ["c2", "c3", "c4"].iter().enumerate() {
+        cfg += &format!(
+            "\n[[tunnels]]\nname = \"{name}\"\ntype = \"ipip\"\n\
+             customer_endpoint = \"198.51.100.{}\"\ncloudflare_endpoint = \"203.0.113.10\"\n\
+             interface_address = \"10.100.0.{}/31\"\n\
+             \n[[routes]]\nprefix = \"192.168.{}.0/24\"\nnexthop = \"{name}\"\n",
+            40 + k,
+            4 + 2 * k,
+            30 + k
+        );
+    }
+    let s = snapshot_with(&cfg);
+    assert_eq!(s.tunnels[4].name, "c4", "shares acme's slot");
+    let to = |net: u8, len: usize| eth(WAN, UP, &inner_udp(NET, [192, 168, net, 7], 64, len));
+    let frames = [
+        to(10, 100),
+        to(10, 1390 - 28),
+        to(20, 100),
+        to(10, 1376 - 28),
+        to(20, 1380 - 28),
+        to(10, 1377 - 28),
+        to(20, 200),
+        to(32, 1380 - 28),
+        to(10, 1376 - 28),
+        to(32, 1381 - 28),
+    ];
+    let alone: Vec<(Verdict, Vec<u8>)> = frames
+        .iter()
+        .map(|f| {
+            let (v, out, _) = run1(&s, f.clone());
+            (v, out)
+        })
+        .collect();
+    assert_eq!(alone[0].0, Verdict::Forward(0));
+    assert_eq!(
+        alone[1].0,
+        Verdict::Drop(DropReason::MtuExceeded),
+        "1390 + 24 > 1400"
+    );
+    assert_eq!(alone[3].0, Verdict::Forward(0), "1376 + 24 = 1400 fits");
+    assert_eq!(alone[4].0, Verdict::Forward(0), "1380 + 20 = 1400 fits");
+    assert_eq!(
+        alone[5].0,
+        Verdict::Drop(DropReason::MtuExceeded),
+        "1377 + 24 > 1400"
+    );
+    assert_eq!(alone[7].0, Verdict::Forward(0), "IP-in-IP: 1380 + 20 fits");
+    assert_eq!(
+        alone[9].0,
+        Verdict::Drop(DropReason::MtuExceeded),
+        "1381 + 20"
+    );
+    let mut p = Pipeline::new();
+    let mut b: Vec<VecBuf> = frames.iter().map(|f| VecBuf::from_bytes(f)).collect();
+    let mut v = vec![Verdict::Drop(DropReason::NoRoute); b.len()];
+    p.process(&s, 0, &mut b, &mut v);
+    for (k, (want, got)) in alone.iter().zip(b.iter().zip(&v)).enumerate() {
+        assert_eq!(*got.1, want.0, "packet {k}");
+        if let Verdict::Forward(_) = want.0 {
+            assert_eq!(got.0.as_ref(), &want.1[..], "packet {k}");
+        }
+    }
+}
+
 #[test]
 fn icmp_errors_are_rate_limited() {
     let s = snapshot_with(&CFG.replace(

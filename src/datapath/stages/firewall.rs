@@ -13,6 +13,8 @@ use crate::wire::{ethernet, icmp, ipv4, tcp, udp};
 /// A packet's firewall answer (the deciding rule and its action; None: the default), kept for
 /// its second crossing when that one is sure to get the same answer.
 pub type Judged = Option<(usize, Action)>;
+/// `Judged` as the packet's context keeps it.
+pub type Judged16 = Option<(u16, Action)>;
 
 /// Which way a packet crosses a tunnel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,11 +64,11 @@ fn crossings<B: PacketBuf>(b: &mut Burst<B>, i: usize) -> bool {
             b.drop(i, DropReason::FirewallBlock);
             return false;
         }
-        b.cx[i].judged = j.reusable;
+        b.cx[i].judged = j.reusable.map(|d| d.map(|(r, a)| (r as u16, a)));
     }
     if let Some(NextHop::Tunnel(t)) = b.cx[i].nexthop {
         b.cx[i].note.egress_tunnel = Some(t);
-        let prior = b.cx[i].judged;
+        let prior = b.cx[i].judged.map(|d| d.map(|(r, a)| (usize::from(r), a)));
         if filter(b, i, t, Direction::Egress, prior).blocked {
             b.drop(i, DropReason::FirewallBlock);
             return false;

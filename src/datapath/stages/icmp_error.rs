@@ -125,7 +125,7 @@ fn build<B: PacketBuf>(b: &mut Burst<B>, i: usize, e: IcmpError) -> Option<()> {
 /// Once the burst is decided: an error that got out counts the drop it answers, against the
 /// offending packet's tunnels; one that did not leaves the original drop, counted as usual.
 pub fn settle<B>(b: &mut Burst<B>) {
-    for i in 0..b.cx.len() {
+    for i in 0..b.pkts.len() {
         let Some(a) = b.cx[i].answer else { continue };
         let offending = (a.ingress_tunnel, a.egress_tunnel);
         match b.cx[i].verdict {

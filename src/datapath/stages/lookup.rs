@@ -14,16 +14,19 @@ const MISS: u32 = u32::MAX;
 /// tunnel ingress), or ourselves (punt).
 pub fn outer<B: PacketBuf>(b: &mut Burst<B>, live: &mut Live) {
     let sets = bulk(b, live);
+    // Gathered in a register, stored once: the burst's flags live in memory.
+    let mut decap = false;
     for (k, i) in live.iter().enumerate() {
         match sets[k] {
             MISS => b.drop(i, DropReason::NoRoute),
             SET_LOCAL => super::punt::one(b, i),
             set => {
-                b.needs.decap |= set == SET_ANYCAST;
+                decap |= set == SET_ANYCAST;
                 b.cx[i].set = set;
             }
         }
     }
+    b.needs.decap |= decap;
     b.compact(live);
 }
 
