@@ -39,7 +39,8 @@ pub struct Desired {
     pub announce: Vec<Prefix>,
 }
 
-/// One eBGP neighbour, keyed by its address (unique across peers).
+/// One neighbour, keyed by its address (unique across peers): an eBGP customer, or an iBGP
+/// route reflector of the fleet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerSpec {
     /// The config's name for it: the tunnel's name, or `port:<port>:<address>`.
