@@ -752,3 +752,52 @@ fn a_reload_keeps_reflected_routes_while_the_reflector_stays() {
     let (_, routes) = w.bgp.reloaded(&World::new().cfg);
     assert!(routes.is_empty());
 }
+
+/// A reflector is listed whole on every change (ADD-PATH): what one more path costs beside
+/// N reflected ones, split over two tunnels. `cargo test --release --lib
+/// measure_a_reflector -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn measure_a_reflector_with_many_paths() {
+    const N: u32 = 40_000;
+    let mut w = World::with(
+        &CFG.replace("max_prefixes = 3", "max_prefixes = 100000")
+            .replace("asn = 65001\n", "asn = 65001\nmax_prefixes = 100000\n")
+            .replace(
+                "asn = 64512\n",
+                "asn = 64512\n[[bgp.route_reflectors]]\naddress = \"172.16.0.1\"\n",
+            ),
+    );
+    let mut all: Vec<ReceivedPath> = (0..N)
+        .map(|i| {
+            let (asn, nh) = if i % 2 == 0 { (65000, T1) } else { (65001, T2) };
+            let mut p = via(
+                path("10.0.0.0/24", asn, (i % 3) as usize, Some(60150)),
+                nh,
+                i,
+            );
+            p.prefix = Prefix {
+                addr: 0x0a00_0000 + ((i / 2) << 8),
+                len: 24,
+            };
+            p
+        })
+        .collect();
+    let t = std::time::Instant::now();
+    let b = w.feed(vec![paths(RR, all.clone())]);
+    assert_eq!(b.len(), N as usize);
+    println!(
+        "{N} reflected paths, first listing: {:.1} ms end to end ({} changes)",
+        t.elapsed().as_secs_f64() * 1e3,
+        b.len()
+    );
+    all.push(via(path("10.200.0.0/24", 65000, 0, Some(60010)), T1, N));
+    let t = std::time::Instant::now();
+    let b = w.feed(vec![paths(RR, all)]);
+    println!(
+        "one more path, the reflector listed whole again: {:.1} ms end to end ({} changes)",
+        t.elapsed().as_secs_f64() * 1e3,
+        b.len()
+    );
+    assert_eq!(b.len(), 1);
+}
