@@ -289,9 +289,13 @@ pub fn render(reply: &Value) -> String {
                         .collect();
                     let _ = writeln!(
                         s,
-                        "        from {} ({}), AS path {}, communities {}{}: {}",
+                        "        from {} ({}{}), AS path {}, communities {}{}: {}",
                         b["peer"].as_str().unwrap_or("?"),
                         b["peer_address"].as_str().unwrap_or("?"),
+                        b["reflector"]
+                            .as_str()
+                            .map(|r| format!(" through reflector {r}"))
+                            .unwrap_or_default(),
                         b["as_path"]
                             .as_str()
                             .filter(|p| !p.is_empty())

@@ -185,6 +185,7 @@ fn desired() -> Desired {
         md5_password: Some("right-secret".into()),
         hold_time: Duration::from_secs(30),
         extra_announce: vec![p("10.97.0.0/24")],
+        route_reflector: false,
     };
     let b = PeerSpec {
         name: "customer-b".into(),
@@ -194,6 +195,7 @@ fn desired() -> Desired {
         md5_password: None,
         hold_time: Duration::from_secs(240),
         extra_announce: vec![p("10.98.0.0/24")],
+        route_reflector: false,
     };
     Desired {
         api: API.parse().unwrap(),

@@ -26,6 +26,7 @@ pub fn desired(cfg: &Config, announce: impl IntoIterator<Item = Prefix>) -> Opti
                 md5_password: p.md5_password.clone(),
                 hold_time: p.hold_time,
                 extra_announce: p.advertised.clone(),
+                route_reflector: p.at == crate::config::PeerAt::Reflector,
             })
             .collect(),
         announce,

@@ -39,7 +39,8 @@ pub struct Desired {
     pub announce: Vec<Prefix>,
 }
 
-/// One eBGP neighbour, keyed by its address (unique across peers).
+/// One neighbour, keyed by its address (unique across peers): an eBGP customer, or an iBGP
+/// route reflector of the fleet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerSpec {
     /// The config's name for it: the tunnel's name, or `port:<port>:<address>`.
@@ -53,6 +54,9 @@ pub struct PeerSpec {
     pub hold_time: Duration,
     /// Prefixes announced to this peer only, beyond `Desired::announce`.
     pub extra_announce: Vec<Prefix>,
+    /// A fleet route reflector (iBGP, our ASN): ADD-PATH both ways, customers' paths sent
+    /// to it whole, ours and other reflected ones not.
+    pub route_reflector: bool,
 }
 
 /// One AS_PATH segment, as gobgpd reports it.
@@ -72,6 +76,9 @@ pub struct ReceivedPath {
     pub as_path: Vec<AsSegment>,
     /// Kept by graceful restart after the session went down.
     pub stale: bool,
+    /// The ADD-PATH path identifier (0 without ADD-PATH): a reflector sends several paths
+    /// per prefix, one per node and customer.
+    pub path_id: u32,
 }
 
 /// A peer's session as gobgpd sees it.

@@ -12,6 +12,8 @@
 //!   into a tunnel). `max_prefixes` is `bgp::sync`'s (it needs the peer's other routes).
 //! - The next hop: the peer's tunnel, or on a port the gateway the BGP next hop names, which
 //!   must be on the port's subnet and not one of our addresses.
+//! - A path a fleet route reflector sent is imported as if the peer of the tunnel its next
+//!   hop names had sent it (`reflected_peer`); any other next hop is refused.
 use super::{AsSegment, ReceivedPath};
 use crate::config::{
     BgpPeerConf, Config, PeerAt, RouteConf, RouteOrigin, RouteSource, Via, DEFAULT_WEIGHT,
@@ -124,6 +126,8 @@ pub enum Refusal {
     NextHop(String),
     /// Beyond the peer's `max_prefixes` (decided by `bgp::sync`).
     MaxPrefixes,
+    /// From a route reflector: the next hop is no tunnel's BGP peer.
+    NoTunnel,
 }
 
 impl Refusal {
@@ -134,6 +138,7 @@ impl Refusal {
             Refusal::CoversEndpoint(_) => "covers_tunnel_endpoint",
             Refusal::NextHop(_) => "bad_next_hop",
             Refusal::MaxPrefixes => "max_prefixes",
+            Refusal::NoTunnel => "next_hop_no_tunnel",
         }
     }
 }
@@ -147,8 +152,24 @@ impl std::fmt::Display for Refusal {
             Refusal::CoversEndpoint(t) => write!(f, "covers tunnel {t}'s customer endpoint"),
             Refusal::NextHop(why) => write!(f, "next hop {why}"),
             Refusal::MaxPrefixes => f.write_str("beyond the peer's max_prefixes"),
+            Refusal::NoTunnel => f.write_str("reflected, and its next hop is no tunnel's peer"),
         }
     }
+}
+
+/// The peer a reflected path is taken from: the tunnel peer (`[tunnels.bgp] peer`) its next
+/// hop names. Tunnels are the same on every node (anycast), so every node maps it alike and
+/// counts its prepends against that peer's ASN. A port peer's next hop is a gateway on one
+/// server's subnet, meaningless elsewhere: refused, as is any other next hop.
+pub fn reflected_peer<'a>(
+    cfg: &'a Config,
+    path: &ReceivedPath,
+) -> Result<&'a BgpPeerConf, Refusal> {
+    cfg.bgp
+        .iter()
+        .flat_map(|b| &b.peers)
+        .find(|p| matches!(p.at, PeerAt::Tunnel(_)) && p.address == path.next_hop)
+        .ok_or(Refusal::NoTunnel)
 }
 
 /// A path imported: the route, and its priority's explanation.
@@ -173,6 +194,8 @@ pub fn import(cfg: &Config, peer: &BgpPeerConf, path: &ReceivedPath) -> Result<I
     }
     let via = match peer.at {
         PeerAt::Tunnel(t) => Via::Tunnel(t),
+        // `bgp::sync` imports a reflected path as its tunnel peer's, never as the reflector's.
+        PeerAt::Reflector => return Err(Refusal::NoTunnel),
         PeerAt::Port(p) => {
             let nh = u32::from(path.next_hop);
             let port = cfg

@@ -164,6 +164,7 @@ fn path(prefix: &str, next_hop: &str, communities: &[u32]) -> ReceivedPath {
         communities: communities.to_vec(),
         as_path: vec![seq(&[65000, 65000, 65000, 65200])],
         stale: false,
+        path_id: 0,
     }
 }
 
@@ -254,4 +255,29 @@ fn a_port_peer_route_goes_to_the_gateway_its_next_hop_names() {
 fn communities_are_shown_as_operators_write_them() {
     assert_eq!(community_name(c(60150)), "13335:60150");
     assert_eq!(community_name(65001 << 16 | 7), "65001:7");
+}
+
+#[test]
+fn a_reflected_path_is_its_tunnel_peers_and_any_other_next_hop_is_refused() {
+    let text = CFG.replace(
+        "ALLOW",
+        "[[bgp.route_reflectors]]\naddress = \"172.16.0.1\"",
+    );
+    let cfg = parse(&text, &Host { cores: vec![0, 1] }).unwrap();
+    let rr = peer(&cfg, "reflector:172.16.0.1");
+    assert_eq!((rr.at, rr.asn), (PeerAt::Reflector, 64512), "iBGP");
+    // The customer side of T1: T1's peer, prepends counted against its AS 65000.
+    let p = path("10.1.0.0/16", "10.100.0.1", &[c(60150)]);
+    let t1 = reflected_peer(&cfg, &p).unwrap();
+    assert_eq!(t1.name, "T1");
+    let i = import(&cfg, t1, &p).unwrap();
+    assert_eq!((i.route.via, i.route.priority), (Via::Tunnel(0), 170));
+    // A port peer's gateway, our own side of the tunnel, anything else: no tunnel.
+    for nh in ["192.0.2.9", "10.100.0.0", "10.7.7.7"] {
+        let r = reflected_peer(&cfg, &path("10.1.0.0/16", nh, &[]));
+        assert_eq!(r.err(), Some(Refusal::NoTunnel), "{nh}");
+    }
+    // Never imported as the reflector's own.
+    assert_eq!(import(&cfg, rr, &p).err(), Some(Refusal::NoTunnel));
+    assert_eq!(Refusal::NoTunnel.key(), "next_hop_no_tunnel");
 }

@@ -16,6 +16,14 @@
 //! admitted, in prefix order, when room frees up. gobgpd is not told to tear the session
 //! down: that is the adapter's to configure, if ever.
 //!
+//! A fleet route reflector's paths (ADD-PATH: every node's, several per prefix) are split by
+//! the tunnel peer their next hop names (`policy::reflected_peer`; others are refused and
+//! counted) and each group is kept as that peer's would be, under the table of (reflector,
+//! tunnel peer): so a path is decided exactly as if the tunnel's peer had sent it, on every
+//! node alike. A path this node learned itself and the same path reflected back hold the same
+//! key (prefix, tunnel) with the same route: one route. Two reflected paths for one (prefix,
+//! tunnel) (the customer peers with two nodes) keep the lower priority.
+//!
 //! Stale paths (graceful restart) keep their routes, shown stale; gobgpd's helper timer
 //! withdraws them when the peer does not come back, and the adapter reports it.
 //!
@@ -27,7 +35,7 @@
 //! forwarding.
 use super::policy::{self, Imported, Refusal};
 use super::{Event, PeerStatus, ReceivedPath};
-use crate::config::{BgpPeerConf, Config, RouteConf, RouteOrigin, RouteSource, Via};
+use crate::config::{BgpPeerConf, Config, PeerAt, RouteConf, RouteOrigin, RouteSource, Via};
 use crate::lpm::Prefix;
 use crate::route::{Change, Rib};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -36,6 +44,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 /// A BGP route in the table: its (prefix, next hop).
 pub type Key = (Prefix, Via);
+
+/// Whose paths a table holds: (the session they came on, the peer they are taken as).
+/// A peer's own are (peer, peer); a reflector's are (reflector, tunnel peer).
+type Src = (Ipv4Addr, Ipv4Addr);
 
 /// Paths kept per peer beyond `max_prefixes`, so that refused ones can be admitted later:
 /// twice the limit, at least this many. Beyond, paths are dropped (counted as refused).
@@ -71,7 +83,10 @@ struct PeerTable {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Installed {
     pub route: RouteConf,
+    /// The peer it is taken as (a tunnel's, for a reflected path).
     pub peer: Ipv4Addr,
+    /// The session it came on: `peer`, or a route reflector.
+    pub session: Ipv4Addr,
 }
 
 /// One key's changes, and what the table holds for it once they are applied.
@@ -101,10 +116,12 @@ impl Plan {
 /// Every peer's paths and what the table holds from them.
 #[derive(Debug, Clone)]
 pub struct Bgp {
-    peers: BTreeMap<Ipv4Addr, PeerTable>,
+    peers: BTreeMap<Src, PeerTable>,
     installed: HashMap<Key, Installed>,
-    /// The peers that accepted each prefix, so a key's winner is found among them only.
-    index: HashMap<Prefix, Vec<Ipv4Addr>>,
+    /// The tables that accepted each prefix, so a key's winner is found among them only.
+    index: HashMap<Prefix, Vec<Src>>,
+    /// Per route reflector, its paths whose next hop names no tunnel peer (refused).
+    no_tunnel: HashMap<Ipv4Addr, u64>,
     /// Keys whose last batch was refused: planned again with the next.
     pending: BTreeSet<Key>,
     status: HashMap<Ipv4Addr, PeerStatus>,
@@ -119,6 +136,7 @@ impl Default for Bgp {
             peers: BTreeMap::new(),
             installed: HashMap::new(),
             index: HashMap::new(),
+            no_tunnel: HashMap::new(),
             pending: BTreeSet::new(),
             status: HashMap::new(),
             adapter: Adapter::Unknown,
@@ -276,29 +294,11 @@ impl Bgp {
                     log::debug!("bgp: paths from {peer}, which is not configured: ignored");
                     return;
                 };
-                let holding = self.resync_until.is_some_and(|u| Instant::now() < u);
-                let t = self.peers.entry(peer).or_default();
-                let old = std::mem::take(&mut t.received);
-                t.dropped = 0;
-                for path in paths {
-                    t.keep(pc, path);
+                if pc.at == PeerAt::Reflector {
+                    self.reflected(cfg, peer, paths, touched);
+                } else {
+                    self.replace(cfg, (peer, peer), pc, paths, touched);
                 }
-                t.held_over.clear();
-                if holding {
-                    for (p, mut path) in old {
-                        if !t.received.contains_key(&p) {
-                            path.stale = true;
-                            if t.keep(pc, path) {
-                                t.held_over.insert(p);
-                            }
-                        }
-                    }
-                }
-                let mut mine = BTreeSet::new();
-                t.decide_all(cfg, pc, &mut mine);
-                self.reindex(peer, &mine);
-                touched.extend(mine);
-                self.log_limit(peer, pc);
             }
             Event::Update {
                 peer,
@@ -309,6 +309,13 @@ impl Bgp {
                     log::debug!("bgp: an update from {peer}, which is not configured: ignored");
                     return;
                 };
+                if pc.at == PeerAt::Reflector {
+                    // The adapter lists a reflector whole (ADD-PATH); a delta cannot say
+                    // which of a prefix's paths it means.
+                    log::debug!("bgp: a per-prefix update from reflector {peer}: ignored");
+                    return;
+                }
+                let peer = (peer, peer);
                 let t = self.peers.entry(peer).or_default();
                 for p in announced.iter().map(|a| &a.prefix).chain(&withdrawn) {
                     t.held_over.remove(p);
@@ -319,6 +326,93 @@ impl Bgp {
                 touched.extend(mine);
                 self.log_limit(peer, pc);
             }
+        }
+    }
+
+    /// Replaces the paths of `src`, taken as `pc`'s, whole.
+    fn replace(
+        &mut self,
+        cfg: &Config,
+        src: Src,
+        pc: &BgpPeerConf,
+        paths: Vec<ReceivedPath>,
+        touched: &mut BTreeSet<Key>,
+    ) {
+        let holding = self.resync_until.is_some_and(|u| Instant::now() < u);
+        let t = self.peers.entry(src).or_default();
+        let old = std::mem::take(&mut t.received);
+        t.dropped = 0;
+        for path in paths {
+            t.keep(pc, path);
+        }
+        t.held_over.clear();
+        if holding {
+            for (p, mut path) in old {
+                if !t.received.contains_key(&p) {
+                    path.stale = true;
+                    if t.keep(pc, path) {
+                        t.held_over.insert(p);
+                    }
+                }
+            }
+        }
+        let mut mine = BTreeSet::new();
+        t.decide_all(cfg, pc, &mut mine);
+        self.reindex(src, &mine);
+        touched.extend(mine);
+        self.log_limit(src, pc);
+    }
+
+    /// A route reflector's every path, whole: grouped by the tunnel peer each next hop names,
+    /// each group replacing that (reflector, peer) table.
+    fn reflected(
+        &mut self,
+        cfg: &Config,
+        rr: Ipv4Addr,
+        paths: Vec<ReceivedPath>,
+        touched: &mut BTreeSet<Key>,
+    ) {
+        let mut groups: BTreeMap<Ipv4Addr, BTreeMap<Prefix, (u32, ReceivedPath)>> = BTreeMap::new();
+        let mut refused = 0u64;
+        for path in paths {
+            let Ok(pc) = policy::reflected_peer(cfg, &path) else {
+                refused += 1;
+                continue;
+            };
+            let prio = policy::priority(&path.communities, &path.as_path, pc.asn).value;
+            let g = groups.entry(pc.address).or_default();
+            // One path per (prefix, tunnel): the lower priority, then the lower path (any
+            // order every node shares), never the order gobgpd listed them in.
+            let better = g.get(&path.prefix).is_none_or(|(p, old)| {
+                (prio, &path.communities, format!("{:?}", path.as_path))
+                    < (*p, &old.communities, format!("{:?}", old.as_path))
+            });
+            if better {
+                g.insert(path.prefix, (prio, path));
+            }
+        }
+        if refused > 0 && self.no_tunnel.get(&rr) != Some(&refused) {
+            log::warn!(
+                "bgp: reflector {rr}: {refused} path(s) whose next hop is no tunnel's peer: refused"
+            );
+        }
+        self.no_tunnel.insert(rr, refused);
+        let tunnel_peers: Vec<&BgpPeerConf> = cfg
+            .bgp
+            .iter()
+            .flat_map(|b| &b.peers)
+            .filter(|p| matches!(p.at, PeerAt::Tunnel(_)))
+            .collect();
+        for pc in tunnel_peers {
+            let src = (rr, pc.address);
+            let paths: Vec<ReceivedPath> = groups
+                .remove(&pc.address)
+                .map(|g| g.into_values().map(|(_, p)| p).collect())
+                .unwrap_or_default();
+            if paths.is_empty() && !self.peers.contains_key(&src) {
+                continue;
+            }
+            self.replace(cfg, src, pc, paths, touched);
         }
     }
 
@@ -335,20 +429,21 @@ impl Bgp {
             return;
         };
         let timed_out = now >= until;
-        let holding: Vec<Ipv4Addr> = self
+        let holding: Vec<Src> = self
             .peers
             .iter()
             .filter(|(_, t)| !t.held_over.is_empty())
             .map(|(a, _)| *a)
             .collect();
-        for a in holding {
-            let settled = self.status.get(&a).is_some_and(|s| {
+        for src in holding {
+            let a = src.1;
+            let settled = self.status.get(&src.0).is_some_and(|s| {
                 s.state == super::SessionState::Established
                     && s.since
                         .and_then(|t| wall.duration_since(t).ok())
                         .is_some_and(|d| d >= SETTLE)
             });
-            let (Some(pc), Some(t)) = (peer_conf(cfg, a), self.peers.get_mut(&a)) else {
+            let (Some(pc), Some(t)) = (peer_conf(cfg, a), self.peers.get_mut(&src)) else {
                 continue;
             };
             if !(timed_out || settled) {
@@ -362,7 +457,7 @@ impl Bgp {
             );
             let mut mine = BTreeSet::new();
             t.update(cfg, pc, Vec::new(), gone, &mut mine);
-            self.reindex(a, &mine);
+            self.reindex(src, &mine);
             touched.extend(mine);
         }
         if timed_out {
@@ -371,7 +466,7 @@ impl Bgp {
     }
 
     /// Brings the index up to date for `peer`'s changed keys.
-    fn reindex(&mut self, peer: Ipv4Addr, keys: &BTreeSet<Key>) {
+    fn reindex(&mut self, peer: Src, keys: &BTreeSet<Key>) {
         let Some(t) = self.peers.get(&peer) else {
             return;
         };
@@ -387,8 +482,9 @@ impl Bgp {
         }
     }
 
-    fn log_limit(&mut self, peer: Ipv4Addr, pc: &BgpPeerConf) {
-        let Some(t) = self.peers.get_mut(&peer) else {
+    fn log_limit(&mut self, src: Src, pc: &BgpPeerConf) {
+        let peer = src.0;
+        let Some(t) = self.peers.get_mut(&src) else {
             return;
         };
         let over = t.refused_count("max_prefixes");
@@ -407,8 +503,8 @@ impl Bgp {
         t.over_limit = over > 0;
     }
 
-    /// The route for `key` that should be in the table: the lowest priority any peer has
-    /// for it, then the lowest peer address.
+    /// The route for `key` that should be in the table: the lowest priority any table has
+    /// for it, then the lowest (session, peer) address.
     fn winner(&self, key: Key) -> Option<Installed> {
         self.index
             .get(&key.0)?
@@ -420,7 +516,8 @@ impl Bgp {
             .min_by_key(|(prio, a, _)| (*prio, *a))
             .map(|(_, a, i)| Installed {
                 route: i.route.clone(),
-                peer: a,
+                peer: a.1,
+                session: a.0,
             })
     }
 
@@ -526,13 +623,29 @@ impl Bgp {
             resync_until: self.resync_until,
             ..Bgp::default()
         };
-        for pc in next.bgp.iter().flat_map(|b| &b.peers) {
-            let mut t = self.peers.get(&pc.address).cloned().unwrap_or_default();
+        for (src, t) in &self.peers {
+            // A reflector's tables live on while it and the tunnel peer are configured.
+            let (Some(session), Some(pc)) = (peer_conf(next, src.0), peer_conf(next, src.1)) else {
+                continue;
+            };
+            let reflected = src.0 != src.1;
+            if reflected != (session.at == PeerAt::Reflector)
+                || (reflected && !matches!(pc.at, PeerAt::Tunnel(_)))
+            {
+                continue;
+            }
             // Decided afresh: nothing of the old table's decisions carries over but the order.
+            let mut t = t.clone();
             let mut ignored = BTreeSet::new();
             t.decide_all(next, pc, &mut ignored);
-            b.peers.insert(pc.address, t);
+            b.peers.insert(*src, t);
         }
+        b.no_tunnel = self
+            .no_tunnel
+            .iter()
+            .filter(|(a, _)| peer_conf(next, **a).is_some())
+            .map(|(a, n)| (*a, *n))
+            .collect();
         let file: HashSet<Key> = next
             .routes
             .iter()
@@ -563,10 +676,11 @@ impl Bgp {
     /// What `show routes` adds to a BGP route: the peer, its path and the priority's story.
     pub fn route_info(&self, cfg: &Config, prefix: Prefix, via: Via) -> Option<serde_json::Value> {
         let inst = self.installed.get(&(prefix, via))?;
-        let t = self.peers.get(&inst.peer)?;
+        let t = self.peers.get(&(inst.session, inst.peer))?;
         let path = t.received.get(&prefix)?;
         let imported = t.accepted.get(&prefix)?;
         let name = peer_conf(cfg, inst.peer).map_or(String::new(), |p| p.name.clone());
+        let reflector = (inst.session != inst.peer).then(|| inst.session.to_string());
         let communities: Vec<String> = path
             .communities
             .iter()
@@ -577,6 +691,7 @@ impl Bgp {
             "communities": communities, "as_path": policy::as_path_text(&path.as_path),
             "next_hop": path.next_hop.to_string(), "stale": path.stale,
             "priority_explanation": imported.explanation,
+            "reflector": reflector,
         }))
     }
 
@@ -585,12 +700,19 @@ impl Bgp {
         let Some(b) = &cfg.bgp else { return Vec::new() };
         let mut installed: HashMap<Ipv4Addr, usize> = HashMap::new();
         for i in self.installed.values() {
-            *installed.entry(i.peer).or_default() += 1;
+            *installed.entry(i.session).or_default() += 1;
         }
         b.peers
             .iter()
             .map(|pc| {
-                let t = self.peers.get(&pc.address);
+                // A peer's own table; a reflector's, summed over its tunnel peers.
+                let tables: Vec<&PeerTable> = self
+                    .peers
+                    .range((pc.address, Ipv4Addr::UNSPECIFIED)..=(pc.address, Ipv4Addr::BROADCAST))
+                    .map(|(_, t)| t)
+                    .collect();
+                let sum = |f: &dyn Fn(&PeerTable) -> usize| tables.iter().map(|t| f(t)).sum::<usize>();
+                let no_tunnel = self.no_tunnel.get(&pc.address).copied().unwrap_or(0);
                 let st = self.status.get(&pc.address);
                 let state = st.map_or("unknown".to_owned(), |s| format!("{:?}", s.state).to_lowercase());
                 let since_s = st
@@ -604,7 +726,8 @@ impl Bgp {
                     "max_prefixes",
                 ]
                 .into_iter()
-                .map(|k| (k.to_owned(), t.map_or(0, |t| t.refused_count(k)).into()))
+                .map(|k| (k.to_owned(), tables.iter().map(|t| t.refused_count(k)).sum::<u64>().into()))
+                .chain([("next_hop_no_tunnel".to_owned(), no_tunnel.into())])
                 .collect();
                 serde_json::json!({
                     "name": pc.name, "address": pc.address.to_string(), "asn": pc.asn,
@@ -621,9 +744,9 @@ impl Bgp {
                     },
                     "md5": pc.md5_password.is_some(),
                     "max_prefixes": pc.max_prefixes,
-                    "received": t.map_or(0, |t| t.received.len()),
-                    "accepted": t.map_or(0, |t| t.accepted.len()),
-                    "stale": t.map_or(0, |t| t.received.values().filter(|p| p.stale).count()),
+                    "received": sum(&|t| t.received.len()) + no_tunnel as usize,
+                    "accepted": sum(&|t| t.accepted.len()),
+                    "stale": sum(&|t| t.received.values().filter(|p| p.stale).count()),
                     "installed": installed.get(&pc.address).copied().unwrap_or(0),
                     "advertised": st.map(|s| s.advertised),
                     "refused": refused,

@@ -147,6 +147,7 @@ fn path(prefix: &str, asn: u32, prepends: usize, community: Option<u16>) -> Rece
                 .collect(),
         )],
         stale: false,
+        path_id: 0,
     }
 }
 
@@ -600,4 +601,203 @@ fn measure_a_peer_with_many_prefixes() {
         b.len()
     );
     assert_eq!(b.len(), N as usize);
+}
+
+/// The world with a fleet route reflector at 172.16.0.1.
+const RR: Ipv4Addr = Ipv4Addr::new(172, 16, 0, 1);
+
+fn fleet() -> World {
+    World::with(&CFG.replace(
+        "asn = 64512\n",
+        "asn = 64512\n[[bgp.route_reflectors]]\naddress = \"172.16.0.1\"\n",
+    ))
+}
+
+/// A path as a reflector hands it over: the customer's next hop, an ADD-PATH id.
+fn via(mut p: ReceivedPath, next_hop: Ipv4Addr, id: u32) -> ReceivedPath {
+    p.next_hop = next_hop;
+    p.path_id = id;
+    p
+}
+
+#[test]
+fn reflected_paths_are_taken_as_their_tunnel_peers_and_the_rest_refused() {
+    let mut w = fleet();
+    // Two nodes' customers for one prefix (ADD-PATH: both), T1's with 2 prepends of its own
+    // AS 65000 (30), T2's at 50; a path naming a port gateway and one naming nothing.
+    let b = w.feed(vec![paths(
+        RR,
+        vec![
+            via(path("10.1.0.0/16", 65000, 2, Some(60010)), T1, 1),
+            via(path("10.1.0.0/16", 65001, 0, Some(60050)), T2, 2),
+            via(
+                path("10.2.0.0/16", 65001, 0, None),
+                Ipv4Addr::new(192, 0, 2, 9),
+                3,
+            ),
+            via(
+                path("10.3.0.0/16", 65001, 0, None),
+                Ipv4Addr::new(10, 9, 9, 9),
+                4,
+            ),
+        ],
+    )]);
+    assert_eq!(
+        show(&b),
+        [add("10.1.0.0/16", 0, 30), add("10.1.0.0/16", 1, 50)]
+    );
+    assert_eq!(w.selected("10.1.0.0/16"), ["T1"]);
+    assert!(w.selected("10.2.0.0/16").is_empty() && w.selected("10.3.0.0/16").is_empty());
+    let info = w
+        .bgp
+        .route_info(&w.cfg, pfx("10.1.0.0/16"), Via::Tunnel(0))
+        .unwrap();
+    assert_eq!(info["peer"], "T1");
+    assert_eq!(info["reflector"], "172.16.0.1");
+    assert_eq!(
+        info["priority_explanation"],
+        "13335:60010 → 10, +20 for 2 prepends = 30"
+    );
+    let v = w.bgp.peers_view(&w.cfg, SystemTime::now());
+    let rr = v
+        .iter()
+        .find(|p| p["name"] == "reflector:172.16.0.1")
+        .unwrap();
+    assert_eq!(rr["asn"], 64512);
+    assert_eq!(
+        (rr["received"].clone(), rr["accepted"].clone()),
+        (4.into(), 2.into())
+    );
+    assert_eq!(rr["installed"], 2);
+    assert_eq!(rr["refused"]["next_hop_no_tunnel"], 2);
+    // The tunnel peers' own figures do not count the reflected paths.
+    let t1 = v.iter().find(|p| p["name"] == "T1").unwrap();
+    assert_eq!(
+        (t1["received"].clone(), t1["installed"].clone()),
+        (0.into(), 0.into())
+    );
+}
+
+#[test]
+fn a_path_learned_here_and_reflected_back_is_one_route() {
+    let mut w = fleet();
+    let own = path("10.1.0.0/16", 65000, 1, None);
+    let b = w.feed(vec![
+        paths(T1, vec![via(own.clone(), T1, 0)]),
+        paths(RR, vec![via(own.clone(), T1, 9)]),
+    ]);
+    assert_eq!(
+        show(&b),
+        [add("10.1.0.0/16", 0, 110)],
+        "one route, added once"
+    );
+    // The reflector withdraws its copy: the node's own keeps the route, nothing changes.
+    assert!(w.feed(vec![paths(RR, vec![])]).is_empty());
+    assert_eq!(w.selected("10.1.0.0/16"), ["T1"]);
+    // And the other way round: the own path goes, the reflected one (back again) holds it.
+    w.feed(vec![paths(RR, vec![via(own.clone(), T1, 9)])]);
+    assert!(w.feed(vec![paths(T1, vec![])]).is_empty());
+    assert_eq!(w.selected("10.1.0.0/16"), ["T1"]);
+    // Both gone: removed.
+    assert_eq!(
+        show(&w.feed(vec![paths(RR, vec![])])),
+        ["del 10.1.0.0/16 T1"]
+    );
+}
+
+#[test]
+fn two_reflected_paths_for_one_tunnel_keep_the_lower_priority_in_any_order() {
+    let (a, b) = (
+        via(path("10.1.0.0/16", 65000, 3, None), T1, 1),
+        via(path("10.1.0.0/16", 65000, 0, Some(60150)), T1, 2),
+    );
+    for list in [vec![a.clone(), b.clone()], vec![b.clone(), a.clone()]] {
+        let mut w = fleet();
+        // 100 + 30 for 3 prepends = 130 beats 150.
+        assert_eq!(
+            show(&w.feed(vec![paths(RR, list)])),
+            [add("10.1.0.0/16", 0, 130)]
+        );
+    }
+}
+
+#[test]
+fn withdrawing_one_customers_reflected_path_moves_only_its_tunnel() {
+    let mut w = fleet();
+    let t1 = via(path("10.1.0.0/16", 65000, 0, Some(60010)), T1, 1);
+    let t2 = via(path("10.1.0.0/16", 65001, 0, Some(60050)), T2, 2);
+    let t2b = via(path("10.5.0.0/16", 65001, 0, None), T2, 3);
+    w.feed(vec![paths(RR, vec![t1.clone(), t2.clone(), t2b.clone()])]);
+    assert_eq!(w.selected("10.1.0.0/16"), ["T1"]);
+    let b = w.feed(vec![paths(RR, vec![t2, t2b])]);
+    assert_eq!(show(&b), ["del 10.1.0.0/16 T1"], "T2's routes untouched");
+    assert_eq!(w.selected("10.1.0.0/16"), ["T2"]);
+    assert_eq!(w.selected("10.5.0.0/16"), ["T2"]);
+}
+
+#[test]
+fn a_reload_keeps_reflected_routes_while_the_reflector_stays() {
+    let mut w = fleet();
+    w.feed(vec![paths(
+        RR,
+        vec![via(path("10.1.0.0/16", 65000, 0, None), T1, 1)],
+    )]);
+    let (b, routes) = w.bgp.reloaded(&w.cfg);
+    assert_eq!(routes.len(), 1);
+    assert_eq!(routes[0].via, Via::Tunnel(0));
+    assert!(b
+        .route_info(&w.cfg, pfx("10.1.0.0/16"), Via::Tunnel(0))
+        .is_some());
+    // Without the reflector: its paths are gone.
+    let (_, routes) = w.bgp.reloaded(&World::new().cfg);
+    assert!(routes.is_empty());
+}
+
+/// A reflector is listed whole on every change (ADD-PATH): what one more path costs beside
+/// N reflected ones, split over two tunnels. `cargo test --release --lib
+/// measure_a_reflector -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn measure_a_reflector_with_many_paths() {
+    const N: u32 = 40_000;
+    let mut w = World::with(
+        &CFG.replace("max_prefixes = 3", "max_prefixes = 100000")
+            .replace("asn = 65001\n", "asn = 65001\nmax_prefixes = 100000\n")
+            .replace(
+                "asn = 64512\n",
+                "asn = 64512\n[[bgp.route_reflectors]]\naddress = \"172.16.0.1\"\n",
+            ),
+    );
+    let mut all: Vec<ReceivedPath> = (0..N)
+        .map(|i| {
+            let (asn, nh) = if i % 2 == 0 { (65000, T1) } else { (65001, T2) };
+            let mut p = via(
+                path("10.0.0.0/24", asn, (i % 3) as usize, Some(60150)),
+                nh,
+                i,
+            );
+            p.prefix = Prefix {
+                addr: 0x0a00_0000 + ((i / 2) << 8),
+                len: 24,
+            };
+            p
+        })
+        .collect();
+    let t = std::time::Instant::now();
+    let b = w.feed(vec![paths(RR, all.clone())]);
+    assert_eq!(b.len(), N as usize);
+    println!(
+        "{N} reflected paths, first listing: {:.1} ms end to end ({} changes)",
+        t.elapsed().as_secs_f64() * 1e3,
+        b.len()
+    );
+    all.push(via(path("10.200.0.0/24", 65000, 0, Some(60010)), T1, N));
+    let t = std::time::Instant::now();
+    let b = w.feed(vec![paths(RR, all)]);
+    println!(
+        "one more path, the reflector listed whole again: {:.1} ms end to end ({} changes)",
+        t.elapsed().as_secs_f64() * 1e3,
+        b.len()
+    );
+    assert_eq!(b.len(), 1);
 }

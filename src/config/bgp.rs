@@ -43,6 +43,22 @@ pub struct RawBgp {
     /// Peers on a port subnet (the vendor's direct interconnects).
     #[serde(default)]
     pub peers: Vec<RawBgpPeer>,
+    /// The fleet's route reflectors: iBGP (our own `asn`), ADD-PATH both ways.
+    #[serde(default)]
+    pub route_reflectors: Vec<RawRouteReflector>,
+}
+
+/// `[[bgp.route_reflectors]]`: an iBGP session to the fleet's route reflector, which hands
+/// every node every path every other node learned from its customers (ADD-PATH).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawRouteReflector {
+    pub address: String,
+    /// Our address on the session. Default: none, the kernel picks it by route.
+    pub local_address: Option<String>,
+    pub md5_password: Option<String>,
+    pub md5_password_file: Option<String>,
+    pub hold_time: Option<u64>,
 }
 
 /// `[tunnels.bgp]`: the customer router at the other end of the tunnel.
@@ -92,14 +108,18 @@ pub enum PeerAt {
     Tunnel(u16),
     /// On this port's subnet: its routes go to the gateway each path's next hop names.
     Port(u16),
+    /// A route reflector of the fleet (iBGP): each path it reflects is taken as if the peer
+    /// of the tunnel its next hop names had sent it (`bgp::sync`).
+    Reflector,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BgpPeerConf {
-    /// The tunnel's name, or `port:<port>:<address>`.
+    /// The tunnel's name, `port:<port>:<address>`, or `reflector:<address>`.
     pub name: String,
     pub at: PeerAt,
     pub address: Ipv4Addr,
+    /// 0.0.0.0 (a reflector without `local_address`): the kernel picks it.
     pub local_address: Ipv4Addr,
     pub asn: u32,
     pub md5_password: Option<String>,
@@ -293,6 +313,12 @@ pub(super) fn validate_bgp(
             add(peer, format!("{path}.address"), e);
         }
     }
+    for (i, r) in b.route_reflectors.iter().enumerate() {
+        let path = format!("bgp.route_reflectors[{i}]");
+        if let Some(p) = reflector(&path, r, b.asn, hold, ports, tunnels, e) {
+            add(p, format!("{path}.address"), e);
+        }
+    }
     Some(BgpConf {
         asn: b.asn,
         router_id: Ipv4Addr::from(router_id),
@@ -317,7 +343,7 @@ fn peer(
 ) -> Option<BgpPeerConf> {
     let before = e.0.len();
     check_asn(&format!("{path}.asn"), k.asn, e);
-    if k.asn == our_asn {
+    if k.asn == our_asn && at != PeerAt::Reflector {
         e.push(
             format!("{path}.asn"),
             format!(
@@ -382,6 +408,77 @@ fn peer(
         advertised,
         hold_time: Duration::from_secs(hold),
     })
+}
+
+/// A route reflector: iBGP with our own ASN (the one exception to eBGP only), never one of
+/// our own addresses or a tunnel's customer side (whose paths it would carry as next hops).
+#[allow(clippy::too_many_arguments)]
+fn reflector(
+    path: &str,
+    r: &RawRouteReflector,
+    our_asn: u32,
+    hold: u64,
+    ports: &[PortConf],
+    tunnels: &[TunnelConf],
+    e: &mut Errs,
+) -> Option<BgpPeerConf> {
+    let before = e.0.len();
+    let ours = |a: u32| {
+        ports.iter().any(|p| p.addr == a)
+            || tunnels
+                .iter()
+                .any(|t| t.local_addr == a || t.peer_addr == a)
+    };
+    let address = match parse_ip(&r.address) {
+        Ok(0) => {
+            e.push(format!("{path}.address"), "0.0.0.0 is not a peer");
+            0
+        }
+        Ok(a) if ours(a) => {
+            e.push(
+                format!("{path}.address"),
+                format!("{} is a port's or a tunnel's address", r.address),
+            );
+            0
+        }
+        Ok(a) => a,
+        Err(m) => {
+            e.push(format!("{path}.address"), m);
+            0
+        }
+    };
+    let local = match r.local_address.as_deref().map(parse_ip) {
+        None => 0,
+        Some(Ok(a)) if a != 0 => a,
+        Some(Ok(_)) => {
+            e.push(format!("{path}.local_address"), "0.0.0.0 is not an address");
+            0
+        }
+        Some(Err(m)) => {
+            e.push(format!("{path}.local_address"), m);
+            0
+        }
+    };
+    let keys = PeerKeys {
+        asn: our_asn,
+        md5_password: &r.md5_password,
+        md5_password_file: &r.md5_password_file,
+        max_prefixes: None,
+        advertised_prefixes: &[],
+        hold_time: r.hold_time,
+    };
+    let p = peer(
+        path,
+        &keys,
+        our_asn,
+        hold,
+        format!("reflector:{}", r.address),
+        PeerAt::Reflector,
+        address,
+        local,
+        e,
+    );
+    (e.0.len() == before).then_some(p).flatten()
 }
 
 /// 0, AS_TRANS (23456) and the last ASNs of the 2- and 4-byte ranges are reserved.

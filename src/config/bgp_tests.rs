@@ -250,3 +250,86 @@ fn the_password_file_is_read_at_load_less_its_newline_and_bounded() {
     assert_eq!(k, "tunnels[0].bgp.md5_password_file");
     assert!(m.contains("1..=80"), "{m}");
 }
+
+#[test]
+fn route_reflectors_are_ibgp_with_every_key() {
+    let dir = std::env::temp_dir().join(format!("anygate-rr-pw-{}", std::process::id()));
+    std::fs::write(&dir, "rr-secret\n").unwrap();
+    let text = with(
+        &format!(
+            "[bgp]\nasn = 64512\nhold_time = 90\n\
+             [[bgp.route_reflectors]]\naddress = \"172.16.0.1\"\nlocal_address = \"172.16.0.11\"\n\
+             md5_password = \"pw\"\nhold_time = 30\n\
+             [[bgp.route_reflectors]]\naddress = \"172.16.0.2\"\nmd5_password_file = \"{}\"\n",
+            dir.display()
+        ),
+        TUNNEL_PEER,
+    );
+    let b = parse(&text, &host()).unwrap().bgp.unwrap();
+    std::fs::remove_file(&dir).unwrap();
+    let rr: Vec<_> = b
+        .peers
+        .iter()
+        .filter(|p| p.at == PeerAt::Reflector)
+        .collect();
+    assert_eq!(rr.len(), 2);
+    assert_eq!(rr[0].name, "reflector:172.16.0.1");
+    assert_eq!(rr[0].asn, 64512, "our own ASN: iBGP");
+    assert_eq!(rr[0].local_address, Ipv4Addr::new(172, 16, 0, 11));
+    assert_eq!(rr[0].md5_password.as_deref(), Some("pw"));
+    assert_eq!(rr[0].hold_time, Duration::from_secs(30));
+    assert_eq!(
+        rr[1].local_address,
+        Ipv4Addr::UNSPECIFIED,
+        "the kernel picks"
+    );
+    assert_eq!(rr[1].md5_password.as_deref(), Some("rr-secret"));
+    assert_eq!(rr[1].hold_time, Duration::from_secs(90), "[bgp] hold_time");
+    assert!(rr[1].advertised.is_empty());
+}
+
+#[test]
+fn bad_route_reflectors_name_their_key() {
+    let rr = |keys: &str| {
+        with(
+            &format!("[bgp]\nasn = 64512\n[[bgp.route_reflectors]]\n{keys}\n"),
+            TUNNEL_PEER,
+        )
+    };
+    for (text, key) in [
+        (rr("address = \"nope\""), "bgp.route_reflectors[0].address"),
+        (
+            rr("address = \"0.0.0.0\""),
+            "bgp.route_reflectors[0].address",
+        ),
+        // A tunnel's customer side, a port's address: never a reflector.
+        (
+            rr("address = \"10.100.0.1\""),
+            "bgp.route_reflectors[0].address",
+        ),
+        (
+            rr("address = \"192.0.2.1\""),
+            "bgp.route_reflectors[0].address",
+        ),
+        (
+            rr("address = \"172.16.0.1\"\nlocal_address = \"x\""),
+            "bgp.route_reflectors[0].local_address",
+        ),
+        (
+            rr("address = \"172.16.0.1\"\nhold_time = 1"),
+            "bgp.route_reflectors[0].hold_time",
+        ),
+        (
+            rr("address = \"172.16.0.1\"\nmd5_password = \"\""),
+            "bgp.route_reflectors[0].md5_password",
+        ),
+    ] {
+        let (k, m) = refused(&text);
+        assert_eq!(k, key, "{m}");
+    }
+    // The same address twice.
+    let (k, _) = refused(&rr(
+        "address = \"172.16.0.1\"\n[[bgp.route_reflectors]]\naddress = \"172.16.0.1\"",
+    ));
+    assert_eq!(k, "bgp.route_reflectors[1].address");
+}

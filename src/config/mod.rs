@@ -15,7 +15,7 @@ mod tunnels;
 mod validate;
 
 pub use arr::{ArrConf, DEFAULT_MAX_FLOWS};
-pub use bgp::{BgpConf, BgpPeerConf, PeerAt, RawBgp, RawBgpPeer, RawTunnelBgp};
+pub use bgp::{BgpConf, BgpPeerConf, PeerAt, RawBgp, RawBgpPeer, RawRouteReflector, RawTunnelBgp};
 pub use eal::{is_pci, VDEV_DRIVERS};
 pub use firewall::FirewallConf;
 pub use health::{HealthCheckConf, HealthChecksConf, Rate};

@@ -89,7 +89,9 @@ fn local_path(p: Prefix) -> api::Path {
 }
 
 /// The export policy: never pass one customer's paths to another (only what we originate is
-/// advertised, with our ASN prepended), and each peer's extras only to that peer.
+/// advertised, with our ASN prepended), and each peer's extras only to that peer. With route
+/// reflectors: customers' paths go to them intact, reflected paths go nowhere, and what we
+/// originate does not go to them.
 pub fn export_policy(d: &Desired) -> api::SetPoliciesRequest {
     let announce: BTreeSet<Prefix> = d.announce.iter().copied().collect();
     // Extras grouped by the set of peers that asked for them.
@@ -103,15 +105,65 @@ pub fn export_policy(d: &Desired) -> api::SetPoliciesRequest {
     for (prefix, peers) in owners {
         groups.entry(peers).or_default().push(prefix);
     }
-    let mut statements = vec![api::Statement {
+    let mut statements = Vec::new();
+    let mut defined_sets = Vec::new();
+    let reflectors: Vec<String> = d
+        .peers
+        .iter()
+        .filter(|p| p.route_reflector)
+        .map(|p| format!("{}/32", p.address))
+        .collect();
+    if !reflectors.is_empty() {
+        let rset = format!("{EXPORT_POLICY}-reflectors");
+        defined_sets.push(api::DefinedSet {
+            defined_type: DefinedType::Neighbor as i32,
+            name: rset.clone(),
+            list: reflectors,
+            prefixes: vec![],
+        });
+        let to_reflectors = |route_type: RouteType| api::Conditions {
+            route_type: route_type as i32,
+            neighbor_set: Some(api::MatchSet {
+                r#type: match_set::Type::Any as i32,
+                name: rset.clone(),
+            }),
+            ..Default::default()
+        };
+        // Other nodes' paths (reflected, iBGP) go to nobody: not to our customers (no
+        // transit), not back to a reflector.
+        statements.push(api::Statement {
+            name: format!("{EXPORT_POLICY}-no-reflected"),
+            conditions: Some(api::Conditions {
+                route_type: RouteType::Internal as i32,
+                ..Default::default()
+            }),
+            actions: Some(reject()),
+        });
+        // Our customers' paths go to the reflectors as they came (communities, AS path,
+        // next hop): every node computes the same priority from them.
+        statements.push(api::Statement {
+            name: format!("{EXPORT_POLICY}-customers-to-reflectors"),
+            conditions: Some(to_reflectors(RouteType::External)),
+            actions: Some(api::Actions {
+                route_action: RouteAction::Accept as i32,
+                ..Default::default()
+            }),
+        });
+        // What we originate every node originates too: the fleet needs none of it.
+        statements.push(api::Statement {
+            name: format!("{EXPORT_POLICY}-own-not-to-reflectors"),
+            conditions: Some(to_reflectors(RouteType::Local)),
+            actions: Some(reject()),
+        });
+    }
+    statements.push(api::Statement {
         name: format!("{EXPORT_POLICY}-no-transit"),
         conditions: Some(api::Conditions {
             route_type: RouteType::External as i32,
             ..Default::default()
         }),
         actions: Some(reject()),
-    }];
-    let mut defined_sets = Vec::new();
+    });
     for (i, (peers, prefixes)) in groups.into_iter().enumerate() {
         let (pset, nset) = (
             format!("{EXPORT_POLICY}-extra-{i}"),
@@ -227,6 +279,7 @@ pub(super) mod tests {
             md5_password: Some("pw".into()),
             hold_time: Duration::from_secs(240),
             extra_announce: extra.to_vec(),
+            route_reflector: false,
         }
     }
 
@@ -273,6 +326,47 @@ pub(super) mod tests {
         assert_eq!(
             c.neighbor_set.as_ref().unwrap().r#type,
             match_set::Type::Invert as i32
+        );
+    }
+
+    #[test]
+    fn customers_paths_go_to_reflectors_only_and_reflected_ones_nowhere() {
+        let mut rr = spec(9, &[]);
+        rr.route_reflector = true;
+        let d = desired(vec![spec(2, &[]), rr], &["10.1.0.0/16"]);
+        let pol = export_policy(&d);
+        let st = &pol.policies[0].statements;
+        let kinds: Vec<(i32, bool, i32)> = st
+            .iter()
+            .map(|s| {
+                let c = s.conditions.as_ref().unwrap();
+                (
+                    c.route_type,
+                    c.neighbor_set.is_some(),
+                    s.actions.as_ref().unwrap().route_action,
+                )
+            })
+            .collect();
+        let (acc, rej) = (RouteAction::Accept as i32, RouteAction::Reject as i32);
+        // In order (gobgpd stops at the first accept or reject): iBGP-learned rejected for
+        // all, customers' to the reflectors accepted, ours to the reflectors rejected, then
+        // customers' to anyone else rejected.
+        assert_eq!(
+            kinds,
+            [
+                (RouteType::Internal as i32, false, rej),
+                (RouteType::External as i32, true, acc),
+                (RouteType::Local as i32, true, rej),
+                (RouteType::External as i32, false, rej),
+            ]
+        );
+        assert_eq!(pol.defined_sets[0].list, ["10.0.0.9/32"]);
+        assert_eq!(
+            st[1].conditions.as_ref().unwrap().neighbor_set,
+            Some(api::MatchSet {
+                r#type: match_set::Type::Any as i32,
+                name: format!("{EXPORT_POLICY}-reflectors"),
+            })
         );
     }
 }

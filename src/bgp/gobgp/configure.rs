@@ -11,6 +11,9 @@ use std::net::Ipv4Addr;
 const BGP_PORT: i32 = 179;
 /// Seconds between gobgpd's connection attempts to a peer that is down (its default is 120).
 const CONNECT_RETRY: u64 = 5;
+/// Paths per prefix sent to a route reflector with ADD-PATH: every customer path a node holds
+/// for a prefix (one per customer peer) goes, not only gobgpd's best.
+pub const ADD_PATH_SEND_MAX: u32 = 255;
 
 /// StartBgp unless gobgpd already runs with our ASN and router id. Another ASN or router id
 /// cannot be changed in place: StopBgp (which drops every peer and path) and start again.
@@ -72,7 +75,12 @@ pub fn peer(p: &PeerSpec, graceful_restart_s: u32) -> api::Peer {
             state: None,
         }),
         transport: Some(api::Transport {
-            local_address: p.local_address.to_string(),
+            // Unspecified (a reflector without `local_address`): the kernel picks it.
+            local_address: if p.local_address.is_unspecified() {
+                String::new()
+            } else {
+                p.local_address.to_string()
+            },
             ..Default::default()
         }),
         // Helper: we keep a restarting peer's paths (stale) for the restart time it advertises.
@@ -91,6 +99,15 @@ pub fn peer(p: &PeerSpec, graceful_restart_s: u32) -> api::Peer {
                 config: Some(api::MpGracefulRestartConfig { enabled: true }),
                 state: None,
             }),
+            // A reflector hands us every path of every node (not its best), and takes all of
+            // ours; the next hop stays the customer's (iBGP), naming its tunnel on every node.
+            add_paths: p.route_reflector.then_some(api::AddPaths {
+                config: Some(api::AddPathsConfig {
+                    receive: true,
+                    send_max: ADD_PATH_SEND_MAX,
+                }),
+                state: None,
+            }),
             ..Default::default()
         }],
         ..Default::default()
@@ -99,8 +116,25 @@ pub fn peer(p: &PeerSpec, graceful_restart_s: u32) -> api::Peer {
 
 /// The parts of a peer we set, as gobgpd reports them back: when they differ the peer is
 /// deleted and added again (its session restarts; peers change only on reload).
-fn fingerprint(p: &api::Peer) -> (u32, String, String, u64, u64, bool, u32) {
+type Fingerprint = (
+    u32,
+    String,
+    String,
+    u64,
+    u64,
+    bool,
+    u32,
+    Option<(bool, u32)>,
+);
+
+fn fingerprint(p: &api::Peer) -> Fingerprint {
     let conf = p.conf.clone().unwrap_or_default();
+    let add_paths = p
+        .afi_safis
+        .iter()
+        .find_map(|a| a.add_paths.and_then(|x| x.config))
+        .map(|c| (c.receive, c.send_max))
+        .filter(|c| *c != (false, 0));
     let timers = p.timers.unwrap_or_default().config.unwrap_or_default();
     let gr = p.graceful_restart.clone().unwrap_or_default();
     let local = p.transport.clone().unwrap_or_default().local_address;
@@ -112,6 +146,7 @@ fn fingerprint(p: &api::Peer) -> (u32, String, String, u64, u64, bool, u32) {
         timers.keepalive_interval,
         gr.enabled && gr.helper_only,
         gr.restart_time,
+        add_paths,
     )
 }
 
@@ -176,5 +211,25 @@ mod tests {
         other.md5_password = None;
         assert_ne!(fingerprint(&m), fingerprint(&peer(&other, 120)));
         assert_eq!(fingerprint(&m), fingerprint(&peer(&spec(2, &[]), 120)));
+        assert!(
+            m.afi_safis[0].add_paths.is_none(),
+            "no ADD-PATH with customers"
+        );
+    }
+
+    #[test]
+    fn a_reflector_gets_add_path_both_ways_and_may_leave_the_local_address() {
+        let mut r = spec(9, &[]);
+        r.route_reflector = true;
+        r.asn = 64512;
+        r.local_address = Ipv4Addr::UNSPECIFIED;
+        let m = peer(&r, 120);
+        let ap = m.afi_safis[0].add_paths.unwrap().config.unwrap();
+        assert!(ap.receive && ap.send_max == ADD_PATH_SEND_MAX);
+        assert_eq!(m.transport.as_ref().unwrap().local_address, "");
+        assert_eq!(m.conf.as_ref().unwrap().peer_asn, 64512);
+        // Turning ADD-PATH off (a customer now) is a changed peer.
+        r.route_reflector = false;
+        assert_ne!(fingerprint(&m), fingerprint(&peer(&r, 120)));
     }
 }

@@ -283,7 +283,15 @@ impl Adapter {
                     let Some(peer) = paths::neighbor(p) else {
                         continue;
                     };
-                    if self.full.contains(&peer) || !d.peers.iter().any(|s| s.address == peer) {
+                    let Some(spec) = d.peers.iter().find(|s| s.address == peer) else {
+                        continue;
+                    };
+                    if spec.route_reflector {
+                        // ADD-PATH: several paths per prefix, withdrawn by path id; a
+                        // per-prefix delta cannot say that, a whole listing can.
+                        self.full.insert(peer);
+                    }
+                    if self.full.contains(&peer) {
                         continue;
                     }
                     let delta = self.deltas.entry(peer).or_default();

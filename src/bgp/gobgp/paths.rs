@@ -72,6 +72,7 @@ pub fn received(path: &api::Path) -> Option<ReceivedPath> {
         communities,
         as_path,
         stale: path.stale,
+        path_id: path.identifier,
     })
 }
 
@@ -154,6 +155,7 @@ mod tests {
             pattrs: attrs,
             stale,
             neighbor_ip: "10.77.0.2".into(),
+            identifier: 7,
             ..Default::default()
         }
     }
@@ -212,6 +214,7 @@ mod tests {
                     AsSegment::Set(vec![64600, 64601]),
                 ],
                 stale: true,
+                path_id: 7,
             })
         );
         assert_eq!(neighbor(&p), Some(Ipv4Addr::new(10, 77, 0, 2)));

@@ -170,6 +170,7 @@ fn path(prefix: &str, next_hop: [u8; 4], as_path: &[u32], communities: &[u32]) -
         communities: communities.to_vec(),
         as_path: vec![AsSegment::Sequence(as_path.to_vec())],
         stale: false,
+        path_id: 0,
     }
 }
 
