@@ -91,11 +91,15 @@ fn live_loop_percentiles(d: &Dir) {
     };
     let w = &st["workers"][0];
     let p = ordered(&w["loop_cycles"]);
-    let mean = w["cycles_per_loop"].as_u64().unwrap();
-    // Half the loops take at least the median, so the mean is at least half of it (the
-    // median read up to 1/8 high, from buckets up to a second older than the mean).
-    assert!(p[0] <= 8 * mean, "mean {mean} vs {p:?}");
-    assert!(w["loop_cycles"]["samples"].as_u64().unwrap() > 0);
+    // The mean of the same loops the buckets hold (`cycles_per_loop` is newer by up to a
+    // second, and early, cold loops can make the two windows differ eightfold under load).
+    let samples = w["loop_cycles"]["samples"].as_u64().unwrap();
+    assert!(samples > 0);
+    let mean = w["loop_cycles"]["cycles"].as_u64().unwrap() as f64 / samples as f64;
+    // Half the loops take at least the median, so the mean is at least half of it; the
+    // median is read as the top of its bucket, up to 1/8 high.
+    assert!(p[0] as f64 <= 2.25 * mean + 1.0, "mean {mean} vs {p:?}");
+    assert!(w["cycles_per_loop"].as_u64().is_some());
     ordered(&st["loop_cycles"]);
     let out = Command::new(BIN)
         .args([

@@ -44,7 +44,8 @@ pub fn stats(plane: &Plane) -> Value {
                    "drops": c.drop_total(), "busy_loops": c.busy_loops, "busy_cycles": c.busy_cycles,
                    "cycles_per_loop": (c.busy_loops > 0).then(|| c.busy_cycles / c.busy_loops),
                    "loop_cycles": LoopCycles::from_buckets(&c.loop_buckets).map(|l| json!({
-                       "samples": l.samples, "p50": l.p[0], "p99": l.p[1], "p99_9": l.p[2]}))})
+                       "samples": l.samples, "cycles": c.loop_buckets_cycles,
+                       "p50": l.p[0], "p99": l.p[1], "p99_9": l.p[2]}))})
         })
         .collect();
     let mut text = r.to_text();
