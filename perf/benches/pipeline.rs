@@ -8,6 +8,9 @@
 //!   ... --pipeline|--callgrind-pipeline N [--path ...] --arr FLOWS: the demo tunnel with
 //!   ARR, FLOWS flows learned first (plain: every lookup misses; decap: each packet
 //!   refreshes its flow; encap: each packet is a return packet sent by its learned flow)
+//!   cargo bench --bench pipeline -- --arr-cold FLOWS [--set N] [--runs R]: FLOWS random flows
+//!   learned, then N frames (default 262,144) of learned flows (hits) and of unknown flows
+//!   (misses), each set timed with ARR off and on, interleaved: ARR's cycles out of cache
 //!
 //! FILE formats are dpdk-test-fib's: `a.b.c.d/len nexthop` per route, one address per line.
 use anygate::config::{parse, Host};
@@ -447,6 +450,10 @@ fn main() {
         return bench_snapshot(&routes);
     }
     let runs = get("--runs").and_then(|n| n.parse().ok()).unwrap_or(5);
+    if let Some(learn) = get("--arr-cold").and_then(|n| n.parse().ok()) {
+        let set = get("--set").and_then(|n| n.parse().ok()).unwrap_or(1 << 18);
+        return bench_arr_cold(runs, learn, set);
+    }
     if args.iter().any(|a| a == "--bench" || a == "--lpm")
         || !args.iter().any(|a| a == "--pipeline")
     {
@@ -655,4 +662,172 @@ fn classify_one(
     scratch: &mut [u64],
 ) -> usize {
     c.classify(p, scratch).is_some() as usize
+}
+
+/// Frames of the `--arr-cold` bench: 64-byte slots, one after another, so the set's footprint
+/// is exactly `len * 64` bytes.
+const SLOT: usize = 64;
+
+/// A UDP return flow toward the customer prefix behind the demo tunnel (192.168.10.0/24), from
+/// a random address of 198.18.0.0/15 and random ports: as ARR keys it (source, destination).
+fn cold_key(r: u64) -> anygate::arr::Key {
+    anygate::arr::Key {
+        src: 0xc612_0000 | (r >> 47) as u32,
+        dst: u32::from_be_bytes([192, 168, 10, 1 + (r >> 8) as u8 % 254]),
+        proto: 17,
+        ports: (1024 + (r >> 16) as u32 % 64_000) << 16 | (r >> 32) as u16 as u32,
+    }
+}
+
+/// The keys' frames from the upstream port (encap path), each in its own `SLOT`.
+fn cold_frames(keys: &[anygate::arr::Key]) -> Vec<u8> {
+    let mut out = vec![0u8; keys.len() * SLOT];
+    for (k, slot) in keys.iter().zip(out.chunks_exact_mut(SLOT)) {
+        let mut f = Vec::with_capacity(SLOT);
+        etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 0xfe], [2, 0, 0, 0, 0, 1])
+            .ipv4(k.src.to_be_bytes(), k.dst.to_be_bytes(), 64)
+            .udp((k.ports >> 16) as u16, k.ports as u16)
+            .write(&mut f, &[0u8; 18])
+            .expect("write to Vec");
+        slot[..f.len()].copy_from_slice(&f);
+    }
+    out
+}
+
+/// One pass over `frames` (bursts of 32 taken in order); with `process` false only the buffer
+/// resets, the part subtracted. Returns TSC cycles.
+fn cold_pass(
+    frames: &[u8],
+    len: usize,
+    sim: Option<(&mut Pipeline, &Snapshot)>,
+    bufs: &mut [VecBuf],
+    v: &mut [Verdict],
+    t: &mut Tapped,
+) -> u64 {
+    let start = tsc();
+    match sim {
+        Some((p, s)) => {
+            for burst in frames.chunks_exact(SLOT * BURST) {
+                for (b, f) in bufs.iter_mut().zip(burst.chunks_exact(SLOT)) {
+                    b.reset(&f[..len]);
+                }
+                process_burst(p, s, bufs, v, t);
+            }
+        }
+        None => {
+            for burst in frames.chunks_exact(SLOT * BURST) {
+                for (b, f) in bufs.iter_mut().zip(burst.chunks_exact(SLOT)) {
+                    b.reset(&f[..len]);
+                }
+                black_box(&mut *bufs);
+            }
+        }
+    }
+    tsc() - start
+}
+
+/// Cycles ARR adds with a full table whose flows are not in cache (issue 18): `learn` random
+/// return flows into the default table, then time passes over `set` frames of (a) return
+/// packets of random learned flows (hits) and (b) flows never learned (misses), each with ARR
+/// on and on the same frames with ARR off, interleaved.
+fn bench_arr_cold(runs: usize, learn: usize, set: usize) {
+    let on = snapshot_of(&CFG.replacen(
+        "interface_address = \"10.100.0.0/31\"",
+        "interface_address = \"10.100.0.0/31\"\nautomatic_return_routing = true",
+        1,
+    ));
+    let off = snapshot_of(CFG);
+    let t = on.arr_table().expect("ARR on the demo tunnel");
+    let mut rng = Rng(11);
+    let mut learned = Vec::with_capacity(learn);
+    for _ in 0..learn {
+        let k = cold_key(rng.next());
+        if t.learn(&k, on.arr_epoch, 0, 0, 0) == anygate::arr::Learned::New {
+            learned.push(k);
+        }
+    }
+    // A sample spread over the whole learning order: early flows sit in their first bucket
+    // more often than late ones.
+    let step = (learned.len() / set).max(1);
+    let hits: Vec<_> = learned.iter().step_by(step).take(set).copied().collect();
+    let mut rng = Rng(12);
+    let misses: Vec<_> = std::iter::repeat_with(|| cold_key(rng.next()))
+        .filter(|k| t.lookup(k).is_none())
+        .take(hits.len())
+        .collect();
+    let n = hits.len() / BURST * BURST;
+    let (hit_frames, miss_frames) = (cold_frames(&hits[..n]), cold_frames(&misses[..n]));
+    let len = 60;
+    println!(
+        "arr-cold: {} of {learn} random flows learned into a {}-entry table ({} bytes); \
+         {n} frames per set, {} bytes each set ({SLOT}-byte slots)",
+        learned.len(),
+        t.capacity(),
+        t.bytes(),
+        hit_frames.len()
+    );
+    let mut bufs: Vec<VecBuf> = (0..BURST).map(|_| VecBuf::from_bytes(&[0; 60])).collect();
+    let mut v = [Verdict::Drop(DropReason::NoRoute); BURST];
+    let mut tapped = Tapped::new();
+    let (mut p_on, mut p_off) = (Pipeline::new(), Pipeline::new());
+    let per = |c: u64, r: u64| (c.saturating_sub(r)) as f64 / n as f64;
+    // [hit off, hit on, miss off, miss on, reset]
+    let mut res: [Vec<f64>; 5] = Default::default();
+    let (mut ratio_hit, mut ratio_miss) = (Vec::new(), Vec::new());
+    for run in 0..=runs {
+        let mut row = [0.0; 5];
+        for (i, frames) in [&hit_frames, &miss_frames].into_iter().enumerate() {
+            let returned = p_on.counters.arr_returned;
+            let r = cold_pass(frames, len, None, &mut bufs, &mut v, &mut tapped);
+            let c_off = cold_pass(
+                frames,
+                len,
+                Some((&mut p_off, &off)),
+                &mut bufs,
+                &mut v,
+                &mut tapped,
+            );
+            assert!(v.iter().all(|v| *v == Verdict::Forward(0)), "encap path");
+            let c_on = cold_pass(
+                frames,
+                len,
+                Some((&mut p_on, &on)),
+                &mut bufs,
+                &mut v,
+                &mut tapped,
+            );
+            assert!(v.iter().all(|v| *v == Verdict::Forward(0)), "encap path");
+            let sent = p_on.counters.arr_returned - returned;
+            assert_eq!(
+                sent,
+                if i == 0 { n as u64 } else { 0 },
+                "hits hit, misses miss"
+            );
+            row[2 * i] = per(c_off, r);
+            row[2 * i + 1] = per(c_on, r);
+            row[4] = r as f64 / n as f64;
+        }
+        // Run 0 brings the sets and the table into the caches it fits: not counted.
+        if run > 0 {
+            for (r, x) in res.iter_mut().zip(row) {
+                r.push(x);
+            }
+            ratio_hit.push(row[1] / row[0]);
+            ratio_miss.push(row[3] / row[2]);
+        }
+    }
+    println!("TSC cycles per packet, {runs} runs (each: off then on, hits then misses)");
+    let [hit_off, hit_on, miss_off, miss_on, reset] = res;
+    let added = |on: &[f64], off: &[f64]| on.iter().zip(off).map(|(a, b)| a - b).collect();
+    let (hit_added, miss_added) = (added(&hit_on, &hit_off), added(&miss_on, &miss_off));
+    report("(a) ARR hits: ARR off", "cyc", hit_off);
+    report("(a) ARR hits: ARR on", "cyc", hit_on);
+    report("(a) added by ARR (same run)", "cyc", hit_added);
+    report("(a) ratio on/off (same run)", "x", ratio_hit);
+    report("(b) ARR misses: ARR off", "cyc", miss_off);
+    report("(b) ARR misses: ARR on", "cyc", miss_on);
+    report("(b) added by ARR (same run)", "cyc", miss_added);
+    report("(b) ratio on/off (same run)", "x", ratio_miss);
+    report("(buffer reset, subtracted above)", "cyc", reset);
+    println!("  TSC {:.2} GHz", tsc_per_ns());
 }
