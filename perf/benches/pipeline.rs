@@ -9,8 +9,8 @@
 //!   ARR, FLOWS flows learned first (plain: every lookup misses; decap: each packet
 //!   refreshes its flow; encap: each packet is a return packet sent by its learned flow)
 //!   cargo bench --bench pipeline -- --arr-cold FLOWS [--set N] [--runs R]: FLOWS random flows
-//!   learned, then N frames (default 262,144) of learned flows (hits) and of unknown flows
-//!   (misses), each set timed with ARR off and on, interleaved: ARR's cycles out of cache
+//!   learned, then N frames (default 262,144) of learned flows (hits), of unknown flows
+//!   (misses) and of a mix, each set timed with ARR off and on, interleaved: ARR out of cache
 //!
 //! FILE formats are dpdk-test-fib's: `a.b.c.d/len nexthop` per route, one address per line.
 use anygate::config::{parse, Host};
@@ -664,9 +664,13 @@ fn classify_one(
     c.classify(p, scratch).is_some() as usize
 }
 
-/// Frames of the `--arr-cold` bench: 64-byte slots, one after another, so the set's footprint
-/// is exactly `len * 64` bytes.
-const SLOT: usize = 64;
+/// Frames of the `--arr-cold` bench, each in a fixed slot one after another, so a set's
+/// footprint is exactly `lens.len() * slot` bytes (plus a byte of length per frame).
+struct ColdSet {
+    data: Vec<u8>,
+    lens: Vec<u8>,
+    slot: usize,
+}
 
 /// A UDP return flow toward the customer prefix behind the demo tunnel (192.168.10.0/24), from
 /// a random address of 198.18.0.0/15 and random ports: as ARR keys it (source, destination).
@@ -679,45 +683,91 @@ fn cold_key(r: u64) -> anygate::arr::Key {
     }
 }
 
-/// The keys' frames from the upstream port (encap path), each in its own `SLOT`.
-fn cold_frames(keys: &[anygate::arr::Key]) -> Vec<u8> {
-    let mut out = vec![0u8; keys.len() * SLOT];
-    for (k, slot) in keys.iter().zip(out.chunks_exact_mut(SLOT)) {
-        let mut f = Vec::with_capacity(SLOT);
-        etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 0xfe], [2, 0, 0, 0, 0, 1])
-            .ipv4(k.src.to_be_bytes(), k.dst.to_be_bytes(), 64)
-            .udp((k.ports >> 16) as u16, k.ports as u16)
-            .write(&mut f, &[0u8; 18])
-            .expect("write to Vec");
-        slot[..f.len()].copy_from_slice(&f);
-    }
-    out
+/// How a `cold_key` flow's packet travels.
+#[derive(Clone, Copy)]
+enum Cold {
+    /// From the upstream port toward the customer: a return packet (encap path).
+    Return,
+    /// From the customer through the tunnel (decap path): learns or refreshes the flow.
+    Forward,
+    /// From the upstream port toward 172.16.0.0/12 (plain path), source and ports kept.
+    Plain,
 }
 
-/// One pass over `frames` (bursts of 32 taken in order); with `process` false only the buffer
+fn cold_frame(k: &anygate::arr::Key, how: Cold) -> Vec<u8> {
+    const UP: [u8; 6] = [2, 0, 0, 0, 0, 0xfe];
+    const WAN: [u8; 6] = [2, 0, 0, 0, 0, 1];
+    let (src, dst) = (k.src.to_be_bytes(), k.dst.to_be_bytes());
+    let (sport, dport) = ((k.ports >> 16) as u16, k.ports as u16);
+    let mut f = Vec::with_capacity(128);
+    match how {
+        Cold::Return | Cold::Plain => {
+            let dst = match how {
+                Cold::Plain => [172, 16, dst[3], 1],
+                _ => dst,
+            };
+            etherparse::PacketBuilder::ethernet2(UP, WAN)
+                .ipv4(src, dst, 64)
+                .udp(sport, dport)
+                .write(&mut f, &[0u8; 18])
+                .expect("write to Vec");
+        }
+        Cold::Forward => {
+            let mut inner = vec![0, 0, 0x08, 0x00];
+            etherparse::PacketBuilder::ipv4(dst, src, 64)
+                .udp(dport, sport)
+                .write(&mut inner, &[0u8; 18])
+                .expect("write to Vec");
+            etherparse::PacketBuilder::ethernet2(UP, WAN)
+                .ipv4([198, 51, 100, 20], [203, 0, 113, 10], 60)
+                .write(&mut f, etherparse::IpNumber::GRE, &inner)
+                .expect("write to Vec");
+        }
+    }
+    f
+}
+
+fn cold_set(frames: impl Iterator<Item = Vec<u8>>, slot: usize) -> ColdSet {
+    let mut set = ColdSet {
+        data: Vec::new(),
+        lens: Vec::new(),
+        slot,
+    };
+    for f in frames {
+        set.lens.push(f.len() as u8);
+        set.data.extend_from_slice(&f);
+        set.data.resize(set.lens.len() * slot, 0);
+    }
+    set
+}
+
+/// One pass over `set` (bursts of 32 taken in order); with `sim` None only the buffer
 /// resets, the part subtracted. Returns TSC cycles.
 fn cold_pass(
-    frames: &[u8],
-    len: usize,
+    set: &ColdSet,
     sim: Option<(&mut Pipeline, &Snapshot)>,
     bufs: &mut [VecBuf],
     v: &mut [Verdict],
     t: &mut Tapped,
 ) -> u64 {
+    let bursts = set
+        .data
+        .chunks_exact(set.slot * BURST)
+        .zip(set.lens.chunks_exact(BURST));
     let start = tsc();
     match sim {
         Some((p, s)) => {
-            for burst in frames.chunks_exact(SLOT * BURST) {
-                for (b, f) in bufs.iter_mut().zip(burst.chunks_exact(SLOT)) {
-                    b.reset(&f[..len]);
+            for (burst, lens) in bursts {
+                for ((b, f), &l) in bufs.iter_mut().zip(burst.chunks_exact(set.slot)).zip(lens) {
+                    b.reset(&f[..usize::from(l)]);
                 }
                 process_burst(p, s, bufs, v, t);
             }
         }
         None => {
-            for burst in frames.chunks_exact(SLOT * BURST) {
-                for (b, f) in bufs.iter_mut().zip(burst.chunks_exact(SLOT)) {
-                    b.reset(&f[..len]);
+            for (burst, lens) in bursts {
+                for ((b, f), &l) in bufs.iter_mut().zip(burst.chunks_exact(set.slot)).zip(lens) {
+                    b.reset(&f[..usize::from(l)]);
                 }
                 black_box(&mut *bufs);
             }
@@ -728,8 +778,8 @@ fn cold_pass(
 
 /// Cycles ARR adds with a full table whose flows are not in cache (issue 18): `learn` random
 /// return flows into the default table, then time passes over `set` frames of (a) return
-/// packets of random learned flows (hits) and (b) flows never learned (misses), each with ARR
-/// on and on the same frames with ARR off, interleaved.
+/// packets of random learned flows (hits), (b) flows never learned (misses) and (d) a mix,
+/// each with ARR on and on the same frames with ARR off, interleaved.
 fn bench_arr_cold(runs: usize, learn: usize, set: usize) {
     let on = snapshot_of(&CFG.replacen(
         "interface_address = \"10.100.0.0/31\"",
@@ -746,8 +796,8 @@ fn bench_arr_cold(runs: usize, learn: usize, set: usize) {
             learned.push(k);
         }
     }
-    // A sample spread over the whole learning order: early flows sit in their first bucket
-    // more often than late ones.
+    // A sample spread over the learning order: early flows sit in their first bucket more
+    // often than late ones.
     let step = (learned.len() / set).max(1);
     let hits: Vec<_> = learned.iter().step_by(step).take(set).copied().collect();
     let mut rng = Rng(12);
@@ -756,78 +806,99 @@ fn bench_arr_cold(runs: usize, learn: usize, set: usize) {
         .take(hits.len())
         .collect();
     let n = hits.len() / BURST * BURST;
-    let (hit_frames, miss_frames) = (cold_frames(&hits[..n]), cold_frames(&misses[..n]));
-    let len = 60;
+    // perf/run's "mix" proportions: 40% plain (unknown flows), 35% toward the customer (here
+    // return packets of learned flows), 25% from the customer's tunnel (learned flows again:
+    // refreshes). Learned flows are the `hits` not used by the return packets.
+    let mut rng = Rng(13);
+    let (mut returns, mut refreshes) = (0u64, 0u64);
+    let mix: Vec<Vec<u8>> = (0..n)
+        .map(|i| {
+            let r = rng.next() % 100;
+            let other = hits[(i + n / 2) % n];
+            match r {
+                0..=39 => cold_frame(&misses[i], Cold::Plain),
+                40..=64 => {
+                    refreshes += 1;
+                    cold_frame(&other, Cold::Forward)
+                }
+                _ => {
+                    returns += 1;
+                    cold_frame(&hits[i], Cold::Return)
+                }
+            }
+        })
+        .collect();
+    let sets = [
+        (
+            "(a) ARR hits",
+            cold_set(hits[..n].iter().map(|k| cold_frame(k, Cold::Return)), 64),
+        ),
+        (
+            "(b) ARR misses",
+            cold_set(misses[..n].iter().map(|k| cold_frame(k, Cold::Return)), 64),
+        ),
+        ("(d) mix 40/35/25", cold_set(mix.into_iter(), 128)),
+    ];
     println!(
         "arr-cold: {} of {learn} random flows learned into a {}-entry table ({} bytes); \
-         {n} frames per set, {} bytes each set ({SLOT}-byte slots)",
+         {n} frames per set, (a) (b) {} bytes, (d) {} bytes ({returns} returns, {refreshes} \
+         from the tunnel)",
         learned.len(),
         t.capacity(),
         t.bytes(),
-        hit_frames.len()
+        sets[0].1.data.len(),
+        sets[2].1.data.len(),
     );
     let mut bufs: Vec<VecBuf> = (0..BURST).map(|_| VecBuf::from_bytes(&[0; 60])).collect();
     let mut v = [Verdict::Drop(DropReason::NoRoute); BURST];
     let mut tapped = Tapped::new();
     let (mut p_on, mut p_off) = (Pipeline::new(), Pipeline::new());
     let per = |c: u64, r: u64| (c.saturating_sub(r)) as f64 / n as f64;
-    // [hit off, hit on, miss off, miss on, reset]
-    let mut res: [Vec<f64>; 5] = Default::default();
-    let (mut ratio_hit, mut ratio_miss) = (Vec::new(), Vec::new());
+    // Per set: off, on, added, ratio, reset.
+    let mut res: Vec<[Vec<f64>; 5]> = (0..sets.len()).map(|_| Default::default()).collect();
     for run in 0..=runs {
-        let mut row = [0.0; 5];
-        for (i, frames) in [&hit_frames, &miss_frames].into_iter().enumerate() {
+        for (i, (_, set)) in sets.iter().enumerate() {
             let returned = p_on.counters.arr_returned;
-            let r = cold_pass(frames, len, None, &mut bufs, &mut v, &mut tapped);
+            let r = cold_pass(set, None, &mut bufs, &mut v, &mut tapped);
             let c_off = cold_pass(
-                frames,
-                len,
+                set,
                 Some((&mut p_off, &off)),
                 &mut bufs,
                 &mut v,
                 &mut tapped,
             );
-            assert!(v.iter().all(|v| *v == Verdict::Forward(0)), "encap path");
-            let c_on = cold_pass(
-                frames,
-                len,
-                Some((&mut p_on, &on)),
-                &mut bufs,
-                &mut v,
-                &mut tapped,
+            assert!(
+                v.iter().all(|v| matches!(v, Verdict::Forward(_))),
+                "forwarded"
             );
-            assert!(v.iter().all(|v| *v == Verdict::Forward(0)), "encap path");
+            let c_on = cold_pass(set, Some((&mut p_on, &on)), &mut bufs, &mut v, &mut tapped);
+            assert!(
+                v.iter().all(|v| matches!(v, Verdict::Forward(_))),
+                "forwarded"
+            );
             let sent = p_on.counters.arr_returned - returned;
-            assert_eq!(
-                sent,
-                if i == 0 { n as u64 } else { 0 },
-                "hits hit, misses miss"
-            );
-            row[2 * i] = per(c_off, r);
-            row[2 * i + 1] = per(c_on, r);
-            row[4] = r as f64 / n as f64;
-        }
-        // Run 0 brings the sets and the table into the caches it fits: not counted.
-        if run > 0 {
-            for (r, x) in res.iter_mut().zip(row) {
-                r.push(x);
+            assert_eq!(sent, [n as u64, 0, returns][i], "hits hit, misses miss");
+            // Run 0 brings the sets and the table into the caches they fit: not counted.
+            if run > 0 {
+                let (off, on) = (per(c_off, r), per(c_on, r));
+                for (col, x) in res[i].iter_mut().zip([off, on, on - off, on / off]) {
+                    col.push(x);
+                }
+                res[i][4].push(r as f64 / n as f64);
             }
-            ratio_hit.push(row[1] / row[0]);
-            ratio_miss.push(row[3] / row[2]);
         }
     }
-    println!("TSC cycles per packet, {runs} runs (each: off then on, hits then misses)");
-    let [hit_off, hit_on, miss_off, miss_on, reset] = res;
-    let added = |on: &[f64], off: &[f64]| on.iter().zip(off).map(|(a, b)| a - b).collect();
-    let (hit_added, miss_added) = (added(&hit_on, &hit_off), added(&miss_on, &miss_off));
-    report("(a) ARR hits: ARR off", "cyc", hit_off);
-    report("(a) ARR hits: ARR on", "cyc", hit_on);
-    report("(a) added by ARR (same run)", "cyc", hit_added);
-    report("(a) ratio on/off (same run)", "x", ratio_hit);
-    report("(b) ARR misses: ARR off", "cyc", miss_off);
-    report("(b) ARR misses: ARR on", "cyc", miss_on);
-    report("(b) added by ARR (same run)", "cyc", miss_added);
-    report("(b) ratio on/off (same run)", "x", ratio_miss);
-    report("(buffer reset, subtracted above)", "cyc", reset);
+    assert_eq!(
+        p_on.counters.arr_learned, 0,
+        "the mix's tunnel packets refresh"
+    );
+    println!("TSC cycles per packet, {runs} runs (each: off then on, set after set)");
+    for ((name, _), [off, on, added, ratio, reset]) in sets.iter().zip(res) {
+        report(&format!("{name}: ARR off"), "cyc", off);
+        report(&format!("{name}: ARR on"), "cyc", on);
+        report(&format!("{name}: added by ARR (same run)"), "cyc", added);
+        report(&format!("{name}: ratio on/off (same run)"), "x", ratio);
+        report(&format!("{name}: (buffer reset, subtracted)"), "cyc", reset);
+    }
     println!("  TSC {:.2} GHz", tsc_per_ns());
 }
