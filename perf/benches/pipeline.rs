@@ -8,6 +8,9 @@
 //!   ... --pipeline|--callgrind-pipeline N [--path ...] --arr FLOWS: the demo tunnel with
 //!   ARR, FLOWS flows learned first (plain: every lookup misses; decap: each packet
 //!   refreshes its flow; encap: each packet is a return packet sent by its learned flow)
+//!   cargo bench --bench pipeline -- --arr-cold FLOWS [--set N] [--runs R]: FLOWS random flows
+//!   learned, then N frames (default 262,144) of learned flows (hits), of unknown flows
+//!   (misses) and of a mix, each set timed with ARR off and on, interleaved: ARR out of cache
 //!
 //! FILE formats are dpdk-test-fib's: `a.b.c.d/len nexthop` per route, one address per line.
 use anygate::config::{parse, Host};
@@ -447,6 +450,10 @@ fn main() {
         return bench_snapshot(&routes);
     }
     let runs = get("--runs").and_then(|n| n.parse().ok()).unwrap_or(5);
+    if let Some(learn) = get("--arr-cold").and_then(|n| n.parse().ok()) {
+        let set = get("--set").and_then(|n| n.parse().ok()).unwrap_or(1 << 18);
+        return bench_arr_cold(runs, learn, set);
+    }
     if args.iter().any(|a| a == "--bench" || a == "--lpm")
         || !args.iter().any(|a| a == "--pipeline")
     {
@@ -655,4 +662,243 @@ fn classify_one(
     scratch: &mut [u64],
 ) -> usize {
     c.classify(p, scratch).is_some() as usize
+}
+
+/// Frames of the `--arr-cold` bench, each in a fixed slot one after another, so a set's
+/// footprint is exactly `lens.len() * slot` bytes (plus a byte of length per frame).
+struct ColdSet {
+    data: Vec<u8>,
+    lens: Vec<u8>,
+    slot: usize,
+}
+
+/// A UDP return flow toward the customer prefix behind the demo tunnel (192.168.10.0/24), from
+/// a random address of 198.18.0.0/15 and random ports: as ARR keys it (source, destination).
+fn cold_key(r: u64) -> anygate::arr::Key {
+    anygate::arr::Key {
+        src: 0xc612_0000 | (r >> 47) as u32,
+        dst: u32::from_be_bytes([192, 168, 10, 1 + (r >> 8) as u8 % 254]),
+        proto: 17,
+        ports: (1024 + (r >> 16) as u32 % 64_000) << 16 | (r >> 32) as u16 as u32,
+    }
+}
+
+/// How a `cold_key` flow's packet travels.
+#[derive(Clone, Copy)]
+enum Cold {
+    /// From the upstream port toward the customer: a return packet (encap path).
+    Return,
+    /// From the customer through the tunnel (decap path): learns or refreshes the flow.
+    Forward,
+    /// From the upstream port toward 172.16.0.0/12 (plain path), source and ports kept.
+    Plain,
+}
+
+fn cold_frame(k: &anygate::arr::Key, how: Cold) -> Vec<u8> {
+    const UP: [u8; 6] = [2, 0, 0, 0, 0, 0xfe];
+    const WAN: [u8; 6] = [2, 0, 0, 0, 0, 1];
+    let (src, dst) = (k.src.to_be_bytes(), k.dst.to_be_bytes());
+    let (sport, dport) = ((k.ports >> 16) as u16, k.ports as u16);
+    let mut f = Vec::with_capacity(128);
+    match how {
+        Cold::Return | Cold::Plain => {
+            let dst = match how {
+                Cold::Plain => [172, 16, dst[3], 1],
+                _ => dst,
+            };
+            etherparse::PacketBuilder::ethernet2(UP, WAN)
+                .ipv4(src, dst, 64)
+                .udp(sport, dport)
+                .write(&mut f, &[0u8; 18])
+                .expect("write to Vec");
+        }
+        Cold::Forward => {
+            let mut inner = vec![0, 0, 0x08, 0x00];
+            etherparse::PacketBuilder::ipv4(dst, src, 64)
+                .udp(dport, sport)
+                .write(&mut inner, &[0u8; 18])
+                .expect("write to Vec");
+            etherparse::PacketBuilder::ethernet2(UP, WAN)
+                .ipv4([198, 51, 100, 20], [203, 0, 113, 10], 60)
+                .write(&mut f, etherparse::IpNumber::GRE, &inner)
+                .expect("write to Vec");
+        }
+    }
+    f
+}
+
+fn cold_set(frames: impl Iterator<Item = Vec<u8>>, slot: usize) -> ColdSet {
+    let mut set = ColdSet {
+        data: Vec::new(),
+        lens: Vec::new(),
+        slot,
+    };
+    for f in frames {
+        set.lens.push(f.len() as u8);
+        set.data.extend_from_slice(&f);
+        set.data.resize(set.lens.len() * slot, 0);
+    }
+    set
+}
+
+/// One pass over `set` (bursts of 32 taken in order); with `sim` None only the buffer
+/// resets, the part subtracted. Returns TSC cycles.
+fn cold_pass(
+    set: &ColdSet,
+    sim: Option<(&mut Pipeline, &Snapshot)>,
+    bufs: &mut [VecBuf],
+    v: &mut [Verdict],
+    t: &mut Tapped,
+) -> u64 {
+    let bursts = set
+        .data
+        .chunks_exact(set.slot * BURST)
+        .zip(set.lens.chunks_exact(BURST));
+    let start = tsc();
+    match sim {
+        Some((p, s)) => {
+            for (burst, lens) in bursts {
+                for ((b, f), &l) in bufs.iter_mut().zip(burst.chunks_exact(set.slot)).zip(lens) {
+                    b.reset(&f[..usize::from(l)]);
+                }
+                process_burst(p, s, bufs, v, t);
+            }
+        }
+        None => {
+            for (burst, lens) in bursts {
+                for ((b, f), &l) in bufs.iter_mut().zip(burst.chunks_exact(set.slot)).zip(lens) {
+                    b.reset(&f[..usize::from(l)]);
+                }
+                black_box(&mut *bufs);
+            }
+        }
+    }
+    tsc() - start
+}
+
+/// Cycles ARR adds with a full table whose flows are not in cache (issue 18): `learn` random
+/// return flows into the default table, then time passes over `set` frames of (a) return
+/// packets of random learned flows (hits), (b) flows never learned (misses) and (d) a mix,
+/// each with ARR on and on the same frames with ARR off, interleaved.
+fn bench_arr_cold(runs: usize, learn: usize, set: usize) {
+    let on = snapshot_of(&CFG.replacen(
+        "interface_address = \"10.100.0.0/31\"",
+        "interface_address = \"10.100.0.0/31\"\nautomatic_return_routing = true",
+        1,
+    ));
+    let off = snapshot_of(CFG);
+    let t = on.arr_table().expect("ARR on the demo tunnel");
+    let mut rng = Rng(11);
+    let mut learned = Vec::with_capacity(learn);
+    for _ in 0..learn {
+        let k = cold_key(rng.next());
+        if t.learn(&k, on.arr_epoch, 0, 0, 0) == anygate::arr::Learned::New {
+            learned.push(k);
+        }
+    }
+    // A sample spread over the learning order: early flows sit in their first bucket more
+    // often than late ones.
+    let step = (learned.len() / set).max(1);
+    let hits: Vec<_> = learned.iter().step_by(step).take(set).copied().collect();
+    let mut rng = Rng(12);
+    let misses: Vec<_> = std::iter::repeat_with(|| cold_key(rng.next()))
+        .filter(|k| t.lookup(k).is_none())
+        .take(hits.len())
+        .collect();
+    let n = hits.len() / BURST * BURST;
+    // perf/run's "mix" proportions: 40% plain (unknown flows), 35% toward the customer (here
+    // return packets of learned flows), 25% from the customer's tunnel (learned flows again:
+    // refreshes). Learned flows are the `hits` not used by the return packets.
+    let mut rng = Rng(13);
+    let (mut returns, mut refreshes) = (0u64, 0u64);
+    let mix: Vec<Vec<u8>> = (0..n)
+        .map(|i| {
+            let r = rng.next() % 100;
+            let other = hits[(i + n / 2) % n];
+            match r {
+                0..=39 => cold_frame(&misses[i], Cold::Plain),
+                40..=64 => {
+                    refreshes += 1;
+                    cold_frame(&other, Cold::Forward)
+                }
+                _ => {
+                    returns += 1;
+                    cold_frame(&hits[i], Cold::Return)
+                }
+            }
+        })
+        .collect();
+    let sets = [
+        (
+            "(a) ARR hits",
+            cold_set(hits[..n].iter().map(|k| cold_frame(k, Cold::Return)), 64),
+        ),
+        (
+            "(b) ARR misses",
+            cold_set(misses[..n].iter().map(|k| cold_frame(k, Cold::Return)), 64),
+        ),
+        ("(d) mix 40/35/25", cold_set(mix.into_iter(), 128)),
+    ];
+    println!(
+        "arr-cold: {} of {learn} random flows learned into a {}-entry table ({} bytes); \
+         {n} frames per set, (a) (b) {} bytes, (d) {} bytes ({returns} returns, {refreshes} \
+         from the tunnel)",
+        learned.len(),
+        t.capacity(),
+        t.bytes(),
+        sets[0].1.data.len(),
+        sets[2].1.data.len(),
+    );
+    let mut bufs: Vec<VecBuf> = (0..BURST).map(|_| VecBuf::from_bytes(&[0; 60])).collect();
+    let mut v = [Verdict::Drop(DropReason::NoRoute); BURST];
+    let mut tapped = Tapped::new();
+    let (mut p_on, mut p_off) = (Pipeline::new(), Pipeline::new());
+    let per = |c: u64, r: u64| (c.saturating_sub(r)) as f64 / n as f64;
+    // Per set: off, on, added, ratio, reset.
+    let mut res: Vec<[Vec<f64>; 5]> = (0..sets.len()).map(|_| Default::default()).collect();
+    for run in 0..=runs {
+        for (i, (_, set)) in sets.iter().enumerate() {
+            let returned = p_on.counters.arr_returned;
+            let r = cold_pass(set, None, &mut bufs, &mut v, &mut tapped);
+            let c_off = cold_pass(
+                set,
+                Some((&mut p_off, &off)),
+                &mut bufs,
+                &mut v,
+                &mut tapped,
+            );
+            assert!(
+                v.iter().all(|v| matches!(v, Verdict::Forward(_))),
+                "forwarded"
+            );
+            let c_on = cold_pass(set, Some((&mut p_on, &on)), &mut bufs, &mut v, &mut tapped);
+            assert!(
+                v.iter().all(|v| matches!(v, Verdict::Forward(_))),
+                "forwarded"
+            );
+            let sent = p_on.counters.arr_returned - returned;
+            assert_eq!(sent, [n as u64, 0, returns][i], "hits hit, misses miss");
+            // Run 0 brings the sets and the table into the caches they fit: not counted.
+            if run > 0 {
+                let (off, on) = (per(c_off, r), per(c_on, r));
+                for (col, x) in res[i].iter_mut().zip([off, on, on - off, on / off]) {
+                    col.push(x);
+                }
+                res[i][4].push(r as f64 / n as f64);
+            }
+        }
+    }
+    assert_eq!(
+        p_on.counters.arr_learned, 0,
+        "the mix's tunnel packets refresh"
+    );
+    println!("TSC cycles per packet, {runs} runs (each: off then on, set after set)");
+    for ((name, _), [off, on, added, ratio, reset]) in sets.iter().zip(res) {
+        report(&format!("{name}: ARR off"), "cyc", off);
+        report(&format!("{name}: ARR on"), "cyc", on);
+        report(&format!("{name}: added by ARR (same run)"), "cyc", added);
+        report(&format!("{name}: ratio on/off (same run)"), "x", ratio);
+        report(&format!("{name}: (buffer reset, subtracted)"), "cyc", reset);
+    }
+    println!("  TSC {:.2} GHz", tsc_per_ns());
 }
