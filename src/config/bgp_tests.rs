@@ -1,5 +1,6 @@
 //! `[bgp]`, `[tunnels.bgp]` and `[[bgp.peers]]`: defaults, and each refusal naming its key.
-use super::super::{parse, Host, PeerAt};
+use super::super::test_support::host;
+use super::super::{parse, PeerAt};
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
@@ -31,10 +32,6 @@ customer_endpoint = "198.51.100.2"
 edge_endpoint = "203.0.113.10"
 interface_address = "10.100.0.5/30"
 "#;
-
-fn host() -> Host {
-    Host { cores: vec![0, 1] }
-}
 
 fn with(bgp: &str, tunnel_bgp: &str) -> String {
     format!("{}\n{bgp}", BASE.replace("TUNNEL_BGP", tunnel_bgp))

@@ -48,28 +48,12 @@ pub(super) fn validate_metrics(raw: &RawMetrics, e: &mut Errs) -> MetricsConf {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{parse, Host};
+    use super::super::parse;
+    use super::super::test_support::{host, ONE_PORT as BASE};
     use std::net::SocketAddr;
 
-    const BASE: &str = r#"
-[[ports]]
-name = "p0"
-device = "net_null0"
-address = "10.0.0.1/24"
-
-[[workers]]
-core = 1
-rx = [{ port = "p0" }]
-"#;
-
-    fn host() -> Host {
-        Host { cores: vec![0, 1] }
-    }
-
     fn refused(metrics: &str) -> String {
-        parse(&format!("{BASE}\n[metrics]\n{metrics}\n"), &host())
-            .unwrap_err()
-            .to_string()
+        super::super::test_support::refused("metrics", metrics)
     }
 
     #[test]

@@ -11,6 +11,8 @@ mod ports;
 mod punt;
 mod routes;
 mod schema;
+#[cfg(test)]
+mod test_support;
 mod tunnels;
 mod validate;
 

@@ -153,27 +153,11 @@ pub(super) fn validate_punt(raw: &RawPunt, n_ports: usize, e: &mut Errs) -> Punt
 
 #[cfg(test)]
 mod tests {
-    use super::super::{parse, Host};
-
-    const BASE: &str = r#"
-[[ports]]
-name = "p0"
-device = "net_null0"
-address = "10.0.0.1/24"
-
-[[workers]]
-core = 1
-rx = [{ port = "p0" }]
-"#;
-
-    fn host() -> Host {
-        Host { cores: vec![0, 1] }
-    }
+    use super::super::parse;
+    use super::super::test_support::{host, ONE_PORT as BASE};
 
     fn refused(punt: &str) -> String {
-        parse(&format!("{BASE}\n[punt]\n{punt}\n"), &host())
-            .unwrap_err()
-            .to_string()
+        super::super::test_support::refused("punt", punt)
     }
 
     #[test]
