@@ -13,8 +13,6 @@
 //!   (misses) and of a mix, each set timed with ARR off and on, interleaved: ARR out of cache
 //!
 //! FILE formats are dpdk-test-fib's: `a.b.c.d/len nexthop` per route, one address per line.
-//! Next hops become route-set ids as the product assigns them (`load_routes`);
-//! `--wide-values` spreads them over every value the table allows instead.
 use anygate::config::{parse, Host};
 use anygate::datapath::tap::{self, Recorder, Tap};
 use anygate::datapath::{DropReason, Pipeline, VecBuf, Verdict, BURST};
@@ -36,17 +34,7 @@ fn tsc_per_ns() -> f64 {
     (tsc() - c0) as f64 / t0.elapsed().as_nanos() as f64
 }
 
-/// Routes from FILE with the values the product would store: the FIB value is a route-set
-/// id, and `bench_snapshot`'s config turns next hop `v` into a route toward tunnel `v % 4`
-/// (with a backup for even `v`), so four route sets: `v % 4`. With `wide`, `v` modulo the
-/// largest value instead, as many distinct values as the table allows (a stress case for the
-/// lookup index, whose equal neighbouring ranges merge).
-fn load_routes(path: &str, wide: bool) -> Vec<(Prefix, u32)> {
-    let values = if wide {
-        anygate::lpm::MAX_VALUE as u64 + 1
-    } else {
-        4
-    };
+fn load_routes(path: &str) -> Vec<(Prefix, u32)> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     text.lines()
         .filter_map(|l| {
@@ -54,7 +42,7 @@ fn load_routes(path: &str, wide: bool) -> Vec<(Prefix, u32)> {
             let (a, len) = it.next()?.split_once('/')?;
             let nh: u64 = it.next()?.parse().ok()?;
             let p = Prefix::new(u32::from(a.parse::<Ipv4Addr>().ok()?), len.parse().ok()?)?;
-            Some((p, (nh % values) as u32))
+            Some((p, (nh % 0x7fff_0000) as u32))
         })
         .collect()
 }
@@ -128,11 +116,9 @@ fn bench_lpm(routes: &[(Prefix, u32)], ips: &[u32], runs: usize) {
     let d = table.expect("runs >= 1");
     report("build, TSC cycles per route", "cyc", build);
     println!(
-        "  {} tbl8 groups, {:.1} MiB, of which the lookup index {:.2} MiB ({} chunks in tbl24)",
+        "  {} tbl8 groups, {:.1} MiB",
         d.tbl8_groups(),
-        d.memory_bytes() as f64 / 1048576.0,
-        d.index_bytes() as f64 / 1048576.0,
-        d.index_fallbacks()
+        d.memory_bytes() as f64 / 1048576.0
     );
 
     // Bulk: bursts of 64 timed one by one, as dpdk-test-fib does.
@@ -441,10 +427,7 @@ fn main() {
         return;
     }
     let (routes, ips) = match (get("--routes"), get("--ips")) {
-        (Some(r), Some(i)) => (
-            load_routes(&r, args.iter().any(|a| a == "--wide-values")),
-            load_ips(&i),
-        ),
+        (Some(r), Some(i)) => (load_routes(&r), load_ips(&i)),
         _ => synthetic(),
     };
     if let Some(n) = get("--callgrind-lookup").and_then(|n| n.parse::<usize>().ok()) {

@@ -1,8 +1,7 @@
-use super::range_index::{self, RangeIndex, BLOCK, CHUNKS, CHUNK_BITS, FALLBACK, TABLE};
 use super::table_mem::AtomicTable;
 use std::fmt;
 use std::net::Ipv4Addr;
-use std::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicU32, AtomicUsize, Ordering};
 
 pub(super) const TBL24_SIZE: usize = 1 << 24;
 pub(super) const TBL8_GROUP: usize = 256;
@@ -10,8 +9,8 @@ pub(super) const TBL8_GROUP: usize = 256;
 pub(super) const EXT: u32 = 1 << 31;
 /// A zero entry is a miss; otherwise entries store `value + 1`.
 pub(super) const MISS: u32 = 0;
-/// Largest value a route can carry: the lookup index keeps `value + 1` in 16 bits.
-pub const MAX_VALUE: u32 = crate::limits::MAX_FIB_VALUE;
+/// Largest value a route can carry.
+pub const MAX_VALUE: u32 = EXT - 2;
 
 /// An IPv4 prefix with no host bits set.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -67,26 +66,20 @@ impl fmt::Display for BuildError {
                 f,
                 "the table needs {needed} tbl8 groups (one per /24 holding longer prefixes), limit is {limit}"
             ),
-            BuildError::ValueTooLarge(v) => write!(
-                f,
-                "table value {v} exceeds {MAX_VALUE} (limits::MAX_FIB_VALUE: route sets are 16-bit)"
-            ),
+            BuildError::ValueTooLarge(v) => write!(f, "next-hop value {v} exceeds {MAX_VALUE}"),
             BuildError::NoMemory(e) => write!(f, "cannot allocate the lookup table: {e}"),
         }
     }
 }
 
-/// A DIR-24-8 table mapping IPv4 addresses to values (route-set ids), with the compact
-/// lookup index built from it. Workers read it through [`View`]s; the only writer is its
-/// [`Editor`](super::Editor), on the management thread, which changes DIR-24-8 entries in
-/// place with single 32-bit stores and then the index chunks they fall in.
+/// A DIR-24-8 table mapping IPv4 addresses to u32 values (next-hop ids). Workers read it
+/// through [`View`]s; the only writer is its [`Editor`](super::Editor), on the management
+/// thread, which changes entries in place with single 32-bit stores.
 pub struct Dir24_8 {
     tbl24: AtomicTable,
     /// The whole tbl8 reserve, mapped up front so a group index never dangles; pages of
     /// groups never used are never touched.
     tbl8: AtomicTable,
-    /// What lookups read (see `range_index`); chunks it had no room for read tbl24/tbl8.
-    index: RangeIndex,
     routes: AtomicUsize,
     groups_used: AtomicUsize,
 }
@@ -104,7 +97,6 @@ impl Dir24_8 {
         Ok(Dir24_8 {
             tbl24: mem(TBL24_SIZE)?,
             tbl8: mem(max_tbl8_groups * TBL8_GROUP)?,
-            index: RangeIndex::empty(0, 0).map_err(BuildError::NoMemory)?,
             routes: AtomicUsize::new(0),
             groups_used: AtomicUsize::new(0),
         })
@@ -115,12 +107,6 @@ impl Dir24_8 {
     }
     pub(super) fn tables(&self) -> (&[AtomicU32], &[AtomicU32]) {
         (self.tbl24.cells(), self.tbl8.cells())
-    }
-    pub(super) fn index(&self) -> &RangeIndex {
-        &self.index
-    }
-    pub(super) fn set_index(&mut self, index: RangeIndex) {
-        self.index = index;
     }
     pub(super) fn set_counts(&self, routes: usize, groups: usize) {
         self.routes.store(routes, Ordering::Relaxed);
@@ -133,14 +119,10 @@ impl Dir24_8 {
         self.view().lookup(ip)
     }
 
-    /// Borrowed slices of the index and both levels: take it once per burst, look up per
-    /// packet.
+    /// Borrowed slices of both levels: take it once per burst, look up per packet.
     #[inline]
     pub fn view(&self) -> View<'_> {
         View {
-            direct: self.index.direct(),
-            pool: self.index.pool(),
-            tables: self.index.tables(),
             // Tables are allocated with exactly TBL24_SIZE entries; a fixed-size array lets
             // the compiler see that `ip >> 8` is always in bounds.
             tbl24: self
@@ -152,9 +134,8 @@ impl Dir24_8 {
         }
     }
 
-    /// Looks up a batch, eight at a time: the eight direct entries are read first and the
-    /// table entries or blocks they point at prefetched, so the cache misses overlap. Misses
-    /// yield `miss`.
+    /// Looks up a batch, eight at a time: the next eight tbl24 entries are prefetched while
+    /// the current ones resolve, so the cache misses overlap. Misses yield `miss`.
     pub fn lookup_bulk(&self, ips: &[u32], out: &mut [u32], miss: u32) {
         self.view().lookup_bulk(ips, out, miss)
     }
@@ -174,19 +155,9 @@ impl Dir24_8 {
     pub fn tbl8_capacity(&self) -> usize {
         self.tbl8.len() / TBL8_GROUP
     }
-    /// Bytes of table memory in use: 64 MiB of tbl24, 1 KiB per tbl8 group, and the lookup
-    /// index ([`Dir24_8::index_bytes`]).
+    /// Bytes of table memory in use: 64 MiB of tbl24 plus 1 KiB per tbl8 group.
     pub fn memory_bytes(&self) -> usize {
-        TBL24_SIZE * 4 + self.tbl8_groups() * TBL8_GROUP * 4 + self.index_bytes()
-    }
-    /// Bytes of the lookup index, what lookups touch: 512 KiB of direct entries and 4 bytes
-    /// per range.
-    pub fn index_bytes(&self) -> usize {
-        self.index.memory_bytes()
-    }
-    /// Index chunks looked up in tbl24/tbl8 because the index pool was full (normally 0).
-    pub fn index_fallbacks(&self) -> usize {
-        self.index.fallbacks()
+        TBL24_SIZE * 4 + self.tbl8_groups() * TBL8_GROUP * 4
     }
 }
 
@@ -194,9 +165,6 @@ impl Dir24_8 {
 /// burst rather than once per packet.
 #[derive(Clone, Copy)]
 pub struct View<'a> {
-    direct: &'a [AtomicU64; CHUNKS],
-    pool: &'a [AtomicU32],
-    tables: &'a [AtomicU64],
     tbl24: &'a [AtomicU32; TBL24_SIZE],
     tbl8: &'a [AtomicU32],
 }
@@ -204,77 +172,25 @@ pub struct View<'a> {
 impl View<'_> {
     #[inline(always)]
     pub fn lookup(&self, ip: u32) -> Option<u32> {
-        self.resolve(self.direct_entry(ip), ip)
+        self.resolve(self.tbl24[(ip >> 8) as usize].load(Ordering::Relaxed), ip)
     }
 
     #[inline(always)]
-    fn direct_entry(&self, ip: u32) -> u64 {
-        self.direct[(ip >> (32 - CHUNK_BITS)) as usize].load(Ordering::Relaxed)
-    }
-
-    /// The value for `ip` from its chunk's direct entry `d`.
-    #[inline(always)]
-    fn resolve(&self, d: u64, ip: u32) -> Option<u32> {
-        let e = if d & BLOCK == 0 {
-            d as u32
-        } else {
-            // Pairs with the editor's release store of the direct entry (or tbl24 link): the
-            // block's entries are written before it is linked. Free on x86.
+    fn resolve(&self, mut e: u32, ip: u32) -> Option<u32> {
+        if e & EXT != 0 {
+            // Pairs with the editor's release store of the group index: the group's entries
+            // are written before it is linked. Free on x86 (a compiler barrier).
             fence(Ordering::Acquire);
-            if d & TABLE == 0 {
-                self.search(d, ip)
-            } else if d != FALLBACK {
-                let t = range_index::table_slot(d, ip);
-                let d = self
-                    .tables
-                    .get(t)
-                    .map_or(MISS as u64, |c| c.load(Ordering::Relaxed));
-                if d & BLOCK == 0 {
-                    d as u32
-                } else {
-                    self.search(d, ip)
-                }
-            } else {
-                self.dir24_8(ip)
-            }
-        };
+            let i = ((e & !EXT) as usize) * TBL8_GROUP + (ip & 0xff) as usize;
+            e = self.tbl8.get(i).map_or(MISS, |c| c.load(Ordering::Relaxed));
+        }
         e.checked_sub(1)
     }
 
+    /// Starts loading `ip`'s tbl24 entry into the cache, for a lookup a little later.
     #[inline(always)]
-    fn search(&self, d: u64, ip: u32) -> u32 {
-        let (off, count) = range_index::block_of(d);
-        range_index::search(self.pool.get(off..off + count).unwrap_or(&[]), ip)
-    }
-
-    /// Starts loading what the lookup of `ip` reads after direct entry `d`.
-    #[inline(always)]
-    fn prefetch_next(&self, d: u64, ip: u32) {
-        if d & BLOCK == 0 || d == FALLBACK {
-            return;
-        }
-        if d & TABLE != 0 {
-            if let Some(c) = self.tables.get(range_index::table_slot(d, ip)) {
-                crate::cpu::prefetch(c);
-            }
-        } else {
-            let (off, count) = range_index::block_of(d);
-            if let Some(c) = self.pool.get(off + count / 2) {
-                crate::cpu::prefetch(c);
-            }
-        }
-    }
-
-    /// The DIR-24-8's entry for `ip`, for chunks the index has no room for.
-    #[cold]
-    fn dir24_8(&self, ip: u32) -> u32 {
-        let e = self.tbl24[(ip >> 8) as usize].load(Ordering::Relaxed);
-        if e & EXT == 0 {
-            return e;
-        }
-        fence(Ordering::Acquire);
-        let i = ((e & !EXT) as usize) * TBL8_GROUP + (ip & 0xff) as usize;
-        self.tbl8.get(i).map_or(MISS, |c| c.load(Ordering::Relaxed))
+    pub fn prefetch(&self, ip: u32) {
+        crate::cpu::prefetch(&self.tbl24[(ip >> 8) as usize]);
     }
 
     /// See [`Dir24_8::lookup_bulk`].
@@ -282,15 +198,21 @@ impl View<'_> {
         const N: usize = 8;
         let n = ips.len().min(out.len());
         let (ips, out) = (&ips[..n], &mut out[..n]);
+        let slot = |ip: u32| &self.tbl24[(ip >> 8) as usize];
+        for ip in ips.iter().take(N) {
+            crate::cpu::prefetch(slot(*ip));
+        }
         let mut ic = ips.chunks_exact(N);
         let mut oc = out.chunks_exact_mut(N);
+        let mut next = N;
         for (i, o) in (&mut ic).zip(&mut oc) {
-            let d: [u64; N] = std::array::from_fn(|k| self.direct_entry(i[k]));
-            for k in 0..N {
-                self.prefetch_next(d[k], i[k]);
+            for ip in ips.iter().skip(next).take(N) {
+                crate::cpu::prefetch(slot(*ip));
             }
+            next += N;
+            let e: [u32; N] = std::array::from_fn(|k| slot(i[k]).load(Ordering::Relaxed));
             for k in 0..N {
-                o[k] = self.resolve(d[k], i[k]).unwrap_or(miss);
+                o[k] = self.resolve(e[k], i[k]).unwrap_or(miss);
             }
         }
         for (i, o) in ic.remainder().iter().zip(oc.into_remainder()) {

@@ -11,11 +11,7 @@
 //! entry, then links it with a release store. When the last long prefix under a /24 goes,
 //! the /24 entry is restored and the group retired; it is reused only after every reader
 //! passed a quiescent point (`reclaim`), since a worker may still be reading it.
-//!
-//! The lookup index: after each edit the chunks of the index it touched are rebuilt from the
-//! DIR-24-8 entries and republished, their old blocks retired to the epoch the same way.
 use super::dir24_8::{BuildError, Dir24_8, Prefix, EXT, MAX_VALUE, MISS, TBL24_SIZE, TBL8_GROUP};
-use super::range_index::{IndexWriter, CHUNKS, CHUNK_BITS};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -38,8 +34,6 @@ pub struct Editor {
     fresh: u32,
     /// The epoch readers must reach before the groups retired now may be reused.
     epoch: u64,
-    /// Pool space of the lookup index.
-    index: IndexWriter,
 }
 
 /// What an edit changed.
@@ -56,16 +50,6 @@ impl Editor {
     /// first so that each write lands on its final depth, with plain stores: nothing reads
     /// the table yet.
     pub fn build(routes: &[(Prefix, u32)], max_tbl8_groups: usize) -> Result<Self, BuildError> {
-        Self::build_reserving(routes, max_tbl8_groups, None)
-    }
-
-    /// [`Editor::build`] with `index_reserve` lookup-index pool entries for edits (None: the
-    /// default); tests shrink it to make chunks fall back to the DIR-24-8.
-    fn build_reserving(
-        routes: &[(Prefix, u32)],
-        max_tbl8_groups: usize,
-        index_reserve: Option<usize>,
-    ) -> Result<Self, BuildError> {
         if let Some((_, v)) = routes.iter().find(|(_, v)| *v > MAX_VALUE) {
             return Err(BuildError::ValueTooLarge(*v));
         }
@@ -120,14 +104,6 @@ impl Editor {
             }
         }
         table.set_counts(rules.len(), fresh as usize);
-        let mut mixed = vec![false; CHUNKS];
-        for (p, _) in sorted.iter().filter(|(p, _)| p.len as u32 > CHUNK_BITS) {
-            mixed[(p.addr >> (32 - CHUNK_BITS)) as usize] = true;
-        }
-        let (t24, t8) = table.tables();
-        let (index, writer) =
-            IndexWriter::build(t24, t8, &mixed, index_reserve).map_err(BuildError::NoMemory)?;
-        table.set_index(index);
         Ok(Editor {
             table: Arc::new(table),
             depth24,
@@ -137,7 +113,6 @@ impl Editor {
             retired: Vec::new(),
             fresh,
             epoch: 0,
-            index: writer,
         })
     }
 
@@ -179,10 +154,8 @@ impl Editor {
         self.epoch = epoch;
     }
 
-    /// Makes the groups (and index blocks) retired at epochs up to `acked` reusable; returns
-    /// how many groups wait.
+    /// Makes the groups retired at epochs up to `acked` reusable; returns how many wait.
     pub fn reclaim(&mut self, acked: u64) -> usize {
-        self.index.reclaim(acked);
         let (ready, wait): (Vec<_>, Vec<_>) = self.retired.iter().partition(|(e, _)| *e <= acked);
         self.free.extend(ready.into_iter().map(|(_, g)| g));
         self.retired = wait;
@@ -206,7 +179,6 @@ impl Editor {
         }
         let previous = self.rules.insert(p, value);
         self.sync_counts();
-        self.sync_index(p, entries);
         Ok(Edit { entries, previous })
     }
 
@@ -241,30 +213,9 @@ impl Editor {
             }
         }
         self.sync_counts();
-        self.sync_index(p, entries);
         Edit {
             entries,
             previous: Some(previous),
-        }
-    }
-
-    /// Rebuilds the index chunks under `p` after an edit that rewrote `entries` entries.
-    fn sync_index(&mut self, p: Prefix, entries: usize) {
-        if entries == 0 {
-            return;
-        }
-        let first = (p.addr >> (32 - CHUNK_BITS)) as usize;
-        let (t24, t8) = self.table.tables();
-        let index = self.table.index();
-        if p.len as u32 > CHUNK_BITS {
-            let j = ((p.addr >> 8) & 0xff) as usize;
-            let n = 1usize << 24u32.saturating_sub(p.len as u32);
-            return self
-                .index
-                .rebuild_24s(index, t24, t8, first, j..j + n, self.epoch);
-        }
-        for c in first..first + (1usize << (CHUNK_BITS - p.len as u32)) {
-            self.index.rebuild(index, t24, t8, c, self.epoch);
         }
     }
 
@@ -511,76 +462,6 @@ mod tests {
             let fresh = Dir24_8::build(&model.iter().map(|(p, v)| (*p, *v)).collect::<Vec<_>>(), 64).unwrap();
             prop_assert_eq!(fresh.tbl8_groups(), t.tbl8_groups());
         }
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
-        /// Lookups between every two edits, through the lookup index, with an index pool from
-        /// none at all to roomy (chunks without room are looked up in the DIR-24-8) and
-        /// blocks reclaimed one epoch late, as readers lag: every answer matches the linear
-        /// scan.
-        #[test]
-        fn lookups_between_edits_match_linear_scan_with_any_index_pool(
-            initial in proptest::collection::vec((arb_prefix(), 0u32..4), 0..20),
-            ops in proptest::collection::vec((any::<bool>(), arb_prefix(), 0u32..4), 0..40),
-            probes in proptest::collection::vec((0u32..8, 0u32..4, any::<u8>()), 24),
-            reserve in prop_oneof![Just(0usize), 0usize..64, Just(1 << 12)],
-        ) {
-            let mut model: BTreeMap<Prefix, u32> = initial.iter().copied().collect();
-            let mut e = Editor::build_reserving(&initial, 64, Some(reserve)).unwrap();
-            let ips: Vec<u32> = probes.iter()
-                .map(|(a, b, c)| (10 << 24) | (a << 16) | (b << 8) | *c as u32)
-                .chain([0, u32::MAX, 0x0a00_0000, 0x0aff_ffff]).collect();
-            let mut bulk = vec![0; ips.len()];
-            for (k, (add, p, v)) in ops.iter().enumerate() {
-                e.set_epoch(k as u64 + 1);
-                if *add {
-                    e.insert(*p, *v).unwrap();
-                    model.insert(*p, *v);
-                } else {
-                    e.remove(*p);
-                    model.remove(p);
-                }
-                e.reclaim(k as u64);
-                let t = e.table();
-                t.lookup_bulk(&ips, &mut bulk, u32::MAX);
-                for (i, ip) in ips.iter().enumerate() {
-                    let want = linear(&model, *ip);
-                    prop_assert_eq!(t.lookup(*ip), want, "after edit {}, ip {:x}", k, ip);
-                    prop_assert_eq!(bulk[i], want.unwrap_or(u32::MAX));
-                }
-            }
-            let t = e.table();
-            let fresh = Dir24_8::build(&model.iter().map(|(p, v)| (*p, *v)).collect::<Vec<_>>(), 64).unwrap();
-            prop_assert_eq!(fresh.index_fallbacks(), 0);
-            if reserve >= 1 << 12 {
-                prop_assert_eq!(t.index_fallbacks(), 0);
-            }
-        }
-    }
-
-    /// The pool holds the built blocks and nothing more: an edit that needs a new block
-    /// leaves its chunk to the DIR-24-8, which still answers right, and the chunk goes back
-    /// to the index once a later edit finds room.
-    #[test]
-    fn full_index_pool_falls_back_to_the_dir24_8() {
-        let mut e = Editor::build_reserving(&[(pf(0x0a00_0000, 8), 1)], 4, Some(0)).unwrap();
-        let t = e.table().clone();
-        assert_eq!(t.index_fallbacks(), 0);
-        assert_eq!(t.index_bytes(), 512 << 10, "the direct table, no block");
-        e.insert(pf(0x0a01_0280, 25), 2).unwrap();
-        assert_eq!(t.index_fallbacks(), 1);
-        assert_eq!(t.index_bytes(), 512 << 10);
-        assert_eq!(t.lookup(0x0a01_0281), Some(2));
-        assert_eq!(t.lookup(0x0a01_0201), Some(1));
-        e.remove(pf(0x0a01_0280, 25));
-        assert_eq!(t.index_fallbacks(), 0, "one value again: no block needed");
-        assert_eq!(t.lookup(0x0a01_0281), Some(1));
-        // With room: 10.1/16 holds three ranges (10.1.0.0, 10.1.2.128, 10.1.3.0), 12 bytes.
-        let mut e = Editor::build(&[(pf(0x0a00_0000, 8), 1)], 4).unwrap();
-        e.insert(pf(0x0a01_0280, 25), 2).unwrap();
-        assert_eq!(e.table().index_bytes(), (512 << 10) + 12);
-        assert_eq!(e.table().index_fallbacks(), 0);
     }
 
     /// A reader looking up without pause while the table is edited sees, for every address,

@@ -9,36 +9,27 @@
 //! alone is 64 MiB, and on 4 KiB pages nearly every random lookup also misses the TLB: run
 //! with `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` (glibc ≥ 2.35) to have malloc advise
 //! transparent huge pages for them (perf/RESULTS.md has the measured difference).
-use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::atomic::AtomicU32;
 
-pub(crate) struct Cells<T> {
-    cells: Box<[T]>,
+pub(crate) struct AtomicTable {
+    cells: Box<[AtomicU32]>,
 }
 
-/// 32-bit entries: tbl24, tbl8 and the lookup index's pool.
-pub(crate) type AtomicTable = Cells<AtomicU32>;
-/// 64-bit entries: the lookup index's direct table.
-pub(crate) type AtomicTable64 = Cells<AtomicU64>;
-
-impl<T: bytemuck::Zeroable> Cells<T> {
+impl AtomicTable {
     /// A zero-filled table of `len` entries.
     pub fn zeroed(len: usize) -> Result<Self, String> {
-        let cells = bytemuck::allocation::try_zeroed_slice_box::<T>(len).map_err(|()| {
-            format!(
-                "cannot allocate {} MiB",
-                (len * std::mem::size_of::<T>()) >> 20
-            )
-        })?;
-        Ok(Cells { cells })
+        let cells = bytemuck::allocation::try_zeroed_slice_box::<AtomicU32>(len)
+            .map_err(|()| format!("cannot allocate {} MiB", (len * 4) >> 20))?;
+        Ok(AtomicTable { cells })
     }
 
     #[inline(always)]
-    pub fn cells(&self) -> &[T] {
+    pub fn cells(&self) -> &[AtomicU32] {
         &self.cells
     }
 
     /// Exclusive access while the table is built and not yet shared: plain stores.
-    pub fn cells_mut(&mut self) -> &mut [T] {
+    pub fn cells_mut(&mut self) -> &mut [AtomicU32] {
         &mut self.cells
     }
 

@@ -13,7 +13,6 @@ use super::ecmp;
 use super::select::Candidate;
 use super::snapshot::{Snapshot, SET_ANYCAST, SET_LOCAL};
 use crate::config::{Config, NodeConf, RouteConf, RouteSource, Via, MAX_SAME_PRIORITY};
-use crate::limits::MAX_ROUTE_SETS;
 use crate::lpm::{BuildError, Editor, Prefix};
 use crate::rcu::Publisher;
 use std::collections::{HashMap, HashSet};
@@ -183,9 +182,6 @@ impl Rib {
                 (sets.len() - 1) as u32
             });
             fib.push((p, id));
-        }
-        if sets.len() > MAX_ROUTE_SETS {
-            return Err(route_sets_exceeded(sets.len()));
         }
         // Our own addresses last: nothing overrides them.
         fib.extend(rib.special.iter().map(|(p, v)| (*p, *v)));
@@ -366,11 +362,6 @@ impl Rib {
                 edits.insert(*p, value);
             }
         }
-        if base as usize + new_sets.len() > MAX_ROUTE_SETS {
-            return Err(ApplyError::Refused(route_sets_exceeded(
-                base as usize + new_sets.len(),
-            )));
-        }
         self.check_capacity(&edits)?;
         let set = |id: u32| {
             cur.sets
@@ -532,13 +523,6 @@ impl Rib {
         }
         Ok(())
     }
-}
-
-/// The FIB value is a 16-bit route-set id (the lookup index's entries).
-fn route_sets_exceeded(n: usize) -> String {
-    format!(
-        "routes: the table needs {n} route sets (distinct candidate lists), the limit is {MAX_ROUTE_SETS} (limits::MAX_ROUTE_SETS)"
-    )
 }
 
 /// Waits until every worker has taken generation `g`.
