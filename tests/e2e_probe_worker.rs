@@ -6,7 +6,7 @@
 mod common;
 
 use anygate::config::{parse, Host};
-use anygate::datapath::worker::Worker;
+use anygate::datapath::worker::{Stop, Worker};
 use anygate::datapath::{DropReason, SharedCounters};
 use anygate::health::probe::{build, ProbeSpec};
 use anygate::health::{CheckType, Inject, WorkerRings, INJECT_MAX};
@@ -15,7 +15,7 @@ use anygate::rcu;
 use anygate::route::Snapshot;
 use common::*;
 use etherparse::{IpNumber, Ipv4Header};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -125,7 +125,7 @@ nexthop = "192.0.2.254"
     let (publisher, mut readers) = rcu::new(Arc::new(snap), 1);
     let counters = Arc::new(SharedCounters::new(1));
     let rings = Arc::new(WorkerRings::new());
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop: Stop = Default::default();
 
     let request = probe(CheckType::Request, [10, 100, 0, 0], [10, 100, 0, 1], 6);
     let reply = probe(CheckType::Reply, [10, 100, 0, 1], [10, 100, 0, 0], 7);

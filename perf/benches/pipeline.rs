@@ -12,6 +12,11 @@
 //!   learned, then N frames (default 262,144) of learned flows (hits), of unknown flows
 //!   (misses) and of a mix, each set timed with ARR off and on, interleaved: ARR out of cache
 //!
+//!   cargo bench --bench pipeline -- --counters N: the counter traffic between a worker and
+//!   the management thread, N times each (under callgrind, toggle one of the functions named
+//!   `counters_*`): a worker's publish with all or a few counters changed, and the
+//!   management tick's read of two workers' blocks, whole or only the rx cells
+//!
 //! FILE formats are dpdk-test-fib's: `a.b.c.d/len nexthop` per route, one address per line.
 use anygate::config::{parse, Host};
 use anygate::datapath::tap::{self, Recorder, Tap};
@@ -425,6 +430,9 @@ fn main() {
             );
         }
         return;
+    }
+    if let Some(n) = get("--counters").and_then(|n| n.parse::<usize>().ok()) {
+        return bench_counters(n);
     }
     let (routes, ips) = match (get("--routes"), get("--ips")) {
         (Some(r), Some(i)) => (load_routes(&r), load_ips(&i)),
@@ -901,4 +909,71 @@ fn bench_arr_cold(runs: usize, learn: usize, set: usize) {
         report(&format!("{name}: (buffer reset, subtracted)"), "cyc", reset);
     }
     println!("  TSC {:.2} GHz", tsc_per_ns());
+}
+
+/// See `--counters` in the header. Prints the median TSC cycles of each operation.
+fn bench_counters(n: usize) {
+    use anygate::datapath::{Counters, SharedCounters};
+    let shared = SharedCounters::new(2);
+    let mut c = Counters::default();
+    let median = |f: &mut dyn FnMut()| {
+        let mut t: Vec<u64> = (0..n)
+            .map(|_| {
+                let t0 = tsc();
+                f();
+                tsc() - t0
+            })
+            .collect();
+        t.sort_unstable();
+        t[t.len() / 2]
+    };
+    let all = median(&mut || counters_publish_all(&shared, &mut c));
+    let few = median(&mut || counters_publish_few(&shared, &mut c));
+    let whole = median(&mut || {
+        black_box(counters_read_whole(&shared));
+    });
+    let rx = median(&mut || {
+        black_box(counters_read_rx(&shared));
+    });
+    println!("counters: publish, every counter changed: {all} TSC cycles (median of {n})");
+    println!("counters: publish, 64 counters changed: {few} TSC cycles");
+    println!("counters: tick read of 2 workers, whole blocks: {whole} TSC cycles");
+    println!("counters: tick read of 2 workers, rx cells only: {rx} TSC cycles");
+}
+
+/// A publish where every counter moved (what every publish stored before issue 14's fix).
+#[inline(never)]
+fn counters_publish_all(
+    s: &anygate::datapath::SharedCounters,
+    c: &mut anygate::datapath::Counters,
+) {
+    c.rx_packets[0] += 1;
+    c.tunnels.iter_mut().for_each(|t| t.rx_bytes += 1);
+    c.rules.iter_mut().for_each(|r| r[0] += 1);
+    s.publish(0, c);
+}
+
+/// A publish where 64 counters moved: ports, busy time, a few tunnels.
+#[inline(never)]
+fn counters_publish_few(
+    s: &anygate::datapath::SharedCounters,
+    c: &mut anygate::datapath::Counters,
+) {
+    c.rx_packets[0] += 32;
+    c.tx_packets[1] += 32;
+    c.busy_loops += 1;
+    c.tunnels.iter_mut().take(60).for_each(|t| t.rx_bytes += 1);
+    s.publish(0, c);
+}
+
+/// The management tick before the fix: both workers' blocks read whole for the rx total.
+#[inline(never)]
+fn counters_read_whole(s: &anygate::datapath::SharedCounters) -> u64 {
+    s.total().rx_total()
+}
+
+/// The tick after: the rx cells alone.
+#[inline(never)]
+fn counters_read_rx(s: &anygate::datapath::SharedCounters) -> u64 {
+    s.rx_total()
 }

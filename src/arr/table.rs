@@ -18,6 +18,7 @@
 //! retries). The management thread expires entries with the same CAS (LIVE -> EMPTY). The
 //! key words are only ever written between a version bump and LIVE, so a reader that sees
 //! the same live version before and after its reads saw one entry whole.
+use crossbeam::utils::CachePadded;
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
 /// Ways per bucket: a flow may sit in any of its two buckets' ways; a lookup reads them all.
@@ -132,18 +133,27 @@ impl Timeouts {
 }
 
 /// The shared flow table and the counters only the management thread writes.
+/// What workers read per packet (`entries`, `mask`) shares no cache line with what the
+/// management thread writes every tick (`sweep`), and the clock is stored once a second.
 pub struct Table {
     entries: Box<[Entry]>,
     /// Buckets - 1 (a power of two minus one).
     mask: usize,
-    /// Seconds since `born`, set by the management thread each tick: the one clock workers
-    /// and the sweep share (0 until the first tick, which is right for a table just made).
+    /// Seconds since `born`, set by the management thread when it changes: the one clock
+    /// workers and the sweep share (0 until the first tick, which is right for a table just
+    /// made).
     now: AtomicU32,
     born: std::time::Instant,
+    pub timeouts: Timeouts,
+    /// The sweep's place and total, written every tick (10 ms).
+    sweep: CachePadded<Sweep>,
+}
+
+#[derive(Default)]
+struct Sweep {
     /// Where the sweep goes on next tick.
     cursor: AtomicU64,
-    pub expired: AtomicU64,
-    pub timeouts: Timeouts,
+    expired: AtomicU64,
 }
 
 impl Table {
@@ -156,9 +166,8 @@ impl Table {
             mask: buckets - 1,
             now: AtomicU32::new(0),
             born: std::time::Instant::now(),
-            cursor: AtomicU64::new(0),
-            expired: AtomicU64::new(0),
             timeouts,
+            sweep: Default::default(),
         }
     }
 
@@ -181,8 +190,17 @@ impl Table {
         self.born.elapsed().as_secs() as u32
     }
 
+    /// Advances the clock: a store only when the second changed, so the line workers read
+    /// it from is not taken from them every tick.
     pub fn set_now(&self, s: u32) {
-        self.now.store(s, Ordering::Relaxed);
+        if self.now() != s {
+            self.now.store(s, Ordering::Relaxed);
+        }
+    }
+
+    /// Entries the sweep has expired so far.
+    pub fn expired(&self) -> u64 {
+        self.sweep.expired.load(Ordering::Relaxed)
     }
 
     /// The flow's two buckets (two-choice hashing): the high half of the hash picks the
@@ -390,7 +408,7 @@ impl Table {
     pub fn sweep(&self, max: usize) -> u64 {
         let n = self.entries.len();
         let now = self.now() as u64;
-        let start = self.cursor.load(Ordering::Relaxed) as usize % n;
+        let start = self.sweep.cursor.load(Ordering::Relaxed) as usize % n;
         let mut expired = 0;
         for k in 0..max.min(n) {
             let s = (start + k) % n;
@@ -409,9 +427,10 @@ impl Table {
                 }
             }
         }
-        self.cursor
+        self.sweep
+            .cursor
             .store(((start + max.min(n)) % n) as u64, Ordering::Relaxed);
-        self.expired.fetch_add(expired, Ordering::Relaxed);
+        self.sweep.expired.fetch_add(expired, Ordering::Relaxed);
         expired
     }
 

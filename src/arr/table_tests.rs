@@ -59,7 +59,7 @@ fn idle_entries_expire_by_protocol_and_state() {
     assert!(t.lookup(&tcp(3)).is_some());
     t.set_now(400);
     assert_eq!(t.sweep(64), 1);
-    assert_eq!(t.expired.load(Ordering::Relaxed), 4);
+    assert_eq!(t.expired(), 4);
     assert_eq!(t.census(0, 2), (0, vec![0, 0]));
 }
 
@@ -244,4 +244,22 @@ fn new_flows_go_to_the_emptier_of_two_buckets() {
         let [a, b] = t.buckets(&key(n));
         a != b
     }));
+}
+
+/// Workers read `entries` and `mask` for every ARR packet; the management thread writes the
+/// sweep's place every tick: they must sit in different 128-byte blocks (a cache line and
+/// the one the adjacent-line prefetcher pairs with it).
+#[test]
+fn the_sweep_shares_no_line_with_what_workers_read() {
+    let t = Table::new(64, Timeouts::default());
+    let block = |p: *const u8| p as usize / 128;
+    let sweep = std::ptr::addr_of!(*t.sweep) as *const u8;
+    for read in [
+        std::ptr::addr_of!(t.entries) as *const u8,
+        std::ptr::addr_of!(t.mask) as *const u8,
+        std::ptr::addr_of!(t.now) as *const u8,
+    ] {
+        assert_ne!(block(read), block(sweep));
+    }
+    assert!(std::mem::size_of::<CachePadded<Sweep>>() >= 128);
 }

@@ -327,7 +327,7 @@ fn idle_flows_expire() {
         send(&mut p, &s, WAN, eth(&udp(NET, HOST, 53, 4000))),
         by_route(WAN)
     );
-    assert_eq!(t.expired.load(std::sync::atomic::Ordering::Relaxed), 2);
+    assert_eq!(t.expired(), 2);
 }
 
 #[test]

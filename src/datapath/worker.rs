@@ -15,6 +15,7 @@ use crate::limits::MAX_PORTS;
 use crate::rcu;
 use crate::route::{ecmp, Snapshot};
 use crate::wire::{arp, ethernet};
+use crossbeam::utils::CachePadded;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -25,6 +26,10 @@ const ARP_SLOTS: usize = 64;
 /// Probes taken from the inject ring per loop: at the highest rate with the most tunnels this
 /// is far above the arrival rate, and it bounds the time a loop spends on them.
 const INJECT_PER_LOOP: usize = 8;
+
+/// The flag that stops the workers, read every loop: on a line of its own (128 bytes with the
+/// adjacent-line prefetch), so that nothing the management thread writes shares it.
+pub type Stop = Arc<CachePadded<AtomicBool>>;
 
 /// TSC cycles per busy loop (one burst per rx queue that had packets, processed and sent).
 pub type LoopHistogram = hdrhistogram::Histogram<u64>;
@@ -46,7 +51,7 @@ pub struct Worker {
     pub snapshot: rcu::Reader<Snapshot>,
     pub counters: Arc<SharedCounters>,
     pub pool: Arc<Mempool>,
-    pub stop: Arc<AtomicBool>,
+    pub stop: Stop,
     /// Probes in, probe answers out (see `health`).
     pub rings: Arc<WorkerRings>,
     /// Live trace and capture (see `tap`): its armed word is read once per burst.
@@ -88,6 +93,10 @@ impl Worker {
             idle_backoff_us,
             ..
         } = self;
+        // The queue handles are read every loop: into memory this thread allocates, off the
+        // management thread's heap, where whatever it writes next to them would be its.
+        *rx = on_this_thread(rx);
+        *tx = on_this_thread(tx);
         let mut idle = super::idle::Backoff::new(*idle_backoff_us);
         let mut recorder = Recorder::default();
         let mut pipeline = Pipeline::new();
@@ -360,8 +369,36 @@ impl ArpLimiter {
     }
 }
 
+/// `v`'s items moved into an allocation made by the calling thread.
+fn on_this_thread<T>(v: &mut Vec<T>) -> Vec<T> {
+    let mut own = Vec::with_capacity(v.len());
+    own.append(v);
+    own
+}
+
 fn push_or_free<const N: usize>(a: &mut MbufArray<N>, m: Mbuf) {
     if let Err(m) = a.push(m) {
         drop(m);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_handles_move_to_a_new_allocation_in_order() {
+        let mut v: Vec<(u16, u32)> = (0..5).map(|i| (i, 10 * i as u32)).collect();
+        let before = v.as_ptr();
+        let own = on_this_thread(&mut v);
+        assert_ne!(own.as_ptr(), before, "a fresh allocation");
+        assert!(v.is_empty());
+        assert_eq!(own, (0..5).map(|i| (i, 10 * i as u32)).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn the_stop_flag_has_a_line_of_its_own() {
+        assert!(std::mem::size_of::<CachePadded<AtomicBool>>() >= 128);
+        assert!(std::mem::align_of::<CachePadded<AtomicBool>>() >= 128);
     }
 }

@@ -12,7 +12,7 @@ pub mod startup;
 pub mod stats;
 
 use crate::config::{self, Config, Host};
-use crate::datapath::worker::Worker;
+use crate::datapath::worker::{Stop, Worker};
 use crate::datapath::SharedCounters;
 use crate::dpdk;
 use crate::health::checker::Checker;
@@ -116,7 +116,7 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
     log_snapshot(&first);
     let (mut publisher, readers) = rcu::new(Arc::new(first), cfg.workers.len());
     let counters = Arc::new(SharedCounters::new(cfg.workers.len()));
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop: Stop = Default::default();
 
     // The exception port's kernel side, before any worker can send to it.
     let punt_port = cfg.punt.enabled.then_some(cfg.ports.len());
@@ -287,12 +287,15 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
         }
         publisher.reclaim();
         rib.reclaim(publisher.min_acked());
-        let rx = counters.total().rx_total();
-        if rx != last_rx {
-            last_rx = rx;
-            last_rx_change = Instant::now();
-        }
         if let Some(idle) = opts.exit_when_idle {
+            // The rx cells alone: a whole read of every worker's block (~190 KB each, copied
+            // and summed) every tick took this thread's time on a core a worker may share,
+            // and pulled every line the workers publish into this core's cache.
+            let rx = counters.rx_total();
+            if rx != last_rx {
+                last_rx = rx;
+                last_rx_change = Instant::now();
+            }
             if last_rx_change.elapsed() >= idle {
                 log::info!("no packet for {} ms, stopping", idle.as_millis());
                 break;
@@ -410,7 +413,7 @@ fn worker_queues(
 /// sets `stop` and joins them, so the ports, pool and EAL are never torn down under a running
 /// burst.
 struct Workers<T> {
-    stop: Arc<AtomicBool>,
+    stop: Stop,
     handles: Vec<std::thread::JoinHandle<T>>,
 }
 
@@ -420,7 +423,7 @@ impl<T> Workers<T> {
     /// `0..k` are stopped and joined before the error returns.
     fn start<J>(
         jobs: impl IntoIterator<Item = J>,
-        stop: Arc<AtomicBool>,
+        stop: Stop,
         mut spawn: impl FnMut(usize, J) -> std::io::Result<std::thread::JoinHandle<T>>,
     ) -> Result<Workers<T>, String> {
         let mut workers = Workers {
@@ -552,7 +555,7 @@ mod tests {
 
     /// A stand-in worker: polls `stop` as a worker does, counts itself out when it returns.
     fn poller(
-        stop: &Arc<AtomicBool>,
+        stop: &Stop,
         exited: &Arc<AtomicUsize>,
     ) -> std::io::Result<std::thread::JoinHandle<()>> {
         let (stop, exited) = (stop.clone(), exited.clone());
@@ -567,7 +570,7 @@ mod tests {
     #[test]
     fn a_worker_that_cannot_start_stops_and_joins_those_started() {
         const K: usize = 3;
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop: Stop = Default::default();
         let exited = Arc::new(AtomicUsize::new(0));
         let mut tried = 0;
         let r = Workers::start(0..6, stop.clone(), |i, _| {
@@ -596,7 +599,7 @@ mod tests {
 
     #[test]
     fn workers_dropped_without_join_are_stopped_and_joined() {
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop: Stop = Default::default();
         let exited = Arc::new(AtomicUsize::new(0));
         let w = Workers::start(0..2, stop.clone(), |_, _| poller(&stop, &exited)).unwrap();
         assert_eq!(exited.load(Ordering::SeqCst), 0);
@@ -607,7 +610,7 @@ mod tests {
 
     #[test]
     fn join_returns_each_result_in_order() {
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop: Stop = Default::default();
         let w = Workers::start(0..3, stop.clone(), |i, _| {
             let stop = stop.clone();
             std::thread::Builder::new().spawn(move || {

@@ -2,7 +2,6 @@
 //! summed over workers, and the tunnels holding the most flows.
 use super::handlers::Plane;
 use serde_json::{json, Value};
-use std::sync::atomic::Ordering;
 
 /// Tunnels listed by flow count.
 const TOP: usize = 10;
@@ -30,7 +29,7 @@ pub fn arr(plane: &Plane) -> Value {
     json!({"generation": s.generation, "arr": {
         "enabled": s.arr_active, "entries": entries, "capacity": t.capacity(), "bytes": t.bytes(),
         "learned": c.arr_learned, "refreshed": c.arr_refreshed, "refused": c.arr_refused,
-        "returned": c.arr_returned, "expired": t.expired.load(Ordering::Relaxed),
+        "returned": c.arr_returned, "expired": t.expired(),
         "timeouts": {"tcp_established": to.tcp_established, "tcp_syn": to.tcp_syn,
                      "tcp_closing": to.tcp_closing, "udp": to.udp, "icmp": to.icmp},
         "top_tunnels": top}})
