@@ -194,16 +194,7 @@ fn measure(snap: &Snapshot, frames: &[Vec<u8>], runs: usize) -> (Vec<f64>, [usiz
     for _ in 0..=runs {
         let t = anygate::dpdk::tsc();
         for _ in 0..PASSES {
-            for ((b, f), v) in bufs
-                .chunks_mut(BURST)
-                .zip(frames.chunks(BURST))
-                .zip(v.chunks_mut(BURST))
-            {
-                for (b, f) in b.iter_mut().zip(f) {
-                    b.reset(f);
-                }
-                p.process(snap, 0, b, v);
-            }
+            pass(&mut bufs, frames, &mut v, |b, v| p.process(snap, 0, b, v));
         }
         let both = (anygate::dpdk::tsc() - t) as f64;
         let t = anygate::dpdk::tsc();
@@ -219,15 +210,38 @@ fn measure(snap: &Snapshot, frames: &[Vec<u8>], runs: usize) -> (Vec<f64>, [usiz
         out.push((both - reset) / (PASSES * frames.len()) as f64);
     }
     out.remove(0); // the first pass warms the caches
-    let fwd = v
-        .iter()
-        .filter(|v| matches!(v, Verdict::Forward(_)))
-        .count();
+    let fwd = forwarded(&v);
     let blocked = v
         .iter()
         .filter(|v| **v == Verdict::Drop(DropReason::FirewallBlock))
         .count();
     (out, [fwd, blocked])
+}
+
+/// One pass of `frames` through `burst`, BURST at a time, each buffer reset from its frame.
+#[inline(always)]
+fn pass(
+    bufs: &mut [VecBuf],
+    frames: &[Vec<u8>],
+    v: &mut [Verdict],
+    mut burst: impl FnMut(&mut [VecBuf], &mut [Verdict]),
+) {
+    for ((b, f), v) in bufs
+        .chunks_mut(BURST)
+        .zip(frames.chunks(BURST))
+        .zip(v.chunks_mut(BURST))
+    {
+        for (b, f) in b.iter_mut().zip(f) {
+            b.reset(f);
+        }
+        burst(b, v);
+    }
+}
+
+fn forwarded(v: &[Verdict]) -> usize {
+    v.iter()
+        .filter(|v| matches!(v, Verdict::Forward(_)))
+        .count()
 }
 
 /// One burst through the pipeline, as the worker runs it. Named for callgrind's
@@ -243,26 +257,26 @@ fn callgrind(snap: &Snapshot, frames: &[Vec<u8>], passes: usize) {
     let mut v = vec![Verdict::Drop(DropReason::NoRoute); frames.len()];
     let mut p = Pipeline::new();
     for _ in 0..passes {
-        for ((b, f), v) in bufs
-            .chunks_mut(BURST)
-            .zip(frames.chunks(BURST))
-            .zip(v.chunks_mut(BURST))
-        {
-            for (b, f) in b.iter_mut().zip(f) {
-                b.reset(f);
-            }
-            full_burst(&mut p, snap, b, v);
-        }
+        pass(&mut bufs, frames, &mut v, |b, v| {
+            full_burst(&mut p, snap, b, v)
+        });
     }
-    let fwd = v
-        .iter()
-        .filter(|v| matches!(v, Verdict::Forward(_)))
-        .count();
     println!(
         "{} packets x {passes} passes ({} per pass forwarded)",
         frames.len(),
-        fwd
+        forwarded(&v)
     );
+}
+
+/// The running table of config `text` (the rung `name`'s).
+fn snapshot(name: &str, text: &str, host: &Host) -> Snapshot {
+    let cfg = parse(text, host).unwrap_or_else(|e| panic!("{name}: config refused: {e}"));
+    let macs: Vec<MacAddr> = cfg
+        .ports
+        .iter()
+        .map(|p| p.mac.unwrap_or_default())
+        .collect();
+    Snapshot::build(&cfg, &macs, 1, None).expect("table builds")
 }
 
 fn median(mut v: Vec<f64>) -> (f64, f64, f64) {
@@ -288,13 +302,7 @@ fn main() {
     let host = Host { cores: vec![0, 1] };
     if let Some(capture) = get("--callgrind") {
         let frames = read_pcap(&format!("{dir}/{capture}.pcap"));
-        let cfg = parse(&render(&chunks(&full)), &host).expect("full.toml is accepted");
-        let macs: Vec<MacAddr> = cfg
-            .ports
-            .iter()
-            .map(|p| p.mac.unwrap_or_default())
-            .collect();
-        let snap = Snapshot::build(&cfg, &macs, 1, None).expect("table builds");
+        let snap = snapshot("full", &render(&chunks(&full)), &host);
         let passes = get("--passes").and_then(|n| n.parse().ok()).unwrap_or(10);
         if args.iter().any(|a| a == "--wait") {
             // Under `--instr-atstart=no`: the config's parse runs uninstrumented, then the
@@ -316,13 +324,7 @@ fn main() {
         gre.len()
     );
     for (name, text, frames) in ladder(&full, &gre) {
-        let cfg = parse(&text, &host).unwrap_or_else(|e| panic!("{name}: config refused: {e}"));
-        let macs: Vec<MacAddr> = cfg
-            .ports
-            .iter()
-            .map(|p| p.mac.unwrap_or_default())
-            .collect();
-        let snap = Snapshot::build(&cfg, &macs, 1, None).expect("table builds");
+        let snap = snapshot(name, &text, &host);
         let (cycles, [fwd, blocked]) = measure(&snap, &frames, runs);
         // Every packet must take the path the rung is about: forwarded, or blocked by a rule.
         assert_eq!(
