@@ -9,6 +9,12 @@
 //!
 //! INPUT_DIR holds perf/traffic.rs's full.toml and full.pcap. --out writes
 //! `rung cumulative_median added min max` lines for perf/report.py and the plot.
+//!
+//!   stages INPUT_DIR --callgrind CAPTURE [--passes N]
+//!
+//! instead pushes INPUT_DIR/CAPTURE.pcap (full, mix, ...) N times (default 10) through the
+//! full config's pipeline in `full_burst`, the unit to give callgrind's --toggle-collect
+//! (perf/cg-attr.py attributes its instructions, misses and mispredicts to stages).
 use anygate::config::{parse, Host};
 use anygate::datapath::{DropReason, Pipeline, VecBuf, Verdict, BURST};
 use anygate::route::Snapshot;
@@ -188,16 +194,7 @@ fn measure(snap: &Snapshot, frames: &[Vec<u8>], runs: usize) -> (Vec<f64>, [usiz
     for _ in 0..=runs {
         let t = anygate::dpdk::tsc();
         for _ in 0..PASSES {
-            for ((b, f), v) in bufs
-                .chunks_mut(BURST)
-                .zip(frames.chunks(BURST))
-                .zip(v.chunks_mut(BURST))
-            {
-                for (b, f) in b.iter_mut().zip(f) {
-                    b.reset(f);
-                }
-                p.process(snap, 0, b, v);
-            }
+            pass(&mut bufs, frames, &mut v, |b, v| p.process(snap, 0, b, v));
         }
         let both = (anygate::dpdk::tsc() - t) as f64;
         let t = anygate::dpdk::tsc();
@@ -213,15 +210,73 @@ fn measure(snap: &Snapshot, frames: &[Vec<u8>], runs: usize) -> (Vec<f64>, [usiz
         out.push((both - reset) / (PASSES * frames.len()) as f64);
     }
     out.remove(0); // the first pass warms the caches
-    let fwd = v
-        .iter()
-        .filter(|v| matches!(v, Verdict::Forward(_)))
-        .count();
+    let fwd = forwarded(&v);
     let blocked = v
         .iter()
         .filter(|v| **v == Verdict::Drop(DropReason::FirewallBlock))
         .count();
     (out, [fwd, blocked])
+}
+
+/// One pass of `frames` through `burst`, BURST at a time, each buffer reset from its frame.
+#[inline(always)]
+fn pass(
+    bufs: &mut [VecBuf],
+    frames: &[Vec<u8>],
+    v: &mut [Verdict],
+    mut burst: impl FnMut(&mut [VecBuf], &mut [Verdict]),
+) {
+    for ((b, f), v) in bufs
+        .chunks_mut(BURST)
+        .zip(frames.chunks(BURST))
+        .zip(v.chunks_mut(BURST))
+    {
+        for (b, f) in b.iter_mut().zip(f) {
+            b.reset(f);
+        }
+        burst(b, v);
+    }
+}
+
+fn forwarded(v: &[Verdict]) -> usize {
+    v.iter()
+        .filter(|v| matches!(v, Verdict::Forward(_)))
+        .count()
+}
+
+/// One burst through the pipeline, as the worker runs it. Named for callgrind's
+/// --toggle-collect.
+#[inline(never)]
+fn full_burst(p: &mut Pipeline, snap: &Snapshot, bufs: &mut [VecBuf], v: &mut [Verdict]) {
+    p.process(snap, 0, bufs, v);
+}
+
+/// The callgrind mode: `passes` passes of `frames` through `snap`, nothing timed.
+fn callgrind(snap: &Snapshot, frames: &[Vec<u8>], passes: usize) {
+    let mut bufs: Vec<VecBuf> = frames.iter().map(|f| VecBuf::from_bytes(f)).collect();
+    let mut v = vec![Verdict::Drop(DropReason::NoRoute); frames.len()];
+    let mut p = Pipeline::new();
+    for _ in 0..passes {
+        pass(&mut bufs, frames, &mut v, |b, v| {
+            full_burst(&mut p, snap, b, v)
+        });
+    }
+    println!(
+        "{} packets x {passes} passes ({} per pass forwarded)",
+        frames.len(),
+        forwarded(&v)
+    );
+}
+
+/// The running table of config `text` (the rung `name`'s).
+fn snapshot(name: &str, text: &str, host: &Host) -> Snapshot {
+    let cfg = parse(text, host).unwrap_or_else(|e| panic!("{name}: config refused: {e}"));
+    let macs: Vec<MacAddr> = cfg
+        .ports
+        .iter()
+        .map(|p| p.mac.unwrap_or_default())
+        .collect();
+    Snapshot::build(&cfg, &macs, 1, None).expect("table builds")
 }
 
 fn median(mut v: Vec<f64>) -> (f64, f64, f64) {
@@ -245,6 +300,20 @@ fn main() {
     let full = std::fs::read_to_string(format!("{dir}/full.toml")).expect("full.toml");
     let gre = read_pcap(&format!("{dir}/full.pcap"));
     let host = Host { cores: vec![0, 1] };
+    if let Some(capture) = get("--callgrind") {
+        let frames = read_pcap(&format!("{dir}/{capture}.pcap"));
+        let snap = snapshot("full", &render(&chunks(&full)), &host);
+        let passes = get("--passes").and_then(|n| n.parse().ok()).unwrap_or(10);
+        if args.iter().any(|a| a == "--wait") {
+            // Under `--instr-atstart=no`: the config's parse runs uninstrumented, then the
+            // caller turns instrumentation on (`callgrind_control -i on`) and sends a line.
+            eprintln!("ready");
+            let mut line = String::new();
+            let _ = std::io::stdin().read_line(&mut line);
+        }
+        callgrind(&snap, &frames, passes);
+        return;
+    }
     let mut lines = Vec::new();
     let mut below = 0.0;
     println!(
@@ -255,13 +324,7 @@ fn main() {
         gre.len()
     );
     for (name, text, frames) in ladder(&full, &gre) {
-        let cfg = parse(&text, &host).unwrap_or_else(|e| panic!("{name}: config refused: {e}"));
-        let macs: Vec<MacAddr> = cfg
-            .ports
-            .iter()
-            .map(|p| p.mac.unwrap_or_default())
-            .collect();
-        let snap = Snapshot::build(&cfg, &macs, 1, None).expect("table builds");
+        let snap = snapshot(name, &text, &host);
         let (cycles, [fwd, blocked]) = measure(&snap, &frames, runs);
         // Every packet must take the path the rung is about: forwarded, or blocked by a rule.
         assert_eq!(

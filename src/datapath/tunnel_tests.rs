@@ -833,6 +833,62 @@ fn firewall_second_crossing_reuses_the_first_answer_only_when_it_must_agree() {
     );
 }
 
+/// Rules applied to ingress only: a tunnel-to-tunnel packet whose first answer is reusable is
+/// judged and counted once, on the way in; the second crossing neither counts nor blocks.
+#[test]
+fn firewall_ingress_only_counts_the_reusable_answer_once() {
+    let s = snapshot_with(&format!(
+        "{CFG}\n[firewall]\napply = [\"ingress\"]\nrules = [{}]\n",
+        r#"{ expression = "udp.dstport eq 53", action = "allow" }"#
+    ));
+    assert!(!s.classifier.per_crossing());
+    let (v, _, p) = run1(
+        &s,
+        gre(&inner_udp([192, 168, 10, 5], [192, 168, 20, 7], 64, 40)),
+    );
+    assert_eq!(v, Verdict::Forward(0));
+    assert_eq!(
+        (p.counters.rules[0][0], p.counters.firewall_default[0]),
+        (1, 0)
+    );
+}
+
+/// Tunnel ingress remembers the previous packet's tunnel within a burst: packets from other
+/// endpoints or with another protocol between two from acme are still refused under their
+/// own reasons, and counted against the right tunnel.
+#[test]
+fn one_burst_mixing_tunnels_and_refusals() {
+    let s = snapshot();
+    let inner = inner_udp([192, 168, 10, 5], NET, 64, 20);
+    let frames = [
+        gre(&inner),
+        tunneled(ACME, EDGE, 4, None, &inner),
+        gre(&inner),
+        tunneled([198, 51, 100, 99], EDGE, 47, Some(&[0, 0, 8, 0]), &inner),
+        gre(&inner),
+    ];
+    let mut p = Pipeline::new();
+    let mut b: Vec<VecBuf> = frames.iter().map(|f| VecBuf::from_bytes(f)).collect();
+    let mut v = [Verdict::Drop(DropReason::NoRoute); 5];
+    p.process(&s, 0, &mut b, &mut v);
+    assert_eq!(
+        v,
+        [
+            Verdict::Forward(0),
+            Verdict::Drop(DropReason::TunnelWrongProtocol),
+            Verdict::Forward(0),
+            Verdict::Drop(DropReason::TunnelUnknown),
+            Verdict::Forward(0),
+        ]
+    );
+    assert_eq!(p.counters.tunnels[0].rx_packets, 3);
+    assert_eq!(
+        p.counters.drops[DropReason::TunnelWrongProtocol as usize],
+        1
+    );
+    assert_eq!(p.counters.drops[DropReason::TunnelUnknown as usize], 1);
+}
+
 /// An ICMP error whose reply cannot leave (its tunnel's underlay MAC is unresolved) is one
 /// drop, counted once, against the tunnel the offending packet came from.
 #[test]

@@ -59,7 +59,7 @@ fn crossings<B: PacketBuf>(b: &mut Burst<B>, i: usize) -> bool {
     }
     // A packet crossing both ways is judged twice, but the second time may reuse the first.
     if let Origin::Tunnel(t) = origin {
-        let j = filter(b, i, t, Direction::Ingress, None);
+        let j = filter(b, i, t, Direction::Ingress);
         if j.blocked {
             b.drop(i, DropReason::FirewallBlock);
             return false;
@@ -68,8 +68,17 @@ fn crossings<B: PacketBuf>(b: &mut Burst<B>, i: usize) -> bool {
     }
     if let Some(NextHop::Tunnel(t)) = b.cx[i].nexthop {
         b.cx[i].note.egress_tunnel = Some(t);
-        let prior = b.cx[i].judged.map(|d| d.map(|(r, a)| (usize::from(r), a)));
-        if filter(b, i, t, Direction::Egress, prior).blocked {
+        let blocked = match b.cx[i].judged {
+            // The first crossing's answer, reusable: counted again, as a second evaluation
+            // would count it, without the call and setup of one (callgrind, issue 14).
+            Some(d) if b.snap.firewall.egress => {
+                let d = d.map(|(r, a)| (usize::from(r), a));
+                let bytes = b.pkts[i].as_ref().len() as u64;
+                settle(b, i, d, bytes) == Action::Block
+            }
+            _ => filter(b, i, t, Direction::Egress).blocked,
+        };
+        if blocked {
             b.drop(i, DropReason::FirewallBlock);
             return false;
         }
@@ -77,20 +86,14 @@ fn crossings<B: PacketBuf>(b: &mut Burst<B>, i: usize) -> bool {
     true
 }
 
-/// Judges packet `i` crossing tunnel `t` in direction `dir`. `prior` is the answer from the
-/// packet's first crossing, if reusable; the answer is reusable by the next crossing when no
+/// Judges packet `i` crossing tunnel `t` in direction `dir` (a second crossing that may reuse
+/// the first's answer does so in `crossings`). The answer is reusable by the next crossing when no
 /// rule tests the tunnel or direction (the only fields that differ between crossings) and no
 /// skip rule matched (so counting the deciding rule again counts exactly what a second
 /// evaluation would). Inlined up to the test whether the firewall applies at all: a call
 /// that returned at once cost ~30 instructions per packet on the decap path (callgrind).
 #[inline(always)]
-fn filter<B: PacketBuf>(
-    b: &mut Burst<B>,
-    i: usize,
-    t: u16,
-    dir: Direction,
-    prior: Option<Judged>,
-) -> Judgement {
+fn filter<B: PacketBuf>(b: &mut Burst<B>, i: usize, t: u16, dir: Direction) -> Judgement {
     let fw = &b.snap.firewall;
     let applies = match dir {
         Direction::Ingress => fw.ingress,
@@ -102,19 +105,12 @@ fn filter<B: PacketBuf>(
             reusable: None,
         };
     }
-    judge(b, i, t, dir, prior)
+    judge(b, i, t, dir)
 }
 
 #[inline(never)]
-fn judge<B: PacketBuf>(
-    b: &mut Burst<B>,
-    i: usize,
-    t: u16,
-    dir: Direction,
-    prior: Option<Judged>,
-) -> Judgement {
+fn judge<B: PacketBuf>(b: &mut Burst<B>, i: usize, t: u16, dir: Direction) -> Judgement {
     let snap = b.snap;
-    let fw = &snap.firewall;
     let frame = b.pkts[i].as_ref();
     let bytes = frame.len() as u64;
     let rules = &mut b.counters.rules;
@@ -125,36 +121,40 @@ fn judge<B: PacketBuf>(
             c[1] += bytes;
         }
     };
-    let decided = match prior {
-        Some(d) => d,
-        None => {
-            let tunnel = snap.tunnels.get(t as usize).map(|t| t.name.as_str());
-            let f = fields(frame, &b.cx[i].ip, tunnel, dir);
-            // Skip rules that matched on the way are counted too: they matched, they
-            // decided nothing.
-            snap.classifier
-                .classify_with(&f, &mut b.st.fw_scratch, |r| {
-                    skips = true;
-                    count(r)
-                })
-        }
-    };
-    let action = match decided {
+    let tunnel = snap.tunnels.get(t as usize).map(|t| t.name.as_str());
+    let f = fields(frame, &b.cx[i].ip, tunnel, dir);
+    // Skip rules that matched on the way are counted too: they matched, they decided nothing.
+    let decided = snap
+        .classifier
+        .classify_with(&f, &mut b.st.fw_scratch, |r| {
+            skips = true;
+            count(r)
+        });
+    let action = settle(b, i, decided, bytes);
+    let reusable = !skips && !snap.classifier.per_crossing();
+    Judgement {
+        blocked: action == Action::Block,
+        reusable: reusable.then_some(decided),
+    }
+}
+
+/// Counts the deciding rule (or the default) for packet `i` of `bytes`; returns the action.
+#[inline(always)]
+fn settle<B>(b: &mut Burst<B>, i: usize, decided: Judged, bytes: u64) -> Action {
+    match decided {
         Some((r, a)) => {
-            count(r);
+            if let Some(c) = b.counters.rules.get_mut(b.snap.rule_slot(r)) {
+                c[0] += 1;
+                c[1] += bytes;
+            }
             b.cx[i].note.rule = Some(r as u16);
             a
         }
         None => {
             b.counters.firewall_default[0] += 1;
             b.counters.firewall_default[1] += bytes;
-            fw.default_action
+            b.snap.firewall.default_action
         }
-    };
-    let reusable = !skips && !snap.classifier.per_crossing();
-    Judgement {
-        blocked: action == Action::Block,
-        reusable: reusable.then_some(decided),
     }
 }
 

@@ -14,11 +14,12 @@ use crate::wire::{ethernet, gre, ipv4};
 /// the inner lookup (the rest of `live` is untouched).
 pub fn run<B: PacketBuf>(b: &mut Burst<B>, live: &Live) -> Live {
     let mut inner = Live::empty();
+    let mut last = Last::NONE;
     for i in live.iter() {
         if b.cx[i].set != SET_ANYCAST {
             continue;
         }
-        match ingress(b, i) {
+        match ingress(b, i, &mut last) {
             Ok(true) => inner.push(i),
             Ok(false) => {}
             Err(DropReason::AnycastNotTunnel) => not_tunnelled(b, i),
@@ -26,6 +27,24 @@ pub fn run<B: PacketBuf>(b: &mut Burst<B>, live: &Live) -> Live {
         }
     }
     inner
+}
+
+/// The tunnel the previous packet of this pass was matched to, by its outer (source,
+/// destination, protocol): a burst mostly comes from one customer, and a compare is cheaper
+/// than the binary search over every tunnel's endpoints (callgrind, issue 14). Only matches
+/// are kept, so a miss is looked up (and its reason found) packet by packet as before; the
+/// snapshot does not change within a burst.
+#[derive(Clone, Copy)]
+struct Last {
+    key: (u32, u32, u8),
+    tunnel: Option<u16>,
+}
+
+impl Last {
+    const NONE: Last = Last {
+        key: (0, 0, 0),
+        tunnel: None,
+    };
 }
 
 /// A packet for an anycast address that is not tunnelled: a unidirectional health check's
@@ -46,9 +65,9 @@ fn not_tunnelled<B: PacketBuf>(b: &mut Burst<B>, i: usize) {
 
 /// Ok(true): decapsulated, on to the inner lookup; Ok(false): consumed as a probe answer.
 #[inline(always)]
-fn ingress<B: PacketBuf>(b: &mut Burst<B>, i: usize) -> Result<bool, DropReason> {
+fn ingress<B: PacketBuf>(b: &mut Burst<B>, i: usize, last: &mut Last) -> Result<bool, DropReason> {
     let outer = b.cx[i].ip;
-    let t = decap(b, i, &outer)?;
+    let t = decap(b, i, &outer, last)?;
     let inner = ipv4_validate::parse(b.pkts[i].as_ref())?;
     // Before the keepalive and source checks and the firewall: a probe answer is ours
     // whatever its addresses, and must never count as customer traffic.
@@ -73,17 +92,28 @@ fn ingress<B: PacketBuf>(b: &mut Burst<B>, i: usize) -> Result<bool, DropReason>
 
 /// Identifies the tunnel and strips the outer headers, leaving the Ethernet header in
 /// front of the inner packet. Only the 14-byte Ethernet header moves; the payload stays.
-fn decap<B: PacketBuf>(b: &mut Burst<B>, i: usize, outer: &ipv4::Repr) -> Result<u16, DropReason> {
+#[inline(always)]
+fn decap<B: PacketBuf>(
+    b: &mut Burst<B>,
+    i: usize,
+    outer: &ipv4::Repr,
+    last: &mut Last,
+) -> Result<u16, DropReason> {
     let snap = b.snap;
     if outer.protocol != ipv4::PROTO_GRE && outer.protocol != ipv4::PROTO_IPIP {
         return Err(DropReason::AnycastNotTunnel);
     }
-    let Some(t) = snap.tunnel_by_endpoints(outer.src, outer.dst, outer.protocol) else {
-        return Err(if snap.has_tunnel_endpoints(outer.src, outer.dst) {
-            DropReason::TunnelWrongProtocol
-        } else {
-            DropReason::TunnelUnknown
-        });
+    let key = (outer.src, outer.dst, outer.protocol);
+    let t = match last.tunnel {
+        Some(t) if last.key == key => t,
+        _ => {
+            let t = tunnel_of(snap, key)?;
+            *last = Last {
+                key,
+                tunnel: Some(t),
+            };
+            t
+        }
     };
     b.cx[i].note.ingress_tunnel = Some(t);
     let pkt = &mut b.pkts[i];
@@ -115,4 +145,17 @@ fn decap<B: PacketBuf>(b: &mut Burst<B>, i: usize, outer: &ipv4::Repr) -> Result
         pkt.trim_back(extra);
     }
     Ok(t)
+}
+
+/// The tunnel outer (source, destination, protocol) belongs to, or why none.
+#[inline(never)]
+fn tunnel_of(snap: &crate::route::Snapshot, key: (u32, u32, u8)) -> Result<u16, DropReason> {
+    let (src, dst, proto) = key;
+    snap.tunnel_by_endpoints(src, dst, proto).ok_or_else(|| {
+        if snap.has_tunnel_endpoints(src, dst) {
+            DropReason::TunnelWrongProtocol
+        } else {
+            DropReason::TunnelUnknown
+        }
+    })
 }
