@@ -346,9 +346,15 @@ impl SharedCounters {
         let s = b.seq.load(Ordering::Relaxed);
         b.seq.store(s.wrapping_add(1), Ordering::Relaxed);
         fence(Ordering::Release);
-        for (cell, v) in b.values.iter().zip(c.fields_mut()) {
-            cell.store(*v, Ordering::Relaxed);
-        }
+        // `for_each` (the chain's own fold: a tight loop per part) rather than `zip`, which
+        // steps the chained iterator one call per value: ~37 instructions per value, about 1M
+        // per publish of these ~26k values, 100 times a second (callgrind, issue 14).
+        let mut cells = b.values.iter();
+        c.fields_mut().for_each(|v| {
+            if let Some(cell) = cells.next() {
+                cell.store(*v, Ordering::Relaxed);
+            }
+        });
         b.seq.store(s.wrapping_add(2), Ordering::Release);
     }
 
