@@ -367,12 +367,19 @@ impl SharedCounters {
         let s = b.seq.load(Ordering::Relaxed);
         b.seq.store(s.wrapping_add(1), Ordering::Relaxed);
         fence(Ordering::Release);
-        // Only this worker stores into its block, so a cell holds what it last published.
-        for (cell, v) in b.cells().iter().zip(c.fields_mut()) {
-            if cell.load(Ordering::Relaxed) != *v {
-                cell.store(*v, Ordering::Relaxed);
+        // Only this worker stores into its block, so a cell holds what it last published:
+        // storing only what changed leaves idle slots' lines clean. `for_each` (the chain's
+        // own fold: a tight loop per part) rather than `zip`, which steps the chained
+        // iterator one call per value: ~37 instructions per value, about 1M per publish of
+        // these ~26k values, 100 times a second (callgrind, issue 14).
+        let mut cells = b.cells().iter();
+        c.fields_mut().for_each(|v| {
+            if let Some(cell) = cells.next() {
+                if cell.load(Ordering::Relaxed) != *v {
+                    cell.store(*v, Ordering::Relaxed);
+                }
             }
-        }
+        });
         b.seq.store(s.wrapping_add(2), Ordering::Release);
     }
 

@@ -337,11 +337,18 @@ impl ArpLimiter {
         // Unresolved next hops first, then those the management thread re-resolves before
         // they age out (one load when none is pending).
         let refresh = snap.arp.take_refresh();
+        let mut n = 0;
         for (slot, w) in wants
             .iter_mut()
             .zip(pipeline.take_arp_wants().chain(refresh))
         {
             *slot = Some(w);
+            n += 1;
+        }
+        // The common case, after every burst: nothing to ask (the walk below cost ~180
+        // instructions a burst, callgrind).
+        if n == 0 {
+            return;
         }
         let now = dpdk::tsc();
         for (p, ip) in wants.into_iter().flatten() {

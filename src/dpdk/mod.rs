@@ -12,7 +12,7 @@ mod port;
 pub use device::probe as probe_device;
 pub use eal::{Eal, InitError};
 pub use lcore::{tsc, tsc_hz, LcoreRegistration};
-pub use mbuf::{Mbuf, MbufArray};
+pub use mbuf::{Drain, Mbuf, MbufArray};
 pub use mempool::Mempool;
 pub use port::{port_id_by_name, LinkStatus, Port, PortSettings, PortStats, RxQueue, TxQueue};
 

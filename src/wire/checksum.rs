@@ -27,12 +27,12 @@ pub fn fold(sum: u32) -> u16 {
     ((s & 0xffff) + (s >> 16)) as u16
 }
 
-/// The folded one's-complement sum of `data` taken in the machine's byte order: the sum is
-/// independent of byte order up to a swap of its two bytes (RFC 1071 2(B)), so the words are
-/// added as they lie, with no swap per word; `u16::from_be` turns the result into the
-/// big-endian sum. With a fixed-size `data` (a 20-byte IPv4 header) it unrolls to five adds.
+/// The one's-complement sum of `data` taken in the machine's byte order, not yet folded: the
+/// sum is independent of byte order up to a swap of its two bytes (RFC 1071 2(B)), so the
+/// words are added as they lie, with no swap per word. With a fixed-size `data` (a 20-byte
+/// IPv4 header) it unrolls to five adds.
 #[inline(always)]
-fn ones_sum_ne(data: &[u8]) -> u16 {
+fn wide_sum_ne(data: &[u8]) -> u64 {
     let mut sum = 0u64;
     let mut words = data.chunks_exact(4);
     for w in &mut words {
@@ -41,7 +41,13 @@ fn ones_sum_ne(data: &[u8]) -> u16 {
     let rest = words.remainder();
     let mut tail = [0u8; 4];
     tail[..rest.len()].copy_from_slice(rest);
-    sum += u32::from_ne_bytes(tail) as u64;
+    sum + u32::from_ne_bytes(tail) as u64
+}
+
+/// `wide_sum_ne` folded to 16 bits; `u16::from_be` turns it into the big-endian sum.
+#[inline(always)]
+fn ones_sum_ne(data: &[u8]) -> u16 {
+    let mut sum = wide_sum_ne(data);
     sum = (sum & 0xffff_ffff) + (sum >> 32);
     sum = (sum & 0xffff_ffff) + (sum >> 32);
     fold(((sum & 0xffff) + (sum >> 16)) as u32)
@@ -53,11 +59,20 @@ pub fn checksum(data: &[u8]) -> u16 {
     !u16::from_be(ones_sum_ne(data))
 }
 
+/// 0xffff's inverse modulo 2^64. For an odd d, x is a multiple of d exactly when
+/// x * d^-1 (mod 2^64) <= (2^64 - 1) / d (Granlund and Montgomery; Hacker's Delight 10-17):
+/// one multiply and one compare, where `%` compiled to a division by a constant (12
+/// instructions, callgrind).
+const INV_FFFF: u64 = 0xfffe_fffe_fffe_ffff;
+
 /// True when a header including its checksum field sums to all ones (all ones in either
-/// byte order).
+/// byte order). Folding keeps a sum's value modulo 0xffff (2^16 = 1) and yields 0 only for 0,
+/// so the folded sum is 0xffff exactly when the wide sum is a non-zero multiple of 0xffff: a
+/// divisibility test instead of four folds (issue 14).
 #[inline(always)]
 pub fn verify(data: &[u8]) -> bool {
-    ones_sum_ne(data) == 0xffff
+    let s = wide_sum_ne(data);
+    s != 0 && s.wrapping_mul(INV_FFFF) <= u64::MAX / 0xffff
 }
 
 /// RFC 1624 equation 3: the new checksum after one 16-bit word changed from `old` to `new`.
@@ -116,6 +131,42 @@ mod tests {
             with.extend_from_slice(&c.to_be_bytes());
             proptest::prop_assert!(verify(&with));
         }
+    }
+
+    proptest::proptest! {
+        /// `verify`'s divisibility test answers as the folded sum does, for any bytes, and
+        /// for any header whose checksum field was filled (some words all ones or zero too).
+        #[test]
+        fn verify_matches_folded_sum(mut data in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
+                                     fill in proptest::bool::ANY, ones in 0usize..4) {
+            for b in data.iter_mut().take(ones * 4) {
+                *b = if fill { 0xff } else { 0 };
+            }
+            proptest::prop_assert_eq!(verify(&data), fold(ones_sum(&data, 0)) == 0xffff);
+            data.resize(data.len() + data.len() % 2, 0);
+            let c = checksum(&data);
+            data.extend_from_slice(&c.to_be_bytes());
+            proptest::prop_assert_eq!(verify(&data), fold(ones_sum(&data, 0)) == 0xffff);
+        }
+    }
+
+    #[test]
+    fn divisibility_by_multiplication() {
+        assert_eq!(INV_FFFF.wrapping_mul(0xffff), 1);
+        for x in (0..1u64 << 20).chain([u64::MAX, 0xffff * 0x1_0000_0001, 5 * 0xffff_ffff]) {
+            let by_mul = x.wrapping_mul(INV_FFFF) <= u64::MAX / 0xffff;
+            assert_eq!(by_mul, x % 0xffff == 0, "{x:#x}");
+        }
+    }
+
+    #[test]
+    fn verify_edges() {
+        assert!(!verify(&[]), "nothing sums to zero, not all ones");
+        assert!(!verify(&[0; 20]));
+        assert!(verify(&[0xff, 0xff]));
+        assert!(verify(&[0xff; 20]));
+        assert!(verify(&[0x00, 0x00, 0xff, 0xff]));
+        assert!(!verify(&[0xff, 0xfe]));
     }
 
     #[test]

@@ -23,11 +23,13 @@ pub fn one<B: PacketBuf>(b: &mut Burst<B>, i: usize) {
 #[inline(always)]
 pub fn parse(frame: &[u8]) -> Result<ipv4::Repr, DropReason> {
     let ip = ipv4::Repr::parse(frame.get(ethernet::HEADER_LEN..).unwrap_or(&[]))?;
-    if ipv4::is_martian_src(ip.src) {
-        return Err(DropReason::Ipv4MartianSrc);
-    }
-    if ipv4::is_martian_dst(ip.dst) {
-        return Err(DropReason::Ipv4MartianDst);
+    // Both looked up, one branch on the fast path; the source's reason first, as before.
+    if ipv4::is_martian_src(ip.src) | ipv4::is_martian_dst(ip.dst) {
+        return Err(if ipv4::is_martian_src(ip.src) {
+            DropReason::Ipv4MartianSrc
+        } else {
+            DropReason::Ipv4MartianDst
+        });
     }
     Ok(ip)
 }
