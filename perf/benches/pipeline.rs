@@ -451,7 +451,7 @@ fn main() {
         return bench_firewall(
             &dir,
             get("--runs").and_then(|n| n.parse().ok()).unwrap_or(5),
-            get("--callgrind").is_some(),
+            get("--callgrind"),
         );
     }
     if args.iter().any(|a| a == "--snapshot") {
@@ -575,8 +575,10 @@ fn bench_snapshot(prefixes: &[(Prefix, u32)]) {
 
 /// The firewall on a rule set and traffic written by perf/acl-rules.py (the same rules
 /// dpdk-test-acl gets): TSC cycles per packet for the compiled classifier and for the
-/// rule-by-rule evaluator, which must agree on every packet.
-fn bench_firewall(dir: &str, runs: usize, callgrind_only: bool) {
+/// rule-by-rule evaluator, which must agree on every packet. Bursts of 32 (the datapath's)
+/// through `classify_burst` too. `--callgrind 1`: only the per-packet calls, `--callgrind
+/// burst`: only the bursts (callgrind's instructions per packet for either).
+fn bench_firewall(dir: &str, runs: usize, callgrind_only: Option<String>) {
     use anygate::firewall::{first_match, parse, Action, Classifier, Fields, Lists, Rule};
     let exprs = std::fs::read_to_string(format!("{dir}/rules.expr")).expect("rules.expr");
     let rules: Vec<Rule> = exprs
@@ -614,10 +616,17 @@ fn bench_firewall(dir: &str, runs: usize, callgrind_only: bool) {
     let c = Classifier::new(&rules);
     let built = t.elapsed();
     let mut scratch = vec![0u64; c.words()];
-    if callgrind_only {
+    let mut out = [None; 32];
+    if let Some(how) = callgrind_only {
         let mut hits = 0usize;
-        for p in &packets {
-            hits += classify_one(&c, p, &mut scratch);
+        if how == "burst" {
+            for ps in packets.chunks(32) {
+                hits += classify_burst(&c, ps, &mut out);
+            }
+        } else {
+            for p in &packets {
+                hits += classify_one(&c, p, &mut scratch);
+            }
         }
         println!("classified {} packets, {hits} matched", packets.len());
         return;
@@ -628,7 +637,13 @@ fn bench_firewall(dir: &str, runs: usize, callgrind_only: bool) {
         assert_eq!(a, b, "classifier and evaluator disagree");
         matched += a.is_some() as usize;
     }
+    for ps in packets.chunks(32) {
+        c.classify_burst(ps, &mut out, |_, _| {});
+        let want: Vec<_> = ps.iter().map(|p| first_match(&rules, p)).collect();
+        assert_eq!(&out[..ps.len()], &want[..], "bursts and evaluator disagree");
+    }
     let mut compiled = Vec::new();
+    let mut bursts = Vec::new();
     let mut naive = Vec::new();
     for _ in 0..runs {
         let t = tsc();
@@ -636,6 +651,12 @@ fn bench_firewall(dir: &str, runs: usize, callgrind_only: bool) {
             black_box(c.classify(black_box(p), &mut scratch));
         }
         compiled.push((tsc() - t) as f64 / packets.len() as f64);
+        let t = tsc();
+        for ps in packets.chunks(32) {
+            c.classify_burst(black_box(ps), &mut out, |_, _| {});
+            black_box(&out);
+        }
+        bursts.push((tsc() - t) as f64 / packets.len() as f64);
         let t = tsc();
         for p in &packets {
             black_box(first_match(&rules, black_box(p)));
@@ -649,18 +670,30 @@ fn bench_firewall(dir: &str, runs: usize, callgrind_only: bool) {
         packets.len()
     );
     println!(
-        "classifier built in {:.1} ms, tables {:.1} KiB, {} cross-product steps, {} bitsets ANDed per packet",
+        "classifier built in {:.1} ms, tables {:.1} KiB, tries {:.1} KiB, {} cross-product steps, {} slots intersected per packet",
         built.as_secs_f64() * 1e3,
         c.table_bytes() as f64 / 1024.0,
+        c.trie_bytes() as f64 / 1024.0,
         c.shape().0,
         c.shape().1
     );
     report("classifier, TSC cycles per packet", "cyc", compiled);
+    report("classifier, bursts of 32, TSC cyc/pkt", "cyc", bursts);
     report(
         "rule-by-rule evaluator, TSC cycles per packet",
         "cyc",
         naive,
     );
+}
+
+#[inline(never)]
+fn classify_burst(
+    c: &anygate::firewall::Classifier,
+    ps: &[anygate::firewall::Fields<'_>],
+    out: &mut [Option<(usize, anygate::firewall::Action)>],
+) -> usize {
+    c.classify_burst(ps, out, |_, _| {});
+    out[..ps.len()].iter().filter(|a| a.is_some()).count()
 }
 
 #[inline(never)]

@@ -1,14 +1,18 @@
 //! The compiled classifier. Each rule is rewritten into a disjunction of terms (negations
 //! pushed down to single-field predicates), each term a conjunction of per-field value sets.
-//! For every field some rule tests, the value space is cut into elementary intervals, and each
-//! interval (plus "the packet lacks this field") maps to the bitset of terms that accept it.
-//! A packet costs one binary search and one bitset AND per field, then the lowest set bit:
-//! never one evaluation per rule. A `skip` winner masks off the rest of its phase and the
-//! search resumes on the same bitset. Rules whose expansion would exceed `MAX_TERMS` terms
-//! keep using the reference evaluator, in their place in the order.
-use super::eval::{decide, eval, phase_end, Action, Fields, Rule};
+//! For every key some rule tests (`key`), the value space is cut into elementary intervals,
+//! and intervals accepted by the same terms share an equivalence class, found by a trie walk
+//! (`trie`). Cross-product tables then combine two slots' classes into the class of their
+//! intersection (Recursive Flow Classification), and the last table's entries are answers: a
+//! packet costs a trie walk per key and a load per step, never one evaluation per rule. Past
+//! the table budget the slots left are intersected per packet through their classes' term
+//! lists. Rules whose expansion would exceed `MAX_TERMS` terms keep using the reference
+//! evaluator, in their place in the order.
+use super::eval::{eval, phase_end, Action, Fields, Rule};
+use super::key::{value, Key};
 use super::parser::{CmpOp, Expr, Value};
 use super::scheme::Field;
+use super::trie::Trie;
 
 /// Terms one rule may expand to before it falls back to the evaluator.
 pub const MAX_TERMS: usize = 32;
@@ -93,35 +97,6 @@ impl Strings {
             .position(|x| x == s)
             .map_or(u64::MAX, |i| i as u64)
     }
-}
-
-/// The packet's value for a field, None when the packet does not have it. Written apart from
-/// the evaluator's `num`/`has`/`text` on purpose: the evaluator is the property test's oracle,
-/// so a wrong field mapping here must disagree with it (and sharing them measured ~15
-/// instructions per packet more).
-#[inline(always)]
-fn value(f: Field, p: &Fields<'_>, strings: &Strings) -> Option<u64> {
-    Some(match f {
-        Field::IpSrc => p.src as u64,
-        Field::IpDst => p.dst as u64,
-        Field::IpProto => p.proto as u64,
-        Field::IpLen => p.len as u64,
-        Field::IpHdrLen => p.hdr_len as u64,
-        Field::IpTtl => p.ttl as u64,
-        Field::Icmp => p.icmp.map(|_| 1)?,
-        Field::IcmpType => p.icmp?.0 as u64,
-        Field::IcmpCode => p.icmp?.1 as u64,
-        Field::Tcp => p.tcp.map(|_| 1)?,
-        Field::TcpFlags => p.tcp?.2 as u64,
-        Field::TcpFlag(bit) => (p.tcp?.2 & bit != 0) as u64,
-        Field::TcpSrcPort => p.tcp?.0 as u64,
-        Field::TcpDstPort => p.tcp?.1 as u64,
-        Field::Udp => p.udp.map(|_| 1)?,
-        Field::UdpSrcPort => p.udp?.0 as u64,
-        Field::UdpDstPort => p.udp?.1 as u64,
-        Field::Tunnel => strings.lookup(p.tunnel?),
-        Field::Direction => strings.lookup(p.direction?),
-    })
 }
 
 fn atom(e: &Expr, negate: bool, strings: &mut Strings) -> Option<Atom> {
@@ -214,91 +189,28 @@ fn dnf(e: &Expr, negate: bool, strings: &mut Strings) -> Option<Vec<Vec<Atom>>> 
 }
 
 /// Bytes the cross-product tables may take (tables, the classes' bitsets while they are built,
-/// and the final answers); past it the classifier keeps the per-field bitsets and ANDs them.
+/// the term lists of the slots left, and the final answers); past it the slots left are
+/// intersected per packet through their term lists.
 pub const TABLE_BUDGET: usize = 64 << 20;
 
-/// Phase 0 for one field: elementary interval starts, each interval's class (intervals that
-/// the same terms accept share one), and the class of packets without the field. `index` maps
-/// the value's top bits (a bucket) straight to the class when the bucket lies in one interval,
-/// else to the few intervals it spans; it has at most 4096 entries, so the tables of all
-/// fields stay in L2 (a 64K-entry index per field did not).
+/// Phase 0 for one key: the value's class through a trie (intervals that the same terms
+/// accept share a class), and the class of packets without the key.
 #[derive(Debug, Clone)]
 struct Dim {
-    field: Field,
-    starts: Vec<u64>,
-    /// Interval -> class.
-    class: Vec<u32>,
+    key: Key,
+    trie: Trie,
     absent: u32,
-    /// Bucket -> `LEAF | class`, or the first interval (low 32 bits) and the last (bits
-    /// 32..63) the bucket's values fall in. The last bucket runs to `u64::MAX`.
-    index: Vec<u64>,
-    /// Value bits below the bucket number.
-    shift: u32,
 }
-
-/// An index entry that is the class itself.
-const LEAF: u64 = 1 << 63;
 
 impl Dim {
-    /// An index over `starts` for values `width` bits wide: about 256 buckets per start
-    /// (so that clustered starts still mostly get buckets of their own), 16 to 4096 of them.
-    fn index(starts: &[u64], class: &[u32], width: u32) -> (Vec<u64>, u32) {
-        let bits = (starts.len().next_power_of_two().trailing_zeros() + 8).clamp(4, 12);
-        let shift = width - bits.min(width);
-        let buckets = 1u64 << bits.min(width);
-        let at = |v: u64| starts.partition_point(|s| *s <= v).saturating_sub(1);
-        let index = (0..buckets)
-            .map(|b| {
-                let (lo, hi) = if b + 1 == buckets {
-                    (at(b << shift), starts.len() - 1)
-                } else {
-                    (at(b << shift), at(((b + 1) << shift) - 1))
-                };
-                if lo == hi {
-                    LEAF | class[lo] as u64
-                } else {
-                    lo as u64 | (hi as u64) << 32
-                }
-            })
-            .collect();
-        (index, shift)
-    }
-
-    /// The class of value `v`.
-    #[inline]
-    fn class_of_value(&self, v: u64) -> u32 {
-        let b = ((v >> self.shift) as usize).min(self.index.len() - 1);
-        let e = self.index[b];
-        if e & LEAF != 0 {
-            return e as u32;
-        }
-        let (mut lo, hi) = (e as u32 as usize, (e >> 32) as usize);
-        if hi - lo > 8 {
-            // A crowded bucket (clustered prefixes or ports): binary search.
-            if let Some(within) = self.starts.get(lo + 1..=hi) {
-                lo += within.partition_point(|s| *s <= v);
-            }
-        } else {
-            while lo < hi && self.starts.get(lo + 1).is_some_and(|s| *s <= v) {
-                lo += 1;
-            }
-        }
-        self.class.get(lo).copied().unwrap_or(self.absent)
-    }
-
-    /// The packet's class for this field.
+    /// The packet's class for this key.
     #[inline(always)]
     fn class_of(&self, p: &Fields<'_>, strings: &Strings) -> u32 {
-        match value(self.field, p, strings) {
+        match value(self.key, p, |s| strings.lookup(s)) {
             None => self.absent,
-            Some(v) => self.class_of_value(v),
+            Some(v) => self.trie.class(v),
         }
     }
-}
-
-/// Fields whose values fit in 16 bits.
-fn is_narrow(f: Field) -> bool {
-    !matches!(f, Field::IpSrc | Field::IpDst)
 }
 
 /// Distinct term bitsets, `words` each, numbered in order of first appearance.
@@ -331,22 +243,65 @@ impl Interner {
     }
 }
 
+/// Table entries, two bytes each where every value fits.
+#[derive(Debug, Clone)]
+enum Entries {
+    Narrow(Vec<u16>),
+    Wide(Vec<u32>),
+}
+
+impl Entries {
+    fn new(v: Vec<u32>) -> Entries {
+        match v.iter().all(|x| *x <= u16::MAX as u32) {
+            true => Entries::Narrow(v.into_iter().map(|x| x as u16).collect()),
+            false => Entries::Wide(v),
+        }
+    }
+    #[inline(always)]
+    fn get(&self, i: usize) -> u32 {
+        match self {
+            Entries::Narrow(v) => v.get(i).map_or(0, |x| *x as u32),
+            Entries::Wide(v) => v.get(i).copied().unwrap_or(0),
+        }
+    }
+    fn bytes(&self) -> usize {
+        match self {
+            Entries::Narrow(v) => v.len() * 2,
+            Entries::Wide(v) => v.len() * 4,
+        }
+    }
+}
+
 /// One cross-product step (Recursive Flow Classification, Gupta & McKeown): the classes of
-/// slots `a` and `b` (a field's, or an earlier step's) combine to this step's class, one load
-/// from `table[class_a * nb + class_b]`.
+/// slots `a` and `b` (a key's, or an earlier step's) combine to this step's class, one load
+/// from `table[class_a * nb + class_b]`. The final step's entries are answers.
 #[derive(Debug, Clone)]
 struct Cross {
     a: usize,
     b: usize,
     nb: usize,
-    table: Vec<u32>,
+    table: Entries,
 }
 
-/// An answer that walks over skip rules.
-const WALK: u32 = 1 << 31;
-/// Slots a packet's classes take: fields, then one per cross-product step (fewer than 2 per
-/// distinct field; fields are at most 26 kinds, counting each TCP flag).
-const MAX_SLOTS: usize = 64;
+/// A slot left when the budget ran out: its classes' term bitsets (`words` each) and term
+/// lists (`list[at[c]..at[c + 1]]`, in rule order).
+#[derive(Debug, Clone)]
+struct Live {
+    slot: usize,
+    sets: Vec<u64>,
+    list: Vec<u32>,
+    at: Vec<u32>,
+}
+
+/// An answer: 0 (no rule matches), the deciding rule + 1, or `WALK | i` (skip rules match
+/// first: `walks[i]`). Two bytes, so final tables are narrow.
+const WALK: u32 = 1 << 15;
+/// Slots a packet's classes take: keys (at most 24 kinds, counting each TCP flag), then one
+/// per cross-product step (tables are built for at most 15 keys). The last one is never
+/// written: a final step over one slot reads it as its (always 0) second class. Small, as
+/// each packet zeroes them.
+const MAX_SLOTS: usize = 32;
+const ZERO_SLOT: usize = MAX_SLOTS - 1;
 /// Class pairs times words a candidate step may cost to have its classes counted before the
 /// greedy order picks it (larger candidates are ranked by their pair count alone).
 const TRIAL_WORK: usize = 1 << 22;
@@ -358,14 +313,11 @@ pub struct Classifier {
     dims: Vec<Dim>,
     /// Cross-product steps, in order; step `k` writes slot `max(dims, 1) + k`.
     cross: Vec<Cross>,
-    /// The slots left after the steps, with their classes' term bitsets (`words` each),
-    /// ANDed per packet; empty when a single final class has its answer precomputed.
-    live: Vec<(usize, Vec<u64>)>,
-    /// The final slot, when the steps reach one and no rule is left to the evaluator.
-    final_slot: Option<usize>,
-    /// Final class -> 0 (no rule matches), rule + 1 (it decides), or `WALK | i` (skip rules
-    /// match first: `walks[i]`).
-    answer: Vec<u32>,
+    /// The step whose entries are answers, when the steps reach one slot and no rule is left
+    /// to the evaluator.
+    last: Option<Cross>,
+    /// The slots left after the steps otherwise.
+    live: Vec<Live>,
     /// (skip rules passed, in order; the deciding rule + 1 or 0).
     walks: Vec<(Vec<u32>, u32)>,
     /// Term bit -> rule index, in rule order.
@@ -379,8 +331,10 @@ pub struct Classifier {
     words: usize,
     /// Some enabled rule tests the tunnel or the direction.
     per_crossing: bool,
-    /// Bytes of the cross-product tables, the live bitsets and the answers.
+    /// Bytes of the cross-product tables, the live slots' sets and lists and the answers.
     table_bytes: usize,
+    /// Bytes of the keys' tries.
+    trie_bytes: usize,
 }
 
 /// Distinct ANDs of two class lists, counted by hash (an estimate, for ranking steps).
@@ -400,13 +354,27 @@ fn count_pairs(a: &[u64], b: &[u64], words: usize) -> usize {
     seen.len()
 }
 
+/// The terms of a bitset, in order.
+fn members(set: &[u64]) -> impl Iterator<Item = u32> + '_ {
+    set.iter().enumerate().flat_map(|(i, &w)| {
+        let mut w = w;
+        std::iter::from_fn(move || {
+            (w != 0).then(|| {
+                let b = w.trailing_zeros();
+                w &= w - 1;
+                i as u32 * 64 + b
+            })
+        })
+    })
+}
+
 impl Classifier {
     pub fn new(rules: &[Rule]) -> Classifier {
         Classifier::with_budget(rules, TABLE_BUDGET)
     }
 
-    /// `new` with another byte budget for the cross-product tables (0: none, the per-field
-    /// bitsets are ANDed per packet).
+    /// `new` with another byte budget for the cross-product tables (0: none, the keys'
+    /// classes are intersected per packet).
     pub fn with_budget(rules: &[Rule], budget: usize) -> Classifier {
         let mut strings = Strings::default();
         let mut terms: Vec<(u16, Vec<Atom>)> = Vec::new();
@@ -417,71 +385,16 @@ impl Classifier {
                 None => fallback.push(i),
             }
         }
+        let (dims, classes) = match Classifier::dims(&terms) {
+            Some(d) => d,
+            None => {
+                // A key with more boundaries than a trie can hold: every rule is evaluated.
+                terms.clear();
+                fallback = (0..rules.len()).filter(|i| rules[*i].enabled).collect();
+                (Vec::new(), Vec::new())
+            }
+        };
         let words = terms.len().div_ceil(64).max(1);
-        let mut fields: Vec<Field> = terms
-            .iter()
-            .flat_map(|(_, t)| t.iter().map(|a| a.field))
-            .collect();
-        fields.sort_unstable();
-        fields.dedup();
-        let mut classes: Vec<Vec<u64>> = Vec::new();
-        let dims = fields
-            .into_iter()
-            .map(|field| {
-                // Each term's condition on this field (all values when it has none).
-                let conds: Vec<(Ranges, bool)> = terms
-                    .iter()
-                    .map(|(_, t)| {
-                        t.iter()
-                            .filter(|a| a.field == field)
-                            .fold((Ranges::all(), true), |(r, abs), a| {
-                                (r.intersect(&a.accept), abs && a.absent)
-                            })
-                    })
-                    .collect();
-                let mut starts: Vec<u64> = vec![0];
-                for (r, _) in &conds {
-                    for &(a, b) in &r.0 {
-                        starts.push(a);
-                        if b < u64::MAX {
-                            starts.push(b + 1);
-                        }
-                    }
-                }
-                starts.sort_unstable();
-                starts.dedup();
-                let bits = |pred: &dyn Fn(&(Ranges, bool)) -> bool| {
-                    let mut w = vec![0u64; words];
-                    for (k, c) in conds.iter().enumerate() {
-                        if pred(c) {
-                            w[k / 64] |= 1 << (k % 64);
-                        }
-                    }
-                    w
-                };
-                let mut ids = Interner::new(words);
-                let class: Vec<u32> = starts
-                    .iter()
-                    .map(|s| ids.id(&bits(&|c: &(Ranges, bool)| c.0.contains(*s))))
-                    .collect();
-                let absent = ids.id(&bits(&|c: &(Ranges, bool)| c.1));
-                classes.push(ids.sets);
-                let width = if is_narrow(field) { 16 } else { 32 };
-                let (index, shift) = Dim::index(&starts, &class, width);
-                Dim {
-                    field,
-                    starts,
-                    class,
-                    absent,
-                    index,
-                    shift,
-                }
-            })
-            .collect::<Vec<_>>();
-        if classes.is_empty() {
-            // No compiled term: one class (slot 0, always class 0) matching nothing.
-            classes.push(vec![0; words]);
-        }
         let term_rule: Vec<u16> = terms.iter().map(|(r, _)| *r).collect();
         let first_term: Vec<usize> = (0..=rules.len())
             .map(|r| terms.partition_point(|(t, _)| (*t as usize) < r))
@@ -489,11 +402,11 @@ impl Classifier {
         let mut c = Classifier {
             rules: rules.to_vec(),
             strings,
+            trie_bytes: dims.iter().map(|d| d.trie.bytes()).sum(),
             dims,
             cross: Vec::new(),
+            last: None,
             live: Vec::new(),
-            final_slot: None,
-            answer: Vec::new(),
             walks: Vec::new(),
             term_rule,
             fallback,
@@ -507,35 +420,130 @@ impl Classifier {
             }),
             table_bytes: 0,
         };
+        let classes = match classes.is_empty() {
+            // No compiled term: one class (slot 0, always class 0) matching nothing.
+            true => vec![vec![0; words]],
+            false => classes,
+        };
         c.tables(classes, budget);
         c
     }
 
-    /// Combines the fields' classes through cross-product tables, within `budget` bytes:
-    /// greedily, the step whose result has the fewest classes first. Down to one final
-    /// class, whose answer is precomputed; a budget that runs out first leaves several slots
-    /// whose term bitsets are ANDed per packet (budget 0: one per field).
+    /// Each key's trie and its classes' term bitsets; None when a trie cannot be built.
+    #[allow(clippy::type_complexity)]
+    fn dims(terms: &[(u16, Vec<Atom>)]) -> Option<(Vec<Dim>, Vec<Vec<u64>>)> {
+        let words = terms.len().div_ceil(64).max(1);
+        let mut keys: Vec<Key> = terms
+            .iter()
+            .flat_map(|(_, t)| t.iter().map(|a| Key::of(a.field)))
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let mut classes: Vec<Vec<u64>> = Vec::new();
+        let mut dims = Vec::new();
+        for key in keys {
+            // Each term's condition on this key (all values when it has none).
+            let conds: Vec<(Ranges, bool)> = terms
+                .iter()
+                .map(|(_, t)| {
+                    let (r, absent) = key.cond(|field| {
+                        let (r, abs) = t
+                            .iter()
+                            .filter(|a| a.field == field)
+                            .fold((Ranges::all(), true), |(r, abs), a| {
+                                (r.intersect(&a.accept), abs && a.absent)
+                            });
+                        (r.0, abs)
+                    });
+                    (Ranges(r), absent)
+                })
+                .collect();
+            let mut starts: Vec<u64> = vec![0];
+            for (r, _) in &conds {
+                for &(a, b) in &r.0 {
+                    starts.push(a);
+                    if b < u64::MAX {
+                        starts.push(b + 1);
+                    }
+                }
+            }
+            starts.sort_unstable();
+            starts.dedup();
+            let bits = |pred: &dyn Fn(&(Ranges, bool)) -> bool| {
+                let mut w = vec![0u64; words];
+                for (k, c) in conds.iter().enumerate() {
+                    if pred(c) {
+                        w[k / 64] |= 1 << (k % 64);
+                    }
+                }
+                w
+            };
+            let mut ids = Interner::new(words);
+            let class: Vec<u32> = starts
+                .iter()
+                .map(|s| ids.id(&bits(&|c: &(Ranges, bool)| c.0.contains(*s))))
+                .collect();
+            let absent = ids.id(&bits(&|c: &(Ranges, bool)| c.1));
+            classes.push(ids.sets);
+            let trie = Trie::new(&starts, &class, key.width())?;
+            dims.push(Dim { key, trie, absent });
+        }
+        Some((dims, classes))
+    }
+
+    /// The answer for a final class's term bitset: the first match decides, skip rules pass
+    /// over the rest of their phase. None when the answer does not fit two bytes.
+    fn answer(&mut self, set: &[u64]) -> Option<u32> {
+        let mut skips = Vec::new();
+        let mut from = 0;
+        let decided = loop {
+            match self.first_term_at(set, from) {
+                Some(i) if self.rules[i].action == Action::Skip => {
+                    skips.push(i as u32);
+                    from = self.phase_end[i];
+                }
+                Some(i) => break i as u32 + 1,
+                None => break 0,
+            }
+        };
+        if skips.is_empty() {
+            return (decided < WALK).then_some(decided);
+        }
+        let w = (skips, decided);
+        let i = match self.walks.iter().position(|x| *x == w) {
+            Some(i) => i,
+            None => {
+                self.walks.push(w);
+                self.walks.len() - 1
+            }
+        };
+        (i < WALK as usize && decided < WALK).then_some(WALK | i as u32)
+    }
+
+    /// Combines the keys' classes through cross-product tables, within `budget` bytes:
+    /// greedily, the step whose result has the fewest classes first, down to one step whose
+    /// entries are the answers. A budget that runs out first leaves several slots, whose
+    /// classes' term lists are intersected per packet (budget 0: one per key).
     fn tables(&mut self, fields: Vec<Vec<u64>>, budget: usize) {
         let words = self.words;
         let n = fields.len();
-        if n >= MAX_SLOTS / 2 {
-            self.live = fields.into_iter().enumerate().collect();
-            return;
-        }
         let mut live: Vec<(usize, Vec<u64>)> = fields.into_iter().enumerate().collect();
         let mut table_bytes = 0usize;
-        while live.len() > 1 {
+        let len = |s: &Vec<u64>| s.len() / words;
+        let lasting = self.fallback.is_empty();
+        while n < MAX_SLOTS / 2 && live.len() > 1 {
             let held: usize = live.iter().map(|(_, s)| s.len() * 8).sum();
             let room = budget.saturating_sub(table_bytes + held);
-            let len = |s: &Vec<u64>| s.len() / words;
             let mut best: Option<(usize, usize, usize, usize)> = None;
             for x in 0..live.len() {
                 for y in x + 1..live.len() {
                     let pairs = len(&live[x].1) * len(&live[y].1);
-                    if pairs * 4 > room {
+                    if pairs * 2 > room {
                         continue;
                     }
-                    let classes = if pairs * words <= TRIAL_WORK {
+                    let classes = if live.len() == 2 && lasting {
+                        0
+                    } else if pairs * words <= TRIAL_WORK {
                         count_pairs(&live[x].1, &live[y].1, words)
                     } else {
                         pairs
@@ -547,6 +555,7 @@ impl Classifier {
             }
             let Some((_, pairs, x, y)) = best else { break };
             let (a, b) = (&live[x].1, &live[y].1);
+            let final_step = live.len() == 2 && lasting;
             let mut out = Interner::new(words);
             let mut table = Vec::with_capacity(pairs);
             let mut and = vec![0u64; words];
@@ -556,9 +565,23 @@ impl Classifier {
                     for ((o, x), y) in and.iter_mut().zip(sa).zip(sb) {
                         *o = x & y;
                     }
-                    table.push(out.id(&and));
+                    // The final step's entries are answers: its classes are not kept.
+                    let entry = match final_step {
+                        true => self.answer(&and),
+                        false => Some(out.id(&and)),
+                    };
+                    let Some(entry) = entry else {
+                        over = true;
+                        break;
+                    };
+                    table.push(entry);
                 }
-                if out.bytes() + pairs * 4 > room {
+                let entry = if out.sets.len() / words > u16::MAX as usize {
+                    4
+                } else {
+                    2
+                };
+                if over || out.bytes() + pairs * entry > room {
                     over = true;
                     break;
                 }
@@ -566,56 +589,75 @@ impl Classifier {
             if over {
                 break;
             }
-            table_bytes += table.len() * 4;
+            let table = Entries::new(table);
+            table_bytes += table.bytes();
             let nb = len(b);
             let (sb, _) = live.swap_remove(y);
             let (sa, _) = live.swap_remove(x);
-            self.cross.push(Cross {
+            let step = Cross {
                 a: sa,
                 b: sb,
                 nb,
                 table,
-            });
-            live.push((n.max(1) + self.cross.len() - 1, out.sets));
+            };
+            if final_step {
+                self.last = Some(step);
+                live.clear();
+            } else {
+                self.cross.push(step);
+                live.push((n.max(1) + self.cross.len() - 1, out.sets));
+            }
         }
-        if let ([(slot, sets)], true) = (&live[..], self.fallback.is_empty()) {
-            self.final_slot = Some(*slot);
-            let mut walks = Vec::new();
-            self.answer = sets
+        if let ([(slot, sets)], true) = (&live[..], lasting) {
+            // One slot from the start: its classes' answers are the final table.
+            let answers: Option<Vec<u32>> = sets
+                .clone()
                 .chunks_exact(words)
-                .map(|set| {
-                    let mut skips = Vec::new();
-                    let mut from = 0;
-                    let decided = loop {
-                        match self.first_term_at(set, from) {
-                            Some(i) if self.rules[i].action == Action::Skip => {
-                                skips.push(i as u32);
-                                from = self.phase_end[i];
-                            }
-                            Some(i) => break i as u32 + 1,
-                            None => break 0,
-                        }
-                    };
-                    if skips.is_empty() {
-                        decided
-                    } else {
-                        walks.push((skips, decided));
-                        WALK | (walks.len() - 1) as u32
-                    }
-                })
+                .map(|s| self.answer(s))
                 .collect();
-            self.walks = walks;
-            live.clear();
+            if let Some(answers) = answers.filter(|a| a.len() * 2 <= budget) {
+                let table = Entries::new(answers);
+                table_bytes += table.bytes();
+                self.last = Some(Cross {
+                    a: *slot,
+                    b: ZERO_SLOT,
+                    nb: 1,
+                    table,
+                });
+                live.clear();
+            }
         }
+        if self.last.is_none() {
+            self.walks.clear();
+        }
+        self.live = live
+            .into_iter()
+            .map(|(slot, sets)| {
+                let mut list = Vec::new();
+                let mut at = vec![0];
+                for s in sets.chunks_exact(words) {
+                    list.extend(members(s));
+                    at.push(list.len() as u32);
+                }
+                Live {
+                    slot,
+                    sets,
+                    list,
+                    at,
+                }
+            })
+            .collect();
         self.table_bytes = table_bytes
-            + self.answer.len() * 4
             + self.walks.iter().map(|w| w.0.len() * 4 + 32).sum::<usize>()
-            + live.iter().map(|(_, s)| s.len() * 8).sum::<usize>();
-        self.live = live;
+            + self
+                .live
+                .iter()
+                .map(|l| l.sets.len() * 8 + (l.list.len() + l.at.len()) * 4)
+                .sum::<usize>();
     }
 
-    /// The first matching rule, as `first_match` would say. `scratch` is reused across
-    /// packets (at least `words()` long), so classifying allocates nothing.
+    /// The first matching rule, as `first_match` would say. `scratch` is unused (kept for
+    /// callers that size it by `words()`); classifying allocates nothing.
     pub fn classify(&self, p: &Fields<'_>, scratch: &mut [u64]) -> Option<(usize, Action)> {
         self.classify_with(p, scratch, |_| {})
     }
@@ -624,13 +666,13 @@ impl Classifier {
     pub fn classify_with(
         &self,
         p: &Fields<'_>,
-        scratch: &mut [u64],
-        mut skipped: impl FnMut(usize),
+        _scratch: &mut [u64],
+        skipped: impl FnMut(usize),
     ) -> Option<(usize, Action)> {
         let mut ids = [0u32; MAX_SLOTS];
         for (k, d) in self.dims.iter().enumerate() {
-            // Opaque per field: otherwise LLVM hoists every field's load out of the loop and
-            // spills them, ~60 instructions per packet for the few fields the rules test.
+            // Opaque per key: otherwise LLVM hoists every field's load out of the loop and
+            // spills them, ~60 instructions per packet for the few keys the rules test.
             let p = std::hint::black_box(p);
             ids[k % MAX_SLOTS] = d.class_of(p, &self.strings);
         }
@@ -638,55 +680,112 @@ impl Classifier {
         for (k, c) in self.cross.iter().enumerate() {
             // Slots are below MAX_SLOTS by construction; the masks spare the bounds checks.
             let at = ids[c.a % MAX_SLOTS] as usize * c.nb + ids[c.b % MAX_SLOTS] as usize;
-            ids[(n + k) % MAX_SLOTS] = c.table.get(at).copied().unwrap_or(0);
+            ids[(n + k) % MAX_SLOTS] = c.table.get(at);
         }
-        if let Some(slot) = self.final_slot {
-            let a = self.answer.get(ids[slot] as usize).copied().unwrap_or(0);
-            let decided = if a & WALK == 0 {
-                a
-            } else {
-                let (skips, decided) = self.walks.get((a & !WALK) as usize)?;
-                for &i in skips {
-                    skipped(i as usize);
-                }
-                *decided
-            };
-            let i = decided.checked_sub(1)? as usize;
-            return Some((i, self.rules.get(i)?.action));
+        if let Some(c) = &self.last {
+            let at = ids[c.a % MAX_SLOTS] as usize * c.nb + ids[c.b % MAX_SLOTS] as usize;
+            return self.answered(c.table.get(at), skipped);
         }
-        let Some(acc) = scratch.get_mut(..self.words) else {
-            // Too little scratch (never with the config's limits): answer the slow way.
-            return decide(&self.rules, p, skipped);
-        };
-        acc.fill(u64::MAX);
-        for (slot, sets) in &self.live {
-            let at = ids[*slot] as usize * self.words;
-            let set = sets.get(at..at + self.words).unwrap_or(&[]);
-            let mut any = 0;
-            for (a, s) in acc.iter_mut().zip(set) {
-                *a &= s;
-                any |= *a;
-            }
-            // No term left: the remaining slots cannot bring one back.
-            if any == 0 && self.fallback.is_empty() {
-                return None;
-            }
-        }
-        self.walk(acc, p, skipped)
+        self.walk(&ids, p, skipped)
     }
 
-    /// The decision on the packet's matching terms `acc`: the first match decides, unless it
-    /// is a skip, which resumes the search at the next phase; rules left to the evaluator are
-    /// evaluated in their place.
+    /// `classify_with` for each packet of `ps` (answers into `out`, which is at least as
+    /// long), eight at a time, each step over all eight: the table loads of different
+    /// packets do not depend on each other, so they overlap, as rte_acl walks several flows
+    /// per call. `skipped(packet, rule)` as in `classify_with`, packet by packet in order.
+    pub fn classify_burst(
+        &self,
+        ps: &[Fields<'_>],
+        out: &mut [Option<(usize, Action)>],
+        mut skipped: impl FnMut(usize, usize),
+    ) {
+        const LANES: usize = 8;
+        let Some(last) = &self.last else {
+            for (j, (p, o)) in ps.iter().zip(out.iter_mut()).enumerate() {
+                *o = self.classify_with(p, &mut [], |r| skipped(j, r));
+            }
+            return;
+        };
+        let n = self.dims.len().max(1);
+        for (c, (ps, out)) in ps.chunks(LANES).zip(out.chunks_mut(LANES)).enumerate() {
+            let mut ids = [[0u32; LANES]; MAX_SLOTS];
+            for (k, d) in self.dims.iter().enumerate() {
+                for (id, p) in ids[k % MAX_SLOTS].iter_mut().zip(ps) {
+                    *id = d.class_of(std::hint::black_box(p), &self.strings);
+                }
+            }
+            for (k, x) in self.cross.iter().enumerate() {
+                let (a, b) = (ids[x.a % MAX_SLOTS], ids[x.b % MAX_SLOTS]);
+                let to = &mut ids[(n + k) % MAX_SLOTS];
+                for j in 0..LANES {
+                    to[j] = x.table.get(a[j] as usize * x.nb + b[j] as usize);
+                }
+            }
+            let (a, b) = (ids[last.a % MAX_SLOTS], ids[last.b % MAX_SLOTS]);
+            for (j, o) in out.iter_mut().enumerate().take(ps.len()) {
+                let code = last.table.get(a[j] as usize * last.nb + b[j] as usize);
+                *o = self.answered(code, |r| skipped(c * LANES + j, r));
+            }
+        }
+    }
+
+    /// The decision an answer code stands for, telling `skipped` the skip rules it passes.
+    #[inline(always)]
+    fn answered(&self, code: u32, mut skipped: impl FnMut(usize)) -> Option<(usize, Action)> {
+        let decided = if code & WALK == 0 {
+            code
+        } else {
+            let (skips, decided) = self.walks.get((code & !WALK) as usize)?;
+            for &i in skips {
+                skipped(i as usize);
+            }
+            *decided
+        };
+        let i = decided.checked_sub(1)? as usize;
+        Some((i, self.rules.get(i)?.action))
+    }
+
+    /// The first term at or after term `k` that every live slot's class holds: the terms of
+    /// the class with the shortest list, each tested in the other classes' bitsets.
+    fn first_term_from(&self, ids: &[u32; MAX_SLOTS], k: usize) -> Option<usize> {
+        let class = |l: &Live| ids[l.slot % MAX_SLOTS] as usize;
+        let range = |l: &Live| {
+            let c = class(l);
+            let (s, e) = (l.at.get(c).copied(), l.at.get(c + 1).copied());
+            s.zip(e).map_or(0..0, |(s, e)| s as usize..e as usize)
+        };
+        let shortest = self.live.iter().min_by_key(|l| range(l).len())?;
+        let list = self.live_list(shortest, range(shortest));
+        let from = list.partition_point(|t| (*t as usize) < k);
+        list.get(from..)?.iter().map(|t| *t as usize).find(|&t| {
+            self.live.iter().all(|l| {
+                let at = class(l) * self.words + t / 64;
+                l.sets.get(at).is_some_and(|w| w >> (t % 64) & 1 != 0)
+            })
+        })
+    }
+
+    fn live_list<'a>(&self, l: &'a Live, r: std::ops::Range<usize>) -> &'a [u32] {
+        l.list.get(r).unwrap_or(&[])
+    }
+
+    /// The decision on the packet's classes `ids` in the live slots: the first match
+    /// decides, unless it is a skip, which resumes the search at the next phase; rules left
+    /// to the evaluator are evaluated in their place.
     fn walk(
         &self,
-        acc: &[u64],
+        ids: &[u32; MAX_SLOTS],
         p: &Fields<'_>,
         mut skipped: impl FnMut(usize),
     ) -> Option<(usize, Action)> {
         let mut from = 0;
         loop {
-            let compiled = self.first_term_at(acc, from);
+            let compiled = self
+                .first_term
+                .get(from)
+                .and_then(|&k| self.first_term_from(ids, k))
+                .and_then(|t| self.term_rule.get(t))
+                .map(|r| *r as usize);
             // A fallback rule ahead of the compiled winner still decides first.
             let fb = self
                 .fallback
@@ -717,7 +816,7 @@ impl Classifier {
             .map(|(i, w)| self.term_rule[i * 64 + w.trailing_zeros() as usize] as usize)
     }
 
-    /// Scratch words `classify` needs.
+    /// Scratch words callers have sized for `classify` (no longer needed by it).
     pub fn words(&self) -> usize {
         self.words
     }
@@ -725,15 +824,23 @@ impl Classifier {
     pub fn fallback_rules(&self) -> &[usize] {
         &self.fallback
     }
-    /// Bytes of the cross-product tables, precomputed answers and the bitsets ANDed per
-    /// packet (not counting the fields' own interval tables).
+    /// Bytes of the cross-product tables, precomputed answers and the live slots' bitsets
+    /// and term lists (not counting the keys' tries: `trie_bytes`).
     pub fn table_bytes(&self) -> usize {
         self.table_bytes
     }
-    /// Cross-product steps, and slots whose bitsets are ANDed per packet (0 when a final
-    /// class's answer is precomputed; one per field when the budget allowed no table).
+    /// Bytes of the keys' tries (phase 0).
+    pub fn trie_bytes(&self) -> usize {
+        self.trie_bytes
+    }
+    /// Cross-product steps (the final one included), and slots whose classes are
+    /// intersected per packet (0 when the final step's answers are precomputed; one per key
+    /// when the budget allowed no table).
     pub fn shape(&self) -> (usize, usize) {
-        (self.cross.len(), self.live.len())
+        (
+            self.cross.len() + self.last.is_some() as usize,
+            self.live.len(),
+        )
     }
     /// True when a packet's answer can differ between its two crossings (in from one tunnel,
     /// out to another) because some rule tests `anygate.tunnel` or `anygate.direction`. When
@@ -895,18 +1002,78 @@ mod tests {
             prop_assert!(tables.shape().1 <= 1, "{:?}", tables.shape());
             let bitsets = Classifier::with_budget(&rules, 0);
             prop_assert_eq!(bitsets.shape().0, 0);
-            for c in [tables, bitsets] {
+            // A budget that runs out part way: some steps, then slots intersected.
+            let partial = Classifier::with_budget(&rules, 600);
+            for c in [tables, bitsets, partial] {
                 let mut scratch = vec![0u64; c.words()];
-                for p in &packets {
+                let mut all_slow = Vec::new();
+                let mut want = Vec::new();
+                for (j, p) in packets.iter().enumerate() {
                     let (mut fast, mut slow) = (Vec::new(), Vec::new());
+                    want.push(decide(&rules, p, |i| slow.push(i)));
                     prop_assert_eq!(
                         c.classify_with(p, &mut scratch, |i| fast.push(i)),
-                        decide(&rules, p, |i| slow.push(i)),
+                        want[j],
                         "{:?}", exprs
                     );
+                    all_slow.extend(slow.iter().map(|&i| (j, i)));
                     prop_assert_eq!(fast, slow);
                 }
+                // Bursts (24 packets: three full groups of eight, and a short one after the
+                // first 21) say the same, skips included, packet by packet.
+                for split in [24, 21] {
+                    let (mut got, mut fast) = (vec![None; 24], Vec::new());
+                    let (a, b) = packets.split_at(split);
+                    let (oa, ob) = got.split_at_mut(split);
+                    c.classify_burst(a, oa, |j, i| fast.push((j, i)));
+                    c.classify_burst(b, ob, |j, i| fast.push((j + split, i)));
+                    prop_assert_eq!(&got, &want);
+                    prop_assert_eq!(&fast, &all_slow);
+                }
             }
+        }
+    }
+
+    /// Where the table budget runs out after some steps, the slots left are intersected
+    /// through their term lists, and the answers stay the evaluator's.
+    #[test]
+    fn budget_running_out_part_way_keeps_the_answers() {
+        let rules: Vec<Rule> = (0..40u32)
+            .map(|i| {
+                let mut r = rule(&format!(
+                    "ip.src in {{10.{}.0.0/16}} and ip.dst in {{192.0.{}.0/24}} and \
+                     tcp.dstport in {{{}..{}}} and tcp.srcport ne {}",
+                    i % 7,
+                    i % 11,
+                    1000 + i * 13,
+                    1100 + i * 17,
+                    i % 5
+                ));
+                r.action = [Action::Allow, Action::Block, Action::Skip][i as usize % 3];
+                r.phase = (i / 4) as u16;
+                r
+            })
+            .collect();
+        let partial = (6..24)
+            .map(|b| Classifier::with_budget(&rules, 1 << b))
+            .find(|c| c.shape().0 >= 1 && c.shape().1 >= 2)
+            .expect("some budget builds a step and leaves several slots");
+        let mut s = vec![0; partial.words()];
+        for i in 0..4000u32 {
+            let p = Fields {
+                src: u32::from_be_bytes([10, (i % 9) as u8, 0, 1]),
+                dst: u32::from_be_bytes([192, 0, (i % 13) as u8, 7]),
+                proto: 6,
+                tcp: Some(((i % 6) as u16, 990 + (i * 7 % 1800) as u16, 0)),
+                ..Default::default()
+            };
+            let (mut fast, mut slow) = (Vec::new(), Vec::new());
+            assert_eq!(
+                partial.classify_with(&p, &mut s, |r| fast.push(r)),
+                decide(&rules, &p, |r| slow.push(r)),
+                "{p:?}"
+            );
+            assert_eq!(fast, slow);
         }
     }
 

@@ -8,9 +8,11 @@
 //! both fail on UDP, and only `not ...` turns that into true.
 pub mod compile;
 pub mod eval;
+mod key;
 pub mod lexer;
 pub mod parser;
 pub mod scheme;
+mod trie;
 
 pub use compile::Classifier;
 pub use eval::{decide, first_match, Action, Fields, Rule};
