@@ -7,7 +7,7 @@ use crate::datapath::pipeline::Burst;
 use crate::datapath::verdict::DropReason;
 use crate::firewall::{Action, Fields};
 use crate::packet::PacketBuf;
-use crate::route::NextHop;
+use crate::route::{NextHop, Snapshot};
 use crate::wire::{ethernet, icmp, ipv4, tcp, udp};
 
 /// A packet's firewall answer (the deciding rule and its action; None: the default), kept for
@@ -115,12 +115,6 @@ fn judge<B: PacketBuf>(b: &mut Burst<B>, i: usize, t: u16, dir: Direction) -> Ju
     let bytes = frame.len() as u64;
     let rules = &mut b.counters.rules;
     let mut skips = false;
-    let mut count = |r: usize| {
-        if let Some(c) = rules.get_mut(snap.rule_slot(r)) {
-            c[0] += 1;
-            c[1] += bytes;
-        }
-    };
     let tunnel = snap.tunnels.get(t as usize).map(|t| t.name.as_str());
     let f = fields(frame, &b.cx[i].ip, tunnel, dir);
     // Skip rules that matched on the way are counted too: they matched, they decided nothing.
@@ -128,7 +122,7 @@ fn judge<B: PacketBuf>(b: &mut Burst<B>, i: usize, t: u16, dir: Direction) -> Ju
         .classifier
         .classify_with(&f, &mut b.st.fw_scratch, |r| {
             skips = true;
-            count(r)
+            count_rule(rules, snap, r, bytes)
         });
     let action = settle(b, i, decided, bytes);
     let reusable = !skips && !snap.classifier.per_crossing();
@@ -138,15 +132,21 @@ fn judge<B: PacketBuf>(b: &mut Burst<B>, i: usize, t: u16, dir: Direction) -> Ju
     }
 }
 
+/// Counts one packet of `bytes` for rule `r` (a rule without a counter slot is not counted).
+#[inline(always)]
+fn count_rule(rules: &mut [[u64; 2]], snap: &Snapshot, r: usize, bytes: u64) {
+    if let Some(c) = rules.get_mut(snap.rule_slot(r)) {
+        c[0] += 1;
+        c[1] += bytes;
+    }
+}
+
 /// Counts the deciding rule (or the default) for packet `i` of `bytes`; returns the action.
 #[inline(always)]
 fn settle<B>(b: &mut Burst<B>, i: usize, decided: Judged, bytes: u64) -> Action {
     match decided {
         Some((r, a)) => {
-            if let Some(c) = b.counters.rules.get_mut(b.snap.rule_slot(r)) {
-                c[0] += 1;
-                c[1] += bytes;
-            }
+            count_rule(&mut b.counters.rules, b.snap, r, bytes);
             b.cx[i].note.rule = Some(r as u16);
             a
         }
