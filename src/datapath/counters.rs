@@ -323,6 +323,7 @@ const PER_LINE: usize = LINE / std::mem::size_of::<u64>();
 /// One worker's published counters. They start on a LINE boundary and the allocation runs
 /// past the LINE they end in, so no other allocation shares a line with them.
 struct Block {
+    /// Odd while the worker is writing.
     seq: AtomicU64,
     cells: Box<[AtomicU64]>,
     /// Index of the first counter in `cells`.
@@ -344,8 +345,26 @@ impl Block {
     fn cells(&self) -> &[AtomicU64] {
         &self.cells[self.at..self.at + N]
     }
+
+    /// `f` over the cells as one consistent publish: retried while the worker is mid-publish
+    /// (`seq` odd) or published meanwhile.
+    fn consistent<T>(&self, mut f: impl FnMut(&[AtomicU64]) -> T) -> T {
+        loop {
+            let s1 = self.seq.load(Ordering::Acquire);
+            if s1 & 1 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let v = f(self.cells());
+            fence(Ordering::Acquire);
+            if self.seq.load(Ordering::Relaxed) == s1 {
+                return v;
+            }
+        }
+    }
 }
 
+/// One cache-padded block of counters per worker.
 pub struct SharedCounters {
     blocks: Vec<CachePadded<Block>>,
 }
@@ -383,51 +402,30 @@ impl SharedCounters {
         b.seq.store(s.wrapping_add(2), Ordering::Release);
     }
 
+    /// A consistent copy of worker `w`'s counters.
     pub fn read(&self, w: usize) -> Counters {
         let mut c = Counters::default();
-        let Some(b) = self.blocks.get(w) else {
-            return c;
-        };
-        loop {
-            let s1 = b.seq.load(Ordering::Acquire);
-            if s1 & 1 == 1 {
-                std::hint::spin_loop();
-                continue;
-            }
-            for (v, cell) in c.fields_mut().zip(b.cells()) {
-                *v = cell.load(Ordering::Relaxed);
-            }
-            fence(Ordering::Acquire);
-            if b.seq.load(Ordering::Relaxed) == s1 {
-                return c;
-            }
+        if let Some(b) = self.blocks.get(w) {
+            b.consistent(|cells| {
+                for (v, cell) in c.fields_mut().zip(cells) {
+                    *v = cell.load(Ordering::Relaxed);
+                }
+            });
         }
+        c
     }
 
     /// Packets received by every worker: the rx cells alone (the first MAX_PORTS of each
     /// block), for the management tick, which must not read (and so share) whole blocks
     /// every 10 ms.
     pub fn rx_total(&self) -> u64 {
-        let mut total = 0;
-        for b in &self.blocks {
-            loop {
-                let s1 = b.seq.load(Ordering::Acquire);
-                if s1 & 1 == 1 {
-                    std::hint::spin_loop();
-                    continue;
-                }
-                let rx: u64 = b.cells()[..MAX_PORTS]
-                    .iter()
-                    .map(|c| c.load(Ordering::Relaxed))
-                    .sum();
-                fence(Ordering::Acquire);
-                if b.seq.load(Ordering::Relaxed) == s1 {
-                    total += rx;
-                    break;
-                }
-            }
-        }
-        total
+        let rx = |cells: &[AtomicU64]| -> u64 {
+            cells[..MAX_PORTS]
+                .iter()
+                .map(|c| c.load(Ordering::Relaxed))
+                .sum()
+        };
+        self.blocks.iter().map(|b| b.consistent(rx)).sum()
     }
 
     pub fn workers(&self) -> usize {
