@@ -50,26 +50,41 @@ fn be32(b: &[u8]) -> u32 {
 /// the datapath's loops keeps it in line however many callers `new_checked` has.
 #[inline(always)]
 fn check(b: &[u8]) -> Result<usize, Error> {
-    if b.len() < MIN_HEADER_LEN {
+    let Some(h) = b.first_chunk::<MIN_HEADER_LEN>() else {
         return Err(Error::Truncated);
-    }
-    // Nearly every header is version 4 without options: one test for both.
-    let hlen = match b[field::VER_IHL] {
-        0x45 => MIN_HEADER_LEN,
-        v if v >> 4 != 4 => return Err(Error::BadVersion),
-        v if v & 0x0f < 5 => return Err(Error::BadIhl),
-        v => ((v & 0x0f) as usize) * 4,
     };
-    let total = be16(&b[field::LEN]) as usize;
+    // Nearly every header is version 4 without options: one test for both, then the
+    // 20-byte header's own checks as a fixed-size slice (the sum unrolls, and the header
+    // length is a constant there rather than a value tested again; callgrind, issue 14).
+    if h[field::VER_IHL] != 0x45 {
+        return check_options(b);
+    }
+    let total = be16(&h[field::LEN]) as usize;
+    if total < MIN_HEADER_LEN || total > b.len() {
+        return Err(Error::BadLength);
+    }
+    if !checksum::verify(h) {
+        return Err(Error::BadChecksum);
+    }
+    Ok(MIN_HEADER_LEN)
+}
+
+/// `check` for any first byte but 0x45: another version, a bad IHL, or options.
+#[inline(never)]
+fn check_options(b: &[u8]) -> Result<usize, Error> {
+    let v = b.first().copied().ok_or(Error::Truncated)?;
+    if v >> 4 != 4 {
+        return Err(Error::BadVersion);
+    }
+    if v & 0x0f < 5 {
+        return Err(Error::BadIhl);
+    }
+    let hlen = ((v & 0x0f) as usize) * 4;
+    let total = b.get(field::LEN).map_or(0, be16) as usize;
     if total < hlen || total > b.len() {
         return Err(Error::BadLength);
     }
-    // The common 20-byte header as a fixed-size slice: the sum unrolls.
-    let ok = match b.first_chunk::<MIN_HEADER_LEN>() {
-        Some(h) if hlen == MIN_HEADER_LEN => checksum::verify(h),
-        _ => checksum::verify(&b[..hlen]),
-    };
-    if !ok {
+    if !checksum::verify(&b[..hlen]) {
         return Err(Error::BadChecksum);
     }
     Ok(hlen)
@@ -176,16 +191,30 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
 /// TTL by one and patches the checksum incrementally. Does nothing to a short buffer.
 #[inline(always)]
 pub fn decrement_ttl_in(hdr: &mut [u8]) {
-    let Some(b) = hdr.get_mut(..MIN_HEADER_LEN) else {
+    let Some(b) = hdr.first_chunk_mut::<MIN_HEADER_LEN>() else {
         return;
     };
-    // RFC 1624 eq. 3, `~m + m'` known without reading the word: the TTL is its high byte, so
-    // it drops by 0x0100 (~m + m' = 0xfeff), or rises by 0xff00 when a TTL of 0 wraps.
-    let ttl = b[field::TTL];
-    let delta = if ttl == 0 { 0x1_feff } else { 0xfeff };
-    b[field::TTL] = ttl.wrapping_sub(1);
+    // TTL, protocol and checksum as one big-endian word. RFC 1624 eq. 3 with the TTL (the
+    // high byte of its 16-bit word) one lower is `HC' = ~fold(~HC + 0xfeff)`, which works
+    // out to HC + 0x0100 for HC below 0xfeff and HC - 0xfeff from there: so the word drops
+    // by 0x00ff_ff00 (TTL - 1, checksum + 0x100), or by 0x0100_feff, in one subtraction
+    // instead of a sum and two folds (issue 14).
+    let w = u32::from_be_bytes([b[8], b[9], b[10], b[11]]);
+    if w >> 24 == 0 {
+        return ttl_wraps(b);
+    }
+    let high = u32::from(w & 0xffff >= 0xfeff);
+    let w = w.wrapping_sub(0x00ff_ff00 + high * 0xffff);
+    b[8..12].copy_from_slice(&w.to_be_bytes());
+}
+
+/// `decrement_ttl_in` for a TTL of 0, which wraps to 255: the word rises by 0xff00
+/// (`~m + m' = 0x1_feff`). Never on the forwarding path (the hop checks drop TTL <= 1).
+#[cold]
+fn ttl_wraps(b: &mut [u8; MIN_HEADER_LEN]) {
+    b[field::TTL] = 255;
     let hc = be16(&b[field::CHECKSUM]);
-    let c = !checksum::fold((!hc) as u32 + delta);
+    let c = !checksum::fold((!hc) as u32 + 0x1_feff);
     b[field::CHECKSUM].copy_from_slice(&c.to_be_bytes());
 }
 
@@ -217,6 +246,8 @@ impl Repr {
         let Some(h) = buf.first_chunk::<MIN_HEADER_LEN>() else {
             return Err(Error::Truncated);
         };
+        // Flags and fragment offset read as one word for both fields.
+        let frag = be16(&h[field::FLAGS_FRAG]);
         Ok(Repr {
             src: be32(&h[field::SRC]),
             dst: be32(&h[field::DST]),
@@ -226,8 +257,8 @@ impl Repr {
             tos: h[field::TOS],
             ttl: h[field::TTL],
             protocol: h[field::PROTO],
-            dont_frag: h[field::FLAGS_FRAG.start] & 0x40 != 0,
-            frag_offset: be16(&h[field::FLAGS_FRAG]) & 0x1fff,
+            dont_frag: frag & 0x4000 != 0,
+            frag_offset: frag & 0x1fff,
         })
     }
 
@@ -372,6 +403,30 @@ mod tests {
             let want = checksum::update16(be16(&hdr[10..12]), old, new);
             proptest::prop_assert_eq!(h[8], hdr[8].wrapping_sub(1));
             proptest::prop_assert_eq!(be16(&h[10..12]), want);
+        }
+    }
+
+    /// The one-subtraction form against RFC 1624 eq. 3 for every checksum value, at the
+    /// TTLs on either side of its two branches.
+    #[test]
+    fn ttl_decrement_is_the_general_update_for_every_checksum() {
+        for ttl in [0u8, 1, 2, 64, 255] {
+            for hc in 0..=0xffffu16 {
+                let mut h = [0u8; 20];
+                h[8] = ttl;
+                h[9] = PROTO_UDP;
+                h[10..12].copy_from_slice(&hc.to_be_bytes());
+                decrement_ttl_in(&mut h);
+                let old = u16::from_be_bytes([ttl, PROTO_UDP]);
+                let new = u16::from_be_bytes([ttl.wrapping_sub(1), PROTO_UDP]);
+                assert_eq!(h[8], ttl.wrapping_sub(1));
+                assert_eq!(h[9], PROTO_UDP, "ttl {ttl} hc {hc:#x}");
+                assert_eq!(
+                    be16(&h[10..12]),
+                    checksum::update16(hc, old, new),
+                    "ttl {ttl} hc {hc:#x}"
+                );
+            }
         }
     }
 

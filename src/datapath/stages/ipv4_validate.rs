@@ -1,22 +1,16 @@
 //! IPv4 validation: the header is checked (`wire::ipv4::Repr::parse`) and read once into the
 //! packet's context; martian addresses are refused.
-use crate::datapath::context::Origin;
-use crate::datapath::pipeline::Burst;
+use crate::datapath::context::{Ctx, Origin};
 use crate::datapath::verdict::DropReason;
-use crate::packet::PacketBuf;
 use crate::wire::{ethernet, ipv4};
 
-/// Packet `i`'s IPv4 header into its context, or the packet leaves with the reason.
+/// The IPv4 header of a frame received on `in_port` into the packet's context `c`, or the
+/// reason to drop the packet.
 #[inline(always)]
-pub fn one<B: PacketBuf>(b: &mut Burst<B>, i: usize) {
-    match parse(b.pkts[i].as_ref()) {
-        Ok(ip) => {
-            let c = &mut b.cx[i];
-            c.ip = ip;
-            c.origin = Origin::Port(b.in_port);
-        }
-        Err(r) => b.drop(i, r),
-    }
+pub fn one(frame: &[u8], c: &mut Ctx, in_port: u16) -> Result<(), DropReason> {
+    c.ip = parse(frame)?;
+    c.origin = Origin::Port(in_port);
+    Ok(())
 }
 
 /// The IPv4 header after the Ethernet header of `frame`, valid and not martian.

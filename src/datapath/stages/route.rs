@@ -2,7 +2,7 @@
 use crate::datapath::pipeline::Burst;
 use crate::datapath::verdict::DropReason;
 use crate::packet::PacketBuf;
-use crate::route::{ecmp, NextHop};
+use crate::route::ecmp;
 use crate::wire::{ethernet, ipv4, udp};
 
 /// Packet `i`'s next hop; false when it has none (it leaves, dropped).
@@ -28,7 +28,6 @@ pub fn one<B: PacketBuf>(b: &mut Burst<B>, i: usize) -> bool {
         b.drop(i, DropReason::NoRoute);
         return false;
     };
-    b.needs.encap |= matches!(nh, NextHop::Tunnel(_));
     let c = &mut b.cx[i];
     c.nexthop = Some(*nh);
     c.note.nexthop = Some(id);
