@@ -107,10 +107,6 @@ pub struct Burst<'a, B> {
 pub struct Needs {
     /// A packet for an anycast endpoint: tunnel ingress (and the firewall).
     pub decap: bool,
-    /// A next hop through a tunnel, from ARR and the local entry. Nothing reads it at present
-    /// (encap tests each packet's next hop), so `route` does not set it: a test and a store
-    /// per packet (callgrind, issue 14).
-    pub encap: bool,
     /// A packet to answer with an ICMP error.
     pub icmp_error: bool,
 }

@@ -36,7 +36,6 @@ pub fn ret<B: PacketBuf>(b: &mut Burst<B>, i: usize, table: &Table) -> bool {
     }
     // A return packet confirms the flow: it is established, no longer evictable.
     table.touch(&f, flags | CONFIRMED, 0);
-    b.needs.encap = true;
     b.counters.arr_returned += 1;
     if let Some(tc) = b.counters.tunnels.get_mut(snap.tunnel_slot(t)) {
         tc.arr_returned += 1;

@@ -27,7 +27,6 @@ pub fn run<B: PacketBuf>(b: &mut Burst<B>, live: &mut Live, tunnels: &[u16]) {
                 c.origin = Origin::Local;
                 c.nexthop = Some(NextHop::Tunnel(t));
                 c.note.egress_tunnel = Some(t);
-                b.needs.encap = true;
             }
             Err(r) => b.drop(i, r),
         }
