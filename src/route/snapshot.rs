@@ -63,6 +63,9 @@ pub struct TunnelState {
     pub overhead: u16,
     /// The outer headers with the fields fixed for the tunnel filled in (encapsulation).
     pub outer: crate::wire::outer::Template,
+    /// Its counters' slot (`Snapshot::tunnel_slot`), kept here so that a packet reaches its
+    /// tunnel's counters from the state it already holds.
+    pub counter_slot: usize,
     /// The route set toward `remote`: gateways only.
     pub underlay: u32,
     /// Inner sources are checked against the route table, not an authorized list.
@@ -375,6 +378,7 @@ impl Snapshot {
                     t.ttl,
                     t.kind == TunnelType::Gre,
                 ),
+                counter_slot: counter_slots.tunnels.slot(i),
                 underlay,
                 rpf: t.authorized.is_none(),
                 arr: t.arr,

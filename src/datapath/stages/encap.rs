@@ -59,7 +59,7 @@ fn encap<B: PacketBuf>(
         e.set_src(l2.src);
         e.set_ethertype(ethernet::ETHERTYPE_IPV4);
     }
-    if let Some(tc) = b.counters.tunnels.get_mut(b.snap.tunnel_slot(t)) {
+    if let Some(tc) = b.counters.tunnels.get_mut(tun.counter_slot) {
         tc.tx_packets += 1;
         tc.tx_bytes += frame_len as u64;
     }

@@ -46,7 +46,6 @@ struct Last<'s> {
 struct Matched<'s> {
     t: u16,
     tun: &'s TunnelState,
-    slot: usize,
 }
 
 impl<'s> Last<'s> {
@@ -101,7 +100,11 @@ fn ingress<'s, B: PacketBuf>(
 ) -> Result<bool, DropReason> {
     let proto = b.cx[i].ip.protocol;
     let Matched { t, tun, .. } = decap(b, i, last)?;
-    let inner = ipv4_validate::parse(b.pkts[i].as_ref())?;
+    // Into the context at once (the outer header is done with): a copy through the stack
+    // cost ~18 instructions a packet (callgrind). A packet dropped below leaves with its
+    // inner header there, which no one reads.
+    b.cx[i].ip = ipv4_validate::parse(b.pkts[i].as_ref())?;
+    let inner = b.cx[i].ip;
     // Before the keepalive and source checks and the firewall: a probe answer is ours
     // whatever its addresses, and must never count as customer traffic.
     if inner.protocol == ipv4::PROTO_ICMP {
@@ -115,9 +118,7 @@ fn ingress<'s, B: PacketBuf>(
     if !b.snap.source_allowed_in(t, tun, inner.src, b.fib) {
         return Err(DropReason::TunnelSpoofedSource);
     }
-    let c = &mut b.cx[i];
-    c.ip = inner;
-    c.origin = Origin::Tunnel(t);
+    b.cx[i].origin = Origin::Tunnel(t);
     Ok(true)
 }
 
@@ -142,7 +143,7 @@ fn decap<'s, B: PacketBuf>(
     let pkt = &mut b.pkts[i];
     let frame = pkt.as_ref();
     let len = frame.len();
-    if let Some(tc) = b.counters.tunnels.get_mut(m.slot) {
+    if let Some(tc) = b.counters.tunnels.get_mut(m.tun.counter_slot) {
         tc.rx_packets += 1;
         tc.rx_bytes += len as u64;
     }
@@ -184,9 +185,5 @@ fn tunnel_of(snap: &Snapshot, key: (u32, u32, u8)) -> Result<Matched<'_>, DropRe
         .tunnels
         .get(usize::from(t))
         .ok_or(DropReason::TunnelUnknown)?;
-    Ok(Matched {
-        t,
-        tun,
-        slot: snap.tunnel_slot(t),
-    })
+    Ok(Matched { t, tun })
 }
