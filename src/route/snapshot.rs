@@ -61,6 +61,11 @@ pub struct TunnelState {
     pub mss_clamp: u16,
     /// Outer header bytes: 24 (GRE) or 20 (IP-in-IP).
     pub overhead: u16,
+    /// The outer headers with the fields fixed for the tunnel filled in (encapsulation).
+    pub outer: crate::wire::outer::Template,
+    /// Its counters' slot (`Snapshot::tunnel_slot`), kept here so that a packet reaches its
+    /// tunnel's counters from the state it already holds.
+    pub counter_slot: usize,
     /// The route set toward `remote`: gateways only.
     pub underlay: u32,
     /// Inner sources are checked against the route table, not an authorized list.
@@ -367,6 +372,13 @@ impl Snapshot {
                 mtu: t.mtu,
                 mss_clamp: t.mss_clamp,
                 overhead: t.overhead(),
+                outer: crate::wire::outer::Template::new(
+                    t.edge_endpoint,
+                    t.customer_endpoint,
+                    t.ttl,
+                    t.kind == TunnelType::Gre,
+                ),
+                counter_slot: counter_slots.tunnels.slot(i),
                 underlay,
                 rpf: t.authorized.is_none(),
                 arr: t.arr,
@@ -457,13 +469,26 @@ impl Snapshot {
     /// (feasible-path reverse-path forwarding, RFC 3704 section 2.3).
     #[inline]
     pub fn source_allowed(&self, t: u16, src: u32, fib: crate::lpm::View) -> bool {
-        match self.tunnels.get(t as usize) {
-            Some(tun) if tun.rpf => fib
-                .lookup(src)
+        self.tunnels
+            .get(t as usize)
+            .is_some_and(|tun| self.source_allowed_in(t, tun, src, fib))
+    }
+
+    /// `source_allowed` for a caller that holds tunnel `t`'s state already.
+    #[inline(always)]
+    pub fn source_allowed_in(
+        &self,
+        t: u16,
+        tun: &TunnelState,
+        src: u32,
+        fib: crate::lpm::View,
+    ) -> bool {
+        if tun.rpf {
+            fib.lookup(src)
                 .and_then(|set| self.sets.get(set as usize))
-                .is_some_and(|c| c.iter().any(|c| c.tunnel == Some(t))),
-            Some(_) => self.sources.allows(t, src),
-            None => false,
+                .is_some_and(|c| c.iter().any(|c| c.tunnel == Some(t)))
+        } else {
+            self.sources.allows(t, src)
         }
     }
 

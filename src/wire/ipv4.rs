@@ -9,7 +9,7 @@ pub const PROTO_TCP: u8 = 6;
 pub const PROTO_UDP: u8 = 17;
 pub const PROTO_GRE: u8 = 47;
 
-mod field {
+pub(super) mod field {
     use std::ops::Range;
     pub const VER_IHL: usize = 0;
     pub const TOS: usize = 1;

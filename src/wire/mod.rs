@@ -6,6 +6,7 @@ pub mod ethernet;
 pub mod gre;
 pub mod icmp;
 pub mod ipv4;
+pub mod outer;
 pub mod tcp;
 pub mod udp;
 

@@ -1,14 +1,14 @@
 //! Encapsulation toward a tunnel: outer IPv4 from our anycast endpoint to the customer's (TTL
 //! from the tunnel, DSCP/ECN and DF copied from the inner header, ID 0 when DF is set and a
 //! per-worker counter otherwise), plus a 4-byte GRE header for GRE tunnels, written into the
-//! mbuf headroom; the payload is never copied.
-use crate::config::TunnelType;
+//! mbuf headroom from the tunnel's template (`wire::outer`: only the per-packet fields and
+//! the checksum's finish are computed here); the payload is never copied.
 use crate::datapath::context::L2Rewrite;
 use crate::datapath::pipeline::Burst;
 use crate::datapath::verdict::DropReason;
 use crate::packet::PacketBuf;
 use crate::route::NextHop;
-use crate::wire::{ethernet, gre, ipv4};
+use crate::wire::{ethernet, outer};
 
 /// Encapsulates packet `i` if its next hop is a tunnel; it leaves forwarded or dropped.
 #[inline(always)]
@@ -47,29 +47,19 @@ fn encap<B: PacketBuf>(
         .ok_or(DropReason::NoHeadroom)?;
     let frame_len = buf.len();
     let (eth, rest) = buf.split_at_mut(ethernet::HEADER_LEN);
-    ipv4::Repr {
+    let fields = outer::Fields {
         tos: ip.tos,
         total_len: ip.total_len.wrapping_add(tun.overhead),
         ident,
         dont_frag: ip.dont_frag,
-        ttl: tun.ttl,
-        protocol: tun.proto,
-        src: tun.local,
-        dst: tun.remote,
-        header_len: ipv4::MIN_HEADER_LEN as u16,
-        frag_offset: 0,
-    }
-    .emit(rest);
-    if tun.kind == TunnelType::Gre {
-        let g = rest.get_mut(ipv4::MIN_HEADER_LEN..).unwrap_or(&mut []);
-        gre::write_basic(g, gre::PROTO_IPV4);
-    }
+    };
+    tun.outer.write(rest, fields);
     if let Some(mut e) = ethernet::Frame::new_checked(eth) {
         e.set_dst(l2.dst);
         e.set_src(l2.src);
         e.set_ethertype(ethernet::ETHERTYPE_IPV4);
     }
-    if let Some(tc) = b.counters.tunnels.get_mut(b.snap.tunnel_slot(t)) {
+    if let Some(tc) = b.counters.tunnels.get_mut(tun.counter_slot) {
         tc.tx_packets += 1;
         tc.tx_bytes += frame_len as u64;
     }

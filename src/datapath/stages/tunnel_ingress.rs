@@ -7,14 +7,14 @@ use crate::datapath::context::{Live, Origin};
 use crate::datapath::pipeline::Burst;
 use crate::datapath::verdict::DropReason;
 use crate::packet::PacketBuf;
-use crate::route::SET_ANYCAST;
+use crate::route::{Snapshot, TunnelState, SET_ANYCAST};
 use crate::wire::{ethernet, gre, ipv4};
 
 /// Decapsulates the packets addressed to an anycast endpoint; returns those that go on to
 /// the inner lookup (the rest of `live` is untouched).
 pub fn run<B: PacketBuf>(b: &mut Burst<B>, live: &Live) -> Live {
     let mut inner = Live::empty();
-    let mut last = Last::NONE;
+    let mut last: Last = Last::NONE;
     for i in live.iter() {
         if b.cx[i].set != SET_ANYCAST {
             continue;
@@ -30,21 +30,49 @@ pub fn run<B: PacketBuf>(b: &mut Burst<B>, live: &Live) -> Live {
 }
 
 /// The tunnel the previous packet of this pass was matched to, by its outer (source,
-/// destination, protocol): a burst mostly comes from one customer, and a compare is cheaper
-/// than the binary search over every tunnel's endpoints (callgrind, issue 14). Only matches
-/// are kept, so a miss is looked up (and its reason found) packet by packet as before; the
-/// snapshot does not change within a burst.
+/// destination, protocol), with its state and its counters' slot: a burst mostly comes from
+/// one customer, and a compare is cheaper than the binary search over every tunnel's
+/// endpoints and the lookups behind them (callgrind, issue 14). Only matches are kept, so a
+/// miss is looked up (and its reason found) packet by packet as before; the snapshot does
+/// not change within a burst.
 #[derive(Clone, Copy)]
-struct Last {
+struct Last<'s> {
     key: (u32, u32, u8),
-    tunnel: Option<u16>,
+    tunnel: Option<Matched<'s>>,
 }
 
-impl Last {
-    const NONE: Last = Last {
+/// A tunnel as ingress uses it.
+#[derive(Clone, Copy)]
+struct Matched<'s> {
+    t: u16,
+    tun: &'s TunnelState,
+}
+
+impl<'s> Last<'s> {
+    const NONE: Last<'static> = Last {
         key: (0, 0, 0),
         tunnel: None,
     };
+
+    /// The tunnel of outer `key`.
+    #[inline(always)]
+    fn tunnel(
+        &mut self,
+        snap: &'s Snapshot,
+        key: (u32, u32, u8),
+    ) -> Result<Matched<'s>, DropReason> {
+        match self.tunnel {
+            Some(m) if self.key == key => Ok(m),
+            _ => {
+                let m = tunnel_of(snap, key)?;
+                *self = Last {
+                    key,
+                    tunnel: Some(m),
+                };
+                Ok(m)
+            }
+        }
+    }
 }
 
 /// A packet for an anycast address that is not tunnelled: a unidirectional health check's
@@ -65,10 +93,18 @@ fn not_tunnelled<B: PacketBuf>(b: &mut Burst<B>, i: usize) {
 
 /// Ok(true): decapsulated, on to the inner lookup; Ok(false): consumed as a probe answer.
 #[inline(always)]
-fn ingress<B: PacketBuf>(b: &mut Burst<B>, i: usize, last: &mut Last) -> Result<bool, DropReason> {
-    let outer = b.cx[i].ip;
-    let t = decap(b, i, &outer, last)?;
-    let inner = ipv4_validate::parse(b.pkts[i].as_ref())?;
+fn ingress<'s, B: PacketBuf>(
+    b: &mut Burst<'s, B>,
+    i: usize,
+    last: &mut Last<'s>,
+) -> Result<bool, DropReason> {
+    let proto = b.cx[i].ip.protocol;
+    let Matched { t, tun, .. } = decap(b, i, last)?;
+    // Into the context at once (the outer header is done with): a copy through the stack
+    // cost ~18 instructions a packet (callgrind). A packet dropped below leaves with its
+    // inner header there, which no one reads.
+    b.cx[i].ip = ipv4_validate::parse(b.pkts[i].as_ref())?;
+    let inner = b.cx[i].ip;
     // Before the keepalive and source checks and the firewall: a probe answer is ours
     // whatever its addresses, and must never count as customer traffic.
     if inner.protocol == ipv4::PROTO_ICMP {
@@ -76,16 +112,12 @@ fn ingress<B: PacketBuf>(b: &mut Burst<B>, i: usize, last: &mut Last) -> Result<
             return r.map(|()| false);
         }
     }
-    let Some(tun) = b.snap.tunnels.get(t as usize) else {
-        return Err(DropReason::TunnelUnknown);
-    };
-    if outer.protocol == ipv4::PROTO_GRE && inner.src == tun.local && inner.dst == tun.remote {
+    if proto == ipv4::PROTO_GRE && inner.src == tun.local && inner.dst == tun.remote {
         return Err(DropReason::GreKeepalive);
     }
-    if !b.snap.source_allowed(t, inner.src, b.fib) {
+    if !b.snap.source_allowed_in(t, tun, inner.src, b.fib) {
         return Err(DropReason::TunnelSpoofedSource);
     }
-    b.cx[i].ip = inner;
     b.cx[i].origin = Origin::Tunnel(t);
     Ok(true)
 }
@@ -93,39 +125,31 @@ fn ingress<B: PacketBuf>(b: &mut Burst<B>, i: usize, last: &mut Last) -> Result<
 /// Identifies the tunnel and strips the outer headers, leaving the Ethernet header in
 /// front of the inner packet. Only the 14-byte Ethernet header moves; the payload stays.
 #[inline(always)]
-fn decap<B: PacketBuf>(
-    b: &mut Burst<B>,
+fn decap<'s, B: PacketBuf>(
+    b: &mut Burst<'s, B>,
     i: usize,
-    outer: &ipv4::Repr,
-    last: &mut Last,
-) -> Result<u16, DropReason> {
-    let snap = b.snap;
-    if outer.protocol != ipv4::PROTO_GRE && outer.protocol != ipv4::PROTO_IPIP {
+    last: &mut Last<'s>,
+) -> Result<Matched<'s>, DropReason> {
+    let outer = &b.cx[i].ip;
+    let (proto, key) = (outer.protocol, (outer.src, outer.dst, outer.protocol));
+    // The outer header was validated: it and its payload lie within the frame.
+    let outer_end = ethernet::HEADER_LEN + usize::from(outer.total_len);
+    let mut inner_at = ethernet::HEADER_LEN + usize::from(outer.header_len);
+    if proto != ipv4::PROTO_GRE && proto != ipv4::PROTO_IPIP {
         return Err(DropReason::AnycastNotTunnel);
     }
-    let key = (outer.src, outer.dst, outer.protocol);
-    let t = match last.tunnel {
-        Some(t) if last.key == key => t,
-        _ => {
-            let t = tunnel_of(snap, key)?;
-            *last = Last {
-                key,
-                tunnel: Some(t),
-            };
-            t
-        }
-    };
-    b.cx[i].note.ingress_tunnel = Some(t);
+    let m = last.tunnel(b.snap, key)?;
+    b.cx[i].note.ingress_tunnel = Some(m.t);
     let pkt = &mut b.pkts[i];
-    let frame_len = pkt.as_ref().len();
-    if let Some(tc) = b.counters.tunnels.get_mut(snap.tunnel_slot(t)) {
+    let frame = pkt.as_ref();
+    let len = frame.len();
+    if let Some(tc) = b.counters.tunnels.get_mut(m.tun.counter_slot) {
         tc.rx_packets += 1;
-        tc.rx_bytes += frame_len as u64;
+        tc.rx_bytes += len as u64;
     }
-    let mut inner_at = ethernet::HEADER_LEN + usize::from(outer.header_len);
-    if outer.protocol == ipv4::PROTO_GRE {
-        let end = ethernet::HEADER_LEN + usize::from(outer.total_len);
-        let g = gre::parse(pkt.as_ref().get(inner_at..end).unwrap_or(&[]))?;
+    if proto == ipv4::PROTO_GRE {
+        let outer_pkt = frame.get(..outer_end).unwrap_or(&[]);
+        let g = gre::parse(outer_pkt.get(inner_at..).unwrap_or(&[]))?;
         match g.protocol {
             gre::PROTO_IPV4 => {}
             gre::PROTO_IPV6 => return Err(DropReason::GreInnerIpv6),
@@ -139,23 +163,27 @@ fn decap<B: PacketBuf>(
         return Err(DropReason::GreMalformed);
     }
     // Anything after the outer packet (Ethernet padding) is not part of the inner one.
-    let inner_frame = ethernet::HEADER_LEN + usize::from(outer.total_len) - shift;
-    let extra = pkt.as_ref().len().saturating_sub(inner_frame);
+    let extra = len.saturating_sub(outer_end);
     if extra > 0 {
         pkt.trim_back(extra);
     }
-    Ok(t)
+    Ok(m)
 }
 
 /// The tunnel outer (source, destination, protocol) belongs to, or why none.
 #[inline(never)]
-fn tunnel_of(snap: &crate::route::Snapshot, key: (u32, u32, u8)) -> Result<u16, DropReason> {
+fn tunnel_of(snap: &Snapshot, key: (u32, u32, u8)) -> Result<Matched<'_>, DropReason> {
     let (src, dst, proto) = key;
-    snap.tunnel_by_endpoints(src, dst, proto).ok_or_else(|| {
-        if snap.has_tunnel_endpoints(src, dst) {
+    let Some(t) = snap.tunnel_by_endpoints(src, dst, proto) else {
+        return Err(if snap.has_tunnel_endpoints(src, dst) {
             DropReason::TunnelWrongProtocol
         } else {
             DropReason::TunnelUnknown
-        }
-    })
+        });
+    };
+    let tun = snap
+        .tunnels
+        .get(usize::from(t))
+        .ok_or(DropReason::TunnelUnknown)?;
+    Ok(Matched { t, tun })
 }
