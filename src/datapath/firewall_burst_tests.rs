@@ -1,6 +1,7 @@
-//! The firewall over whole bursts (`firewall::run`): a burst mixing packets that cross no
-//! tunnel, cross one way or both, are blocked or allowed, pass skip rules or reuse their first
-//! answer must get the verdicts, output bytes, notes and counters each packet gets alone.
+//! The firewall over whole bursts: a burst mixing packets that cross no tunnel, cross one
+//! way or both, are blocked or allowed, pass skip rules or reuse their first answer must get
+//! the verdicts, output bytes, notes and counters each packet gets alone (a stage that judged
+//! a burst's crossings together, or kept state from one packet to the next, must keep this).
 use super::*;
 
 /// Frames of every kind the firewall meets, from wan0 unless said.

@@ -4,12 +4,10 @@
 //! needs (tunnel ingress, ICMP errors) is skipped on one test.
 //!
 //! ```text
-//! l2 ─► ipv4_validate ─► lookup (outer) ─┬─────────────────────────────────┬─► route ─┬──────────────────────────────────┬─► hop_checks
-//!                                        └─► tunnel_ingress ─► lookup (inner) ┘          └─► (crossing a tunnel) firewall ┘
-//!   (the crossing packets of the burst wait for the others' pass, then the firewall judges
-//!    them together: ingress crossings in one group, egress in another)
-//!   (with ARR on some tunnel, per packet: arr::ret ─► route (when no learned flow) ─►
-//!    firewall ─► hop_checks ─► arr::learn)
+//! l2 ─► ipv4_validate ─► lookup (outer) ─┬─────────────────────────────────┬─► route ─► firewall ─► hop_checks
+//!                                        └─► tunnel_ingress ─► lookup (inner) ┘
+//!   (with ARR on some tunnel: arr::ret ─► route (when no learned flow) ─► firewall ─►
+//!    hop_checks ─► arr::learn)
 //! hop_checks ─► icmp_error ─► neighbor ─► rewrite ─► encap ─► (account)
 //!                 └─ errors built in place ─► route ─► hop_checks ─┘ (a mini-pass, then rejoin)
 //!
@@ -25,11 +23,9 @@
 //! ```
 //!
 //! Stages that need no burst-wide step run fused, one pass doing each packet through all of
-//! them (l2 + ipv4_validate; route + hop_checks; neighbor + rewrite + encap): a pass per
-//! stage cost the loop, the index and the context reloads per packet (callgrind, issue 14).
-//! The firewall is the exception: the classifier gains from seeing several packets at once,
-//! so the packets that cross a tunnel leave the fused pass for a firewall pass of their own.
-//! The per-packet functions stay in their stage files.
+//! them (l2 + ipv4_validate; route + firewall + hop_checks; neighbor + rewrite + encap): a
+//! pass per stage cost the loop, the index and the context reloads per packet (callgrind,
+//! issue 14). The per-packet functions stay in their stage files.
 use super::context::Live;
 use super::pipeline::{count_drop, Burst};
 use super::stages::{
@@ -62,7 +58,7 @@ pub(super) fn run<B: PacketBuf>(b: &mut Burst<B>, verdicts: &mut [Verdict]) {
     // ARR off (no tunnel has it): the plain pass, not one more test per packet; the ARR
     // pass is kept out of line so the plain one compiles as before (callgrind).
     match b.snap.arr_table() {
-        None => route_pass(b, &mut live),
+        None => each(b, &mut live, |b, i| route_to_hop_checks(b, i)),
         Some(t) => arr_pass(b, &mut live, t),
     }
     if b.needs.icmp_error {
@@ -82,41 +78,6 @@ pub(super) fn run_local<B: PacketBuf>(b: &mut Burst<B>, tunnels: &[u16], verdict
     each(b, &mut live, |b, i| hop_checks::one(b, i));
     leave(b, &live);
     account(b, verdicts);
-}
-
-/// route ─► firewall ─► hop_checks over the burst. A packet that crosses no tunnel goes from
-/// route to hop_checks in one pass (one test for the firewall); the crossing ones are set
-/// aside and judged together after it (`firewall::run`: a classifier call per direction for
-/// the burst, not one per packet), then checked. Hop checks look at one packet alone, so
-/// running them later for some packets changes nothing but the order of independent writes.
-#[inline(always)]
-fn route_pass<B: PacketBuf>(b: &mut Burst<B>, live: &mut Live) {
-    let mut crossing = Live::empty();
-    each(b, live, |b, i| {
-        if route::one(b, i) {
-            if firewall::crosses(b, i) {
-                crossing.push(i);
-            } else {
-                hop_checks::one(b, i);
-            }
-        }
-    });
-    if crossing.len() > 0 {
-        crossed(b, live, &crossing);
-    }
-}
-
-/// The firewall over the crossing packets of a burst, then the hop checks of those it let
-/// through. Out of line: bursts that cross no tunnel do not carry its code.
-#[inline(never)]
-fn crossed<B: PacketBuf>(b: &mut Burst<B>, live: &mut Live, crossing: &Live) {
-    firewall::run(b, crossing);
-    for i in crossing.iter() {
-        if b.cx[i].pending() {
-            hop_checks::one(b, i);
-        }
-    }
-    b.compact(live);
 }
 
 /// route ─► firewall ─► hop_checks for packet `i` (the firewall passes packets that cross no

@@ -2,12 +2,9 @@
 //! traffic toward them. Each packet is judged alone (stateless); the first enabled matching
 //! rule decides, else the default action, as the compiled classifier finds it (one lookup per
 //! field the rules test, not one evaluation per rule). Packets anygate made are not filtered.
-//! `run` judges a burst's crossing packets together (the main pass); `one` judges a packet
-//! by itself (the ARR pass and the ICMP errors' mini-pass).
-use crate::datapath::context::{Live, Origin};
+use crate::datapath::context::Origin;
 use crate::datapath::pipeline::Burst;
 use crate::datapath::verdict::DropReason;
-use crate::datapath::BURST;
 use crate::firewall::{Action, Fields};
 use crate::packet::PacketBuf;
 use crate::route::{NextHop, Snapshot};
@@ -52,152 +49,6 @@ pub fn one<B: PacketBuf>(b: &mut Burst<B>, i: usize) -> bool {
         return true;
     }
     crossings(b, i)
-}
-
-/// Whether packet `i` crosses a tunnel: in from one, or out into one (packets anygate made
-/// among them are passed over by `run`). Most packets cross none: one test each.
-#[inline(always)]
-pub fn crosses<B>(b: &Burst<B>, i: usize) -> bool {
-    let c = &b.cx[i];
-    matches!(c.origin, Origin::Tunnel(_)) || matches!(c.nexthop, Some(NextHop::Tunnel(_)))
-}
-
-/// Judges the packets of `crossing` (each `crosses`), a direction at a time: the ingress
-/// crossings of the burst are classified together, then the egress ones whose first answer
-/// is not reused, so the classifier's table loads for different packets overlap and its
-/// setup is paid per group, not per packet. The same answers, counters and drops as `one`
-/// packet by packet (counters are sums: the order they are added in does not show). Blocked
-/// packets leave the burst; the caller compacts.
-#[inline(never)]
-pub fn run<B: PacketBuf>(b: &mut Burst<B>, crossing: &Live) {
-    let snap = b.snap;
-    let fw = &*snap.firewall;
-    // No rule and a default of allow: nothing to judge or count, as in `filter`.
-    let decides = !(fw.rules.is_empty() && fw.default_action == Action::Allow);
-    if fw.ingress && decides {
-        let mut ingress = Live::empty();
-        for i in crossing.iter() {
-            if matches!(b.cx[i].origin, Origin::Tunnel(_)) {
-                ingress.push(i);
-            }
-        }
-        judge_all(b, &ingress, Direction::Ingress);
-    }
-    let mut egress = Live::empty();
-    for i in crossing.iter() {
-        let c = &mut b.cx[i];
-        let Some(NextHop::Tunnel(t)) = c.nexthop else {
-            continue;
-        };
-        if !c.pending() || c.origin == Origin::Local {
-            continue;
-        }
-        c.note.egress_tunnel = Some(t);
-        match c.judged {
-            // The first crossing's answer, reusable: counted again, as a second evaluation
-            // would count it, without classifying again.
-            Some(d) if fw.egress => {
-                let d = d.map(|(r, a)| (usize::from(r), a));
-                let bytes = b.pkts[i].as_ref().len() as u64;
-                if settle(b, i, d, bytes) == Action::Block {
-                    b.drop(i, DropReason::FirewallBlock);
-                }
-            }
-            _ if fw.egress && decides => egress.push(i),
-            _ => {}
-        }
-    }
-    if egress.len() > 0 {
-        judge_all(b, &egress, Direction::Egress);
-    }
-}
-
-/// Packets per `classify_burst` call: the classifier's own step width, so that the fields
-/// and answers live in small arrays built in place (a burst-sized pair was cleared per call,
-/// callgrind).
-const LANES: usize = 8;
-
-/// A skip bit per lane.
-const _: () = assert!(LANES <= 32);
-
-/// Fields for the lanes a group does not fill (never classified).
-const NO_FIELDS: Fields<'static> = Fields {
-    src: 0,
-    dst: 0,
-    proto: 0,
-    len: 0,
-    hdr_len: 0,
-    ttl: 0,
-    icmp: None,
-    tcp: None,
-    udp: None,
-    tunnel: None,
-    direction: None,
-};
-
-/// Classifies the packets of `ps`, crossing in direction `dir`, LANES per call; counts each
-/// packet's skip rules and deciding rule (or the default) and drops the blocked ones. An
-/// ingress answer is kept for the egress crossing when it is reusable (see `judge`).
-#[inline(never)]
-fn judge_all<B: PacketBuf>(b: &mut Burst<B>, ps: &Live, dir: Direction) {
-    let snap = b.snap;
-    let per_crossing = snap.classifier.per_crossing();
-    let keep = dir == Direction::Ingress && !per_crossing;
-    let mut it = ps.iter();
-    loop {
-        let mut at = [0usize; LANES];
-        let mut n = 0;
-        let f: [Fields<'_>; LANES] = std::array::from_fn(|k| match it.next() {
-            Some(i) => {
-                at[k] = i;
-                n = k + 1;
-                let c = &b.cx[i];
-                let t = match (dir, c.origin, c.nexthop) {
-                    (Direction::Ingress, Origin::Tunnel(t), _) => t,
-                    (_, _, Some(NextHop::Tunnel(t))) => t,
-                    _ => u16::MAX,
-                };
-                // The tunnel and direction only when a rule tests them: a lookup and two
-                // strings less per packet otherwise.
-                let (tunnel, dir) = match per_crossing {
-                    true => (tunnel_name(snap, t), Some(dir.name())),
-                    false => (None, None),
-                };
-                fields(b.pkts[i].as_ref(), &c.ip, tunnel, dir)
-            }
-            None => NO_FIELDS,
-        });
-        if n == 0 {
-            return;
-        }
-        let mut out: [Judged; LANES] = [None; LANES];
-        let mut skips = 0u32;
-        let (rules, pkts) = (&mut b.counters.rules, &*b.pkts);
-        snap.classifier
-            .classify_burst(&f[..n], &mut out[..n], |j, r| {
-                let i = at[j % LANES];
-                skips |= 1 << (j % LANES);
-                count_rule(rules, snap, r, pkts[i].as_ref().len() as u64);
-            });
-        for j in 0..n {
-            let (i, decided) = (at[j] % BURST, out[j]);
-            let bytes = b.pkts[i].as_ref().len() as u64;
-            if settle(b, i, decided, bytes) == Action::Block {
-                b.drop(i, DropReason::FirewallBlock);
-            } else if keep && skips >> j & 1 == 0 {
-                b.cx[i].judged = Some(decided.map(|(r, a)| (r as u16, a)));
-            }
-        }
-        if n < LANES {
-            return;
-        }
-    }
-}
-
-/// The name rules see for tunnel `t`.
-#[inline(always)]
-fn tunnel_name(snap: &Snapshot, t: u16) -> Option<&str> {
-    snap.tunnels.get(t as usize).map(|t| t.name.as_str())
 }
 
 #[inline(always)]
@@ -264,7 +115,16 @@ fn judge<B: PacketBuf>(b: &mut Burst<B>, i: usize, t: u16, dir: Direction) -> Ju
     let bytes = frame.len() as u64;
     let rules = &mut b.counters.rules;
     let mut skips = false;
-    let f = fields(frame, &b.cx[i].ip, tunnel_name(snap, t), Some(dir.name()));
+    // The tunnel's name and the direction only when some rule tests them (else no rule
+    // reads them): a lookup and two strings less per packet.
+    let (tunnel, direction) = match snap.classifier.per_crossing() {
+        true => (
+            snap.tunnels.get(t as usize).map(|t| t.name.as_str()),
+            Some(dir.name()),
+        ),
+        false => (None, None),
+    };
+    let f = fields(frame, &b.cx[i].ip, tunnel, direction);
     // Skip rules that matched on the way are counted too: they matched, they decided nothing.
     let decided = snap
         .classifier
@@ -308,7 +168,6 @@ fn settle<B>(b: &mut Burst<B>, i: usize, decided: Judged, bytes: u64) -> Action 
 
 /// The rule fields of a packet. Transport fields only for first fragments with the fields
 /// there.
-#[inline(always)]
 fn fields<'a>(
     frame: &[u8],
     ip: &ipv4::Repr,
