@@ -911,3 +911,6 @@ fn unroutable_icmp_reply_counts_the_drop_once() {
 
 #[path = "counter_reload_tests.rs"]
 mod counter_reload;
+
+#[path = "firewall_burst_tests.rs"]
+mod firewall_burst;
