@@ -1,4 +1,4 @@
-use super::poptrie::{Index, IndexView, Ones, Soft, FALLBACK};
+use super::poptrie::{Index, IndexView, FALLBACK};
 use super::table_mem::AtomicTable;
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -236,51 +236,29 @@ impl View<'_> {
 
     /// See [`Dir24_8::lookup_bulk`].
     pub fn lookup_bulk(&self, ips: &[u32], out: &mut [u32], miss: u32) {
-        match crate::cpu::Popcnt::detect() {
-            Some(p) => self.lookup_bulk_with(p, ips, out, miss),
-            None => self.lookup_bulk_with(Soft, ips, out, miss),
-        }
-    }
-
-    /// Three stages over blocks of eight: direct entries prefetched two blocks ahead, read
-    /// one block ahead (and their first nodes prefetched), resolved level by level.
-    #[inline(always)]
-    fn lookup_bulk_with<C: Ones>(&self, c: C, ips: &[u32], out: &mut [u32], miss: u32) {
         const N: usize = 8;
         let n = ips.len().min(out.len());
         let (ips, out) = (&ips[..n], &mut out[..n]);
-        let ix = self.index;
-        for ip in ips.iter().take(2 * N) {
-            ix.prefetch_direct(*ip);
+        for ip in ips.iter().take(N) {
+            self.index.prefetch_direct(*ip);
         }
-        let read = |block: &[u32]| -> [u32; N] {
-            let d: [u32; N] = std::array::from_fn(|k| block.get(k).map_or(0, |ip| ix.direct(*ip)));
-            for e in d {
-                if e & EXT != 0 {
-                    ix.prefetch_node(e);
-                }
-            }
-            d
-        };
         let mut ic = ips.chunks_exact(N);
         let mut oc = out.chunks_exact_mut(N);
-        let mut d = read(ic.clone().next().unwrap_or(&[]));
-        let mut ahead = 2 * N;
+        let mut next = N;
         for (i, o) in (&mut ic).zip(&mut oc) {
-            for ip in ips.iter().skip(ahead).take(N) {
-                ix.prefetch_direct(*ip);
+            for ip in ips.iter().skip(next).take(N) {
+                self.index.prefetch_direct(*ip);
             }
-            let next = read(ips.get(ahead - N..).unwrap_or(&[]));
-            ahead += N;
-            let i: &[u32; N] = i.try_into().unwrap_or(&[0; N]);
-            let e = ix.resolve_n(c, &d, i);
+            next += N;
+            let d: [u32; N] = std::array::from_fn(|k| self.index.direct(i[k]));
+            for e in d {
+                if e & EXT != 0 {
+                    self.index.prefetch_node(e);
+                }
+            }
             for k in 0..N {
-                o[k] = match e[k] {
-                    FALLBACK => self.lookup_tbl24(i[k]).unwrap_or(miss),
-                    e => e.checked_sub(1).unwrap_or(miss),
-                };
+                o[k] = self.resolve_index(d[k], i[k]).unwrap_or(miss);
             }
-            d = next;
         }
         for (i, o) in ic.remainder().iter().zip(oc.into_remainder()) {
             *o = self.lookup(*i).unwrap_or(miss);

@@ -100,96 +100,30 @@ impl IndexView<'_> {
     /// [`FALLBACK`].
     #[inline(always)]
     pub fn resolve(&self, d: u32, ip: u32) -> u32 {
-        match crate::cpu::Popcnt::detect() {
-            Some(p) => self.resolve_n(p, &[d], &[ip])[0],
-            None => self.resolve_n(Soft, &[d], &[ip])[0],
-        }
-    }
-
-    /// [`resolve`](Self::resolve) for N addresses at once, level by level: each level's
-    /// node (or leaf) loads of all N are started before any is used, so their misses overlap
-    /// instead of forming N chains.
-    #[inline(always)]
-    pub fn resolve_n<C: Ones, const N: usize>(
-        &self,
-        c: C,
-        d: &[u32; N],
-        ips: &[u32; N],
-    ) -> [u32; N] {
-        const DONE: usize = usize::MAX;
-        let mut out = *d;
-        let mut node = [DONE; N];
-        for k in 0..N {
-            if d[k] & EXT != 0 && d[k] != FALLBACK {
-                node[k] = (d[k] & !EXT) as usize;
-                out[k] = 0;
-            }
+        if d & EXT == 0 || d == FALLBACK {
+            return d;
         }
         // Pairs with the editor's release store of the direct entry: the slot's nodes and
         // leaves are written before it is linked. Free on x86 (a compiler barrier).
         fence(Ordering::Acquire);
-        let mut leaf = [DONE; N];
+        let mut n = (d & !EXT) as usize;
         for off in [DIRECT_BITS, DIRECT_BITS + STRIDE, DIRECT_BITS + 2 * STRIDE] {
-            for k in 0..N {
-                if node[k] == DONE {
-                    continue;
-                }
-                let Some(w) = self.nodes.get(node[k]) else {
-                    node[k] = DONE;
-                    continue;
-                };
-                let v = (ips[k] << off) >> (32 - STRIDE);
-                let upto = u64::MAX >> (63 - v);
-                let vector = w[0].load(Ordering::Relaxed);
-                let bases = w[2].load(Ordering::Relaxed);
-                if vector >> v & 1 == 0 {
-                    let leafvec = w[1].load(Ordering::Relaxed);
-                    let i = bases as u32 as usize + c.ones(leafvec & upto) as usize - 1;
-                    if let Some(l) = self.leaves.get(i) {
-                        crate::cpu::prefetch(l);
-                    }
-                    leaf[k] = i;
-                    node[k] = DONE;
-                } else {
-                    let n = (bases >> 32) as usize + c.ones(vector & upto) as usize - 1;
-                    if let Some(n) = self.nodes.get(n) {
-                        crate::cpu::prefetch(n);
-                    }
-                    node[k] = n;
-                }
+            let Some(w) = self.nodes.get(n) else {
+                return 0;
+            };
+            let v = (ip << off) >> (32 - STRIDE);
+            let upto = u64::MAX >> (63 - v);
+            let vector = w[0].load(Ordering::Relaxed);
+            if vector >> v & 1 == 0 {
+                let leafvec = w[1].load(Ordering::Relaxed);
+                let base = w[2].load(Ordering::Relaxed) as u32 as usize;
+                let i = base + crate::cpu::popcount(leafvec & upto) as usize - 1;
+                return self.leaves.get(i).map_or(0, |c| c.load(Ordering::Relaxed));
             }
+            let base = (w[2].load(Ordering::Relaxed) >> 32) as usize;
+            n = base + crate::cpu::popcount(vector & upto) as usize - 1;
         }
-        for k in 0..N {
-            if leaf[k] != DONE {
-                out[k] = self
-                    .leaves
-                    .get(leaf[k])
-                    .map_or(0, |c| c.load(Ordering::Relaxed));
-            }
-        }
-        out
-    }
-}
-
-/// Counts set bits: the POPCNT instruction, or [`Soft`] where the CPU lacks it.
-pub(super) trait Ones: Copy {
-    fn ones(self, x: u64) -> u32;
-}
-
-impl Ones for crate::cpu::Popcnt {
-    #[inline(always)]
-    fn ones(self, x: u64) -> u32 {
-        self.count(x)
-    }
-}
-
-#[derive(Clone, Copy)]
-pub(super) struct Soft;
-
-impl Ones for Soft {
-    #[inline(always)]
-    fn ones(self, x: u64) -> u32 {
-        x.count_ones()
+        0
     }
 }
 
@@ -297,8 +231,13 @@ pub(super) struct IndexEditor {
 }
 
 impl IndexEditor {
-    /// Builds the index of a whole DIR-24-8, with `room` (nodes, leaves) for edits past the
-    /// build's own size; None: as much again as the build takes, and some.
+    /// Builds the index of a whole DIR-24-8, with room for edits: as much again as the
+    /// build takes, and some.
+    pub fn build(t24: &[AtomicU32], t8: &[AtomicU32]) -> Result<(Index, IndexEditor), String> {
+        Self::build_with_room(t24, t8, None)
+    }
+
+    /// [`build`](Self::build) with `room` (nodes, leaves) past the build's own size.
     pub fn build_with_room(
         t24: &[AtomicU32],
         t8: &[AtomicU32],
