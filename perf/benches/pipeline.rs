@@ -4,7 +4,7 @@
 //!   cargo bench --bench pipeline -- [--routes FILE --ips FILE] [--runs N]
 //!   cargo bench --bench pipeline -- --pipeline [--path plain|encap|decap]
 //!   cargo bench --bench pipeline -- --callgrind-pipeline N [--path ...]   (under valgrind)
-//!   cargo bench --bench pipeline -- --callgrind-lookup N [--tbl24]   (tbl24: without the index)
+//!   cargo bench --bench pipeline -- --callgrind-lookup N
 //!   ... --pipeline|--callgrind-pipeline N [--path ...] --arr FLOWS: the demo tunnel with
 //!   ARR, FLOWS flows learned first (plain: every lookup misses; decap: each packet
 //!   refreshes its flow; encap: each packet is a return packet sent by its learned flow)
@@ -121,27 +121,16 @@ fn bench_lpm(routes: &[(Prefix, u32)], ips: &[u32], runs: usize) {
     let d = table.expect("runs >= 1");
     report("build, TSC cycles per route", "cyc", build);
     println!(
-        "  {} tbl8 groups, {:.1} MiB (lookup index {:.2} MiB)",
+        "  {} tbl8 groups, {:.1} MiB",
         d.tbl8_groups(),
-        d.memory_bytes() as f64 / 1048576.0,
-        d.index_memory_bytes() as f64 / 1048576.0
+        d.memory_bytes() as f64 / 1048576.0
     );
 
-    // Bulk: bursts of 64 timed one by one, as dpdk-test-fib does; through the lookup index
-    // (what the datapath uses) and through tbl24/tbl8 alone, interleaved run by run.
+    // Bulk: bursts of 64 timed one by one, as dpdk-test-fib does.
     let mut out = [0u32; 64];
     let mut bulk = Vec::new();
-    let mut bulk24 = Vec::new();
     let mut single = Vec::new();
     for _ in 0..runs {
-        let mut acc = 0u64;
-        for chunk in ips.chunks_exact(64) {
-            let t = tsc();
-            d.lookup_bulk_tbl24(chunk, &mut out, u32::MAX);
-            acc += tsc() - t;
-            black_box(&out);
-        }
-        bulk24.push(acc as f64 / (ips.len() / 64 * 64) as f64);
         let mut acc = 0u64;
         for chunk in ips.chunks_exact(64) {
             let t = tsc();
@@ -159,11 +148,6 @@ fn bench_lpm(routes: &[(Prefix, u32)], ips: &[u32], runs: usize) {
         single.push((tsc() - t) as f64 / ips.len() as f64);
     }
     report("lookup_bulk (64), TSC cycles per lookup", "cyc", bulk);
-    report(
-        "tbl24 alone, bulk (64), TSC cycles per lookup",
-        "cyc",
-        bulk24,
-    );
     report("lookup (single), TSC cycles per lookup", "cyc", single);
     bench_updates(routes, ips, runs);
 }
@@ -457,13 +441,8 @@ fn main() {
     if let Some(n) = get("--callgrind-lookup").and_then(|n| n.parse::<usize>().ok()) {
         let d = Dir24_8::build(&routes, 1 << 20).expect("table builds");
         let mut out = [0u32; 64];
-        let tbl24 = args.iter().any(|a| a == "--tbl24");
         for chunk in ips.chunks_exact(64).cycle().take(n) {
-            if tbl24 {
-                lookup_chunk_tbl24(&d, chunk, &mut out);
-            } else {
-                lookup_chunk(&d, chunk, &mut out);
-            }
+            lookup_chunk(&d, chunk, &mut out);
         }
         println!("looked up {} addresses", n * 64);
         return;
@@ -496,12 +475,6 @@ fn main() {
 #[inline(never)]
 fn lookup_chunk(d: &Dir24_8, chunk: &[u32], out: &mut [u32; 64]) {
     d.lookup_bulk(chunk, out, u32::MAX);
-}
-
-/// The same through tbl24/tbl8 alone (`--callgrind-lookup N --tbl24`).
-#[inline(never)]
-fn lookup_chunk_tbl24(d: &Dir24_8, chunk: &[u32], out: &mut [u32; 64]) {
-    d.lookup_bulk_tbl24(chunk, out, u32::MAX);
 }
 
 /// A whole config at table scale: every prefix becomes a route toward one of four tunnels,

@@ -1,4 +1,3 @@
-use super::poptrie::{Index, IndexView, FALLBACK};
 use super::table_mem::AtomicTable;
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -81,11 +80,8 @@ pub struct Dir24_8 {
     /// The whole tbl8 reserve, mapped up front so a group index never dangles; pages of
     /// groups never used are never touched.
     tbl8: AtomicTable,
-    /// What lookups read: a Poptrie built from tbl24/tbl8 and kept in step by the editor.
-    index: Index,
     routes: AtomicUsize,
     groups_used: AtomicUsize,
-    index_bytes: AtomicUsize,
 }
 
 impl Dir24_8 {
@@ -101,22 +97,9 @@ impl Dir24_8 {
         Ok(Dir24_8 {
             tbl24: mem(TBL24_SIZE)?,
             tbl8: mem(max_tbl8_groups * TBL8_GROUP)?,
-            index: Index::empty().map_err(BuildError::NoMemory)?,
             routes: AtomicUsize::new(0),
             groups_used: AtomicUsize::new(0),
-            index_bytes: AtomicUsize::new(0),
         })
-    }
-
-    pub(super) fn index(&self) -> &Index {
-        &self.index
-    }
-    pub(super) fn set_index(&mut self, index: Index, bytes: usize) {
-        self.index = index;
-        self.index_bytes.store(bytes, Ordering::Relaxed);
-    }
-    pub(super) fn set_index_bytes(&self, bytes: usize) {
-        self.index_bytes.store(bytes, Ordering::Relaxed);
     }
 
     pub(super) fn tables_mut(&mut self) -> (&mut [AtomicU32], &mut [AtomicU32]) {
@@ -148,21 +131,13 @@ impl Dir24_8 {
                 .try_into()
                 .expect("tbl24 has TBL24_SIZE entries"),
             tbl8: self.tbl8.cells(),
-            index: self.index.view(),
         }
     }
 
-    /// Looks up a batch, eight at a time: the next eight direct entries are prefetched, and
-    /// the first node of each of these eight, while the previous ones resolve, so the cache
-    /// misses overlap. Misses yield `miss`.
+    /// Looks up a batch, eight at a time: the next eight tbl24 entries are prefetched while
+    /// the current ones resolve, so the cache misses overlap. Misses yield `miss`.
     pub fn lookup_bulk(&self, ips: &[u32], out: &mut [u32], miss: u32) {
         self.view().lookup_bulk(ips, out, miss)
-    }
-
-    /// [`lookup_bulk`](Self::lookup_bulk) through tbl24/tbl8 alone, without the index: for
-    /// benchmarks that compare the two.
-    pub fn lookup_bulk_tbl24(&self, ips: &[u32], out: &mut [u32], miss: u32) {
-        self.view().lookup_bulk_tbl24(ips, out, miss)
     }
 
     /// Distinct prefixes in the table.
@@ -180,14 +155,9 @@ impl Dir24_8 {
     pub fn tbl8_capacity(&self) -> usize {
         self.tbl8.len() / TBL8_GROUP
     }
-    /// Bytes of table memory in use: 64 MiB of tbl24, 1 KiB per tbl8 group, and the lookup
-    /// index (1 MiB of direct entries, 24 bytes per node, 4 per leaf).
+    /// Bytes of table memory in use: 64 MiB of tbl24 plus 1 KiB per tbl8 group.
     pub fn memory_bytes(&self) -> usize {
-        TBL24_SIZE * 4 + self.tbl8_groups() * TBL8_GROUP * 4 + self.index_memory_bytes()
-    }
-    /// Bytes of the lookup index alone.
-    pub fn index_memory_bytes(&self) -> usize {
-        self.index_bytes.load(Ordering::Relaxed)
+        TBL24_SIZE * 4 + self.tbl8_groups() * TBL8_GROUP * 4
     }
 }
 
@@ -197,28 +167,11 @@ impl Dir24_8 {
 pub struct View<'a> {
     tbl24: &'a [AtomicU32; TBL24_SIZE],
     tbl8: &'a [AtomicU32],
-    index: IndexView<'a>,
 }
 
 impl View<'_> {
     #[inline(always)]
     pub fn lookup(&self, ip: u32) -> Option<u32> {
-        self.resolve_index(self.index.direct(ip), ip)
-    }
-
-    /// The value under direct entry `d`: from the index, or the DIR-24-8 for a slot the
-    /// index could not hold.
-    #[inline(always)]
-    fn resolve_index(&self, d: u32, ip: u32) -> Option<u32> {
-        match self.index.resolve(d, ip) {
-            FALLBACK => self.lookup_tbl24(ip),
-            e => e.checked_sub(1),
-        }
-    }
-
-    /// The lookup through tbl24/tbl8 alone.
-    #[inline(always)]
-    pub fn lookup_tbl24(&self, ip: u32) -> Option<u32> {
         self.resolve(self.tbl24[(ip >> 8) as usize].load(Ordering::Relaxed), ip)
     }
 
@@ -234,39 +187,14 @@ impl View<'_> {
         e.checked_sub(1)
     }
 
-    /// See [`Dir24_8::lookup_bulk`].
-    pub fn lookup_bulk(&self, ips: &[u32], out: &mut [u32], miss: u32) {
-        const N: usize = 8;
-        let n = ips.len().min(out.len());
-        let (ips, out) = (&ips[..n], &mut out[..n]);
-        for ip in ips.iter().take(N) {
-            self.index.prefetch_direct(*ip);
-        }
-        let mut ic = ips.chunks_exact(N);
-        let mut oc = out.chunks_exact_mut(N);
-        let mut next = N;
-        for (i, o) in (&mut ic).zip(&mut oc) {
-            for ip in ips.iter().skip(next).take(N) {
-                self.index.prefetch_direct(*ip);
-            }
-            next += N;
-            let d: [u32; N] = std::array::from_fn(|k| self.index.direct(i[k]));
-            for e in d {
-                if e & EXT != 0 {
-                    self.index.prefetch_node(e);
-                }
-            }
-            for k in 0..N {
-                o[k] = self.resolve_index(d[k], i[k]).unwrap_or(miss);
-            }
-        }
-        for (i, o) in ic.remainder().iter().zip(oc.into_remainder()) {
-            *o = self.lookup(*i).unwrap_or(miss);
-        }
+    /// Starts loading `ip`'s tbl24 entry into the cache, for a lookup a little later.
+    #[inline(always)]
+    pub fn prefetch(&self, ip: u32) {
+        crate::cpu::prefetch(&self.tbl24[(ip >> 8) as usize]);
     }
 
-    /// See [`Dir24_8::lookup_bulk_tbl24`].
-    pub fn lookup_bulk_tbl24(&self, ips: &[u32], out: &mut [u32], miss: u32) {
+    /// See [`Dir24_8::lookup_bulk`].
+    pub fn lookup_bulk(&self, ips: &[u32], out: &mut [u32], miss: u32) {
         const N: usize = 8;
         let n = ips.len().min(out.len());
         let (ips, out) = (&ips[..n], &mut out[..n]);
@@ -288,7 +216,7 @@ impl View<'_> {
             }
         }
         for (i, o) in ic.remainder().iter().zip(oc.into_remainder()) {
-            *o = self.lookup_tbl24(*i).unwrap_or(miss);
+            *o = self.lookup(*i).unwrap_or(miss);
         }
     }
 }

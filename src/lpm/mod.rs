@@ -6,8 +6,6 @@
 //! added and withdrawn in place by the [`Editor`], entry by entry, while workers read.
 mod dir24_8;
 mod editor;
-mod pool;
-mod poptrie;
 mod table_mem;
 
 pub use dir24_8::{BuildError, Dir24_8, Prefix, View, MAX_VALUE};

@@ -1,5 +1,4 @@
-//! Memory for the lookup tables: zero-filled arrays of atomic entries (32-bit for the
-//! DIR-24-8 and the index's direct level and leaves, 64-bit words for the index's nodes).
+//! Memory for the lookup tables: zero-filled arrays of atomic 32-bit entries.
 //!
 //! Entries are atomics so the management thread can edit a published table in place while
 //! workers read it (rte_lpm does the same with plain 32-bit stores). On x86 a relaxed atomic
@@ -10,32 +9,27 @@
 //! alone is 64 MiB, and on 4 KiB pages nearly every random lookup also misses the TLB: run
 //! with `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` (glibc ≥ 2.35) to have malloc advise
 //! transparent huge pages for them (perf/RESULTS.md has the measured difference).
-use bytemuck::Zeroable;
 use std::sync::atomic::AtomicU32;
 
-pub(crate) struct AtomicTable<T = AtomicU32> {
-    cells: Box<[T]>,
+pub(crate) struct AtomicTable {
+    cells: Box<[AtomicU32]>,
 }
 
-impl<T: Zeroable> AtomicTable<T> {
+impl AtomicTable {
     /// A zero-filled table of `len` entries.
     pub fn zeroed(len: usize) -> Result<Self, String> {
-        let cells = bytemuck::allocation::try_zeroed_slice_box::<T>(len).map_err(|()| {
-            format!(
-                "cannot allocate {} MiB",
-                (len * std::mem::size_of::<T>()) >> 20
-            )
-        })?;
+        let cells = bytemuck::allocation::try_zeroed_slice_box::<AtomicU32>(len)
+            .map_err(|()| format!("cannot allocate {} MiB", (len * 4) >> 20))?;
         Ok(AtomicTable { cells })
     }
 
     #[inline(always)]
-    pub fn cells(&self) -> &[T] {
+    pub fn cells(&self) -> &[AtomicU32] {
         &self.cells
     }
 
     /// Exclusive access while the table is built and not yet shared: plain stores.
-    pub fn cells_mut(&mut self) -> &mut [T] {
+    pub fn cells_mut(&mut self) -> &mut [AtomicU32] {
         &mut self.cells
     }
 
@@ -51,13 +45,13 @@ mod tests {
 
     #[test]
     fn zeroed_and_writable() {
-        let mut t = AtomicTable::<AtomicU32>::zeroed(1 << 20).unwrap();
+        let mut t = AtomicTable::zeroed(1 << 20).unwrap();
         assert_eq!(t.len(), 1 << 20);
         assert!(t.cells().iter().all(|v| v.load(Ordering::Relaxed) == 0));
         *t.cells_mut()[12345].get_mut() = 7;
         t.cells()[7].store(3, Ordering::Relaxed);
         assert_eq!(t.cells()[12345].load(Ordering::Relaxed), 7);
         assert_eq!(t.cells()[7].load(Ordering::Relaxed), 3);
-        assert_eq!(AtomicTable::<AtomicU32>::zeroed(0).unwrap().len(), 0);
+        assert_eq!(AtomicTable::zeroed(0).unwrap().len(), 0);
     }
 }
