@@ -75,6 +75,17 @@ pub struct L2Rewrite {
     pub port: u16,
 }
 
+impl L2Rewrite {
+    /// The first 12 bytes of the Ethernet header: destination, then source.
+    #[inline(always)]
+    pub fn macs(&self) -> [u8; 12] {
+        let mut m = [0; 12];
+        m[..6].copy_from_slice(&self.dst.0);
+        m[6..].copy_from_slice(&self.src.0);
+        m
+    }
+}
+
 /// An ICMP error a packet is to be answered with, and the drop it answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IcmpError {
@@ -208,6 +219,11 @@ impl Live {
             idx: [0; BURST],
             len: 0,
         }
+    }
+    /// No packet left.
+    #[inline(always)]
+    pub fn clear(&mut self) {
+        self.len = 0;
     }
     #[inline(always)]
     pub fn push(&mut self, i: usize) {

@@ -23,12 +23,32 @@ pub fn one<B: PacketBuf>(b: &mut Burst<B>, i: usize, l2: &L2Rewrite) -> bool {
     if matches!(c.nexthop, Some(NextHop::Tunnel(_))) {
         return true;
     }
-    if let Some(mut eth) = ethernet::Frame::new_checked(frame) {
-        eth.set_dst(l2.dst);
-        eth.set_src(l2.src);
-    }
+    set_macs(frame, &l2.macs());
     b.forward(i, l2.port);
     false
+}
+
+/// `one` for a packet from a port toward a gateway or host on a port (no tunnel either side,
+/// so no MSS clamp: `clamp` finds no limit), with its route's note: the TTL, the Ethernet
+/// addresses (`L2Rewrite::macs`, made once for many packets), forwarded to `port`.
+#[inline(always)]
+pub fn direct<B: PacketBuf>(b: &mut Burst<B>, i: usize, macs: &[u8; 12], port: u16, nexthop: u32) {
+    let frame = b.pkts[i].as_mut();
+    ipv4::decrement_ttl_in(frame.get_mut(ethernet::HEADER_LEN..).unwrap_or(&mut []));
+    set_macs(frame, macs);
+    super::route::note(&mut b.cx[i], nexthop);
+    b.forward(i, port);
+}
+
+/// The new Ethernet addresses (`L2Rewrite::macs`), into a frame that holds a whole Ethernet
+/// header: one 12-byte copy.
+#[inline(always)]
+fn set_macs(frame: &mut [u8], macs: &[u8; 12]) {
+    if frame.len() >= ethernet::HEADER_LEN {
+        if let Some(h) = frame.first_chunk_mut::<12>() {
+            *h = *macs;
+        }
+    }
 }
 
 /// Lowers the MSS of a SYN or SYN-ACK that enters or leaves through a tunnel.
