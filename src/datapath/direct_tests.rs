@@ -117,16 +117,16 @@ fn udp(src: [u8; 4], dst: [u8; 4], ttl: u8, len: usize) -> Vec<u8> {
 
 /// Destinations covering every kind of next hop in `CFG`, and some that have none.
 const DSTS: [[u8; 4]; 10] = [
-    [172, 16, 1, 1],    // gateway, static MAC, lan0 (MTU 1000)
-    [172, 20, 9, 9],    // the same route set
-    [8, 8, 8, 8],       // default: gateway, static MAC, wan0
-    [172, 17, 0, 5],    // gateway resolved by ARP (10.0.0.3)
-    [198, 18, 3, 4],    // ECMP
-    [10, 0, 0, 7],      // connected host, unresolved
-    [192, 168, 10, 5],  // into the tunnel
-    [10, 0, 0, 1],      // ours
-    [203, 0, 113, 10],  // anycast, not a tunnel packet
-    [224, 0, 0, 1],     // martian
+    [172, 16, 1, 1],   // gateway, static MAC, lan0 (MTU 1000)
+    [172, 20, 9, 9],   // the same route set
+    [8, 8, 8, 8],      // default: gateway, static MAC, wan0
+    [172, 17, 0, 5],   // gateway resolved by ARP (10.0.0.3)
+    [198, 18, 3, 4],   // ECMP
+    [10, 0, 0, 7],     // connected host, unresolved
+    [192, 168, 10, 5], // into the tunnel
+    [10, 0, 0, 1],     // ours
+    [203, 0, 113, 10], // anycast, not a tunnel packet
+    [224, 0, 0, 1],    // martian
 ];
 
 /// Packet kind `k` (with `x` for its variations) arriving on `port`.
@@ -141,7 +141,7 @@ fn packet(port: u16, k: u8, x: u16) -> Vec<u8> {
         // Without DF, too big for lan0: dropped, not answered.
         4 => frame(
             port,
-            &ipv4(src, dst, ttl.max(2), 17, x % 2 == 0, &[7; 1100]),
+            &ipv4(src, dst, ttl.max(2), 17, x.is_multiple_of(2), &[7; 1100]),
             0,
         ),
         // A TCP SYN with an MSS option (clamped only through a tunnel).
@@ -167,7 +167,7 @@ fn packet(port: u16, k: u8, x: u16) -> Vec<u8> {
             )
         }
         // An ARP reply from the ARP-resolved gateway, or a broken header.
-        _ if x % 2 == 0 => {
+        _ if x.is_multiple_of(2) => {
             let mut rep = vec![0u8; 60];
             let mac = MacAddr([2, 0, 0, 0, 1, 3]);
             arp::write_request(&mut rep, mac, 0x0a00_0003, 0x0a00_0001).unwrap();

@@ -8,6 +8,9 @@
 //!                                        └─► tunnel_ingress ─► lookup (inner) ┘
 //!   (with ARR on some tunnel: arr::ret ─► route (when no learned flow) ─► firewall ─►
 //!    hop_checks ─► arr::learn)
+//!   (ARR off: a packet from a port to a one-gateway route set that passes the hop checks
+//!    takes the direct way, `stages::direct`: route ─► hop_checks ─► neighbor ─► rewrite in
+//!    one step, forwarded there; the rest go on as below)
 //! hop_checks ─► icmp_error ─► neighbor ─► rewrite ─► encap ─► (account)
 //!                 └─ errors built in place ─► route ─► hop_checks ─┘ (a mini-pass, then rejoin)
 //!
@@ -29,8 +32,8 @@
 use super::context::Live;
 use super::pipeline::{count_drop, Burst};
 use super::stages::{
-    arr, direct, encap, firewall, hop_checks, icmp_error, ipv4_validate, l2, lookup, neighbor, originate,
-    punt, rewrite, route, tunnel_ingress,
+    arr, direct, encap, firewall, hop_checks, icmp_error, ipv4_validate, l2, lookup, neighbor,
+    originate, punt, rewrite, route, tunnel_ingress,
 };
 use super::verdict::{DropReason, Verdict};
 use super::BURST;
@@ -103,7 +106,7 @@ pub(super) fn run_local<B: PacketBuf>(b: &mut Burst<B>, tunnels: &[u16], verdict
     account(b, verdicts);
 }
 
-/// route ─► hop_checks over the burst, each packet that may going on directly through
+/// route ─► hop_checks over the burst, each packet that may go on directly through
 /// neighbor and rewrite (`direct`). When all of them did, nothing is left to compact.
 #[inline(always)]
 fn route_pass<B: PacketBuf>(b: &mut Burst<B>, live: &mut Live) {

@@ -81,16 +81,18 @@ pub fn verify(data: &[u8]) -> bool {
 /// adds where `verify`'s unrolled sum took 12 vector instructions (callgrind, issue 14).
 #[inline(always)]
 pub fn verify20(h: &[u8; 20]) -> bool {
-    let word = |i: usize| u64::from_ne_bytes([
-        h[i],
-        h[i + 1],
-        h[i + 2],
-        h[i + 3],
-        h[i + 4],
-        h[i + 5],
-        h[i + 6],
-        h[i + 7],
-    ]);
+    let word = |i: usize| {
+        u64::from_ne_bytes([
+            h[i],
+            h[i + 1],
+            h[i + 2],
+            h[i + 3],
+            h[i + 4],
+            h[i + 5],
+            h[i + 6],
+            h[i + 7],
+        ])
+    };
     let (s, c) = word(0).overflowing_add(word(8));
     let s = s + u64::from(c);
     let (s, c) = s.overflowing_add(u64::from(u32::from_ne_bytes([h[16], h[17], h[18], h[19]])));

@@ -1,8 +1,8 @@
 //! Next-hop choice: the route set's group, one member by the flow hash when it is ECMP.
+use crate::datapath::context::Ctx;
 use crate::datapath::pipeline::Burst;
 use crate::datapath::verdict::DropReason;
 use crate::packet::PacketBuf;
-use crate::datapath::context::Ctx;
 use crate::route::{ecmp, NextHop, Snapshot};
 use crate::wire::{ethernet, ipv4, udp};
 
