@@ -12,6 +12,7 @@
 //! snapshot does not change, and an entry read once for a run is the entry the rest of the
 //! run would read, as `neighbor::Underlays` keeps it for tunnels.
 use super::{hop_checks, neighbor, rewrite, route};
+use crate::datapath::context::Macs;
 use crate::datapath::pipeline::Burst;
 use crate::packet::PacketBuf;
 use crate::route::{Gateway, NextHop, Snapshot};
@@ -31,7 +32,7 @@ struct Hop {
     mtu: u16,
     /// The link layer (`L2Rewrite::macs` and the port), looked up by the first packet that
     /// passes the checks.
-    l2: Option<([u8; 12], u16)>,
+    l2: Option<(Macs, u16)>,
 }
 
 impl Way {
