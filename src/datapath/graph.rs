@@ -8,6 +8,9 @@
 //!                                        └─► tunnel_ingress ─► lookup (inner) ┘
 //!   (with ARR on some tunnel: arr::ret ─► route (when no learned flow) ─► firewall ─►
 //!    hop_checks ─► arr::learn)
+//!   (ARR off: a packet from a port to a one-gateway route set that passes the hop checks
+//!    takes the direct way, `stages::direct`: route ─► hop_checks ─► neighbor ─► rewrite in
+//!    one step, forwarded there; the rest go on as below)
 //! hop_checks ─► icmp_error ─► neighbor ─► rewrite ─► encap ─► (account)
 //!                 └─ errors built in place ─► route ─► hop_checks ─┘ (a mini-pass, then rejoin)
 //!
@@ -29,8 +32,8 @@
 use super::context::Live;
 use super::pipeline::{count_drop, Burst};
 use super::stages::{
-    arr, encap, firewall, hop_checks, icmp_error, ipv4_validate, l2, lookup, neighbor, originate,
-    punt, rewrite, route, tunnel_ingress,
+    arr, direct, encap, firewall, hop_checks, icmp_error, ipv4_validate, l2, lookup, neighbor,
+    originate, punt, rewrite, route, tunnel_ingress,
 };
 use super::verdict::{DropReason, Verdict};
 use super::BURST;
@@ -52,7 +55,7 @@ pub(super) fn run<B: PacketBuf>(b: &mut Burst<B>, verdicts: &mut [Verdict]) {
     // ARR off (no tunnel has it): the plain pass, not one more test per packet; the ARR
     // pass is kept out of line so the plain one compiles as before (callgrind).
     match b.snap.arr_table() {
-        None => each(b, &mut live, |b, i| route_to_hop_checks(b, i)),
+        None => route_pass(b, &mut live),
         Some(t) => arr_pass(b, &mut live, t),
     }
     if b.needs.icmp_error {
@@ -101,6 +104,43 @@ pub(super) fn run_local<B: PacketBuf>(b: &mut Burst<B>, tunnels: &[u16], verdict
     each(b, &mut live, |b, i| hop_checks::one(b, i));
     leave(b, &live);
     account(b, verdicts);
+}
+
+/// route ─► hop_checks over the burst, each packet that may go on directly through
+/// neighbor and rewrite (`direct`). When all of them did, nothing is left to compact.
+#[inline(always)]
+fn route_pass<B: PacketBuf>(b: &mut Burst<B>, live: &mut Live) {
+    let mut way = direct::Way::new();
+    let mut general = 0;
+    for i in live.iter() {
+        if !(direct_on() && direct::one(b, i, &mut way)) {
+            general += 1;
+            route_to_hop_checks(b, i);
+        }
+    }
+    if general == 0 {
+        // Every packet left, once each.
+        live.clear();
+        b.left = 0;
+    } else {
+        b.compact(live);
+    }
+}
+
+/// Whether packets may go the direct way: always, but in tests that compare it with the
+/// general way.
+#[inline(always)]
+fn direct_on() -> bool {
+    #[cfg(test)]
+    return !GENERAL_ONLY.with(|g| g.get());
+    #[cfg(not(test))]
+    true
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Set by tests: every packet goes the general way.
+    pub(super) static GENERAL_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// route ─► firewall ─► hop_checks for packet `i` (the firewall passes packets that cross no

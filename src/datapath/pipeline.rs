@@ -282,6 +282,10 @@ impl Pipeline {
 mod tests;
 
 #[cfg(test)]
+#[path = "direct_tests.rs"]
+mod direct_tests;
+
+#[cfg(test)]
 #[path = "tunnel_tests.rs"]
 mod tunnel_tests;
 

@@ -75,6 +75,31 @@ pub fn verify(data: &[u8]) -> bool {
     s != 0 && s.wrapping_mul(INV_FFFF) <= u64::MAX / 0xffff
 }
 
+/// `verify` of a 20-byte header (an IPv4 header without options), summed as two u64 words
+/// and a u32 with end-around carry: 2^32 and 2^64 are 1 modulo 0xffff, so the sum keeps the
+/// five-word sum's value modulo 0xffff, and it is 0 only when every byte is. Five loads and
+/// adds where `verify`'s unrolled sum took 12 vector instructions (callgrind, issue 14).
+#[inline(always)]
+pub fn verify20(h: &[u8; 20]) -> bool {
+    let word = |i: usize| {
+        u64::from_ne_bytes([
+            h[i],
+            h[i + 1],
+            h[i + 2],
+            h[i + 3],
+            h[i + 4],
+            h[i + 5],
+            h[i + 6],
+            h[i + 7],
+        ])
+    };
+    let (s, c) = word(0).overflowing_add(word(8));
+    let s = s + u64::from(c);
+    let (s, c) = s.overflowing_add(u64::from(u32::from_ne_bytes([h[16], h[17], h[18], h[19]])));
+    let s = s + u64::from(c);
+    s != 0 && s.wrapping_mul(INV_FFFF) <= u64::MAX / 0xffff
+}
+
 /// RFC 1624 equation 3: the new checksum after one 16-bit word changed from `old` to `new`.
 /// `HC' = ~(~HC + ~m + m')`, which never yields the -0 that equation 2 can.
 #[inline(always)]
@@ -131,6 +156,32 @@ mod tests {
             with.extend_from_slice(&c.to_be_bytes());
             proptest::prop_assert!(verify(&with));
         }
+    }
+
+    proptest::proptest! {
+        /// `verify20` answers as `verify`, for any 20 bytes and any valid header.
+        #[test]
+        fn verify20_is_verify(mut h in proptest::array::uniform20(proptest::num::u8::ANY),
+                              fill in proptest::num::u8::ANY) {
+            proptest::prop_assert_eq!(verify20(&h), verify(&h));
+            h[10..12].copy_from_slice(&[0, 0]);
+            let c = checksum(&h);
+            h[10..12].copy_from_slice(&c.to_be_bytes());
+            proptest::prop_assert!(verify20(&h));
+            // Words of all ones or zeros, where carries and the zero sum sit.
+            h[..8].fill(fill);
+            proptest::prop_assert_eq!(verify20(&h), verify(&h));
+        }
+    }
+
+    #[test]
+    fn verify20_edges() {
+        for h in [[0u8; 20], [0xff; 20]] {
+            assert_eq!(verify20(&h), verify(&h));
+        }
+        let mut h = [0xff; 20];
+        h[19] = 0xfe;
+        assert_eq!(verify20(&h), verify(&h));
     }
 
     proptest::proptest! {

@@ -1,10 +1,10 @@
 //! Whether a packet may take its next hop: TTL, then the egress MTU (the port's, or the
 //! tunnel's for its inner packet). A packet that fails is dropped, or marked for an ICMP
 //! error (the `icmp_error` stage builds it) when RFC 1812 asks for one.
-use crate::datapath::context::{IcmpError, Origin};
+use crate::datapath::context::{Ctx, IcmpError, Origin};
 use crate::datapath::pipeline::Burst;
 use crate::datapath::verdict::DropReason;
-use crate::route::{Gateway, NextHop};
+use crate::route::{Gateway, NextHop, Snapshot};
 
 /// Checks packet `i` against its next hop.
 #[inline(always)]
@@ -24,8 +24,7 @@ pub fn one<B>(b: &mut Burst<B>, i: usize) {
             (mtu, DropReason::TunnelMtuExceeded)
         }
         NextHop::Gateway(Gateway { port, .. }) | NextHop::Connected(port) => {
-            let mtu = b.snap.ports.get(port as usize).map_or(0, |p| p.mtu);
-            (mtu, DropReason::MtuExceeded)
+            (port_mtu(b.snap, port), DropReason::MtuExceeded)
         }
     };
     if c.ip.total_len > mtu {
@@ -36,4 +35,25 @@ pub fn one<B>(b: &mut Burst<B>, i: usize) {
             b.drop(i, too_big);
         }
     }
+}
+
+/// The MTU of port `port` (0 when there is none: every packet is too big for it).
+#[inline(always)]
+pub fn port_mtu(snap: &Snapshot, port: u16) -> u16 {
+    snap.ports.get(port as usize).map_or(0, |p| p.mtu)
+}
+
+/// Whether a packet came in on a port (not from a tunnel, not made by us): the checks below
+/// are `one`'s for such a packet only.
+#[inline(always)]
+pub fn from_port(c: &Ctx) -> bool {
+    matches!(c.origin, Origin::Port(_))
+}
+
+/// Whether a packet from a port (`from_port`), toward a next hop on a port of MTU `mtu`,
+/// passes the checks of `one` untouched: no TTL expiry and no MTU excess, so no error, drop
+/// or note.
+#[inline(always)]
+pub fn passes(c: &Ctx, mtu: u16) -> bool {
+    c.ip.ttl > 1 && c.ip.total_len <= mtu
 }

@@ -8,7 +8,7 @@ use crate::wire::{ethernet, ipv4};
 /// reason to drop the packet.
 #[inline(always)]
 pub fn one(frame: &[u8], c: &mut Ctx, in_port: u16) -> Result<(), DropReason> {
-    c.ip = parse(frame)?;
+    parse_into(frame, &mut c.ip)?;
     c.origin = Origin::Port(in_port);
     Ok(())
 }
@@ -16,7 +16,22 @@ pub fn one(frame: &[u8], c: &mut Ctx, in_port: u16) -> Result<(), DropReason> {
 /// The IPv4 header after the Ethernet header of `frame`, valid and not martian.
 #[inline(always)]
 pub fn parse(frame: &[u8]) -> Result<ipv4::Repr, DropReason> {
-    let ip = ipv4::Repr::parse(frame.get(ethernet::HEADER_LEN..).unwrap_or(&[]))?;
+    let mut ip = ipv4::Repr::default();
+    parse_into(frame, &mut ip)?;
+    Ok(ip)
+}
+
+/// `parse` into `ip` in place (`Repr::parse_into`): after an error `ip` holds whatever the
+/// bytes said, so only for a context whose header is never read once the packet is dropped.
+#[inline(always)]
+pub fn parse_into(frame: &[u8], ip: &mut ipv4::Repr) -> Result<(), DropReason> {
+    ipv4::Repr::parse_into(frame.get(ethernet::HEADER_LEN..).unwrap_or(&[]), ip)?;
+    martian(ip)
+}
+
+/// Refuses martian addresses.
+#[inline(always)]
+fn martian(ip: &ipv4::Repr) -> Result<(), DropReason> {
     // Both looked up, one branch on the fast path; the source's reason first, as before.
     if ipv4::is_martian_src(ip.src) | ipv4::is_martian_dst(ip.dst) {
         return Err(if ipv4::is_martian_src(ip.src) {
@@ -25,5 +40,5 @@ pub fn parse(frame: &[u8]) -> Result<ipv4::Repr, DropReason> {
             DropReason::Ipv4MartianDst
         });
     }
-    Ok(ip)
+    Ok(())
 }

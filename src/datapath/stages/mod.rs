@@ -1,6 +1,7 @@
 //! The stages, one file each, each one function over the packets still in a burst. Their
 //! order is in `graph`.
 pub mod arr;
+pub mod direct;
 pub mod encap;
 pub mod firewall;
 pub mod hop_checks;

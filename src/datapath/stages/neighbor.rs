@@ -6,6 +6,7 @@ use crate::datapath::context::L2Rewrite;
 use crate::datapath::pipeline::{Burst, State};
 use crate::datapath::verdict::DropReason;
 use crate::route::{ecmp, Gateway, NextHop, NhMac, Snapshot};
+use crate::wire::MacAddr;
 
 /// Underlays resolved in this pass, by tunnel (a few, direct-mapped): a burst's packets
 /// toward tunnels mostly go to the same few, and the next packet for one reuses its link
@@ -90,18 +91,33 @@ fn gateway(snap: &Snapshot, st: &mut State, g: &Gateway) -> Result<L2Rewrite, Dr
     let Some(port) = snap.ports.get(g.port as usize) else {
         return Err(DropReason::NoRoute);
     };
-    let dst = match g.mac {
-        NhMac::Static(m) => m,
-        NhMac::Arp(slot) => match snap.arp.get(slot as usize) {
-            Some(m) => m,
-            None => {
-                st.want_arp(g.port, g.ip);
-                return Err(DropReason::NeighborUnresolved);
-            }
-        },
+    let Some(dst) = gateway_mac(snap, g) else {
+        st.want_arp(g.port, g.ip);
+        return Err(DropReason::NeighborUnresolved);
     };
     Ok(L2Rewrite {
         dst,
+        src: port.mac,
+        port: g.port,
+    })
+}
+
+/// The gateway's MAC, configured or learned; None while ARP has not resolved it.
+#[inline(always)]
+fn gateway_mac(snap: &Snapshot, g: &Gateway) -> Option<MacAddr> {
+    match g.mac {
+        NhMac::Static(m) => Some(m),
+        NhMac::Arp(slot) => snap.arp.get(slot as usize),
+    }
+}
+
+/// Toward gateway `g` when it is resolved: `gateway` without the drop and the ARP request
+/// (the caller sends an unresolved one the general way, which makes both).
+#[inline(always)]
+pub fn resolved(snap: &Snapshot, g: &Gateway) -> Option<L2Rewrite> {
+    let port = snap.ports.get(g.port as usize)?;
+    Some(L2Rewrite {
+        dst: gateway_mac(snap, g)?,
         src: port.mac,
         port: g.port,
     })

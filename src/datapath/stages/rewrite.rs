@@ -1,7 +1,7 @@
 //! The rewrite toward the next hop: MSS clamping for SYNs through tunnels, the TTL (RFC 1624
 //! incremental checksum), and for a gateway or connected host the Ethernet addresses; the
 //! packet is then forwarded. Packets for a tunnel go on to `encap`.
-use crate::datapath::context::{Ctx, L2Rewrite, Origin};
+use crate::datapath::context::{Ctx, L2Rewrite, Macs, Origin};
 use crate::datapath::counters::Counters;
 use crate::datapath::pipeline::Burst;
 use crate::packet::PacketBuf;
@@ -23,12 +23,37 @@ pub fn one<B: PacketBuf>(b: &mut Burst<B>, i: usize, l2: &L2Rewrite) -> bool {
     if matches!(c.nexthop, Some(NextHop::Tunnel(_))) {
         return true;
     }
+    // Field by field: `l2` is in registers here, where building `Macs` from it took ~25
+    // instructions (decap path, callgrind); the direct way makes its `Macs` once per run.
     if let Some(mut eth) = ethernet::Frame::new_checked(frame) {
         eth.set_dst(l2.dst);
         eth.set_src(l2.src);
     }
     b.forward(i, l2.port);
     false
+}
+
+/// `one` for a packet from a port toward a gateway or host on a port (no tunnel either side,
+/// so no MSS clamp: `clamp` finds no limit), with its route's note: the TTL, the Ethernet
+/// addresses (`L2Rewrite::macs`, made once for many packets), forwarded to `port`.
+#[inline(always)]
+pub fn direct<B: PacketBuf>(b: &mut Burst<B>, i: usize, macs: &Macs, port: u16, nexthop: u32) {
+    let frame = b.pkts[i].as_mut();
+    ipv4::decrement_ttl_in(frame.get_mut(ethernet::HEADER_LEN..).unwrap_or(&mut []));
+    set_macs(frame, macs);
+    super::route::note(&mut b.cx[i], nexthop);
+    b.forward(i, port);
+}
+
+/// The new Ethernet addresses (`L2Rewrite::macs`), into a frame that holds a whole Ethernet
+/// header: two stores.
+#[inline(always)]
+fn set_macs(frame: &mut [u8], macs: &Macs) {
+    if frame.len() >= ethernet::HEADER_LEN {
+        if let Some(h) = frame.first_chunk_mut::<12>() {
+            macs.write(h);
+        }
+    }
 }
 
 /// Lowers the MSS of a SYN or SYN-ACK that enters or leaves through a tunnel.

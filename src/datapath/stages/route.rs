@@ -1,8 +1,9 @@
 //! Next-hop choice: the route set's group, one member by the flow hash when it is ECMP.
+use crate::datapath::context::Ctx;
 use crate::datapath::pipeline::Burst;
 use crate::datapath::verdict::DropReason;
 use crate::packet::PacketBuf;
-use crate::route::ecmp;
+use crate::route::{ecmp, NextHop, Snapshot};
 use crate::wire::{ethernet, ipv4, udp};
 
 /// Packet `i`'s next hop; false when it has none (it leaves, dropped).
@@ -30,9 +31,27 @@ pub fn one<B: PacketBuf>(b: &mut Burst<B>, i: usize) -> bool {
     };
     let c = &mut b.cx[i];
     c.nexthop = Some(*nh);
+    note(c, id);
+    true
+}
+
+/// What the trace is told of a packet's route: the next hop chosen, for which destination.
+#[inline(always)]
+pub fn note(c: &mut Ctx, id: u32) {
     c.note.nexthop = Some(id);
     c.note.route_dst = Some(c.ip.dst);
-    true
+}
+
+/// The next hop every packet of route set `set` takes, when the set has one member (no flow
+/// hash to choose by): the choice `one` makes for each of them, made once.
+#[inline(always)]
+pub fn single(snap: &Snapshot, set: u32) -> Option<(u32, &NextHop)> {
+    let group = snap.group(set)?;
+    if group.is_ecmp() {
+        return None;
+    }
+    let id = group.pick(0)?;
+    Some((id, snap.nexthops.get(id as usize)?))
 }
 
 /// The ECMP flow hash of a packet: addresses, plus ports for TCP and UDP unless it is a
