@@ -16,7 +16,14 @@ pub fn one(frame: &[u8], c: &mut Ctx, in_port: u16) -> Result<(), DropReason> {
 /// The IPv4 header after the Ethernet header of `frame`, valid and not martian.
 #[inline(always)]
 pub fn parse(frame: &[u8]) -> Result<ipv4::Repr, DropReason> {
-    let ip = ipv4::Repr::parse(frame.get(ethernet::HEADER_LEN..).unwrap_or(&[]))?;
+    header(frame.get(ethernet::HEADER_LEN..).unwrap_or(&[]))
+}
+
+/// The IPv4 header at the start of `buf` (and its packet, the rest of `buf`), valid and not
+/// martian.
+#[inline(always)]
+pub fn header(buf: &[u8]) -> Result<ipv4::Repr, DropReason> {
+    let ip = ipv4::Repr::parse(buf)?;
     // Both looked up, one branch on the fast path; the source's reason first, as before.
     if ipv4::is_martian_src(ip.src) | ipv4::is_martian_dst(ip.dst) {
         return Err(if ipv4::is_martian_src(ip.src) {
