@@ -76,7 +76,7 @@ impl<'s> Last<'s> {
         match self.tunnel {
             Some(m) if self.key == key => Ok(m),
             _ => {
-                let m = tunnel_of(snap, key)?;
+                let m = tunnel_of(snap, key.0, key.1, key.2)?;
                 self.flush(counters);
                 *self = Last {
                     key,
@@ -202,7 +202,13 @@ fn decap<'s, B: PacketBuf>(
     // Into the context at once (the outer header is done with): held in registers across
     // the strip, it was spilled and reloaded (~25 instructions a packet, callgrind). A
     // packet dropped below leaves with its inner header there, which no one reads.
-    let parsed = match ipv4_validate::header(frame.get(inner_at..outer_end).unwrap_or(&[])) {
+    // (Never out of the frame: `inner_at <= outer_end <= len`. A branch, not the select
+    // chain of `unwrap_or(&[])`.)
+    let inner = match frame.get(inner_at..outer_end) {
+        Some(inner) => ipv4_validate::header(inner),
+        None => Err(DropReason::Ipv4Truncated),
+    };
+    let parsed = match inner {
         Ok(ip) => {
             b.cx[i].ip = ip;
             Ok(())
@@ -254,8 +260,7 @@ fn gre_any(frame: &[u8], at: usize, outer_end: usize) -> Result<usize, DropReaso
 
 /// The tunnel outer (source, destination, protocol) belongs to, or why none.
 #[inline(never)]
-fn tunnel_of(snap: &Snapshot, key: (u32, u32, u8)) -> Result<Matched<'_>, DropReason> {
-    let (src, dst, proto) = key;
+fn tunnel_of(snap: &Snapshot, src: u32, dst: u32, proto: u8) -> Result<Matched<'_>, DropReason> {
     let Some(t) = snap.tunnel_by_endpoints(src, dst, proto) else {
         return Err(if snap.has_tunnel_endpoints(src, dst) {
             DropReason::TunnelWrongProtocol
