@@ -484,12 +484,18 @@ impl Snapshot {
         fib: crate::lpm::View,
     ) -> bool {
         if tun.rpf {
-            fib.lookup(src)
-                .and_then(|set| self.sets.get(set as usize))
-                .is_some_and(|c| c.iter().any(|c| c.tunnel == Some(t)))
+            self.set_has_tunnel(fib.lookup(src), t)
         } else {
             self.sources.allows(t, src)
         }
+    }
+
+    /// Whether route set `set` (a FIB lookup's answer) has a route through tunnel `t`: the
+    /// reverse-path check of a source routed there.
+    #[inline(always)]
+    pub fn set_has_tunnel(&self, set: Option<u32>, t: u16) -> bool {
+        set.and_then(|set| self.sets.get(set as usize))
+            .is_some_and(|c| c.iter().any(|c| c.tunnel == Some(t)))
     }
 
     /// The same table with tunnel `t` in health `h`: only the groups of the route sets that

@@ -29,6 +29,15 @@ pub fn parse_into(frame: &[u8], ip: &mut ipv4::Repr) -> Result<(), DropReason> {
     martian(ip)
 }
 
+/// The IPv4 header at the start of `buf` (and its packet, the rest of `buf`), valid and not
+/// martian.
+#[inline(always)]
+pub fn header(buf: &[u8]) -> Result<ipv4::Repr, DropReason> {
+    let ip = ipv4::Repr::parse(buf)?;
+    martian(&ip)?;
+    Ok(ip)
+}
+
 /// Refuses martian addresses.
 #[inline(always)]
 fn martian(ip: &ipv4::Repr) -> Result<(), DropReason> {
