@@ -205,13 +205,14 @@ struct Dim {
 }
 
 impl Dim {
-    /// The packet's class for this key.
+    /// The packet's class for this key. The value's class is looked up whether or not the
+    /// packet has the key (a valid value either way), so that the choice is a select, not a
+    /// branch per key.
     #[inline(always)]
     fn class_of(&self, p: &Packet) -> u32 {
-        match self.reader.read(p) {
-            None => self.absent,
-            Some(v) => self.trie.class(v),
-        }
+        let c = self.trie.class_within(self.reader.value(p) as u32);
+        let keep = (self.reader.has(p) as u32).wrapping_neg();
+        c & keep | self.absent & !keep
     }
 }
 
@@ -489,7 +490,8 @@ impl Classifier {
             classes.push(ids.sets);
             let trie = Trie::new(&starts, &class, key.width())?;
             dims.push(Dim {
-                reader: Reader::of(key),
+                // Values clamped once, by the reader, for the trie too.
+                reader: Reader::of(key).capped(trie.max()),
                 trie,
                 absent,
             });
@@ -703,8 +705,8 @@ impl Classifier {
         skipped: impl FnMut(usize),
     ) -> Option<(usize, Action)> {
         let mut ids = [0u32; MAX_SLOTS];
-        for (k, d) in self.dims.iter().enumerate() {
-            ids[k % MAX_SLOTS] = d.class_of(p);
+        for (id, d) in ids.iter_mut().zip(&self.dims) {
+            *id = d.class_of(p);
         }
         let n = self.dims.len().max(1);
         for (k, c) in self.cross.iter().enumerate() {

@@ -217,10 +217,23 @@ impl Reader {
         }
     }
 
-    /// The packet's value for the key, None when the packet does not have it.
+    /// This reader with its values clamped to `max` too (a trie's largest value).
+    pub fn capped(self, max: u64) -> Reader {
+        Reader {
+            cap: self.cap.min(max),
+            ..self
+        }
+    }
+
+    /// The packet's value for the key, whether or not the packet has it (`has`).
     #[inline(always)]
-    pub fn read(&self, p: &Packet) -> Option<u64> {
-        let v = ((p.w[self.word % WORDS] >> self.shift) & self.mask).min(self.cap);
-        (p.w[HAS] & self.need != 0).then_some(v)
+    pub fn value(&self, p: &Packet) -> u64 {
+        ((p.w[self.word % WORDS] >> self.shift) & self.mask).min(self.cap)
+    }
+
+    /// Whether the packet has the key.
+    #[inline(always)]
+    pub fn has(&self, p: &Packet) -> bool {
+        p.w[HAS] & self.need != 0
     }
 }
