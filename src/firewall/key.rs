@@ -1,8 +1,9 @@
 //! What one phase-0 slot of the classifier reads from a packet: a field, or the source or
 //! destination port of whichever transport the packet has. TCP's and UDP's ports share a slot
 //! (TCP's values tagged `1 << 16`, UDP's `2 << 16`): a packet has at most one of the two (the
-//! datapath fills `Fields` by the IP protocol), so rules on `tcp.dstport` and on `udp.dstport`
-//! need one lookup and no cross-product step between them.
+//! datapath reads them by the IP protocol), so rules on `tcp.dstport` and on `udp.dstport`
+//! need one lookup and no cross-product step between them. A key's value is read from a
+//! `Packet`, the packet's fields packed, through the key's `Reader`.
 use super::eval::Fields;
 use super::scheme::Field;
 

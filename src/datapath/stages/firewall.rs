@@ -33,7 +33,7 @@ impl Direction {
     }
 }
 
-/// The firewall's answer to one crossing: eight bytes, returned in a register (as 24 it went
+/// The firewall's answer to one crossing: six bytes, returned in a register (as 24 it went
 /// through memory, callgrind).
 struct Judgement {
     blocked: bool,
