@@ -9,7 +9,7 @@
 //! lists. Rules whose expansion would exceed `MAX_TERMS` terms keep using the reference
 //! evaluator, in their place in the order.
 use super::eval::{eval, phase_end, Action, Fields, Rule};
-use super::key::{value, Key};
+use super::key::{Key, Packet, Reader};
 use super::parser::{CmpOp, Expr, Value};
 use super::scheme::Field;
 use super::trie::Trie;
@@ -91,11 +91,13 @@ impl Strings {
             }
         }
     }
-    fn lookup(&self, s: &str) -> u64 {
+    /// A string's id; strings no rule names share the largest (every key's trie clamps its
+    /// values to its width, 32 bits for strings).
+    fn lookup(&self, s: &str) -> u32 {
         self.0
             .iter()
             .position(|x| x == s)
-            .map_or(u64::MAX, |i| i as u64)
+            .map_or(u32::MAX, |i| i.min(u32::MAX as usize) as u32)
     }
 }
 
@@ -197,19 +199,20 @@ pub const TABLE_BUDGET: usize = 64 << 20;
 /// accept share a class), and the class of packets without the key.
 #[derive(Debug, Clone)]
 struct Dim {
-    key: Key,
+    reader: Reader,
     trie: Trie,
     absent: u32,
 }
 
 impl Dim {
-    /// The packet's class for this key.
+    /// The packet's class for this key. The value's class is looked up whether or not the
+    /// packet has the key (a valid value either way), so that the choice is a select, not a
+    /// branch per key.
     #[inline(always)]
-    fn class_of(&self, p: &Fields<'_>, strings: &Strings) -> u32 {
-        match value(self.key, p, |s| strings.lookup(s)) {
-            None => self.absent,
-            Some(v) => self.trie.class(v),
-        }
+    fn class_of(&self, p: &Packet) -> u32 {
+        let c = self.trie.class_within(self.reader.value(p) as u32);
+        let keep = (self.reader.has(p) as u32).wrapping_neg();
+        c & keep | self.absent & !keep
     }
 }
 
@@ -486,7 +489,12 @@ impl Classifier {
             let absent = ids.id(&bits(&|c: &(Ranges, bool)| c.1));
             classes.push(ids.sets);
             let trie = Trie::new(&starts, &class, key.width())?;
-            dims.push(Dim { key, trie, absent });
+            dims.push(Dim {
+                // Values clamped once, by the reader, for the trie too.
+                reader: Reader::of(key).capped(trie.max()),
+                trie,
+                absent,
+            });
         }
         Some((dims, classes))
     }
@@ -669,12 +677,36 @@ impl Classifier {
         _scratch: &mut [u64],
         skipped: impl FnMut(usize),
     ) -> Option<(usize, Action)> {
+        self.classify_packet(&self.packet(p), || p.clone(), skipped)
+    }
+
+    /// The packet `p` as `classify_packet` takes it.
+    pub fn packet(&self, p: &Fields<'_>) -> Packet {
+        Packet::of(p, |s| self.string_id(s))
+    }
+
+    /// The id a tunnel name or direction has in a `Packet` for this classifier.
+    pub fn string_id(&self, s: &str) -> u32 {
+        self.strings.lookup(s)
+    }
+
+    /// Whether `classify_packet` may call its `fields` (some rule is left to the evaluator).
+    pub fn evaluates(&self) -> bool {
+        !self.fallback.is_empty()
+    }
+
+    /// `classify_with` for a packet as its keys: `fields` gives the same packet as `Fields`,
+    /// called only when a rule left to the evaluator must be tried (`evaluates`).
+    #[inline(always)]
+    pub fn classify_packet<'a>(
+        &self,
+        p: &Packet,
+        fields: impl Fn() -> Fields<'a>,
+        skipped: impl FnMut(usize),
+    ) -> Option<(usize, Action)> {
         let mut ids = [0u32; MAX_SLOTS];
-        for (k, d) in self.dims.iter().enumerate() {
-            // Opaque per key: otherwise LLVM hoists every field's load out of the loop and
-            // spills them, ~60 instructions per packet for the few keys the rules test.
-            let p = std::hint::black_box(p);
-            ids[k % MAX_SLOTS] = d.class_of(p, &self.strings);
+        for (id, d) in ids.iter_mut().zip(&self.dims) {
+            *id = d.class_of(p);
         }
         let n = self.dims.len().max(1);
         for (k, c) in self.cross.iter().enumerate() {
@@ -686,7 +718,7 @@ impl Classifier {
             let at = ids[c.a % MAX_SLOTS] as usize * c.nb + ids[c.b % MAX_SLOTS] as usize;
             return self.answered(c.table.get(at), skipped);
         }
-        self.walk(&ids, p, skipped)
+        self.walk(&ids, fields, skipped)
     }
 
     /// `classify_with` for each packet of `ps` (answers into `out`, which is at least as
@@ -706,12 +738,16 @@ impl Classifier {
             }
             return;
         };
+        let mut keys = [Packet::ip(0, 0, 0, 0, 0, 0); LANES];
         let n = self.dims.len().max(1);
         for (c, (ps, out)) in ps.chunks(LANES).zip(out.chunks_mut(LANES)).enumerate() {
+            for (k, p) in keys.iter_mut().zip(ps) {
+                *k = self.packet(p);
+            }
             let mut ids = [[0u32; LANES]; MAX_SLOTS];
             for (k, d) in self.dims.iter().enumerate() {
-                for (id, p) in ids[k % MAX_SLOTS].iter_mut().zip(ps) {
-                    *id = d.class_of(std::hint::black_box(p), &self.strings);
+                for (id, p) in ids[k % MAX_SLOTS].iter_mut().zip(&keys[..ps.len()]) {
+                    *id = d.class_of(p);
                 }
             }
             for (k, x) in self.cross.iter().enumerate() {
@@ -772,12 +808,14 @@ impl Classifier {
     /// The decision on the packet's classes `ids` in the live slots: the first match
     /// decides, unless it is a skip, which resumes the search at the next phase; rules left
     /// to the evaluator are evaluated in their place.
-    fn walk(
+    fn walk<'a>(
         &self,
         ids: &[u32; MAX_SLOTS],
-        p: &Fields<'_>,
+        fields: impl Fn() -> Fields<'a>,
         mut skipped: impl FnMut(usize),
     ) -> Option<(usize, Action)> {
+        // The packet's `Fields`, made at its first evaluation.
+        let mut p: Option<Fields<'a>> = None;
         let mut from = 0;
         loop {
             let compiled = self
@@ -792,7 +830,7 @@ impl Classifier {
                 .iter()
                 .skip_while(|&&i| i < from)
                 .take_while(|&&i| compiled.is_none_or(|c| i < c))
-                .find(|&&i| eval(&self.rules[i].expr, p))
+                .find(|&&i| eval(&self.rules[i].expr, p.get_or_insert_with(&fields)))
                 .copied();
             let i = fb.or(compiled)?;
             let action = self.rules[i].action;

@@ -16,6 +16,7 @@ mod trie;
 
 pub use compile::Classifier;
 pub use eval::{decide, first_match, Action, Fields, Rule};
+pub use key::Packet;
 pub use parser::{parse, Expr, Lists, ParseError};
 #[cfg(test)]
 mod ruleset_tests;

@@ -52,15 +52,36 @@ impl Trie {
             .find_map(|extra| Builder::new(&s, &c, width, extra).build())
     }
 
-    /// The class of value `v`.
-    #[inline(always)]
+    /// The class of value `v` (the classifier's keys are clamped by their readers).
+    #[cfg(test)]
     pub fn class(&self, v: u64) -> u32 {
-        let v = v.min(self.max) as u32;
-        let mut e = self
+        self.class_within(v.min(self.max) as u32)
+    }
+
+    /// The largest value of the field's width (`class` clamps to it).
+    pub fn max(&self) -> u64 {
+        self.max
+    }
+
+    /// The class of value `v`, which is at most `max()` (a larger one reads as class 0).
+    #[inline(always)]
+    pub fn class_within(&self, v: u32) -> u32 {
+        let e = self
             .nodes
             .get((v >> self.root_shift) as usize)
             .copied()
             .unwrap_or(LEAF);
+        // The root's entry, inline; the levels below it apart: with the loop inline the
+        // classifier's per-key loop shuffled registers around it (callgrind, issue 14).
+        match e & LEAF != 0 {
+            true => e & !LEAF,
+            false => self.below(e, v),
+        }
+    }
+
+    /// The class of `v` from the root's entry `e` for it, a child.
+    #[inline(never)]
+    fn below(&self, mut e: u32, v: u32) -> u32 {
         for _ in 0..MAX_DEPTH {
             if e & LEAF != 0 {
                 break;
