@@ -31,8 +31,6 @@ pub struct State {
     ip_id: u16,
     /// The punt rate limit's bucket.
     pub punt: super::punt::Bucket,
-    /// Scratch bitset for the firewall classifier, sized for the largest rule set.
-    pub fw_scratch: Vec<u64>,
 }
 
 impl State {
@@ -52,10 +50,6 @@ impl State {
             icmp_refilled: None,
             ip_id: 0,
             punt: Default::default(),
-            fw_scratch: vec![
-                0;
-                crate::limits::MAX_RULES * crate::firewall::compile::MAX_TERMS / 64
-            ],
         }
     }
 
