@@ -38,6 +38,7 @@ use super::stages::{
 use super::verdict::{DropReason, Verdict};
 use super::BURST;
 use crate::packet::PacketBuf;
+use crate::route::NextHop;
 
 /// Runs the burst through the stages; `verdicts[i]` gets packet `i`'s decision.
 #[inline(always)]
@@ -168,15 +169,19 @@ fn arr_route_to_hop_checks<B: PacketBuf>(b: &mut Burst<B>, i: usize, t: &crate::
 }
 
 /// neighbor ─► rewrite ─► encap: every packet leaves here, so no compaction after. The link
-/// layer goes from `neighbor` to `rewrite` or `encap` in registers.
+/// layer goes from `neighbor` to `rewrite` in registers; a packet for a tunnel goes with its
+/// underlay (`neighbor::underlay_of`) to `encap`, which makes `rewrite`'s edits too (one look
+/// at its buffer).
 #[inline(always)]
 fn leave<B: PacketBuf>(b: &mut Burst<B>, live: &Live) {
     let mut known = neighbor::Underlays::new();
     for i in live.iter() {
-        if let Some(l2) = neighbor::one(b, i, &mut known) {
-            if rewrite::one(b, i, &l2) {
-                encap::one(b, i, &l2);
+        if let Some(NextHop::Tunnel(t)) = b.cx[i].nexthop {
+            if let Some(u) = neighbor::underlay_of(b, i, t, &mut known) {
+                encap::one(b, i, u);
             }
+        } else if let Some(l2) = neighbor::one(b, i, &mut known) {
+            rewrite::one(b, i, &l2);
         }
     }
 }

@@ -990,6 +990,87 @@ proptest::proptest! {
     }
 }
 
+/// The general path's encapsulation, as it was before the prebuilt header and the inner
+/// edits made by `encap`: the inner packet's TTL decremented (`rewrite`), Ethernet padding
+/// cut, then `Repr::emit` and `gre::write_basic` for the outer headers and the Ethernet
+/// header toward the upstream router.
+fn encap_model(inner: &[u8], gre: bool, dst: [u8; 4], ident: u16) -> Vec<u8> {
+    use crate::wire::{gre, ipv4};
+    let r = ipv4::Repr::parse(inner).unwrap();
+    let inner = with_ttl(inner[..usize::from(r.total_len)].to_vec(), r.ttl - 1);
+    let overhead = if gre { 24 } else { 20 };
+    let mut out = vec![0u8; overhead];
+    ipv4::Repr {
+        tos: r.tos,
+        total_len: (overhead + inner.len()) as u16,
+        ident: if r.dont_frag { 0 } else { ident },
+        dont_frag: r.dont_frag,
+        ttl: 64,
+        protocol: if gre { 47 } else { 4 },
+        src: u32::from_be_bytes(EDGE),
+        dst: u32::from_be_bytes(dst),
+        header_len: 20,
+        frag_offset: 0,
+    }
+    .emit(&mut out);
+    if gre {
+        gre::write_basic(&mut out[20..], gre::PROTO_IPV4);
+    }
+    out.extend_from_slice(&inner);
+    eth(UP, WAN, &out)
+}
+
+proptest::proptest! {
+    /// Packets from a port toward either tunnel (GRE and IP-in-IP; any TOS, DF or not, any
+    /// TTL that forwards, any length, Ethernet padding or none), several in one burst, leave
+    /// byte for byte as the general path wrote them, counted against their tunnel.
+    #[test]
+    fn encapsulated_packets_as_the_general_path(
+        pkts in proptest::collection::vec(
+            (proptest::bool::ANY, proptest::num::u8::ANY, proptest::bool::ANY, 2u8..=255,
+             0usize..80, 0usize..24, 1u8..250),
+            1..6,
+        ),
+    ) {
+        static SNAP: std::sync::OnceLock<Snapshot> = std::sync::OnceLock::new();
+        let s = SNAP.get_or_init(snapshot);
+        let mut frames = Vec::new();
+        let mut want = Vec::new();
+        let mut ident = 0u16;
+        let mut tx = [(0u64, 0u64); 2];
+        for &(gre, tos, df, ttl, len, pad, host) in &pkts {
+            let dst = if gre { [192, 168, 10, host] } else { [192, 168, 20, host] };
+            let mut ip = inner_udp(NET, dst, ttl, len);
+            ip[1] = tos;
+            ip[6] = if df { 0x40 } else { 0 };
+            let ip = with_ttl(ip, ttl);
+            let mut f = eth(WAN, UP, &ip);
+            f.resize(f.len() + pad, 0xee);
+            if !df {
+                ident += 1;
+            }
+            let out = encap_model(&ip, gre, if gre { ACME } else { BETA }, ident);
+            let t = usize::from(!gre);
+            tx[t].0 += 1;
+            tx[t].1 += out.len() as u64;
+            frames.push(f);
+            want.push(out);
+        }
+        let mut p = Pipeline::new();
+        let mut bufs: Vec<VecBuf> = frames.iter().map(|f| VecBuf::from_bytes(f)).collect();
+        let mut v = vec![Verdict::Drop(DropReason::NoRoute); bufs.len()];
+        p.process(s, 0, &mut bufs, &mut v);
+        for (k, (b, w)) in bufs.iter().zip(&want).enumerate() {
+            proptest::prop_assert_eq!(v[k], Verdict::Forward(0));
+            proptest::prop_assert_eq!(b.as_ref(), &w[..]);
+        }
+        for (t, &(n, bytes)) in tx.iter().enumerate() {
+            proptest::prop_assert_eq!(p.counters.tunnels[t].tx_packets, n);
+            proptest::prop_assert_eq!(p.counters.tunnels[t].tx_bytes, bytes);
+        }
+    }
+}
+
 #[path = "counter_reload_tests.rs"]
 mod counter_reload;
 

@@ -30,12 +30,12 @@ pub fn parse_into(frame: &[u8], ip: &mut ipv4::Repr) -> Result<(), DropReason> {
 }
 
 /// The IPv4 header at the start of `buf` (and its packet, the rest of `buf`), valid and not
-/// martian.
+/// martian, into `ip` in place (as `parse_into`: after an error `ip` holds whatever the
+/// bytes said).
 #[inline(always)]
-pub fn header(buf: &[u8]) -> Result<ipv4::Repr, DropReason> {
-    let ip = ipv4::Repr::parse(buf)?;
-    martian(&ip)?;
-    Ok(ip)
+pub fn header_into(buf: &[u8], ip: &mut ipv4::Repr) -> Result<(), DropReason> {
+    ipv4::Repr::parse_into(buf, ip)?;
+    martian(ip)
 }
 
 /// Refuses martian addresses.

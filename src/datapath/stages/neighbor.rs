@@ -6,39 +6,66 @@ use crate::datapath::context::L2Rewrite;
 use crate::datapath::pipeline::{Burst, State};
 use crate::datapath::verdict::DropReason;
 use crate::route::{ecmp, Gateway, NextHop, NhMac, Snapshot};
-use crate::wire::MacAddr;
+use crate::wire::{ethernet, outer, MacAddr};
 
 /// Underlays resolved in this pass, by tunnel (a few, direct-mapped): a burst's packets
 /// toward tunnels mostly go to the same few, and the next packet for one reuses its link
-/// layer with one compare instead of the walk from the tunnel to its underlay's group, next
-/// hop, gateway MAC and port (~55 instructions per encapsulated packet, callgrind). Only
-/// resolutions that succeeded are kept, so a failure is found (and an unresolved gateway
-/// asked for) packet by packet as before; within one burst the snapshot does not change.
-pub struct Underlays([Underlay; 4]);
+/// layer and its whole outer header with one compare instead of the walk from the tunnel to
+/// its underlay's group, next hop, gateway MAC and port (~55 instructions per encapsulated
+/// packet, callgrind). Only resolutions that succeeded are kept, so a failure is found (and
+/// an unresolved gateway asked for) packet by packet as before; within one burst the
+/// snapshot does not change. The slots are filled at the burst's first tunnel next hop: a
+/// burst with none pays one store for them, not ~300 bytes of empty slots (callgrind).
+pub struct Underlays(Option<[Underlay; 4]>);
 
+/// A tunnel's underlay as this pass resolved it: what `encap` needs of it and of the tunnel,
+/// so that it looks at neither.
 #[derive(Clone, Copy)]
-struct Underlay {
+pub struct Underlay {
     tunnel: Option<u16>,
     l2: L2Rewrite,
     /// The largest inner packet the underlay port carries: its MTU less the tunnel overhead.
     max_inner: usize,
+    /// The Ethernet header toward the underlay and the tunnel's outer headers.
+    pub head: outer::Prebuilt,
+    /// The tunnel's counters.
+    pub counter_slot: usize,
+    /// Bytes the outer headers add (the tunnel's).
+    pub overhead: u16,
+}
+
+impl Underlay {
+    /// The port toward the underlay.
+    #[inline(always)]
+    pub fn port(&self) -> u16 {
+        self.l2.port
+    }
 }
 
 impl Underlays {
     #[inline(always)]
     pub fn new() -> Underlays {
-        Underlays(
+        Underlays(None)
+    }
+
+    /// The slots, empty at first.
+    #[inline(always)]
+    fn slots(&mut self) -> &mut [Underlay; 4] {
+        self.0.get_or_insert_with(|| {
             [Underlay {
                 tunnel: None,
                 l2: L2Rewrite::default(),
                 max_inner: 0,
-            }; 4],
-        )
+                head: outer::Prebuilt::EMPTY,
+                counter_slot: 0,
+                overhead: 0,
+            }; 4]
+        })
     }
 }
 
-/// Packet `i`'s link layer toward its next hop, handed straight to `rewrite` and `encap`;
-/// None when there is none yet (the packet leaves).
+/// Packet `i`'s link layer toward its next hop, handed straight to `rewrite`; None when
+/// there is none yet (the packet leaves). A packet for a tunnel goes by `underlay_of`.
 #[inline(always)]
 pub fn one<B>(b: &mut Burst<B>, i: usize, known: &mut Underlays) -> Option<L2Rewrite> {
     let snap = b.snap;
@@ -47,7 +74,9 @@ pub fn one<B>(b: &mut Burst<B>, i: usize, known: &mut Underlays) -> Option<L2Rew
     let l2 = match &c.nexthop {
         Some(NextHop::Gateway(g)) => gateway(snap, b.st, g),
         &Some(NextHop::Connected(p)) => host(snap, b.st, p, c.ip.dst),
-        &Some(NextHop::Tunnel(t)) => tunnel(snap, b.st, c.ip.total_len.into(), t, known),
+        &Some(NextHop::Tunnel(t)) => {
+            tunnel(snap, b.st, c.ip.total_len.into(), t, known).map(|u| u.l2)
+        }
         None => Err(DropReason::NoRoute),
     };
     match l2 {
@@ -59,29 +88,43 @@ pub fn one<B>(b: &mut Burst<B>, i: usize, known: &mut Underlays) -> Option<L2Rew
     }
 }
 
+/// Packet `i`'s underlay toward its next hop, tunnel `t`, handed straight to `encap`; None
+/// when there is none (the packet leaves, dropped as `one` drops it).
+#[inline(always)]
+pub fn underlay_of<'k, B>(
+    b: &mut Burst<B>,
+    i: usize,
+    t: u16,
+    known: &'k mut Underlays,
+) -> Option<&'k Underlay> {
+    let total = b.cx[i].ip.total_len.into();
+    match tunnel(b.snap, b.st, total, t, known) {
+        Ok(u) => Some(u),
+        Err(r) => {
+            b.drop(i, r);
+            None
+        }
+    }
+}
+
 /// Toward tunnel `t`, for an inner packet of `total` bytes: its underlay resolved once per
 /// pass.
 #[inline(always)]
-fn tunnel(
+fn tunnel<'k>(
     snap: &Snapshot,
     st: &mut State,
     total: usize,
     t: u16,
-    known: &mut Underlays,
-) -> Result<L2Rewrite, DropReason> {
-    let u = &mut known.0[usize::from(t) % 4];
+    known: &'k mut Underlays,
+) -> Result<&'k Underlay, DropReason> {
+    let u = &mut known.slots()[usize::from(t) % 4];
     if u.tunnel != Some(t) {
-        let (l2, max_inner) = underlay(snap, st, t)?;
-        *u = Underlay {
-            tunnel: Some(t),
-            l2,
-            max_inner,
-        };
+        *u = underlay(snap, st, t)?;
     }
     if total > u.max_inner {
         return Err(DropReason::MtuExceeded);
     }
-    Ok(u.l2)
+    Ok(u)
 }
 
 /// Toward a gateway, or why not yet. Inlined: on its own it costs a call and ~18
@@ -143,10 +186,11 @@ fn host(snap: &Snapshot, st: &mut State, p: u16, ip: u32) -> Result<L2Rewrite, D
     }
 }
 
-/// Toward tunnel `t`'s customer endpoint, and the largest inner packet its underlay port
-/// carries (an error when the port is gone or carries not even the outer headers).
+/// Tunnel `t`'s underlay: toward its customer endpoint, the largest inner packet its
+/// underlay port carries (an error when the port is gone or carries not even the outer
+/// headers), and the whole outer header toward it.
 #[inline(never)]
-fn underlay(snap: &Snapshot, st: &mut State, t: u16) -> Result<(L2Rewrite, usize), DropReason> {
+fn underlay(snap: &Snapshot, st: &mut State, t: u16) -> Result<Underlay, DropReason> {
     let Some(tun) = snap.tunnels.get(t as usize) else {
         return Err(DropReason::NoRoute);
     };
@@ -171,5 +215,23 @@ fn underlay(snap: &Snapshot, st: &mut State, t: u16) -> Result<(L2Rewrite, usize
         .get(l2.port as usize)
         .and_then(|p| (p.mtu as usize).checked_sub(tun.overhead as usize))
         .ok_or(DropReason::MtuExceeded)?;
-    Ok((l2, max_inner))
+    Ok(Underlay {
+        tunnel: Some(t),
+        l2,
+        max_inner,
+        head: tun.outer.prebuilt(&eth_header(&l2)),
+        counter_slot: tun.counter_slot,
+        overhead: tun.overhead,
+    })
+}
+
+/// The Ethernet header toward `l2`'s neighbor, carrying IPv4.
+fn eth_header(l2: &L2Rewrite) -> [u8; ethernet::HEADER_LEN] {
+    let mut h = [0u8; ethernet::HEADER_LEN];
+    if let Some(mut e) = ethernet::Frame::new_checked(&mut h[..]) {
+        e.set_dst(l2.dst);
+        e.set_src(l2.src);
+        e.set_ethertype(ethernet::ETHERTYPE_IPV4);
+    }
+    h
 }

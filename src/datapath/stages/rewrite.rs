@@ -1,6 +1,7 @@
 //! The rewrite toward the next hop: MSS clamping for SYNs through tunnels, the TTL (RFC 1624
 //! incremental checksum), and for a gateway or connected host the Ethernet addresses; the
-//! packet is then forwarded. Packets for a tunnel go on to `encap`.
+//! packet is then forwarded. Packets for a tunnel are `encap`'s, which makes the same edits
+//! (`edit_inner`) on its way.
 use crate::datapath::context::{Ctx, L2Rewrite, Macs, Origin};
 use crate::datapath::counters::Counters;
 use crate::datapath::pipeline::Burst;
@@ -8,21 +9,14 @@ use crate::packet::PacketBuf;
 use crate::route::{NextHop, Snapshot};
 use crate::wire::{ethernet, ipv4, tcp};
 
-/// Rewrites packet `i`; it leaves forwarded, or goes on to `encap` (true) for a tunnel.
+/// Rewrites packet `i` toward a gateway or host; it leaves forwarded. (A packet for a tunnel
+/// is `encap`'s, edits and all.)
 #[inline(always)]
-pub fn one<B: PacketBuf>(b: &mut Burst<B>, i: usize, l2: &L2Rewrite) -> bool {
+pub fn one<B: PacketBuf>(b: &mut Burst<B>, i: usize, l2: &L2Rewrite) {
     let c = &mut b.cx[i];
     // The buffer's bounds read once for the three edits (callgrind, issue 14).
     let frame = b.pkts[i].as_mut();
-    if c.ip.protocol == ipv4::PROTO_TCP && c.ip.frag_offset == 0 {
-        clamp(b.snap, b.counters, frame, c);
-    }
-    if c.origin != Origin::Local {
-        ipv4::decrement_ttl_in(frame.get_mut(ethernet::HEADER_LEN..).unwrap_or(&mut []));
-    }
-    if matches!(c.nexthop, Some(NextHop::Tunnel(_))) {
-        return true;
-    }
+    edit_inner(b.snap, b.counters, frame, c);
     // Field by field: `l2` is in registers here, where building `Macs` from it took ~25
     // instructions (decap path, callgrind); the direct way makes its `Macs` once per run.
     if let Some(mut eth) = ethernet::Frame::new_checked(frame) {
@@ -30,7 +24,19 @@ pub fn one<B: PacketBuf>(b: &mut Burst<B>, i: usize, l2: &L2Rewrite) -> bool {
         eth.set_src(l2.src);
     }
     b.forward(i, l2.port);
-    false
+}
+
+/// The edits to the packet's own headers in `frame` (from its Ethernet header on): the MSS
+/// clamp of a SYN through a tunnel, and the TTL. `encap` makes them too, through its own
+/// look at the buffer.
+#[inline(always)]
+pub fn edit_inner(snap: &Snapshot, counters: &mut Counters, frame: &mut [u8], c: &mut Ctx) {
+    if c.ip.protocol == ipv4::PROTO_TCP && c.ip.frag_offset == 0 {
+        clamp(snap, counters, frame, c);
+    }
+    if c.origin != Origin::Local {
+        ipv4::decrement_ttl_in(frame.get_mut(ethernet::HEADER_LEN..).unwrap_or(&mut []));
+    }
 }
 
 /// `one` for a packet from a port toward a gateway or host on a port (no tunnel either side,
