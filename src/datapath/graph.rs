@@ -171,8 +171,8 @@ fn arr_route_to_hop_checks<B: PacketBuf>(b: &mut Burst<B>, i: usize, t: &crate::
 /// neighbor ─► rewrite ─► encap: every packet leaves here, so no compaction after. The link
 /// layer goes from `neighbor` to `rewrite` in registers; a packet for a tunnel goes with its
 /// underlay (`neighbor::underlay_of`) to `encap`, which makes `rewrite`'s edits too (one look
-/// at its buffer).
-#[inline(always)]
+/// at its buffer). Out of line, as `tunnel_ingress::run`: one call per burst.
+#[inline(never)]
 fn leave<B: PacketBuf>(b: &mut Burst<B>, live: &Live) {
     let mut known = neighbor::Underlays::new();
     for i in live.iter() {

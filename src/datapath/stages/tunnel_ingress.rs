@@ -13,7 +13,10 @@ use crate::route::{Snapshot, TunnelState, SET_ANYCAST};
 use crate::wire::{ethernet, gre, ipv4};
 
 /// Decapsulates the packets addressed to an anycast endpoint; returns those that go on to
-/// the inner lookup (the rest of `live` is untouched).
+/// the inner lookup (the rest of `live` is untouched). Out of line: one call per burst, and
+/// the loop's registers are its own, not a share of the whole pipeline's (inlined, changes
+/// here moved spills in the plain path's loops; callgrind, issue 14).
+#[inline(never)]
 pub fn run<B: PacketBuf>(b: &mut Burst<B>, live: &Live) -> Live {
     let mut inner = Live::empty();
     let mut last: Last = Last::NONE;
