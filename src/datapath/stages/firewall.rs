@@ -120,7 +120,7 @@ fn judge<B: PacketBuf>(b: &mut Burst<B>, i: usize, t: u16, dir: Direction) -> Ju
     // The tunnel's name and the direction only when some rule tests them (else no rule
     // reads them), looked up out of line: inline, the strings were chosen for every packet.
     let names = || match per_crossing {
-        true => names(snap, t, dir),
+        true => crossing_names(snap, t, dir),
         false => (None, None),
     };
     let ip = &b.cx[i].ip;
@@ -150,7 +150,7 @@ fn judge<B: PacketBuf>(b: &mut Burst<B>, i: usize, t: u16, dir: Direction) -> Ju
 
 /// The tunnel's name and the direction, for rules that test them.
 #[inline(never)]
-fn names(snap: &Snapshot, t: u16, dir: Direction) -> (Option<&str>, Option<&'static str>) {
+fn crossing_names(snap: &Snapshot, t: u16, dir: Direction) -> (Option<&str>, Option<&'static str>) {
     (
         snap.tunnels.get(t as usize).map(|t| t.name.as_str()),
         Some(dir.name()),
@@ -161,7 +161,7 @@ fn names(snap: &Snapshot, t: u16, dir: Direction) -> (Option<&str>, Option<&'sta
 #[inline(never)]
 fn set_names(p: &mut Packet, snap: &Snapshot, t: u16, dir: Direction) {
     let id = |s| snap.classifier.string_id(s);
-    let (tunnel, direction) = names(snap, t, dir);
+    let (tunnel, direction) = crossing_names(snap, t, dir);
     p.set_strings(tunnel.map(id), direction.map(id));
 }
 
