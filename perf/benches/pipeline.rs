@@ -615,7 +615,6 @@ fn bench_firewall(dir: &str, runs: usize, callgrind_only: Option<String>) {
     let t = std::time::Instant::now();
     let c = Classifier::new(&rules);
     let built = t.elapsed();
-    let mut scratch = vec![0u64; c.words()];
     let mut out = [None; 32];
     if let Some(how) = callgrind_only {
         let mut hits = 0usize;
@@ -625,7 +624,7 @@ fn bench_firewall(dir: &str, runs: usize, callgrind_only: Option<String>) {
             }
         } else {
             for p in &packets {
-                hits += classify_one(&c, p, &mut scratch);
+                hits += classify_one(&c, p);
             }
         }
         println!("classified {} packets, {hits} matched", packets.len());
@@ -633,7 +632,7 @@ fn bench_firewall(dir: &str, runs: usize, callgrind_only: Option<String>) {
     }
     let mut matched = 0;
     for p in &packets {
-        let (a, b) = (c.classify(p, &mut scratch), first_match(&rules, p));
+        let (a, b) = (c.classify(p), first_match(&rules, p));
         assert_eq!(a, b, "classifier and evaluator disagree");
         matched += a.is_some() as usize;
     }
@@ -648,7 +647,7 @@ fn bench_firewall(dir: &str, runs: usize, callgrind_only: Option<String>) {
     for _ in 0..runs {
         let t = tsc();
         for p in &packets {
-            black_box(c.classify(black_box(p), &mut scratch));
+            black_box(c.classify(black_box(p)));
         }
         compiled.push((tsc() - t) as f64 / packets.len() as f64);
         let t = tsc();
@@ -697,12 +696,8 @@ fn classify_burst(
 }
 
 #[inline(never)]
-fn classify_one(
-    c: &anygate::firewall::Classifier,
-    p: &anygate::firewall::Fields<'_>,
-    scratch: &mut [u64],
-) -> usize {
-    c.classify(p, scratch).is_some() as usize
+fn classify_one(c: &anygate::firewall::Classifier, p: &anygate::firewall::Fields<'_>) -> usize {
+    c.classify(p).is_some() as usize
 }
 
 /// Frames of the `--arr-cold` bench, each in a fixed slot one after another, so a set's

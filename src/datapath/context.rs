@@ -142,7 +142,7 @@ pub struct Answer {
     pub egress_tunnel: Option<u16>,
 }
 
-/// A packet's state between stages. 124 bytes of fields, aligned to 64 so that it is 128:
+/// A packet's state between stages. Under 128 bytes of fields, aligned to 64 so that it is 128:
 /// a context is two cache lines and indexing one is a shift.
 #[derive(Debug, Clone, Copy)]
 #[repr(align(64))]
@@ -153,10 +153,6 @@ pub struct Ctx {
     /// The FIB value for `ip.dst`: a route-set id (or SET_LOCAL / SET_ANYCAST).
     pub set: u32,
     pub nexthop: Option<NextHop>,
-    /// The firewall's answer at the first crossing, when the second may reuse it.
-    /// Stored with a u16 rule index (rules are fewer than 65,536): the context stays 128
-    /// bytes, a shift to index (callgrind).
-    pub judged: Option<super::stages::firewall::Judged16>,
     /// An ICMP error the hop checks asked for, and one being routed back.
     pub error: Option<IcmpError>,
     pub answer: Option<Answer>,
@@ -172,7 +168,6 @@ impl Default for Ctx {
             origin: Origin::Local,
             set: 0,
             nexthop: None,
-            judged: None,
             error: None,
             answer: None,
             verdict: None,
@@ -186,7 +181,6 @@ impl Ctx {
     #[inline(always)]
     pub fn reset(&mut self) {
         self.nexthop = None;
-        self.judged = None;
         self.error = None;
         self.answer = None;
         self.verdict = None;

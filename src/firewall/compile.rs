@@ -91,8 +91,8 @@ impl Strings {
             }
         }
     }
-    /// A string's id; strings no rule names share the largest (every key's trie clamps its
-    /// values to its width, 32 bits for strings).
+    /// A string's id; strings no rule names share the largest (a `Packet` keeps 31 bits of
+    /// it: still above every named string's).
     fn lookup(&self, s: &str) -> u32 {
         self.0
             .iter()
@@ -196,23 +196,19 @@ fn dnf(e: &Expr, negate: bool, strings: &mut Strings) -> Option<Vec<Vec<Atom>>> 
 pub const TABLE_BUDGET: usize = 64 << 20;
 
 /// Phase 0 for one key: the value's class through a trie (intervals that the same terms
-/// accept share a class), and the class of packets without the key.
+/// accept share a class; the values of packets without the key, below every present one,
+/// the absent class).
 #[derive(Debug, Clone)]
 struct Dim {
     reader: Reader,
     trie: Trie,
-    absent: u32,
 }
 
 impl Dim {
-    /// The packet's class for this key. The value's class is looked up whether or not the
-    /// packet has the key (a valid value either way), so that the choice is a select, not a
-    /// branch per key.
+    /// The packet's class for this key.
     #[inline(always)]
     fn class_of(&self, p: &Packet) -> u32 {
-        let c = self.trie.class_within(self.reader.value(p) as u32);
-        let keep = (self.reader.has(p) as u32).wrapping_neg();
-        c & keep | self.absent & !keep
+        self.trie.class_within(self.reader.value(p) as u32)
     }
 }
 
@@ -246,32 +242,45 @@ impl Interner {
     }
 }
 
-/// Table entries, two bytes each where every value fits.
+/// Table entries, two bytes each where every value fits (`narrow`), else four (`wide`; then
+/// `narrow` is empty). Two vectors, not an enum: where the classifier knows every table is
+/// narrow, it reads one without a test of the width per step (callgrind, issue 14).
 #[derive(Debug, Clone)]
-enum Entries {
-    Narrow(Vec<u16>),
-    Wide(Vec<u32>),
+struct Entries {
+    narrow: Vec<u16>,
+    wide: Vec<u32>,
 }
 
 impl Entries {
     fn new(v: Vec<u32>) -> Entries {
         match v.iter().all(|x| *x <= u16::MAX as u32) {
-            true => Entries::Narrow(v.into_iter().map(|x| x as u16).collect()),
-            false => Entries::Wide(v),
+            true => Entries {
+                narrow: v.into_iter().map(|x| x as u16).collect(),
+                wide: Vec::new(),
+            },
+            false => Entries {
+                narrow: Vec::new(),
+                wide: v,
+            },
         }
     }
     #[inline(always)]
     fn get(&self, i: usize) -> u32 {
-        match self {
-            Entries::Narrow(v) => v.get(i).map_or(0, |x| *x as u32),
-            Entries::Wide(v) => v.get(i).copied().unwrap_or(0),
+        match self.wide.is_empty() {
+            true => self.narrow(i),
+            false => self.wide.get(i).copied().unwrap_or(0),
         }
     }
+    /// Entry `i` of a narrow table.
+    #[inline(always)]
+    fn narrow(&self, i: usize) -> u32 {
+        self.narrow.get(i).map_or(0, |x| *x as u32)
+    }
+    fn is_narrow(&self) -> bool {
+        self.wide.is_empty()
+    }
     fn bytes(&self) -> usize {
-        match self {
-            Entries::Narrow(v) => v.len() * 2,
-            Entries::Wide(v) => v.len() * 4,
-        }
+        self.narrow.len() * 2 + self.wide.len() * 4
     }
 }
 
@@ -336,6 +345,10 @@ pub struct Classifier {
     words: usize,
     /// Some enabled rule tests the tunnel or the direction.
     per_crossing: bool,
+    /// Some key reads the IP header's protocol, lengths or TTL (`Packet::set_ip`).
+    reads_ip: bool,
+    /// Every cross-product table's entries are narrow (`Cross::narrow`).
+    narrow: bool,
     /// Bytes of the cross-product tables, the live slots' sets and lists and the answers.
     table_bytes: usize,
     /// Bytes of the keys' tries.
@@ -405,6 +418,8 @@ impl Classifier {
             .map(|r| terms.partition_point(|(t, _)| (*t as usize) < r))
             .collect();
         let mut c = Classifier {
+            reads_ip: dims.iter().any(|d| d.reader.reads_ip()),
+            narrow: false,
             rules: rules.to_vec(),
             strings,
             trie_bytes: dims.iter().map(|d| d.trie.bytes()).sum(),
@@ -431,6 +446,7 @@ impl Classifier {
             false => classes,
         };
         c.tables(classes, budget);
+        c.narrow = c.cross.iter().chain(&c.last).all(|x| x.table.is_narrow());
         c
     }
 
@@ -447,7 +463,9 @@ impl Classifier {
         let mut classes: Vec<Vec<u64>> = Vec::new();
         let mut dims = Vec::new();
         for key in keys {
-            // Each term's condition on this key (all values when it has none).
+            let reader = Reader::of(key);
+            // Each term's condition on this key (all values when it has none), in the
+            // reader's values.
             let conds: Vec<(Ranges, bool)> = terms
                 .iter()
                 .map(|(_, t)| {
@@ -460,10 +478,13 @@ impl Classifier {
                             });
                         (r.0, abs)
                     });
-                    (Ranges(r), absent)
+                    (Ranges(reader.map(r)), absent)
                 })
                 .collect();
-            let mut starts: Vec<u64> = vec![0];
+            // Values below `present` are packets' without the key: one interval, the
+            // absent class.
+            let present = reader.present();
+            let mut starts: Vec<u64> = vec![0, present];
             for (r, _) in &conds {
                 for &(a, b) in &r.0 {
                     starts.push(a);
@@ -486,17 +507,14 @@ impl Classifier {
             let mut ids = Interner::new(words);
             let class: Vec<u32> = starts
                 .iter()
-                .map(|s| ids.id(&bits(&|c: &(Ranges, bool)| c.0.contains(*s))))
+                .map(|&s| match s < present {
+                    true => ids.id(&bits(&|c: &(Ranges, bool)| c.1)),
+                    false => ids.id(&bits(&|c: &(Ranges, bool)| c.0.contains(s))),
+                })
                 .collect();
-            let absent = ids.id(&bits(&|c: &(Ranges, bool)| c.1));
             classes.push(ids.sets);
-            let trie = Trie::new(&starts, &class, key.width())?;
-            dims.push(Dim {
-                // Values clamped once, by the reader, for the trie too.
-                reader: Reader::of(key).capped(trie.max()),
-                trie,
-                absent,
-            });
+            let trie = Trie::new(&starts, &class, reader.width())?;
+            dims.push(Dim { reader, trie });
         }
         Some((dims, classes))
     }
@@ -674,17 +692,15 @@ impl Classifier {
                 .sum::<usize>();
     }
 
-    /// The first matching rule, as `first_match` would say. `scratch` is unused (kept for
-    /// callers that size it by `words()`); classifying allocates nothing.
-    pub fn classify(&self, p: &Fields<'_>, scratch: &mut [u64]) -> Option<(usize, Action)> {
-        self.classify_with(p, scratch, |_| {})
+    /// The first matching rule, as `first_match` would say. Classifying allocates nothing.
+    pub fn classify(&self, p: &Fields<'_>) -> Option<(usize, Action)> {
+        self.classify_with(p, |_| {})
     }
 
     /// `classify`, telling `skipped` each skip rule that matched on the way (for counters).
     pub fn classify_with(
         &self,
         p: &Fields<'_>,
-        _scratch: &mut [u64],
         skipped: impl FnMut(usize),
     ) -> Option<(usize, Action)> {
         self.classify_packet(&self.packet(p), || p.clone(), skipped)
@@ -718,17 +734,39 @@ impl Classifier {
         for (id, d) in ids.iter_mut().zip(&self.dims) {
             *id = d.class_of(p);
         }
+        let code = match self.narrow {
+            true => self.steps(&mut ids, Entries::narrow),
+            false => self.steps(&mut ids, Entries::get),
+        };
+        match code {
+            Some(code) => self.answered(code, skipped),
+            None => self.walk(&ids, fields, skipped),
+        }
+    }
+
+    /// The cross-product steps over the keys' classes in `ids`, entries read by `get`: the
+    /// final step's answer, if there is one.
+    #[inline(always)]
+    fn steps(
+        &self,
+        ids: &mut [u32; MAX_SLOTS],
+        get: impl Fn(&Entries, usize) -> u32,
+    ) -> Option<u32> {
         let n = self.dims.len().max(1);
         for (k, c) in self.cross.iter().enumerate() {
             // Slots are below MAX_SLOTS by construction; the masks spare the bounds checks.
             let at = ids[c.a % MAX_SLOTS] as usize * c.nb + ids[c.b % MAX_SLOTS] as usize;
-            ids[(n + k) % MAX_SLOTS] = c.table.get(at);
+            ids[(n + k) % MAX_SLOTS] = get(&c.table, at);
         }
-        if let Some(c) = &self.last {
-            let at = ids[c.a % MAX_SLOTS] as usize * c.nb + ids[c.b % MAX_SLOTS] as usize;
-            return self.answered(c.table.get(at), skipped);
-        }
-        self.walk(&ids, fields, skipped)
+        let c = self.last.as_ref()?;
+        let at = ids[c.a % MAX_SLOTS] as usize * c.nb + ids[c.b % MAX_SLOTS] as usize;
+        Some(get(&c.table, at))
+    }
+
+    /// Whether some key reads the IP header's protocol, lengths or TTL: when none does, a
+    /// `Packet` for `classify_packet` may go without them (`Packet::addrs`).
+    pub fn reads_ip(&self) -> bool {
+        self.reads_ip
     }
 
     /// `classify_with` for each packet of `ps` (answers into `out`, which is at least as
@@ -744,7 +782,7 @@ impl Classifier {
         const LANES: usize = 8;
         let Some(last) = &self.last else {
             for (j, (p, o)) in ps.iter().zip(out.iter_mut()).enumerate() {
-                *o = self.classify_with(p, &mut [], |r| skipped(j, r));
+                *o = self.classify_with(p, |r| skipped(j, r));
             }
             return;
         };
@@ -864,10 +902,6 @@ impl Classifier {
             .map(|(i, w)| self.term_rule[i * 64 + w.trailing_zeros() as usize] as usize)
     }
 
-    /// Scratch words callers have sized for `classify` (no longer needed by it).
-    pub fn words(&self) -> usize {
-        self.words
-    }
     /// Rules left to the evaluator.
     pub fn fallback_rules(&self) -> &[usize] {
         &self.fallback
@@ -924,7 +958,6 @@ mod tests {
             "ip.dst in {10.0.0.0/30 10.0.0.8/29 10.0.1.0/24 255.255.255.255}",
         ));
         let c = Classifier::new(&rules);
-        let mut scratch = vec![0; c.words()];
         let ports = (990..1090).chain([0, 39999, 40000, 40010, 40011, 65534, 65535]);
         let addrs = [
             0,
@@ -946,7 +979,7 @@ mod tests {
                     ..Default::default()
                 };
                 assert_eq!(
-                    c.classify(&p, &mut scratch),
+                    c.classify(&p),
                     first_match(&rules, &p),
                     "port {port}, dst {dst:#x}"
                 );
@@ -975,6 +1008,13 @@ mod tests {
             Just("ip.proto in {\"tcp\" \"gre\"}".to_string()),
             Just("anygate.tunnel eq \"acme\"".to_string()),
             Just("anygate.direction ne \"egress\"".to_string()),
+            // Every optional field's values next to its absence (the readers' presence bits);
+            // 15 kinds of key in all, so that the tables reach one final class.
+            (0u8..3).prop_map(|c| format!("icmp.code le {c}")),
+            (0u8..40).prop_map(|f| format!("tcp.flags gt {f}")),
+            Just("tcp.flags.ack".to_string()),
+            Just("not tcp.flags.syn".to_string()),
+            Just("anygate.tunnel in {\"acme\" \"beta\"}".to_string()),
             // 2^6 terms: left to the evaluator, in its place among compiled rules.
             (0u16..3).prop_map(|p| (0..6)
                 .map(|i| format!(
@@ -997,31 +1037,34 @@ mod tests {
 
     fn arb_packet() -> impl Strategy<Value = Fields<'static>> {
         (
-            0u8..3,
+            0u8..4,
             0u8..4,
             0u16..700,
             0u16..700,
             0u8..255,
-            0u8..8,
-            any::<bool>(),
-            any::<bool>(),
+            0u8..64,
+            0u8..3,
+            0u8..3,
         )
-            .prop_map(|(kind, o, a, b, ttl, t, acme, egress)| {
+            .prop_map(|(kind, o, a, b, ttl, t, tunnel, dir)| {
                 let mut f = Fields {
                     src: u32::from_be_bytes([if o < 2 { 10 } else { 192 }, o, 0, t]),
                     dst: 1,
-                    proto: [6, 17, 1][kind as usize],
-                    len: 60,
-                    hdr_len: 20,
+                    // Protocol 47 has none of the transports.
+                    proto: [6, 17, 1, 47][kind as usize],
+                    len: 40 + u16::from(t),
+                    hdr_len: 20 + 4 * (t % 2),
                     ttl,
-                    tunnel: if acme { Some("acme") } else { Some("beta") },
-                    direction: Some(if egress { "egress" } else { "ingress" }),
+                    // Packets without a tunnel or direction too (local ones, in tests).
+                    tunnel: [Some("acme"), Some("beta"), None][tunnel as usize],
+                    direction: [Some("egress"), Some("ingress"), None][dir as usize],
                     ..Default::default()
                 };
                 match kind {
                     0 => f.tcp = Some((a, b, t)),
                     1 => f.udp = Some((a, b)),
-                    _ => f.icmp = Some((t, 0)),
+                    2 => f.icmp = Some((t % 8, t / 16)),
+                    _ => {}
                 }
                 f
             })
@@ -1053,14 +1096,13 @@ mod tests {
             // A budget that runs out part way: some steps, then slots intersected.
             let partial = Classifier::with_budget(&rules, 600);
             for c in [tables, bitsets, partial] {
-                let mut scratch = vec![0u64; c.words()];
                 let mut all_slow = Vec::new();
                 let mut want = Vec::new();
                 for (j, p) in packets.iter().enumerate() {
                     let (mut fast, mut slow) = (Vec::new(), Vec::new());
                     want.push(decide(&rules, p, |i| slow.push(i)));
                     prop_assert_eq!(
-                        c.classify_with(p, &mut scratch, |i| fast.push(i)),
+                        c.classify_with(p, |i| fast.push(i)),
                         want[j],
                         "{:?}", exprs
                     );
@@ -1106,7 +1148,6 @@ mod tests {
             .map(|b| Classifier::with_budget(&rules, 1 << b))
             .find(|c| c.shape().0 >= 1 && c.shape().1 >= 2)
             .expect("some budget builds a step and leaves several slots");
-        let mut s = vec![0; partial.words()];
         for i in 0..4000u32 {
             let p = Fields {
                 src: u32::from_be_bytes([10, (i % 9) as u8, 0, 1]),
@@ -1117,7 +1158,7 @@ mod tests {
             };
             let (mut fast, mut slow) = (Vec::new(), Vec::new());
             assert_eq!(
-                partial.classify_with(&p, &mut s, |r| fast.push(r)),
+                partial.classify_with(&p, |r| fast.push(r)),
                 decide(&rules, &p, |r| slow.push(r)),
                 "{p:?}"
             );
@@ -1135,14 +1176,13 @@ mod tests {
         let rules = vec![rule("tcp.dstport eq 9"), rule(&deep), rule("tcp")];
         let c = Classifier::new(&rules);
         assert_eq!(c.fallback_rules(), &[1]);
-        let mut s = vec![0; c.words()];
         let p = Fields {
             proto: 6,
             tcp: Some((1, 3, 0)),
             ..Default::default()
         };
-        assert_eq!(c.classify(&p, &mut s), Some((2, Action::Block)));
-        assert_eq!(c.classify(&p, &mut s), first_match(&rules, &p));
+        assert_eq!(c.classify(&p), Some((2, Action::Block)));
+        assert_eq!(c.classify(&p), first_match(&rules, &p));
     }
 
     /// Expressions nested exactly as deep as the parser allows: the evaluator, the compiler
@@ -1193,10 +1233,9 @@ mod tests {
                 let rules = vec![rule(e)];
                 let c = Classifier::new(&rules);
                 assert!(c.fallback_rules().is_empty(), "{e}");
-                let mut s = vec![0; c.words()];
                 for (p, w) in packets.iter().zip(want) {
                     assert_eq!(eval(&rules[0].expr, p), w, "{e} on {p:?}");
-                    assert_eq!(c.classify(p, &mut s), first_match(&rules, p), "{e}");
+                    assert_eq!(c.classify(p), first_match(&rules, p), "{e}");
                 }
             }
         });

@@ -66,11 +66,10 @@ const ACK: u8 = 0x10;
 /// default, allow) and its action.
 fn check(rules: &[Rule], cases: &[(&str, Fields<'static>, Option<usize>)]) {
     let c = Classifier::new(rules);
-    let mut scratch = vec![0; c.words()];
     for (what, p, want) in cases {
         let want = want.map(|i| (i, rules[i].action));
         assert_eq!(first_match(rules, p), want, "evaluator: {what}");
-        assert_eq!(c.classify(p, &mut scratch), want, "classifier: {what}");
+        assert_eq!(c.classify(p), want, "classifier: {what}");
     }
 }
 
@@ -232,9 +231,8 @@ fn skip_passes_over_the_rest_of_its_phase() {
     );
     assert_eq!(seen, [0, 4]);
     let c = Classifier::new(&r);
-    let mut scratch = vec![0; c.words()];
     let mut seen = Vec::new();
-    c.classify_with(&icmp(OTHER, 0), &mut scratch, |i| seen.push(i));
+    c.classify_with(&icmp(OTHER, 0), |i| seen.push(i));
     assert_eq!(seen, [0, 4]);
     // With one phase a skip ends evaluation: the default decides.
     for rule in &mut r {

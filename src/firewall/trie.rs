@@ -25,7 +25,9 @@ pub struct Trie {
     nodes: Vec<u32>,
     /// Value bits below the root's index.
     root_shift: u32,
-    /// The largest value of the field's width; larger values (unknown strings) clamp to it.
+    /// The largest value of the field's width (`class` clamps to it; the classifier's readers
+    /// read no larger one).
+    #[cfg(test)]
     max: u64,
 }
 
@@ -52,18 +54,13 @@ impl Trie {
             .find_map(|extra| Builder::new(&s, &c, width, extra).build())
     }
 
-    /// The class of value `v` (the classifier's keys are clamped by their readers).
+    /// The class of value `v`, clamped to the field's width.
     #[cfg(test)]
     pub fn class(&self, v: u64) -> u32 {
         self.class_within(v.min(self.max) as u32)
     }
 
-    /// The largest value of the field's width (`class` clamps to it).
-    pub fn max(&self) -> u64 {
-        self.max
-    }
-
-    /// The class of value `v`, which is at most `max()` (a larger one reads as class 0).
+    /// The class of value `v`, which fits the field's width (a larger one reads as class 0).
     #[inline(always)]
     pub fn class_within(&self, v: u32) -> u32 {
         let e = self
@@ -131,6 +128,7 @@ impl<'a> Builder<'a> {
         Some(Trie {
             nodes: self.nodes,
             root_shift: shift,
+            #[cfg(test)]
             max: (1u64 << self.width) - 1,
         })
     }

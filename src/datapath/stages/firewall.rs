@@ -13,8 +13,6 @@ use crate::wire::{ethernet, icmp, ipv4, tcp, udp};
 /// A packet's firewall answer (the deciding rule and its action; None: the default), kept for
 /// its second crossing when that one is sure to get the same answer.
 pub type Judged = Option<(usize, Action)>;
-/// `Judged` as the packet's context keeps it.
-pub type Judged16 = Option<(u16, Action)>;
 
 /// Which way a packet crosses a tunnel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,12 +31,11 @@ impl Direction {
     }
 }
 
-/// The firewall's answer to one crossing: six bytes, returned in a register (as 24 it went
-/// through memory, callgrind).
+/// The firewall's answer to one crossing.
 struct Judgement {
     blocked: bool,
     /// This answer, when the next crossing may reuse it.
-    reusable: Option<Judged16>,
+    reusable: Option<Judged>,
 }
 
 /// Judges packet `i` where it crosses a tunnel; false when it is blocked (it leaves).
@@ -58,22 +55,23 @@ fn crossings<B: PacketBuf>(b: &mut Burst<B>, i: usize) -> bool {
     if origin == Origin::Local {
         return true;
     }
-    // A packet crossing both ways is judged twice, but the second time may reuse the first.
+    // A packet crossing both ways is judged twice, but the second time may reuse the first
+    // (kept here, in registers: through the context it cost a store and a load, callgrind).
+    let mut judged = None;
     if let Origin::Tunnel(t) = origin {
         let j = filter(b, i, t, Direction::Ingress);
         if j.blocked {
             b.drop(i, DropReason::FirewallBlock);
             return false;
         }
-        b.cx[i].judged = j.reusable;
+        judged = j.reusable;
     }
     if let Some(NextHop::Tunnel(t)) = b.cx[i].nexthop {
         b.cx[i].note.egress_tunnel = Some(t);
-        let blocked = match b.cx[i].judged {
+        let blocked = match judged {
             // The first crossing's answer, reusable: counted again, as a second evaluation
-            // would count it, without the call and setup of one (callgrind, issue 14).
+            // would count it, without the setup of one (callgrind, issue 14).
             Some(d) if b.snap.firewall.egress => {
-                let d = d.map(|(r, a)| (usize::from(r), a));
                 let bytes = b.pkts[i].as_ref().len() as u64;
                 settle(b, i, d, bytes) == Action::Block
             }
@@ -109,7 +107,9 @@ fn filter<B: PacketBuf>(b: &mut Burst<B>, i: usize, t: u16, dir: Direction) -> J
     judge(b, i, t, dir)
 }
 
-#[inline(never)]
+/// Inlined into the fused route pass: as a call, saving and restoring its registers cost
+/// ~20 instructions per judged packet (callgrind, issue 14).
+#[inline(always)]
 fn judge<B: PacketBuf>(b: &mut Burst<B>, i: usize, t: u16, dir: Direction) -> Judgement {
     let snap = b.snap;
     let frame = b.pkts[i].as_ref();
@@ -118,20 +118,15 @@ fn judge<B: PacketBuf>(b: &mut Burst<B>, i: usize, t: u16, dir: Direction) -> Ju
     let mut skips = false;
     let per_crossing = snap.classifier.per_crossing();
     // The tunnel's name and the direction only when some rule tests them (else no rule
-    // reads them): a lookup and two strings less per packet.
+    // reads them), looked up out of line: inline, the strings were chosen for every packet.
     let names = || match per_crossing {
-        true => (
-            snap.tunnels.get(t as usize).map(|t| t.name.as_str()),
-            Some(dir.name()),
-        ),
+        true => crossing_names(snap, t, dir),
         false => (None, None),
     };
     let ip = &b.cx[i].ip;
-    let mut p = packet(frame, ip);
+    let mut p = packet(frame, ip, snap.classifier.reads_ip());
     if per_crossing {
-        let id = |s| snap.classifier.string_id(s);
-        let (tunnel, direction) = names();
-        p.set_strings(tunnel.map(id), direction.map(id));
+        set_names(&mut p, snap, t, dir);
     }
     // Skip rules that matched on the way are counted too: they matched, they decided nothing.
     let decided = snap.classifier.classify_packet(
@@ -149,8 +144,25 @@ fn judge<B: PacketBuf>(b: &mut Burst<B>, i: usize, t: u16, dir: Direction) -> Ju
     let reusable = !skips && !per_crossing;
     Judgement {
         blocked: action == Action::Block,
-        reusable: reusable.then_some(decided.map(|(r, a)| (r as u16, a))),
+        reusable: reusable.then_some(decided),
     }
+}
+
+/// The tunnel's name and the direction, for rules that test them.
+#[inline(never)]
+fn crossing_names(snap: &Snapshot, t: u16, dir: Direction) -> (Option<&str>, Option<&'static str>) {
+    (
+        snap.tunnels.get(t as usize).map(|t| t.name.as_str()),
+        Some(dir.name()),
+    )
+}
+
+/// Puts the ids of the tunnel's name and the direction in `p`.
+#[inline(never)]
+fn set_names(p: &mut Packet, snap: &Snapshot, t: u16, dir: Direction) {
+    let id = |s| snap.classifier.string_id(s);
+    let (tunnel, direction) = crossing_names(snap, t, dir);
+    p.set_strings(tunnel.map(id), direction.map(id));
 }
 
 /// Counts one packet of `bytes` for rule `r` (a rule without a counter slot is not counted).
@@ -181,17 +193,14 @@ fn settle<B>(b: &mut Burst<B>, i: usize, decided: Judged, bytes: u64) -> Action 
 
 /// The rule fields of a packet as the classifier's keys, read straight from the header and the
 /// frame (`Fields` and their options, built and then read key by key, cost ~100 instructions
-/// per packet, callgrind, issue 14). Transport fields as in `fields`.
+/// per packet, callgrind, issue 14). Transport fields as in `fields`; the IP header's small
+/// fields only `with_ip` (when some key reads them: ~10 instructions per packet otherwise).
 #[inline(always)]
-fn packet(frame: &[u8], ip: &ipv4::Repr) -> Packet {
-    let mut p = Packet::ip(
-        ip.src,
-        ip.dst,
-        ip.protocol,
-        ip.total_len,
-        ip.header_len as u8,
-        ip.ttl,
-    );
+fn packet(frame: &[u8], ip: &ipv4::Repr, with_ip: bool) -> Packet {
+    let mut p = Packet::addrs(ip.src, ip.dst);
+    if with_ip {
+        p.set_ip(ip.protocol, ip.total_len, ip.header_len as u8, ip.ttl);
+    }
     if ip.frag_offset != 0 {
         return p;
     }
@@ -281,6 +290,7 @@ mod tests {
             cut in 0usize..80,
             bytes in proptest::collection::vec(any::<u8>(), 120),
             (src, dst, ttl) in (any::<u32>(), any::<u32>(), any::<u8>()),
+            with_ip in any::<bool>(),
         ) {
             let ip = ipv4::Repr {
                 src,
@@ -297,7 +307,9 @@ mod tests {
             // Frames shorter than the header says, too.
             let frame = &bytes[..bytes.len() - cut];
             let want = Packet::of(&fields(frame, &ip, None, None), |_| 0);
-            prop_assert_eq!(packet(frame, &ip), want);
+            // Without the IP header's small fields when no key reads them.
+            let want = if with_ip { want } else { want.without_ip() };
+            prop_assert_eq!(packet(frame, &ip, with_ip), want);
         }
     }
 }
