@@ -219,8 +219,11 @@ impl View<'_> {
         let mut oc = out.chunks_exact_mut(N);
         let mut next = N;
         for (i, o) in (&mut ic).zip(&mut oc) {
-            for ip in ips.iter().skip(next).take(N) {
-                crate::cpu::prefetch(slot(*ip));
+            // One bounds test per eight prefetches, not one each (callgrind: ~1.5
+            // instructions per lookup, which pays for the zero-extension of 16-bit entries).
+            match ips.get(next..next + N) {
+                Some(ahead) => ahead.iter().for_each(|ip| crate::cpu::prefetch(slot(*ip))),
+                None => ips[next..].iter().for_each(|ip| crate::cpu::prefetch(slot(*ip))),
             }
             next += N;
             let e: [Entry; N] = std::array::from_fn(|k| slot(i[k]).load(Ordering::Relaxed));
