@@ -223,7 +223,11 @@ impl View<'_> {
             // instructions per lookup, which pays for the zero-extension of 16-bit entries).
             match ips.get(next..next + N) {
                 Some(ahead) => ahead.iter().for_each(|ip| crate::cpu::prefetch(slot(*ip))),
-                None => ips[next..].iter().for_each(|ip| crate::cpu::prefetch(slot(*ip))),
+                None => ips
+                    .get(next..)
+                    .unwrap_or_default()
+                    .iter()
+                    .for_each(|ip| crate::cpu::prefetch(slot(*ip))),
             }
             next += N;
             let e: [Entry; N] = std::array::from_fn(|k| slot(i[k]).load(Ordering::Relaxed));
@@ -238,7 +242,9 @@ impl View<'_> {
         // and a branch per address on 16-bit entries (callgrind, +3 instructions per packet
         // on the plain path). Callers pass NONE, so this pass is compiled out.
         if miss != NONE {
-            out.iter_mut().filter(|o| **o == NONE).for_each(|o| *o = miss);
+            out.iter_mut()
+                .filter(|o| **o == NONE)
+                .for_each(|o| *o = miss);
         }
     }
 }
