@@ -4,7 +4,7 @@
 //! A worker checks its channel once per burst (a couple of plain loads when empty), switches
 //! to the newest snapshot, and records the generation it now uses: that store is its
 //! quiescent point. The publisher keeps every retired snapshot alive until all workers have
-//! moved past it, so the last reference, and the free of a 64 MiB table, is always dropped
+//! moved past it, so the last reference, and the free of a 32 MiB table, is always dropped
 //! on the management thread, never on a worker.
 //!
 //! Why the last reference is the publisher's: a reader's ack is the generation of the snapshot

@@ -81,7 +81,7 @@ fn check_and_run_refuse_what_needs_no_device_before_the_eal() {
             // The routes' /24s, plus those of the port, the tunnel interface and the anycast
             // address.
             "routes: the table needs 70003 tbl8 groups (one per /24 holding longer prefixes), \
-             limit is 65536",
+             limit is 32768",
         ),
         (
             good.replace("net_null0,no-rx=1", "net_nul0"),

@@ -21,7 +21,7 @@
 use anygate::config::{parse, Host};
 use anygate::datapath::tap::{self, Recorder, Tap};
 use anygate::datapath::{DropReason, Pipeline, VecBuf, Verdict, BURST};
-use anygate::lpm::{Dir24_8, Editor, Prefix};
+use anygate::lpm::{Dir24_8, Editor, Prefix, MAX_TBL8_GROUPS, MAX_VALUE};
 use anygate::route::{Change, Snapshot};
 use anygate::wire::MacAddr;
 use std::hint::black_box;
@@ -47,7 +47,8 @@ fn load_routes(path: &str) -> Vec<(Prefix, u32)> {
             let (a, len) = it.next()?.split_once('/')?;
             let nh: u64 = it.next()?.parse().ok()?;
             let p = Prefix::new(u32::from(a.parse::<Ipv4Addr>().ok()?), len.parse().ok()?)?;
-            Some((p, (nh % 0x7fff_0000) as u32))
+            // Folded into the 15 bits a DIR-24-8 entry holds (rte_lpm's hold 24).
+            Some((p, (nh % (MAX_VALUE as u64 + 1)) as u32))
         })
         .collect()
 }
@@ -114,7 +115,7 @@ fn bench_lpm(routes: &[(Prefix, u32)], ips: &[u32], runs: usize) {
     let mut table = None;
     for _ in 0..runs {
         let t = tsc();
-        let d = Dir24_8::build(routes, 1 << 20).expect("table builds");
+        let d = Dir24_8::build(routes, MAX_TBL8_GROUPS).expect("table builds");
         build.push((tsc() - t) as f64 / routes.len() as f64);
         table = Some(d);
     }
@@ -159,7 +160,7 @@ fn bench_updates(routes: &[(Prefix, u32)], ips: &[u32], runs: usize) {
     let sample: Vec<(Prefix, u32)> = routes.iter().step_by(5).copied().collect();
     let (mut del, mut add) = (Vec::new(), Vec::new());
     for _ in 0..runs {
-        let mut e = Editor::build(routes, 1 << 20).expect("table builds");
+        let mut e = Editor::build(routes, MAX_TBL8_GROUPS).expect("table builds");
         e.table().lookup_bulk(ips, &mut before, u32::MAX);
         let t = tsc();
         for (p, _) in &sample {
@@ -439,7 +440,7 @@ fn main() {
         _ => synthetic(),
     };
     if let Some(n) = get("--callgrind-lookup").and_then(|n| n.parse::<usize>().ok()) {
-        let d = Dir24_8::build(&routes, 1 << 20).expect("table builds");
+        let d = Dir24_8::build(&routes, MAX_TBL8_GROUPS).expect("table builds");
         let mut out = [0u32; 64];
         for chunk in ips.chunks_exact(64).cycle().take(n) {
             lookup_chunk(&d, chunk, &mut out);

@@ -1,5 +1,5 @@
 //! In-place edits of a published DIR-24-8, as rte_lpm makes them: adding or withdrawing one
-//! prefix rewrites only the entries it covers, each with a single 32-bit store, while workers
+//! prefix rewrites only the entries it covers, each with a single 16-bit store, while workers
 //! keep looking up. A reader sees, per entry, either the old or the new value, never a torn
 //! or empty one, so no packet is dropped because of an update.
 //!
@@ -11,9 +11,12 @@
 //! entry, then links it with a release store. When the last long prefix under a /24 goes,
 //! the /24 entry is restored and the group retired; it is reused only after every reader
 //! passed a quiescent point (`reclaim`), since a worker may still be reading it.
-use super::dir24_8::{BuildError, Dir24_8, Prefix, EXT, MAX_VALUE, MISS, TBL24_SIZE, TBL8_GROUP};
+use super::dir24_8::{
+    BuildError, Dir24_8, Entry, Prefix, EXT, MAX_TBL8_GROUPS, MAX_VALUE, MISS, TBL24_SIZE,
+    TBL8_GROUP,
+};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 
 /// `1 + prefix length` of the prefix that wrote an entry; 0 when none did.
@@ -48,8 +51,9 @@ pub struct Edit {
 impl Editor {
     /// Builds a table from `(prefix, value)` pairs (later duplicates win), shortest prefixes
     /// first so that each write lands on its final depth, with plain stores: nothing reads
-    /// the table yet.
+    /// the table yet. Room for `max_tbl8_groups` groups, at most [`MAX_TBL8_GROUPS`].
     pub fn build(routes: &[(Prefix, u32)], max_tbl8_groups: usize) -> Result<Self, BuildError> {
+        let max_tbl8_groups = max_tbl8_groups.min(MAX_TBL8_GROUPS);
         if let Some((_, v)) = routes.iter().find(|(_, v)| *v > MAX_VALUE) {
             return Err(BuildError::ValueTooLarge(*v));
         }
@@ -78,7 +82,7 @@ impl Editor {
         {
             let (t24, t8) = table.tables_mut();
             for (p, v) in &sorted {
-                let (e, d) = (v + 1, p.len + 1);
+                let (e, d) = (entry(*v), p.len + 1);
                 if p.len <= 24 {
                     let r = range24(*p);
                     t24[r.clone()].iter_mut().for_each(|c| *c.get_mut() = e);
@@ -88,14 +92,14 @@ impl Editor {
                 let i = (p.addr >> 8) as usize;
                 let cur = *t24[i].get_mut();
                 let g = if cur & EXT != 0 {
-                    cur & !EXT
+                    (cur & !EXT) as u32
                 } else {
                     let g = fresh;
                     fresh += 1;
                     let r = group_range(g);
                     t8[r.clone()].iter_mut().for_each(|c| *c.get_mut() = cur);
                     depth8[r].fill(depth24[i]);
-                    *t24[i].get_mut() = EXT | g;
+                    *t24[i].get_mut() = EXT | g as Entry;
                     g
                 };
                 let r = range8(g, *p);
@@ -167,7 +171,7 @@ impl Editor {
         if value > MAX_VALUE {
             return Err(BuildError::ValueTooLarge(value));
         }
-        let (e, d) = (value + 1, p.len + 1);
+        let (e, d) = (entry(value), p.len + 1);
         let mut entries = 0;
         if p.len <= 24 {
             for i in range24(p) {
@@ -194,7 +198,7 @@ impl Editor {
                     addr: p.addr & Prefix::mask(len),
                     len,
                 };
-                self.rules.get(&q).map(|v| (v + 1, len + 1))
+                self.rules.get(&q).map(|v| (entry(*v), len + 1))
             })
             .unwrap_or((MISS, 0));
         let d = p.len + 1;
@@ -207,7 +211,7 @@ impl Editor {
             let i = (p.addr >> 8) as usize;
             let cur = self.table.tables().0[i].load(Ordering::Relaxed);
             if cur & EXT != 0 {
-                let g = cur & !EXT;
+                let g = (cur & !EXT) as u32;
                 entries += self.write8(range8(g, p), ce, cd, |old| old == d);
                 self.collapse(i, g);
             }
@@ -220,11 +224,11 @@ impl Editor {
     }
 
     /// Writes tbl24 entry `i`, or the entries of the group it links, where `take(depth)`.
-    fn write24(&mut self, i: usize, e: u32, d: Depth, take: impl Fn(Depth) -> bool) -> usize {
+    fn write24(&mut self, i: usize, e: Entry, d: Depth, take: impl Fn(Depth) -> bool) -> usize {
         let t24 = self.table.tables().0;
         let cur = t24[i].load(Ordering::Relaxed);
         if cur & EXT != 0 {
-            return self.write8(group_range(cur & !EXT), e, d, take);
+            return self.write8(group_range((cur & !EXT) as u32), e, d, take);
         }
         if !take(self.depth24[i]) {
             return 0;
@@ -237,7 +241,7 @@ impl Editor {
     fn write8(
         &mut self,
         r: std::ops::Range<usize>,
-        e: u32,
+        e: Entry,
         d: Depth,
         take: impl Fn(Depth) -> bool,
     ) -> usize {
@@ -256,10 +260,10 @@ impl Editor {
     /// The group under `p`'s /24, linking a new one (filled with the /24's entry) if needed.
     fn group_for(&mut self, p: Prefix) -> Result<u32, BuildError> {
         let i = (p.addr >> 8) as usize;
-        let t24: &[AtomicU32] = self.table.tables().0;
+        let t24: &[AtomicU16] = self.table.tables().0;
         let cur = t24[i].load(Ordering::Relaxed);
         if cur & EXT != 0 {
-            return Ok(cur & !EXT);
+            return Ok((cur & !EXT) as u32);
         }
         let g = match self.free.pop() {
             Some(g) => g,
@@ -281,7 +285,8 @@ impl Editor {
         }
         self.depth8[r].fill(self.depth24[i]);
         // Release: a reader that sees the link also sees the group's entries.
-        self.table.tables().0[i].store(EXT | g, Ordering::Release);
+        // g < tbl8_capacity() <= MAX_TBL8_GROUPS: it fits the 15 bits under EXT.
+        self.table.tables().0[i].store(EXT | g as Entry, Ordering::Release);
         Ok(g)
     }
 
@@ -317,6 +322,12 @@ impl Editor {
         self.table
             .set_counts(self.rules.len(), self.groups_in_use());
     }
+}
+
+/// The entry for `value`, checked against MAX_VALUE by the caller: it fits under EXT.
+fn entry(value: u32) -> Entry {
+    debug_assert!(value <= MAX_VALUE);
+    (value + 1) as Entry
 }
 
 fn range24(p: Prefix) -> std::ops::Range<usize> {
@@ -414,6 +425,44 @@ mod tests {
         assert_eq!(t.lookup(0x0a01_0281), Some(3));
     }
 
+    /// At the group limit an insert needing one more group is refused, the table unchanged;
+    /// a group freed and reclaimed is taken again. Values at the limit survive edits.
+    #[test]
+    fn edits_at_the_entry_limits() {
+        let host = |g: u32| pf(0x4000_0000 + (g << 8) + 9, 32);
+        let routes: Vec<(Prefix, u32)> = (0..MAX_TBL8_GROUPS as u32)
+            .map(|g| (host(g), g % 2))
+            .collect();
+        let mut e = Editor::build(&routes, MAX_TBL8_GROUPS).unwrap();
+        assert_eq!(e.groups_free(), 0);
+        let extra = pf(0x0a00_0080, 25);
+        assert_eq!(
+            e.insert(extra, MAX_VALUE),
+            Err(BuildError::Tbl8Exhausted {
+                needed: MAX_TBL8_GROUPS + 1,
+                limit: MAX_TBL8_GROUPS
+            })
+        );
+        assert_eq!(e.table().lookup(0x0a00_0081), None);
+        assert_eq!(
+            e.insert(pf(0x0a00_0000, 8), MAX_VALUE + 1),
+            Err(BuildError::ValueTooLarge(MAX_VALUE + 1))
+        );
+        let last = host(MAX_TBL8_GROUPS as u32 - 1);
+        e.insert(last, MAX_VALUE).unwrap();
+        assert_eq!(e.table().lookup(last.addr), Some(MAX_VALUE));
+        e.remove(host(0));
+        e.reclaim(0);
+        e.insert(extra, MAX_VALUE).unwrap();
+        e.insert(pf(0x0a00_0000, 8), MAX_VALUE - 1).unwrap();
+        let t = e.table();
+        assert_eq!(t.tbl8_groups(), MAX_TBL8_GROUPS);
+        assert_eq!(t.lookup(0x0a00_0081), Some(MAX_VALUE));
+        assert_eq!(t.lookup(0x0a00_0001), Some(MAX_VALUE - 1));
+        assert_eq!(t.lookup(last.addr), Some(MAX_VALUE));
+        assert_eq!(t.lookup(host(0).addr), None);
+    }
+
     fn arb_prefix() -> impl Strategy<Value = Prefix> {
         (0u32..8, 0u32..4, any::<u8>(), 0u8..=32).prop_map(|(a, b, c, len)| {
             // Rarely shorter than /8: a /0 rewrites 2^24 entries, slow in debug builds.
@@ -422,14 +471,19 @@ mod tests {
         })
     }
 
+    /// Small values, and the largest an entry holds.
+    fn arb_value() -> impl Strategy<Value = u32> {
+        prop_oneof![0u32..100, MAX_VALUE - 2..=MAX_VALUE]
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
         /// Any sequence of adds and withdraws on top of a built table answers every probe as
         /// a linear scan over the surviving prefixes would; freed groups get reused.
         #[test]
         fn edits_match_linear_scan(
-            initial in proptest::collection::vec((arb_prefix(), 0u32..100), 0..20),
-            ops in proptest::collection::vec((any::<bool>(), arb_prefix(), 0u32..100), 0..60),
+            initial in proptest::collection::vec((arb_prefix(), arb_value()), 0..20),
+            ops in proptest::collection::vec((any::<bool>(), arb_prefix(), arb_value()), 0..60),
             probes in proptest::collection::vec((0u32..8, 0u32..4, any::<u8>()), 48),
         ) {
             let mut model: BTreeMap<Prefix, u32> = initial.iter().copied().collect();

@@ -7,12 +7,13 @@
 //! 1. every change is checked and staged; anything wrong refuses the whole batch untouched;
 //! 2. route sets the FIB does not have yet are published in a snapshot, and the updater
 //!    waits until every worker holds it (one burst: workers poll the RCU channel per loop);
-//! 3. FIB entries are rewritten (each a single 32-bit store);
+//! 3. FIB entries are rewritten (each a single 16-bit store);
 //! 4. a final snapshot publishes the new generation (and any changed tunnel underlay).
 use super::ecmp;
 use super::select::Candidate;
 use super::snapshot::{Snapshot, SET_ANYCAST, SET_LOCAL};
 use crate::config::{Config, NodeConf, RouteConf, RouteSource, Via, MAX_SAME_PRIORITY};
+use crate::limits::MAX_ROUTE_SETS;
 use crate::lpm::{BuildError, Editor, Prefix};
 use crate::rcu::Publisher;
 use std::collections::{HashMap, HashSet};
@@ -20,8 +21,7 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Upper bound on /24s holding longer prefixes: 64 MiB of tbl8, as much as tbl24 itself.
-pub const MAX_TBL8_GROUPS: usize = 1 << 16;
+pub use crate::limits::MAX_TBL8_GROUPS;
 /// How long an update waits for every worker to take new route sets.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -183,6 +183,9 @@ impl Rib {
             });
             fib.push((p, id));
         }
+        // Checked before any id reaches the FIB: past the limit an id would be taken for
+        // SET_ANYCAST or SET_LOCAL, or not fit the entry.
+        check_route_sets(sets.len())?;
         // Our own addresses last: nothing overrides them.
         fib.extend(rib.special.iter().map(|(p, v)| (*p, *v)));
         rib.fib = Editor::build(&fib, MAX_TBL8_GROUPS).map_err(|e| format!("routes: {e}"))?;
@@ -362,6 +365,7 @@ impl Rib {
                 edits.insert(*p, value);
             }
         }
+        check_route_sets(base as usize + new_sets.len())?;
         self.check_capacity(&edits)?;
         let set = |id: u32| {
             cur.sets
@@ -523,6 +527,17 @@ impl Rib {
         }
         Ok(())
     }
+}
+
+/// Refuses a table of more than [`MAX_ROUTE_SETS`] route sets.
+fn check_route_sets(n: usize) -> Result<(), String> {
+    if n > MAX_ROUTE_SETS {
+        return Err(format!(
+            "routes: the table needs {n} route sets (distinct lists of next hops), limit is \
+             {MAX_ROUTE_SETS}"
+        ));
+    }
+    Ok(())
 }
 
 /// Waits until every worker has taken generation `g`.

@@ -336,3 +336,49 @@ proptest! {
         }
     }
 }
+
+/// Route sets up to the limit a 2-byte FIB entry allows are taken; one more is refused, at
+/// build and by a change, with the limit named, and the table is left as it was.
+#[test]
+fn route_sets_past_the_limit_are_refused() {
+    use crate::limits::MAX_ROUTE_SETS;
+    // Each route at a priority of its own is a route set of its own.
+    let routes = |n: usize| -> String {
+        (0..n)
+            .map(|i| {
+                route_toml(
+                    &format!("10.{}.{}.0/24", i >> 8, i & 255),
+                    "T1",
+                    1 + i as u32,
+                )
+            })
+            .collect()
+    };
+    let (_, _, p, _) = start("", 0);
+    let own = p.current().sets.len();
+    let (c, mut rib, mut p, _) = start(&routes(MAX_ROUTE_SETS - own), 0);
+    assert_eq!(p.current().sets.len(), MAX_ROUTE_SETS);
+    let g = p.generation();
+    let want = format!(
+        "routes: the table needs {} route sets (distinct lists of next hops), limit is {MAX_ROUTE_SETS}",
+        MAX_ROUTE_SETS + 1
+    );
+    match rib.apply(&[add(&c, "10.200.0.0/16", "T2", 7)], &mut p) {
+        Err(ApplyError::Refused(e)) => assert_eq!(e, want),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(p.generation(), g, "nothing published");
+    assert_eq!(
+        route_of(p.current(), ip("10.200.0.1")).unwrap()[0].0,
+        "192.0.2.254"
+    );
+    // A change reusing a set is still applied.
+    rib.apply(&[add(&c, "10.200.0.0/16", "T1", 1)], &mut p)
+        .unwrap();
+    assert_eq!(route_of(p.current(), ip("10.200.0.1")).unwrap()[0].0, "T1");
+    let c = cfg(&routes(MAX_ROUTE_SETS - own + 1)).unwrap();
+    match Snapshot::build_with_rib(&c, &macs(&c), 1, None) {
+        Err(e) => assert_eq!(e, want),
+        Ok(_) => panic!("built past the route-set limit"),
+    }
+}

@@ -2,7 +2,7 @@
 //! packet's source must fall in one of them (tunnels without the key are checked against the
 //! route table instead, `Snapshot::source_allowed`). One DIR-24-8 lookup per packet: the table
 //! maps an address to the set of tunnels that authorize some prefix covering it.
-use crate::lpm::{Dir24_8, Prefix};
+use crate::lpm::{Dir24_8, Prefix, MAX_TBL8_GROUPS, MAX_VALUE};
 use std::collections::HashMap;
 
 pub struct SourceFilter {
@@ -50,7 +50,15 @@ impl SourceFilter {
             });
             routes.push((*p, id));
         }
-        let table = Dir24_8::build(&routes, 1 << 16)
+        // Ids are DIR-24-8 values: 0..=MAX_VALUE.
+        if sets.len() > MAX_VALUE as usize + 1 {
+            return Err(format!(
+                "tunnels: authorized prefixes make {} distinct sets of tunnels, limit is {}",
+                sets.len(),
+                MAX_VALUE as usize + 1
+            ));
+        }
+        let table = Dir24_8::build(&routes, MAX_TBL8_GROUPS)
             .map_err(|e| format!("tunnels: authorized prefixes: {e}"))?;
         Ok(SourceFilter { table, sets })
     }
