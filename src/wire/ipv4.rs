@@ -202,23 +202,6 @@ pub fn decrement_ttl_in(hdr: &mut [u8]) {
     let Some(b) = hdr.first_chunk_mut::<MIN_HEADER_LEN>() else {
         return;
     };
-    // Nearly always: the TTL above 0 and the checksum's high byte below 0xfe (so the
-    // checksum below 0xfeff, where eq. 3 gives HC + 0x0100: see the rest). Then TTL - 1 and the
-    // checksum's high byte + 1 borrow and carry nothing, and on the four bytes TTL,
-    // protocol, checksum read little-endian they are one add: no byte swaps (callgrind,
-    // issue 14).
-    let le = u32::from_le_bytes([b[8], b[9], b[10], b[11]]);
-    if le & 0xff != 0 && (le >> 16) & 0xff < 0xfe {
-        b[8..12].copy_from_slice(&(le + 0xffff).to_le_bytes());
-        return;
-    }
-    decrement_ttl_rest(b);
-}
-
-/// `decrement_ttl_in` for a TTL of 0 or a checksum of 0xfe00 and above.
-#[cold]
-#[inline(never)]
-fn decrement_ttl_rest(b: &mut [u8; MIN_HEADER_LEN]) {
     // TTL, protocol and checksum as one big-endian word. RFC 1624 eq. 3 with the TTL (the
     // high byte of its 16-bit word) one lower is `HC' = ~fold(~HC + 0xfeff)`, which works
     // out to HC + 0x0100 for HC below 0xfeff and HC - 0xfeff from there: so the word drops
