@@ -32,12 +32,12 @@ pub fn port<'a, B>(b: &Burst<'a, B>) -> Port<'a> {
     Port { state, mac }
 }
 
-/// Six destination bytes as one word (little-endian, as `ipv4_plain` reads eight bytes and
-/// masks two off: compared, never shown).
+/// Six destination bytes as one word, in its high 48 bits (little-endian, as `ipv4_plain`
+/// reads eight bytes and shifts two out: compared, never shown). The low 16 bits are 0, so
+/// no word matches `Port::mac`'s u64::MAX.
 #[inline(always)]
 fn dst_word(m: &[u8; 6]) -> u64 {
-    u64::from(u32::from_le_bytes([m[0], m[1], m[2], m[3]]))
-        | u64::from(u16::from_le_bytes([m[4], m[5]])) << 32
+    u64::from_le_bytes([0, 0, m[0], m[1], m[2], m[3], m[4], m[5]])
 }
 
 /// The Ethernet header and a 20-byte IPv4 header: what the plain path reads of a frame.
@@ -61,7 +61,8 @@ pub fn ipv4_plain<'f>(
     };
     let h = frame.first_chunk::<PLAIN_HEAD>()?;
     let eight = u64::from_le_bytes([h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]]);
-    let to_us = eight & 0xffff_ffff_ffff == port.mac;
+    // Shifted, not masked: a mask had the load split in two (callgrind).
+    let to_us = eight << 16 == port.mac;
     let ty = u32::from_le_bytes([h[12], h[13], h[14], 0]);
     (contiguous & to_us & (ty == TYPE_V4_IHL5)).then_some(h)
 }
