@@ -237,8 +237,10 @@ impl Live {
     pub fn clear(&mut self) {
         self.len = 0;
     }
+    /// Adds packet `i`, which comes after every packet in the list (`is_all` counts on it).
     #[inline(always)]
     pub fn push(&mut self, i: usize) {
+        debug_assert!(self.len == 0 || usize::from(self.idx[self.len - 1]) < i);
         if let Some(s) = self.idx.get_mut(self.len) {
             *s = i as u8;
             self.len += 1;
@@ -247,6 +249,13 @@ impl Live {
     #[inline(always)]
     pub fn len(&self) -> usize {
         self.len
+    }
+    /// Whether the list is every packet of a burst of `n`, in order, so that a pass may walk
+    /// positions instead: lists are in arrival order (`first`, then `retain_pending` or
+    /// `push`), so one `n` long holds each of 0..n once, in order.
+    #[inline(always)]
+    pub fn is_all(&self, n: usize) -> bool {
+        self.len == n
     }
     /// The indices, in arrival order. Reduced below BURST (they are), so that indexing the
     /// burst's context array needs no bounds check.

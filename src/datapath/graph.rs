@@ -80,13 +80,19 @@ fn ingress<B: PacketBuf>(b: &mut Burst<B>, live: &mut Live) {
         let pkt = &b.pkts[i];
         let frame = pkt.as_ref();
         bytes += frame.len() as u64;
-        let r = match l2::kind(frame, pkt.is_contiguous(), port) {
-            l2::Kind::Ipv4 => ipv4_validate::one(frame, &mut b.cx[i], b.in_port),
-            l2::Kind::Drop(r) => Err(r),
-            l2::Kind::Arp => {
-                let v = l2::arp(b, i);
-                b.leave(i, v);
-                continue;
+        let contiguous = pkt.is_contiguous();
+        // Plain IPv4 on a first look at its 34 bytes; anything else through `kind`.
+        let r = if let Some(h) = l2::ipv4_plain(frame, contiguous, port) {
+            ipv4_validate::one_plain(h, frame.len(), &mut b.cx[i], b.in_port)
+        } else {
+            match l2::kind(frame, contiguous, port) {
+                l2::Kind::Ipv4 => ipv4_validate::one(frame, &mut b.cx[i], b.in_port),
+                l2::Kind::Drop(r) => Err(r),
+                l2::Kind::Arp => {
+                    let v = l2::arp(b, i);
+                    b.leave(i, v);
+                    continue;
+                }
             }
         };
         if let Err(r) = r {

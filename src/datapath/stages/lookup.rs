@@ -18,8 +18,15 @@ pub fn outer<B: PacketBuf>(b: &mut Burst<B>, live: &mut Live) {
     // test of the whole burst at once says (the per-packet match was ~15 instructions a
     // packet on the plain path, callgrind, issue 14).
     if !any_special(&sets) {
-        for (i, &set) in live.iter().zip(&sets) {
-            b.cx[i].set = set;
+        if live.is_all(b.pkts.len()) {
+            // By position: no index to load per packet.
+            for (c, &set) in b.cx.iter_mut().zip(&sets).take(live.len()) {
+                c.set = set;
+            }
+        } else {
+            for (i, &set) in live.iter().zip(&sets) {
+                b.cx[i].set = set;
+            }
         }
         // Earlier passes' leavers (the kernel's packets, `punt::from_kernel`) go out here.
         b.compact(live);
@@ -71,8 +78,15 @@ pub fn inner<B: PacketBuf>(b: &mut Burst<B>, decap: &Live) {
 #[inline(always)]
 fn bulk<B>(b: &Burst<B>, live: &Live) -> [u32; BURST] {
     let mut dst = [0u32; BURST];
-    for (k, i) in live.iter().enumerate() {
-        dst[k] = b.cx[i].ip.dst;
+    if live.is_all(b.pkts.len()) {
+        // Every packet still in (plain traffic): read by position, no index per packet.
+        for (d, c) in dst.iter_mut().zip(b.cx.iter()).take(live.len()) {
+            *d = c.ip.dst;
+        }
+    } else {
+        for (k, i) in live.iter().enumerate() {
+            dst[k] = b.cx[i].ip.dst;
+        }
     }
     // Places past the burst's packets stay 0 (a route), for `any_special`.
     let mut sets = [0; BURST];
