@@ -312,6 +312,66 @@ fn encap_ipip_by_interface_address_route_and_padding_trimmed() {
     assert_eq!(&out[34..], &with_ttl(inner, 49)[..]);
 }
 
+/// A buffer with no room in front: as an mbuf whose headroom a driver used up.
+struct NoRoom(VecBuf);
+
+impl AsRef<[u8]> for NoRoom {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_ref()
+    }
+}
+impl AsMut<[u8]> for NoRoom {
+    fn as_mut(&mut self) -> &mut [u8] {
+        self.0.as_mut()
+    }
+}
+impl crate::packet::PacketBuf for NoRoom {
+    fn prepend(&mut self, _n: usize) -> Option<&mut [u8]> {
+        None
+    }
+    fn trim_front(&mut self, n: usize) -> bool {
+        self.0.trim_front(n)
+    }
+    fn trim_back(&mut self, n: usize) -> bool {
+        self.0.trim_back(n)
+    }
+}
+
+/// Encap's cold path: no headroom for the outer headers. The packet is dropped under its own
+/// reason, not counted as sent into the tunnel, and its neighbour in the burst still leaves.
+#[test]
+fn no_headroom_for_the_outer_headers_drops_and_counts() {
+    let s = snapshot();
+    let inner = inner_udp(NET, [192, 168, 10, 7], 50, 2);
+    let mut padded = eth(WAN, UP, &inner);
+    padded.resize(60, 0);
+    let frames = [
+        padded,
+        eth(WAN, UP, &inner_udp(NET, [192, 168, 10, 8], 50, 40)),
+    ];
+    let mut b: Vec<NoRoom> = frames
+        .iter()
+        .map(|f| NoRoom(VecBuf::from_bytes(f)))
+        .collect();
+    let mut v = [Verdict::Forward(9); 2];
+    let mut p = Pipeline::new();
+    p.process(&s, 0, &mut b, &mut v);
+    assert_eq!(v, [Verdict::Drop(DropReason::NoHeadroom); 2]);
+    assert_eq!(p.counters.drops[DropReason::NoHeadroom as usize], 2);
+    assert_eq!(p.counters.tunnels[0].tx_packets, 0);
+    assert_eq!(p.counters.tunnels[0].tx_bytes, 0);
+    // As when the rewrite ran before encap: the inner edits made, the padding trimmed.
+    assert_eq!(b[0].as_ref().len(), 14 + inner.len());
+    assert_eq!(&b[0].as_ref()[14..], &with_ttl(inner, 49)[..]);
+
+    // The same packets with headroom leave through the tunnel: the drop was the headroom's.
+    let mut b: Vec<VecBuf> = frames.iter().map(|f| VecBuf::from_bytes(f)).collect();
+    let mut p = Pipeline::new();
+    p.process(&s, 0, &mut b, &mut v);
+    assert_eq!(v, [Verdict::Forward(0); 2]);
+    assert_eq!(p.counters.tunnels[0].tx_packets, 2);
+}
+
 /// The MSS in the inner TCP header at `at`, and whether its checksum verifies.
 fn inner_mss(ip: &[u8]) -> (u16, bool) {
     let (h, rest) = Ipv4Header::from_slice(ip).unwrap();
