@@ -186,7 +186,7 @@ fn leave<B: PacketBuf>(b: &mut Burst<B>, live: &Live) {
             if let Some(u) = neighbor::underlay_of(b, i, t, &mut known) {
                 encap::one(b, i, u);
             }
-        } else if let Some(l2) = neighbor::one(b, i, &mut known) {
+        } else if let Some(l2) = neighbor::one(b, i) {
             rewrite::one(b, i, &l2);
         }
     }

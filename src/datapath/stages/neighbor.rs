@@ -67,17 +67,15 @@ impl Underlays {
 /// Packet `i`'s link layer toward its next hop, handed straight to `rewrite`; None when
 /// there is none yet (the packet leaves). A packet for a tunnel goes by `underlay_of`.
 #[inline(always)]
-pub fn one<B>(b: &mut Burst<B>, i: usize, known: &mut Underlays) -> Option<L2Rewrite> {
+pub fn one<B>(b: &mut Burst<B>, i: usize) -> Option<L2Rewrite> {
     let snap = b.snap;
     let c = &b.cx[i];
     // Matched in place: a copy of the next hop went by way of the stack (callgrind).
     let l2 = match &c.nexthop {
         Some(NextHop::Gateway(g)) => gateway(snap, b.st, g),
         &Some(NextHop::Connected(p)) => host(snap, b.st, p, c.ip.dst),
-        &Some(NextHop::Tunnel(t)) => {
-            tunnel(snap, b.st, c.ip.total_len.into(), t, known).map(|u| u.l2)
-        }
-        None => Err(DropReason::NoRoute),
+        // Packets for tunnels leave by `underlay_of` (`graph::leave`); none comes here.
+        Some(NextHop::Tunnel(_)) | None => Err(DropReason::NoRoute),
     };
     match l2 {
         Ok(l2) => Some(l2),
