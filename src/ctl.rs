@@ -421,6 +421,8 @@ pub fn render(reply: &Value) -> String {
                 ", {} prefix(es) changed in place ({} FIB entries)",
                 reply["prefixes_changed"], reply["entries"]
             );
+        } else if let Some(why) = reply["rebuild_reason"].as_str() {
+            let _ = write!(s, ", whole table rebuilt ({why})");
         }
         let _ = writeln!(s);
     }
@@ -593,6 +595,23 @@ mod tests {
         assert!(
             e.ends_with("nobody answers on this socket: anygate is not running (a stale socket)"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn route_change_replies_say_in_place_or_rebuilt_and_why() {
+        let in_place = json!({"generation": 7, "rebuilt": false, "prefixes_changed": 1,
+            "entries": 256, "new_sets": 0});
+        assert_eq!(
+            render(&in_place),
+            "ok: table generation 7, 1 prefix(es) changed in place (256 FIB entries)\n"
+        );
+        let rebuilt = json!({"generation": 9, "prefixes": 40, "rebuilt": true,
+            "rebuild_reason": "32765 route-set ids held, 31766 in use: renumbering them needs a full rebuild"});
+        assert_eq!(
+            render(&rebuilt),
+            "ok: table generation 9, whole table rebuilt (32765 route-set ids held, 31766 in \
+             use: renumbering them needs a full rebuild)\n"
         );
     }
 

@@ -551,6 +551,8 @@ print(json.dumps(out))
         ("anygate_worker_busy_loop_seconds", "histogram"),
         ("anygate_routes", "gauge"),
         ("anygate_tbl8_groups_used", "gauge"),
+        ("anygate_route_sets", "gauge"),
+        ("anygate_route_sets_limit", "gauge"),
         ("anygate_mempool_mbufs_free", "gauge"),
         ("anygate_table_generation", "gauge"),
         ("anygate_health_probe_consumed", "counter"),

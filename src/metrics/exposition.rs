@@ -445,7 +445,7 @@ impl Scrape {
                 )
             }),
         )?;
-        let g: [(&str, &str, i64); 7] = [
+        let g: [(&str, &str, i64); 9] = [
             (
                 "fib_prefixes",
                 "Distinct prefixes in the forwarding table.",
@@ -460,6 +460,16 @@ impl Scrape {
                 "tbl8_groups_limit",
                 "DIR-24-8 tbl8 groups the table can hold.",
                 v.tbl8_limit as i64,
+            ),
+            (
+                "route_sets",
+                "Route-set ids held: distinct next-hop lists, including those withdrawn routes left until the next rebuild.",
+                v.route_sets as i64,
+            ),
+            (
+                "route_sets_limit",
+                "Route-set ids the 2-byte FIB entry allows; past it a change renumbers the live sets by a rebuild.",
+                v.route_sets_limit as i64,
             ),
             (
                 "mempool_mbufs_free",

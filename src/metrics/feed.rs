@@ -96,6 +96,8 @@ impl Feed {
             fib_prefixes: fib.len() as u64,
             tbl8_used: fib.tbl8_groups() as u64,
             tbl8_limit: fib.tbl8_capacity() as u64,
+            route_sets: p.snap.sets.len() as u64,
+            route_sets_limit: crate::limits::MAX_ROUTE_SETS as u64,
             mempool: p.mempool,
             worker_cores: p.cfg.workers.iter().map(|w| w.core).collect(),
             tsc_hz: p.tsc_hz,
@@ -254,6 +256,8 @@ rules = [
             ]
         );
         assert!(v.tbl8_limit > 0 && v.tbl8_used <= v.tbl8_limit);
+        assert_eq!(v.route_sets, snap.sets.len() as u64);
+        assert_eq!(v.route_sets_limit, 32_765);
         assert_eq!(v.fib_prefixes, snap.fib.len() as u64);
         assert_eq!(
             (v.mempool, v.worker_cores.as_slice()),

@@ -35,6 +35,9 @@ pub struct MgmtView {
     pub fib_prefixes: u64,
     pub tbl8_used: u64,
     pub tbl8_limit: u64,
+    /// Route-set ids held (live or left by withdrawn routes until a rebuild) and the most.
+    pub route_sets: u64,
+    pub route_sets_limit: u64,
     /// (size, available) mbufs.
     pub mempool: (u32, u32),
     /// Each worker's core, by worker index.

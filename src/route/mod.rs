@@ -8,7 +8,7 @@ mod snapshot;
 mod source_filter;
 
 pub use arp_cache::{ArpCache, WIDEST_CONNECTED};
-pub use rib::{Applied, ApplyError, Change, Rib, MAX_TBL8_GROUPS};
+pub use rib::{Applied, ApplyError, Change, Rebuild, Rib, MAX_TBL8_GROUPS};
 pub use snapshot::{
     Gateway, NextHop, NhMac, PortState, Previous, Snapshot, TunnelState, SET_ANYCAST, SET_LOCAL,
 };

@@ -43,9 +43,23 @@ pub enum ApplyError {
     /// Change `change` (0-based, in the batch) is wrong; nothing changed. The caller names
     /// the change as its user wrote it (`del[2]`, `add[0]`).
     Invalid { change: usize, reason: String },
-    /// Every change is valid, but one names a gateway that is no next hop yet: the whole
-    /// table must be rebuilt with the changes applied.
-    NeedsRebuild,
+    /// Every change is valid, but the whole table must be rebuilt with the changes applied.
+    NeedsRebuild(Rebuild),
+}
+
+/// Why a batch needs a full rebuild.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rebuild {
+    /// A change names a gateway that is no next hop yet: it needs a next-hop id.
+    NewNextHop,
+    /// The batch would take route-set ids past the limit, but fewer sets than that are in
+    /// use: ids are not reused between rebuilds, and a rebuild numbers only the live ones.
+    RenumberSets {
+        /// Ids the running table has handed out.
+        held: usize,
+        /// Sets the table needs after the batch.
+        live: usize,
+    },
 }
 
 impl std::fmt::Display for ApplyError {
@@ -53,7 +67,13 @@ impl std::fmt::Display for ApplyError {
         match self {
             ApplyError::Refused(e) => f.write_str(e),
             ApplyError::Invalid { change, reason } => write!(f, "change {change}: {reason}"),
-            ApplyError::NeedsRebuild => f.write_str("a new next hop needs a full rebuild"),
+            ApplyError::NeedsRebuild(Rebuild::NewNextHop) => {
+                f.write_str("a new next hop needs a full rebuild")
+            }
+            ApplyError::NeedsRebuild(Rebuild::RenumberSets { held, live }) => write!(
+                f,
+                "{held} route-set ids held, {live} in use: renumbering them needs a full rebuild"
+            ),
         }
     }
 }
@@ -365,7 +385,14 @@ impl Rib {
                 edits.insert(*p, value);
             }
         }
-        check_route_sets(base as usize + new_sets.len())?;
+        if base as usize + new_sets.len() > MAX_ROUTE_SETS {
+            let live = self.live_sets(&edits);
+            check_route_sets(live)?;
+            return Err(ApplyError::NeedsRebuild(Rebuild::RenumberSets {
+                held: base as usize,
+                live,
+            }));
+        }
         self.check_capacity(&edits)?;
         let set = |id: u32| {
             cur.sets
@@ -503,9 +530,22 @@ impl Rib {
             }
         }
         if needs_rebuild {
-            return Err(ApplyError::NeedsRebuild);
+            return Err(ApplyError::NeedsRebuild(Rebuild::NewNextHop));
         }
         Ok(staged)
+    }
+
+    /// Distinct route sets the FIB names once `edits` are made: what a rebuild would number.
+    /// Our own addresses are told by prefix, not value: a new id may equal their values.
+    /// A walk over every prefix, taken only when ids run out.
+    fn live_sets(&self, edits: &HashMap<Prefix, Option<u32>>) -> usize {
+        let kept = self
+            .fib
+            .iter()
+            .filter(|(p, _)| !edits.contains_key(p) && !self.special.contains_key(p))
+            .map(|(_, v)| *v);
+        let edited = edits.values().flatten().copied();
+        kept.chain(edited).collect::<HashSet<u32>>().len()
     }
 
     /// Refuses a batch whose long prefixes need more tbl8 groups than are free.

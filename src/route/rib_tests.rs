@@ -3,7 +3,7 @@
 //! names them.
 use crate::config::{parse, Config, Host, RawRoute};
 use crate::rcu::{self, Publisher};
-use crate::route::{ApplyError, Change, Rib, Snapshot};
+use crate::route::{ApplyError, Change, Rebuild, Rib, Snapshot};
 use crate::wire::MacAddr;
 use proptest::prelude::*;
 use std::sync::Arc;
@@ -190,7 +190,7 @@ fn refused_batches_change_nothing() {
     assert_eq!(route_of(&s, ip("10.2.0.1")).unwrap()[0].0, "192.0.2.254");
     assert!(matches!(
         rib.apply(&[add(&c, "10.3.0.0/16", "192.0.2.77", 100)], &mut p),
-        Err(ApplyError::NeedsRebuild)
+        Err(ApplyError::NeedsRebuild(Rebuild::NewNextHop))
     ));
     // A new gateway sends the batch to a full rebuild only once every change is valid.
     assert!(matches!(
@@ -337,23 +337,26 @@ proptest! {
     }
 }
 
+/// `n` routes, each at a priority of its own and so a route set of its own: route `i` is
+/// 10.(i / 256).(i % 256).0/24 via T1 at priority `1 + i`.
+fn one_set_each(n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            route_toml(
+                &format!("10.{}.{}.0/24", i >> 8, i & 255),
+                "T1",
+                1 + i as u32,
+            )
+        })
+        .collect()
+}
+
 /// Route sets up to the limit a 2-byte FIB entry allows are taken; one more is refused, at
 /// build and by a change, with the limit named, and the table is left as it was.
 #[test]
 fn route_sets_past_the_limit_are_refused() {
     use crate::limits::MAX_ROUTE_SETS;
-    // Each route at a priority of its own is a route set of its own.
-    let routes = |n: usize| -> String {
-        (0..n)
-            .map(|i| {
-                route_toml(
-                    &format!("10.{}.{}.0/24", i >> 8, i & 255),
-                    "T1",
-                    1 + i as u32,
-                )
-            })
-            .collect()
-    };
+    let routes = one_set_each;
     let (_, _, p, _) = start("", 0);
     let own = p.current().sets.len();
     let (c, mut rib, mut p, _) = start(&routes(MAX_ROUTE_SETS - own), 0);
@@ -381,4 +384,48 @@ fn route_sets_past_the_limit_are_refused() {
         Err(e) => assert_eq!(e, want),
         Ok(_) => panic!("built past the route-set limit"),
     }
+}
+
+/// Set ids are not reused between rebuilds: once withdrawn routes have left ids behind and a
+/// change needs one past the limit, `apply` asks for a rebuild (which numbers only the live
+/// sets) instead of refusing, publishes nothing, and names both figures. With every id live
+/// it still refuses (above).
+#[test]
+fn route_set_ids_run_out_with_dead_sets_asks_for_a_renumbering_rebuild() {
+    use crate::limits::MAX_ROUTE_SETS;
+    let (_, _, p, _) = start("", 0);
+    let own = p.current().sets.len();
+    let n = MAX_ROUTE_SETS - own;
+    let (c, mut rib, mut p, _) = start(&one_set_each(n), 0);
+    // Withdraw 1000 routes: their sets stay held, unused.
+    let gone: Vec<Change> = (0..1000)
+        .map(|i| del(&c, &format!("10.{}.{}.0/24", i >> 8, i & 255), "T1"))
+        .collect();
+    rib.apply(&gone, &mut p).unwrap();
+    assert_eq!(p.current().sets.len(), MAX_ROUTE_SETS, "ids are held");
+    let g = p.generation();
+    let fresh = add(&c, "10.200.0.0/16", "T1", 100_000);
+    match rib.apply(std::slice::from_ref(&fresh), &mut p) {
+        Err(e @ ApplyError::NeedsRebuild(Rebuild::RenumberSets { held, live })) => {
+            assert_eq!((held, live), (MAX_ROUTE_SETS, MAX_ROUTE_SETS - 1000 + 1));
+            assert_eq!(
+                e.to_string(),
+                format!(
+                    "{MAX_ROUTE_SETS} route-set ids held, {} in use: renumbering them needs a \
+                     full rebuild",
+                    MAX_ROUTE_SETS - 999
+                )
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(p.generation(), g, "nothing published");
+    assert_eq!(
+        route_of(p.current(), ip("10.200.0.1")).unwrap()[0].0,
+        "192.0.2.254"
+    );
+    // A change that reuses a held set still goes in place.
+    rib.apply(&[add(&c, "10.200.0.0/16", "T1", 1000)], &mut p)
+        .unwrap();
+    assert_eq!(route_of(p.current(), ip("10.200.0.1")).unwrap()[0].0, "T1");
 }

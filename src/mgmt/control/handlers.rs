@@ -273,8 +273,11 @@ pub(crate) fn apply_in_place(
             Some(l) => format!("{l}: {reason}"),
             None => reason,
         }),
-        Err(ApplyError::NeedsRebuild) => {
-            // A new gateway: it needs a next-hop id (and maybe an ARP slot), so rebuild.
+        Err(ApplyError::NeedsRebuild(why)) => {
+            // A new gateway needs a next-hop id (and maybe an ARP slot); route-set ids that
+            // ran out are numbered afresh. Either way the whole table is built again.
+            let reason = ApplyError::NeedsRebuild(why).to_string();
+            log::info!("{what}: {reason}");
             let mut next = plane.cfg.clone();
             next.routes = plane.rib.routes().cloned().collect();
             for c in &changes {
@@ -285,7 +288,10 @@ pub(crate) fn apply_in_place(
                         .retain(|r| !(r.prefix == *prefix && r.via == *via)),
                 }
             }
-            publish_config(plane, next, what)
+            let mut reply = publish_config(plane, next, what)?;
+            reply["rebuilt"] = true.into();
+            reply["rebuild_reason"] = reason.into();
+            Ok(reply)
         }
     }
 }

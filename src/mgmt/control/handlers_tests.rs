@@ -86,6 +86,10 @@ impl World {
     }
 
     fn call(&mut self, req: Request) -> Reply {
+        self.with_plane(|plane| handle(req, Some(0), plane))
+    }
+
+    fn with_plane<R>(&mut self, f: impl FnOnce(&mut Plane) -> R) -> R {
         let mut plane = Plane {
             cfg: &mut self.cfg,
             host: &self.host,
@@ -100,7 +104,12 @@ impl World {
             obs: &mut self.obs,
             bgp: &mut self.bgp,
         };
-        handle(req, Some(0), &mut plane)
+        f(&mut plane)
+    }
+
+    /// Route changes as `ctl add-route`/`del-route` make them.
+    fn apply(&mut self, changes: Vec<Change>) -> Result<Value, String> {
+        self.with_plane(|plane| apply_changes(plane, changes, "test", |_| None))
     }
 
     fn set(&mut self, h: HealthSetting) -> Reply {
@@ -413,4 +422,77 @@ fn show_tunnels_history_gives_per_second_rates_per_tunnel() {
         tunnel: Some("T1".into()),
     });
     assert!(!r.ok);
+}
+
+/// Route-set ids are never reused between rebuilds. When withdrawn routes have left enough
+/// behind that a change needs an id past the limit, the change is applied by a full rebuild
+/// that numbers only the live sets, instead of being refused; every route stays as it was.
+#[test]
+fn route_set_ids_that_run_out_are_renumbered_by_a_rebuild() {
+    use crate::limits::MAX_ROUTE_SETS;
+    let own = World::new().publisher.current().sets.len();
+    let prefix = |i: usize| format!("10.{}.{}.0/24", 128 + (i >> 8), i & 255);
+    // Each route at a priority of its own (none the config's own routes use) is a route
+    // set of its own.
+    let routes: String = (0..MAX_ROUTE_SETS - own)
+        .map(|i| {
+            format!(
+                "\n[[routes]]\nprefix = \"{}\"\nnexthop = \"T1\"\npriority = {}\n",
+                prefix(i),
+                1000 + i
+            )
+        })
+        .collect();
+    let mut w = World::with(&format!("{CFG}{routes}"));
+    assert_eq!(w.publisher.current().sets.len(), MAX_ROUTE_SETS);
+    let gone: Vec<Change> = (0..1000)
+        .map(|i| removal(&w.cfg, &prefix(i), "T1").unwrap())
+        .collect();
+    w.apply(gone).unwrap();
+    assert_eq!(w.publisher.current().sets.len(), MAX_ROUTE_SETS, "ids held");
+
+    let raw = |prefix: &str, priority: u32| config::RawRoute {
+        prefix: prefix.into(),
+        nexthop: "T1".into(),
+        priority,
+        weight: None,
+        description: String::new(),
+        scope: None,
+        source: Default::default(),
+    };
+    let g = w.publisher.generation();
+    let fresh = ctl_route(&w.cfg, &raw("10.20.0.0/16", 100_000)).unwrap();
+    let r = w.apply(vec![Change::Add(fresh)]).unwrap();
+    let s = w.publisher.current().clone();
+    assert!(w.publisher.generation() > g);
+    assert_eq!(
+        s.sets.len(),
+        MAX_ROUTE_SETS - 1000 + 1,
+        "only live sets numbered"
+    );
+    assert_eq!(r["rebuilt"], true);
+    assert!(
+        r["rebuild_reason"]
+            .as_str()
+            .unwrap()
+            .contains("renumbering"),
+        "{r}"
+    );
+    let via = |s: &Snapshot, ip: &str| {
+        let set = s
+            .fib
+            .lookup(u32::from(ip.parse::<std::net::Ipv4Addr>().unwrap()));
+        let g = s.group(set.unwrap()).unwrap();
+        s.nexthop_name(g.members[0])
+    };
+    assert_eq!(via(&s, "10.20.0.1"), "T1");
+    assert_eq!(via(&s, "10.147.136.1"), "T1", "a kept route");
+    assert_eq!(via(&s, "10.128.5.1"), "192.0.2.254", "a withdrawn one");
+    assert_eq!(w.rib.route_count(), w.cfg.routes.len());
+    // The rebuilt table takes the next change in place, new sets included.
+    let next = ctl_route(&w.cfg, &raw("10.21.0.0/16", 100_001)).unwrap();
+    let r = w.apply(vec![Change::Add(next)]).unwrap();
+    assert_eq!(r["rebuilt"], false);
+    assert_eq!(r["new_sets"], 1);
+    assert_eq!(via(w.publisher.current(), "10.21.0.1"), "T1");
 }
