@@ -201,14 +201,25 @@ pub const TABLE_BUDGET: usize = 64 << 20;
 #[derive(Debug, Clone)]
 struct Dim {
     reader: Reader,
+    /// `reader` shifted by the trie's root shift: the root's index in one shift and mask.
+    root: Reader,
     trie: Trie,
 }
 
 impl Dim {
+    fn new(reader: Reader, trie: Trie) -> Dim {
+        Dim {
+            root: reader.shifted(trie.root_shift()),
+            reader,
+            trie,
+        }
+    }
+
     /// The packet's class for this key.
     #[inline(always)]
     fn class_of(&self, p: &Packet) -> u32 {
-        self.trie.class_within(self.reader.value(p) as u32)
+        self.trie
+            .class_from_root(self.root.value(p) as usize, || self.reader.value(p) as u32)
     }
 }
 
@@ -274,7 +285,8 @@ impl Entries {
     /// Entry `i` of a narrow table.
     #[inline(always)]
     fn narrow(&self, i: usize) -> u32 {
-        self.narrow.get(i).map_or(0, |x| *x as u32)
+        // `copied` first: through `map_or` the load also tested the element pointer for null.
+        self.narrow.get(i).copied().unwrap_or(0) as u32
     }
     fn is_narrow(&self) -> bool {
         self.wide.is_empty()
@@ -308,8 +320,8 @@ struct Live {
 /// An answer: 0 (no rule matches), the deciding rule + 1, or `WALK | i` (skip rules match
 /// first: `walks[i]`). Two bytes, so final tables are narrow.
 const WALK: u32 = 1 << 15;
-/// Slots a packet's classes take: keys (at most 24 kinds, counting each TCP flag), then one
-/// per cross-product step (tables are built for at most 15 keys). The last one is never
+/// Slots a packet's classes take: one per key (at most 24 kinds, counting each TCP flag); a
+/// cross-product step writes its classes over its first slot's. The last one is never
 /// written: a final step over one slot reads it as its (always 0) second class. Small, as
 /// each packet zeroes them.
 const MAX_SLOTS: usize = 32;
@@ -323,9 +335,11 @@ const TRIAL_WORK: usize = 1 << 27;
 #[derive(Debug, Clone)]
 pub struct Classifier {
     rules: Vec<Rule>,
+    /// The rules' actions apart: an answer reads one byte, not a line of its `Rule`.
+    actions: Vec<Action>,
     strings: Strings,
     dims: Vec<Dim>,
-    /// Cross-product steps, in order; step `k` writes slot `max(dims, 1) + k`.
+    /// Cross-product steps, in order; each writes its slot `a`.
     cross: Vec<Cross>,
     /// The step whose entries are answers, when the steps reach one slot and no rule is left
     /// to the evaluator.
@@ -420,6 +434,7 @@ impl Classifier {
         let mut c = Classifier {
             reads_ip: dims.iter().any(|d| d.reader.reads_ip()),
             narrow: false,
+            actions: rules.iter().map(|r| r.action).collect(),
             rules: rules.to_vec(),
             strings,
             trie_bytes: dims.iter().map(|d| d.trie.bytes()).sum(),
@@ -514,7 +529,7 @@ impl Classifier {
                 .collect();
             classes.push(ids.sets);
             let trie = Trie::new(&starts, &class, reader.width())?;
-            dims.push(Dim { reader, trie });
+            dims.push(Dim::new(reader, trie));
         }
         Some((dims, classes))
     }
@@ -641,7 +656,8 @@ impl Classifier {
                 live.clear();
             } else {
                 self.cross.push(step);
-                live.push((n.max(1) + self.cross.len() - 1, out.sets));
+                // The step's classes take its first slot's place (never read again).
+                live.push((sa, out.sets));
             }
         }
         if let ([(slot, sets)], true) = (&live[..], lasting) {
@@ -706,7 +722,9 @@ impl Classifier {
         self.classify_packet(&self.packet(p), || p.clone(), skipped)
     }
 
-    /// The packet `p` as `classify_packet` takes it.
+    /// The packet `p` as `classify_packet` takes it (inline: as a call, its 64 bytes were
+    /// copied out to the caller).
+    #[inline(always)]
     pub fn packet(&self, p: &Fields<'_>) -> Packet {
         Packet::of(p, |s| self.string_id(s))
     }
@@ -752,11 +770,10 @@ impl Classifier {
         ids: &mut [u32; MAX_SLOTS],
         get: impl Fn(&Entries, usize) -> u32,
     ) -> Option<u32> {
-        let n = self.dims.len().max(1);
-        for (k, c) in self.cross.iter().enumerate() {
+        for c in &self.cross {
             // Slots are below MAX_SLOTS by construction; the masks spare the bounds checks.
             let at = ids[c.a % MAX_SLOTS] as usize * c.nb + ids[c.b % MAX_SLOTS] as usize;
-            ids[(n + k) % MAX_SLOTS] = get(&c.table, at);
+            ids[c.a % MAX_SLOTS] = get(&c.table, at);
         }
         let c = self.last.as_ref()?;
         let at = ids[c.a % MAX_SLOTS] as usize * c.nb + ids[c.b % MAX_SLOTS] as usize;
@@ -787,7 +804,6 @@ impl Classifier {
             return;
         };
         let mut keys = [Packet::ip(0, 0, 0, 0, 0, 0); LANES];
-        let n = self.dims.len().max(1);
         for (c, (ps, out)) in ps.chunks(LANES).zip(out.chunks_mut(LANES)).enumerate() {
             for (k, p) in keys.iter_mut().zip(ps) {
                 *k = self.packet(p);
@@ -798,9 +814,9 @@ impl Classifier {
                     *id = d.class_of(p);
                 }
             }
-            for (k, x) in self.cross.iter().enumerate() {
+            for x in &self.cross {
                 let (a, b) = (ids[x.a % MAX_SLOTS], ids[x.b % MAX_SLOTS]);
-                let to = &mut ids[(n + k) % MAX_SLOTS];
+                let to = &mut ids[x.a % MAX_SLOTS];
                 for j in 0..LANES {
                     to[j] = x.table.get(a[j] as usize * x.nb + b[j] as usize);
                 }
@@ -826,7 +842,7 @@ impl Classifier {
             *decided
         };
         let i = decided.checked_sub(1)? as usize;
-        Some((i, self.rules.get(i)?.action))
+        Some((i, *self.actions.get(i)?))
     }
 
     /// The first term at or after term `k` that every live slot's class holds: the terms of
@@ -1239,5 +1255,32 @@ mod tests {
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod shape_probe {
+    use super::super::parser::{parse, Lists};
+    use super::*;
+    #[test]
+    #[ignore]
+    fn print_shapes() {
+        for n in [10, 200, 2000] {
+            let Ok(t) = std::fs::read_to_string(format!("out/perf-fw/{n}/rules.expr")) else {
+                continue;
+            };
+            let rules: Vec<Rule> = t
+                .lines()
+                .map(|l| Rule::new(parse(l, &Lists::new()).unwrap(), Action::Block))
+                .collect();
+            let c = Classifier::new(&rules);
+            eprintln!("N={n} dims={}", c.dims.len());
+            for d in &c.dims {
+                eprintln!("  dim {:?} trie {} B", d.reader, d.trie.bytes());
+            }
+            for x in c.cross.iter().chain(&c.last) {
+                eprintln!("  step a={} b={} nb={} len={} narrow={}", x.a, x.b, x.nb, x.table.bytes(), x.table.is_narrow());
+            }
+        }
     }
 }
