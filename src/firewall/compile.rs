@@ -363,6 +363,8 @@ pub struct Classifier {
     reads_ip: bool,
     /// Every cross-product table's entries are narrow (`Cross::narrow`).
     narrow: bool,
+    /// The steps are a chain (`make_chain`): step `k` crosses slot 0 with key `k + 1`.
+    chain: bool,
     /// Bytes of the cross-product tables, the live slots' sets and lists and the answers.
     table_bytes: usize,
     /// Bytes of the keys' tries.
@@ -434,6 +436,7 @@ impl Classifier {
         let mut c = Classifier {
             reads_ip: dims.iter().any(|d| d.reader.reads_ip()),
             narrow: false,
+            chain: false,
             actions: rules.iter().map(|r| r.action).collect(),
             rules: rules.to_vec(),
             strings,
@@ -462,7 +465,82 @@ impl Classifier {
         };
         c.tables(classes, budget);
         c.narrow = c.cross.iter().chain(&c.last).all(|x| x.table.is_narrow());
+        c.chain = c.make_chain();
         c
+    }
+
+    /// Where each step after the first crosses the previous step's classes with one key's
+    /// (always so for up to three keys), renames the slots so that the classes run through
+    /// slot 0 and step `k` takes key `k + 1` (the keys reordered to match, a table transposed
+    /// where its key is its first side): then `chained` runs the steps with the classes in a
+    /// register, no slot array to clear, store and index. False, and nothing changed, where
+    /// the steps are not such a chain (or some table is wide, or slots are left).
+    fn make_chain(&mut self) -> bool {
+        let n = self.dims.len();
+        let steps: Vec<&Cross> = self.cross.iter().chain(&self.last).collect();
+        if !self.narrow
+            || !self.live.is_empty()
+            || self.last.is_none()
+            || n < 2
+            || steps.len() + 1 != n
+        {
+            return false;
+        }
+        // The keys in chain order, and whether each step's key is its first side.
+        let (first, mut res) = (steps[0], steps[0].a);
+        let mut order = vec![first.a, first.b];
+        let mut flip = vec![false];
+        for s in &steps[1..] {
+            let (key, flipped) = match (s.a == res, s.b == res) {
+                (true, false) => (s.b, false),
+                (false, true) => (s.a, true),
+                _ => return false,
+            };
+            order.push(key);
+            flip.push(flipped);
+            // A step writes its slot `a`: where that is the key's, later steps read it there.
+            res = s.a;
+        }
+        let mut seen = vec![false; n];
+        for &k in &order {
+            match seen.get_mut(k) {
+                Some(x) if !*x => *x = true,
+                _ => return false,
+            }
+        }
+        let mut chained: Vec<Cross> = steps
+            .iter()
+            .zip(&flip)
+            .enumerate()
+            .map(|(k, (s, &flipped))| {
+                let (nb, table) = match flipped {
+                    false => (s.nb, s.table.clone()),
+                    true => {
+                        // table[key * nb + classes] becomes table[classes * na + key].
+                        let na = s.table.narrow.len() / s.nb.max(1);
+                        let t = (0..s.nb)
+                            .flat_map(|c| (0..na).map(move |k| k * s.nb + c))
+                            .map(|i| s.table.narrow(i))
+                            .collect();
+                        (na, Entries::new(t))
+                    }
+                };
+                Cross {
+                    a: 0,
+                    b: k + 1,
+                    nb,
+                    table,
+                }
+            })
+            .collect();
+        let mut dims: Vec<Option<Dim>> = std::mem::take(&mut self.dims)
+            .into_iter()
+            .map(Some)
+            .collect();
+        self.dims = order.iter().filter_map(|&k| dims[k].take()).collect();
+        self.last = chained.pop();
+        self.cross = chained;
+        true
     }
 
     /// Each key's trie and its classes' term bitsets; None when a trie cannot be built.
@@ -748,6 +826,9 @@ impl Classifier {
         fields: impl Fn() -> Fields<'a>,
         skipped: impl FnMut(usize),
     ) -> Option<(usize, Action)> {
+        if self.chain {
+            return self.answered(self.chained(p), skipped);
+        }
         let mut ids = [0u32; MAX_SLOTS];
         for (id, d) in ids.iter_mut().zip(&self.dims) {
             *id = d.class_of(p);
@@ -778,6 +859,28 @@ impl Classifier {
         let c = self.last.as_ref()?;
         let at = ids[c.a % MAX_SLOTS] as usize * c.nb + ids[c.b % MAX_SLOTS] as usize;
         Some(get(&c.table, at))
+    }
+
+    /// The final step's answer for a chain (`make_chain`): key 0's class crossed with each
+    /// next key's, step by step.
+    #[inline(always)]
+    fn chained(&self, p: &Packet) -> u32 {
+        let Some((first, rest)) = self.dims.split_first() else {
+            return 0;
+        };
+        let Some((key, rest)) = rest.split_last() else {
+            return 0;
+        };
+        let mut class = first.class_of(p);
+        for (d, c) in rest.iter().zip(&self.cross) {
+            class = c
+                .table
+                .narrow(class as usize * c.nb + d.class_of(p) as usize);
+        }
+        self.last.as_ref().map_or(0, |c| {
+            c.table
+                .narrow(class as usize * c.nb + key.class_of(p) as usize)
+        })
     }
 
     /// Whether some key reads the IP header's protocol, lengths or TTL: when none does, a
@@ -1255,32 +1358,5 @@ mod tests {
                 }
             }
         });
-    }
-}
-
-#[cfg(test)]
-mod shape_probe {
-    use super::super::parser::{parse, Lists};
-    use super::*;
-    #[test]
-    #[ignore]
-    fn print_shapes() {
-        for n in [10, 200, 2000] {
-            let Ok(t) = std::fs::read_to_string(format!("out/perf-fw/{n}/rules.expr")) else {
-                continue;
-            };
-            let rules: Vec<Rule> = t
-                .lines()
-                .map(|l| Rule::new(parse(l, &Lists::new()).unwrap(), Action::Block))
-                .collect();
-            let c = Classifier::new(&rules);
-            eprintln!("N={n} dims={}", c.dims.len());
-            for d in &c.dims {
-                eprintln!("  dim {:?} trie {} B", d.reader, d.trie.bytes());
-            }
-            for x in c.cross.iter().chain(&c.last) {
-                eprintln!("  step a={} b={} nb={} len={} narrow={}", x.a, x.b, x.nb, x.table.bytes(), x.table.is_narrow());
-            }
-        }
     }
 }
