@@ -1285,6 +1285,40 @@ mod tests {
         }
     }
 
+    /// Steps that form a chain run through `chained`; with the flag off, the same renamed
+    /// steps run through the slot array: both give the evaluator's answers.
+    #[test]
+    fn chained_steps_agree_with_the_slot_array() {
+        let rules: Vec<Rule> = (0..30u32)
+            .map(|i| {
+                rule(&format!(
+                    "ip.src in {{10.{}.0.0/16}} and tcp.dstport in {{{}..{}}} and \
+                     ip.dst in {{192.0.{}.0/24}}",
+                    i % 5,
+                    1000 + i * 13,
+                    1100 + i * 17,
+                    i % 7
+                ))
+            })
+            .collect();
+        let c = Classifier::new(&rules);
+        assert!(c.chain, "three keys make a chain");
+        let mut slots = c.clone();
+        slots.chain = false;
+        for i in 0..3000u32 {
+            let p = Fields {
+                src: u32::from_be_bytes([10, (i % 7) as u8, 0, 1]),
+                dst: u32::from_be_bytes([192, 0, (i % 9) as u8, 7]),
+                proto: 6,
+                tcp: Some((1, 990 + (i * 7 % 1800) as u16, 0)),
+                ..Default::default()
+            };
+            let want = first_match(&rules, &p);
+            assert_eq!(c.classify(&p), want, "{p:?}");
+            assert_eq!(slots.classify(&p), want, "{p:?}");
+        }
+    }
+
     #[test]
     fn deep_rules_fall_back_but_keep_their_place() {
         // 2^6 = 64 terms: over MAX_TERMS, so it stays with the evaluator.
