@@ -201,14 +201,25 @@ pub const TABLE_BUDGET: usize = 64 << 20;
 #[derive(Debug, Clone)]
 struct Dim {
     reader: Reader,
+    /// `reader` shifted by the trie's root shift: the root's index in one shift and mask.
+    root: Reader,
     trie: Trie,
 }
 
 impl Dim {
+    fn new(reader: Reader, trie: Trie) -> Dim {
+        Dim {
+            root: reader.shifted(trie.root_shift()),
+            reader,
+            trie,
+        }
+    }
+
     /// The packet's class for this key.
     #[inline(always)]
     fn class_of(&self, p: &Packet) -> u32 {
-        self.trie.class_within(self.reader.value(p) as u32)
+        self.trie
+            .class_from_root(self.root.value(p) as usize, || self.reader.value(p) as u32)
     }
 }
 
@@ -274,7 +285,8 @@ impl Entries {
     /// Entry `i` of a narrow table.
     #[inline(always)]
     fn narrow(&self, i: usize) -> u32 {
-        self.narrow.get(i).map_or(0, |x| *x as u32)
+        // `copied` first: through `map_or` the load also tested the element pointer for null.
+        self.narrow.get(i).copied().unwrap_or(0) as u32
     }
     fn is_narrow(&self) -> bool {
         self.wide.is_empty()
@@ -308,8 +320,8 @@ struct Live {
 /// An answer: 0 (no rule matches), the deciding rule + 1, or `WALK | i` (skip rules match
 /// first: `walks[i]`). Two bytes, so final tables are narrow.
 const WALK: u32 = 1 << 15;
-/// Slots a packet's classes take: keys (at most 24 kinds, counting each TCP flag), then one
-/// per cross-product step (tables are built for at most 15 keys). The last one is never
+/// Slots a packet's classes take: one per key (at most 24 kinds, counting each TCP flag); a
+/// cross-product step writes its classes over its first slot's. The last one is never
 /// written: a final step over one slot reads it as its (always 0) second class. Small, as
 /// each packet zeroes them.
 const MAX_SLOTS: usize = 32;
@@ -323,9 +335,11 @@ const TRIAL_WORK: usize = 1 << 27;
 #[derive(Debug, Clone)]
 pub struct Classifier {
     rules: Vec<Rule>,
+    /// The rules' actions apart: an answer reads one byte, not a line of its `Rule`.
+    actions: Vec<Action>,
     strings: Strings,
     dims: Vec<Dim>,
-    /// Cross-product steps, in order; step `k` writes slot `max(dims, 1) + k`.
+    /// Cross-product steps, in order; each writes its slot `a`.
     cross: Vec<Cross>,
     /// The step whose entries are answers, when the steps reach one slot and no rule is left
     /// to the evaluator.
@@ -349,6 +363,8 @@ pub struct Classifier {
     reads_ip: bool,
     /// Every cross-product table's entries are narrow (`Cross::narrow`).
     narrow: bool,
+    /// The steps are a chain (`make_chain`): step `k` crosses slot 0 with key `k + 1`.
+    chain: bool,
     /// Bytes of the cross-product tables, the live slots' sets and lists and the answers.
     table_bytes: usize,
     /// Bytes of the keys' tries.
@@ -420,6 +436,8 @@ impl Classifier {
         let mut c = Classifier {
             reads_ip: dims.iter().any(|d| d.reader.reads_ip()),
             narrow: false,
+            chain: false,
+            actions: rules.iter().map(|r| r.action).collect(),
             rules: rules.to_vec(),
             strings,
             trie_bytes: dims.iter().map(|d| d.trie.bytes()).sum(),
@@ -447,7 +465,82 @@ impl Classifier {
         };
         c.tables(classes, budget);
         c.narrow = c.cross.iter().chain(&c.last).all(|x| x.table.is_narrow());
+        c.chain = c.make_chain();
         c
+    }
+
+    /// Where each step after the first crosses the previous step's classes with one key's
+    /// (always so for up to three keys), renames the slots so that the classes run through
+    /// slot 0 and step `k` takes key `k + 1` (the keys reordered to match, a table transposed
+    /// where its key is its first side): then `chained` runs the steps with the classes in a
+    /// register, no slot array to clear, store and index. False, and nothing changed, where
+    /// the steps are not such a chain (or some table is wide, or slots are left).
+    fn make_chain(&mut self) -> bool {
+        let n = self.dims.len();
+        let steps: Vec<&Cross> = self.cross.iter().chain(&self.last).collect();
+        if !self.narrow
+            || !self.live.is_empty()
+            || self.last.is_none()
+            || n < 2
+            || steps.len() + 1 != n
+        {
+            return false;
+        }
+        // The keys in chain order, and whether each step's key is its first side.
+        let (first, mut res) = (steps[0], steps[0].a);
+        let mut order = vec![first.a, first.b];
+        let mut flip = vec![false];
+        for s in &steps[1..] {
+            let (key, flipped) = match (s.a == res, s.b == res) {
+                (true, false) => (s.b, false),
+                (false, true) => (s.a, true),
+                _ => return false,
+            };
+            order.push(key);
+            flip.push(flipped);
+            // A step writes its slot `a`: where that is the key's, later steps read it there.
+            res = s.a;
+        }
+        let mut seen = vec![false; n];
+        for &k in &order {
+            match seen.get_mut(k) {
+                Some(x) if !*x => *x = true,
+                _ => return false,
+            }
+        }
+        let mut chained: Vec<Cross> = steps
+            .iter()
+            .zip(&flip)
+            .enumerate()
+            .map(|(k, (s, &flipped))| {
+                let (nb, table) = match flipped {
+                    false => (s.nb, s.table.clone()),
+                    true => {
+                        // table[key * nb + classes] becomes table[classes * na + key].
+                        let na = s.table.narrow.len() / s.nb.max(1);
+                        let t = (0..s.nb)
+                            .flat_map(|c| (0..na).map(move |k| k * s.nb + c))
+                            .map(|i| s.table.narrow(i))
+                            .collect();
+                        (na, Entries::new(t))
+                    }
+                };
+                Cross {
+                    a: 0,
+                    b: k + 1,
+                    nb,
+                    table,
+                }
+            })
+            .collect();
+        let mut dims: Vec<Option<Dim>> = std::mem::take(&mut self.dims)
+            .into_iter()
+            .map(Some)
+            .collect();
+        self.dims = order.iter().filter_map(|&k| dims[k].take()).collect();
+        self.last = chained.pop();
+        self.cross = chained;
+        true
     }
 
     /// Each key's trie and its classes' term bitsets; None when a trie cannot be built.
@@ -514,7 +607,7 @@ impl Classifier {
                 .collect();
             classes.push(ids.sets);
             let trie = Trie::new(&starts, &class, reader.width())?;
-            dims.push(Dim { reader, trie });
+            dims.push(Dim::new(reader, trie));
         }
         Some((dims, classes))
     }
@@ -641,7 +734,8 @@ impl Classifier {
                 live.clear();
             } else {
                 self.cross.push(step);
-                live.push((n.max(1) + self.cross.len() - 1, out.sets));
+                // The step's classes take its first slot's place (never read again).
+                live.push((sa, out.sets));
             }
         }
         if let ([(slot, sets)], true) = (&live[..], lasting) {
@@ -706,7 +800,9 @@ impl Classifier {
         self.classify_packet(&self.packet(p), || p.clone(), skipped)
     }
 
-    /// The packet `p` as `classify_packet` takes it.
+    /// The packet `p` as `classify_packet` takes it (inline: as a call, its 64 bytes were
+    /// copied out to the caller).
+    #[inline(always)]
     pub fn packet(&self, p: &Fields<'_>) -> Packet {
         Packet::of(p, |s| self.string_id(s))
     }
@@ -730,6 +826,9 @@ impl Classifier {
         fields: impl Fn() -> Fields<'a>,
         skipped: impl FnMut(usize),
     ) -> Option<(usize, Action)> {
+        if self.chain {
+            return self.answered(self.chained(p), skipped);
+        }
         let mut ids = [0u32; MAX_SLOTS];
         for (id, d) in ids.iter_mut().zip(&self.dims) {
             *id = d.class_of(p);
@@ -752,15 +851,36 @@ impl Classifier {
         ids: &mut [u32; MAX_SLOTS],
         get: impl Fn(&Entries, usize) -> u32,
     ) -> Option<u32> {
-        let n = self.dims.len().max(1);
-        for (k, c) in self.cross.iter().enumerate() {
+        for c in &self.cross {
             // Slots are below MAX_SLOTS by construction; the masks spare the bounds checks.
             let at = ids[c.a % MAX_SLOTS] as usize * c.nb + ids[c.b % MAX_SLOTS] as usize;
-            ids[(n + k) % MAX_SLOTS] = get(&c.table, at);
+            ids[c.a % MAX_SLOTS] = get(&c.table, at);
         }
         let c = self.last.as_ref()?;
         let at = ids[c.a % MAX_SLOTS] as usize * c.nb + ids[c.b % MAX_SLOTS] as usize;
         Some(get(&c.table, at))
+    }
+
+    /// The final step's answer for a chain (`make_chain`): key 0's class crossed with each
+    /// next key's, step by step.
+    #[inline(always)]
+    fn chained(&self, p: &Packet) -> u32 {
+        let Some((first, rest)) = self.dims.split_first() else {
+            return 0;
+        };
+        let Some((key, rest)) = rest.split_last() else {
+            return 0;
+        };
+        let mut class = first.class_of(p);
+        for (d, c) in rest.iter().zip(&self.cross) {
+            class = c
+                .table
+                .narrow(class as usize * c.nb + d.class_of(p) as usize);
+        }
+        self.last.as_ref().map_or(0, |c| {
+            c.table
+                .narrow(class as usize * c.nb + key.class_of(p) as usize)
+        })
     }
 
     /// Whether some key reads the IP header's protocol, lengths or TTL: when none does, a
@@ -787,7 +907,6 @@ impl Classifier {
             return;
         };
         let mut keys = [Packet::ip(0, 0, 0, 0, 0, 0); LANES];
-        let n = self.dims.len().max(1);
         for (c, (ps, out)) in ps.chunks(LANES).zip(out.chunks_mut(LANES)).enumerate() {
             for (k, p) in keys.iter_mut().zip(ps) {
                 *k = self.packet(p);
@@ -798,9 +917,9 @@ impl Classifier {
                     *id = d.class_of(p);
                 }
             }
-            for (k, x) in self.cross.iter().enumerate() {
+            for x in &self.cross {
                 let (a, b) = (ids[x.a % MAX_SLOTS], ids[x.b % MAX_SLOTS]);
-                let to = &mut ids[(n + k) % MAX_SLOTS];
+                let to = &mut ids[x.a % MAX_SLOTS];
                 for j in 0..LANES {
                     to[j] = x.table.get(a[j] as usize * x.nb + b[j] as usize);
                 }
@@ -826,7 +945,7 @@ impl Classifier {
             *decided
         };
         let i = decided.checked_sub(1)? as usize;
-        Some((i, self.rules.get(i)?.action))
+        Some((i, *self.actions.get(i)?))
     }
 
     /// The first term at or after term `k` that every live slot's class holds: the terms of
@@ -1163,6 +1282,40 @@ mod tests {
                 "{p:?}"
             );
             assert_eq!(fast, slow);
+        }
+    }
+
+    /// Steps that form a chain run through `chained`; with the flag off, the same renamed
+    /// steps run through the slot array: both give the evaluator's answers.
+    #[test]
+    fn chained_steps_agree_with_the_slot_array() {
+        let rules: Vec<Rule> = (0..30u32)
+            .map(|i| {
+                rule(&format!(
+                    "ip.src in {{10.{}.0.0/16}} and tcp.dstport in {{{}..{}}} and \
+                     ip.dst in {{192.0.{}.0/24}}",
+                    i % 5,
+                    1000 + i * 13,
+                    1100 + i * 17,
+                    i % 7
+                ))
+            })
+            .collect();
+        let c = Classifier::new(&rules);
+        assert!(c.chain, "three keys make a chain");
+        let mut slots = c.clone();
+        slots.chain = false;
+        for i in 0..3000u32 {
+            let p = Fields {
+                src: u32::from_be_bytes([10, (i % 7) as u8, 0, 1]),
+                dst: u32::from_be_bytes([192, 0, (i % 9) as u8, 7]),
+                proto: 6,
+                tcp: Some((1, 990 + (i * 7 % 1800) as u16, 0)),
+                ..Default::default()
+            };
+            let want = first_match(&rules, &p);
+            assert_eq!(c.classify(&p), want, "{p:?}");
+            assert_eq!(slots.classify(&p), want, "{p:?}");
         }
     }
 

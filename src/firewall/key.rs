@@ -166,6 +166,7 @@ impl Packet {
     }
 
     /// The packet `Fields` describe (`id`: a string's id).
+    #[inline(always)]
     pub fn of(p: &Fields<'_>, id: impl Fn(&str) -> u32) -> Packet {
         let mut k = Packet::ip(p.src, p.dst, p.proto, p.len, p.hdr_len, p.ttl);
         if let Some((s, d, flags)) = p.tcp {
@@ -300,5 +301,15 @@ impl Reader {
     #[inline(always)]
     pub fn value(&self, p: &Packet) -> u64 {
         (p.w[self.word % WORDS] >> self.shift) & self.mask
+    }
+
+    /// This reader's value shifted right by `by` bits, read with one shift and mask
+    /// (a trie's root index: `Trie::root_shift`).
+    pub fn shifted(&self, by: u32) -> Reader {
+        Reader {
+            shift: self.shift + by,
+            mask: self.mask >> by,
+            ..*self
+        }
     }
 }

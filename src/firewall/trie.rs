@@ -61,18 +61,27 @@ impl Trie {
     }
 
     /// The class of value `v`, which fits the field's width (a larger one reads as class 0).
-    #[inline(always)]
+    #[cfg(test)]
     pub fn class_within(&self, v: u32) -> u32 {
-        let e = self
-            .nodes
-            .get((v >> self.root_shift) as usize)
-            .copied()
-            .unwrap_or(LEAF);
+        self.class_from_root((v >> self.root_shift) as usize, || v)
+    }
+
+    /// Value bits below the root's index: a reader may shift them out with the field's own
+    /// shift, one shift per key instead of two (`class_from_root`).
+    pub fn root_shift(&self) -> u32 {
+        self.root_shift
+    }
+
+    /// The class of the value whose root index (`value >> root_shift`) is `i`; `v` gives the
+    /// value itself, needed only below the root.
+    #[inline(always)]
+    pub fn class_from_root(&self, i: usize, v: impl FnOnce() -> u32) -> u32 {
+        let e = self.nodes.get(i).copied().unwrap_or(LEAF);
         // The root's entry, inline; the levels below it apart: with the loop inline the
         // classifier's per-key loop shuffled registers around it (callgrind, issue 14).
         match e & LEAF != 0 {
             true => e & !LEAF,
-            false => self.below(e, v),
+            false => self.below(e, v()),
         }
     }
 
