@@ -86,9 +86,8 @@ pub struct Group {
     pub selected: Vec<usize>,
     /// The winning effective priority.
     pub effective: u64,
-    /// Member index per slot; None for groups of one. A fixed-size array: a slot indexes it
-    /// without a bounds test.
-    table: Option<Box<[u16; ecmp::TABLE_SIZE]>>,
+    /// Member index per slot; None for groups of one.
+    table: Option<ecmp::Table>,
 }
 
 impl Group {
@@ -101,7 +100,7 @@ impl Group {
                 .iter()
                 .map(|&i| (cands[i].key, cands[i].weight as u32))
                 .collect();
-            ecmp::build_table(&m).into_boxed_slice().try_into().ok()
+            Some(ecmp::Table::build(&m))
         } else {
             None
         };
@@ -125,7 +124,7 @@ impl Group {
     #[inline(always)]
     pub fn pick(&self, hash: u32) -> Option<u32> {
         match &self.table {
-            Some(t) => self.members.get(usize::from(t[ecmp::slot(hash)])).copied(),
+            Some(t) => self.members.get(t.member(hash)).copied(),
             None => self.members.first().copied(),
         }
     }
