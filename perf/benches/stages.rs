@@ -5,18 +5,21 @@
 //! difference in TSC cycles per packet between its rung and the rung below. Every rung sees the
 //! same 8192 flows, so only the stage changes.
 //!
-//!   cargo bench --bench stages -- INPUT_DIR [--runs N] [--out FILE]
+//!   cargo bench --bench stages -- INPUT_DIR [--runs N] [--out FILE] [--buf vec]
 //!
 //! INPUT_DIR holds perf/traffic.rs's full.toml and full.pcap. --out writes
 //! `rung cumulative_median added min max` lines for perf/report.py and the plot.
 //!
-//!   stages INPUT_DIR --callgrind CAPTURE [--passes N]
+//!   stages INPUT_DIR --callgrind CAPTURE [--passes N] [--buf vec]
 //!
 //! instead pushes INPUT_DIR/CAPTURE.pcap (full, mix, ...) N times (default 10) through the
 //! full config's pipeline in `full_burst`, the unit to give callgrind's --toggle-collect
 //! (perf/cg-attr.py attributes its instructions, misses and mispredicts to stages).
+//!
+//! Both modes hold the packets in [`Room`]s, buffers whose bounds cost what an mbuf's do;
+//! `--buf vec` uses `VecBuf` instead (the figures before 2026-12-01's sixth round).
 use anygate::config::{parse, Host};
-use anygate::datapath::{DropReason, Pipeline, VecBuf, Verdict, BURST};
+use anygate::datapath::{DropReason, PacketBuf, Pipeline, VecBuf, Verdict, BURST};
 use anygate::route::Snapshot;
 use anygate::wire::MacAddr;
 use std::collections::HashSet;
@@ -185,9 +188,122 @@ fn ladder(full: &str, gre: &[Vec<u8>]) -> Vec<(&'static str, String, Vec<Vec<u8>
     ]
 }
 
+/// A packet buffer the harness refills from its frame before each pass.
+trait Replay: PacketBuf {
+    fn from_bytes(data: &[u8]) -> Self;
+    fn reset(&mut self, data: &[u8]);
+}
+
+impl Replay for VecBuf {
+    fn from_bytes(data: &[u8]) -> Self {
+        VecBuf::from_bytes(data)
+    }
+    fn reset(&mut self, data: &[u8]) {
+        VecBuf::reset(self, data)
+    }
+}
+
+/// Bytes in a [`Room`]: a power of two, so that offsets masked to half of it index it
+/// without a bounds test.
+const ROOM: usize = 4096;
+/// The largest `off + len`, and the mask that keeps each below it.
+const ROOM_MASK: usize = ROOM / 2 - 1;
+/// Headroom at reset, as `VecBuf`'s and an mbuf's.
+const ROOM_HEAD: u16 = anygate::packet::HEADROOM as u16;
+
+/// A packet in a fixed buffer, as an mbuf holds one: offset and length, 16 bits each, read
+/// without bounds tests. `VecBuf` slices `buf[start..end]` with two tests and a subtraction
+/// per look at a packet (~10 looks a packet on the full path, ~47 instructions the DPDK
+/// build does not have; callgrind). Safe Rust: `off + len <= ROOM_MASK` always (every
+/// method keeps it), so the masks change nothing and the compiler sees every slice inside
+/// the buffer.
+struct Room {
+    buf: Box<[u8; ROOM]>,
+    off: u16,
+    len: u16,
+}
+
+impl Room {
+    #[inline(always)]
+    fn bounds(&self) -> (usize, usize) {
+        let off = usize::from(self.off) & ROOM_MASK;
+        (off, off + (usize::from(self.len) & ROOM_MASK))
+    }
+}
+
+impl AsRef<[u8]> for Room {
+    #[inline(always)]
+    fn as_ref(&self) -> &[u8] {
+        let (a, b) = self.bounds();
+        &self.buf[a..b]
+    }
+}
+
+impl AsMut<[u8]> for Room {
+    #[inline(always)]
+    fn as_mut(&mut self) -> &mut [u8] {
+        let (a, b) = self.bounds();
+        &mut self.buf[a..b]
+    }
+}
+
+/// As `Mbuf`'s single-segment paths: one test each.
+impl PacketBuf for Room {
+    #[inline]
+    fn prepend(&mut self, n: usize) -> Option<&mut [u8]> {
+        let n = u16::try_from(n).ok().filter(|&n| n <= self.off)?;
+        self.off -= n;
+        self.len += n;
+        Some(self.as_mut())
+    }
+    #[inline]
+    fn trim_front(&mut self, n: usize) -> bool {
+        match u16::try_from(n) {
+            Ok(n) if n <= self.len => {
+                self.off += n;
+                self.len -= n;
+                true
+            }
+            _ => false,
+        }
+    }
+    #[inline]
+    fn trim_back(&mut self, n: usize) -> bool {
+        match u16::try_from(n) {
+            Ok(n) if n <= self.len => {
+                self.len -= n;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Replay for Room {
+    fn from_bytes(data: &[u8]) -> Self {
+        let mut r = Room {
+            buf: Box::new([0; ROOM]),
+            off: 0,
+            len: 0,
+        };
+        r.reset(data);
+        r
+    }
+    fn reset(&mut self, data: &[u8]) {
+        let at = usize::from(ROOM_HEAD);
+        assert!(
+            at + data.len() <= ROOM_MASK,
+            "a frame too long for the harness"
+        );
+        self.buf[at..at + data.len()].copy_from_slice(data);
+        self.off = ROOM_HEAD;
+        self.len = data.len() as u16;
+    }
+}
+
 /// TSC cycles per packet for `frames` through `snap`, one sample per run.
-fn measure(snap: &Snapshot, frames: &[Vec<u8>], runs: usize) -> (Vec<f64>, [usize; 2]) {
-    let mut bufs: Vec<VecBuf> = frames.iter().map(|f| VecBuf::from_bytes(f)).collect();
+fn measure<B: Replay>(snap: &Snapshot, frames: &[Vec<u8>], runs: usize) -> (Vec<f64>, [usize; 2]) {
+    let mut bufs: Vec<B> = frames.iter().map(|f| B::from_bytes(f)).collect();
     let mut v = vec![Verdict::Drop(DropReason::NoRoute); frames.len()];
     let mut p = Pipeline::new();
     let mut out = Vec::new();
@@ -220,11 +336,11 @@ fn measure(snap: &Snapshot, frames: &[Vec<u8>], runs: usize) -> (Vec<f64>, [usiz
 
 /// One pass of `frames` through `burst`, BURST at a time, each buffer reset from its frame.
 #[inline(always)]
-fn pass(
-    bufs: &mut [VecBuf],
+fn pass<B: Replay>(
+    bufs: &mut [B],
     frames: &[Vec<u8>],
     v: &mut [Verdict],
-    mut burst: impl FnMut(&mut [VecBuf], &mut [Verdict]),
+    mut burst: impl FnMut(&mut [B], &mut [Verdict]),
 ) {
     for ((b, f), v) in bufs
         .chunks_mut(BURST)
@@ -247,13 +363,13 @@ fn forwarded(v: &[Verdict]) -> usize {
 /// One burst through the pipeline, as the worker runs it. Named for callgrind's
 /// --toggle-collect.
 #[inline(never)]
-fn full_burst(p: &mut Pipeline, snap: &Snapshot, bufs: &mut [VecBuf], v: &mut [Verdict]) {
+fn full_burst<B: PacketBuf>(p: &mut Pipeline, snap: &Snapshot, bufs: &mut [B], v: &mut [Verdict]) {
     p.process(snap, 0, bufs, v);
 }
 
 /// The callgrind mode: `passes` passes of `frames` through `snap`, nothing timed.
-fn callgrind(snap: &Snapshot, frames: &[Vec<u8>], passes: usize) {
-    let mut bufs: Vec<VecBuf> = frames.iter().map(|f| VecBuf::from_bytes(f)).collect();
+fn callgrind<B: Replay>(snap: &Snapshot, frames: &[Vec<u8>], passes: usize) {
+    let mut bufs: Vec<B> = frames.iter().map(|f| B::from_bytes(f)).collect();
     let mut v = vec![Verdict::Drop(DropReason::NoRoute); frames.len()];
     let mut p = Pipeline::new();
     for _ in 0..passes {
@@ -293,13 +409,14 @@ fn main() {
             .cloned()
     };
     let Some(dir) = args.first().filter(|a| !a.starts_with("--")) else {
-        eprintln!("usage: stages INPUT_DIR [--runs N] [--out FILE]");
+        eprintln!("usage: stages INPUT_DIR [--runs N] [--out FILE] [--buf vec]");
         std::process::exit(2);
     };
     let runs: usize = get("--runs").and_then(|n| n.parse().ok()).unwrap_or(5);
     let full = std::fs::read_to_string(format!("{dir}/full.toml")).expect("full.toml");
     let gre = read_pcap(&format!("{dir}/full.pcap"));
     let host = Host { cores: vec![0, 1] };
+    let vec_bufs = get("--buf").is_some_and(|b| b == "vec");
     if let Some(capture) = get("--callgrind") {
         let frames = read_pcap(&format!("{dir}/{capture}.pcap"));
         let snap = snapshot("full", &render(&chunks(&full)), &host);
@@ -311,7 +428,11 @@ fn main() {
             let mut line = String::new();
             let _ = std::io::stdin().read_line(&mut line);
         }
-        callgrind(&snap, &frames, passes);
+        if vec_bufs {
+            callgrind::<VecBuf>(&snap, &frames, passes);
+        } else {
+            callgrind::<Room>(&snap, &frames, passes);
+        }
         return;
     }
     let mut lines = Vec::new();
@@ -325,7 +446,11 @@ fn main() {
     );
     for (name, text, frames) in ladder(&full, &gre) {
         let snap = snapshot(name, &text, &host);
-        let (cycles, [fwd, blocked]) = measure(&snap, &frames, runs);
+        let (cycles, [fwd, blocked]) = if vec_bufs {
+            measure::<VecBuf>(&snap, &frames, runs)
+        } else {
+            measure::<Room>(&snap, &frames, runs)
+        };
         // Every packet must take the path the rung is about: forwarded, or blocked by a rule.
         assert_eq!(
             fwd + blocked,

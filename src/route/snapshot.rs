@@ -86,8 +86,8 @@ pub struct Group {
     pub selected: Vec<usize>,
     /// The winning effective priority.
     pub effective: u64,
-    /// Member index per slot; empty for groups of one.
-    table: Vec<u16>,
+    /// Member index per slot; None for groups of one.
+    table: Option<ecmp::Table>,
 }
 
 impl Group {
@@ -100,9 +100,9 @@ impl Group {
                 .iter()
                 .map(|&i| (cands[i].key, cands[i].weight as u32))
                 .collect();
-            ecmp::build_table(&m)
+            Some(ecmp::Table::build(&m))
         } else {
-            Vec::new()
+            None
         };
         Group {
             members,
@@ -116,17 +116,17 @@ impl Group {
     /// More than one member: the caller computes the flow hash.
     #[inline(always)]
     pub fn is_ecmp(&self) -> bool {
-        self.members.len() > 1
+        // The table's presence, which `pick` tests too: one test for both.
+        self.table.is_some()
     }
 
     /// The next hop for a flow.
     #[inline(always)]
     pub fn pick(&self, hash: u32) -> Option<u32> {
-        if self.members.len() <= 1 {
-            return self.members.first().copied();
+        match &self.table {
+            Some(t) => self.members.get(t.member(hash)).copied(),
+            None => self.members.first().copied(),
         }
-        let m = *self.table.get(ecmp::slot(hash))?;
-        self.members.get(m as usize).copied()
     }
 }
 

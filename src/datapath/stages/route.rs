@@ -58,15 +58,49 @@ pub fn single(snap: &Snapshot, set: u32) -> Option<(u32, &NextHop)> {
 /// non-first fragment. After decapsulation `ip` is the inner header, so tunnels never polarise.
 #[inline]
 fn flow_hash(frame: &[u8], ip: &ipv4::Repr) -> u32 {
-    let l4 = frame
+    // TCP's ports sit where UDP's do. The word is read whatever the protocol and kept by a
+    // mask: a traffic mix of TCP and UDP made the branch on the protocol mispredict (0.2 a
+    // packet on the full path, callgrind).
+    let word = frame
         .get(ethernet::HEADER_LEN + usize::from(ip.header_len)..)
-        .unwrap_or(&[]);
-    let ports = match (ip.protocol, ip.frag_offset) {
-        // TCP's ports sit where UDP's do.
-        (ipv4::PROTO_TCP | ipv4::PROTO_UDP, 0) => {
-            udp::Ports::new_checked(l4).map_or(0, |p| p.word())
+        .and_then(udp::Ports::new_checked)
+        .map_or(0, |p| p.word());
+    let ported = (ip.protocol == ipv4::PROTO_TCP) | (ip.protocol == ipv4::PROTO_UDP);
+    let keep = ported & (ip.frag_offset == 0);
+    ecmp::flow_hash(ip.src, ip.dst, word & 0u32.wrapping_sub(u32::from(keep)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The flow hash as the rule states it: ports for TCP and UDP first fragments that hold
+    /// them, else 0.
+    fn naive(frame: &[u8], ip: &ipv4::Repr) -> u32 {
+        let at = ethernet::HEADER_LEN + usize::from(ip.header_len);
+        let tcp_or_udp = ip.protocol == ipv4::PROTO_TCP || ip.protocol == ipv4::PROTO_UDP;
+        let ports = match frame.get(at..at + 4) {
+            Some(p) if tcp_or_udp && ip.frag_offset == 0 => {
+                u32::from_be_bytes([p[0], p[1], p[2], p[3]])
+            }
+            _ => 0,
+        };
+        ecmp::flow_hash(ip.src, ip.dst, ports)
+    }
+
+    proptest! {
+        #[test]
+        fn flow_hash_takes_ports_of_tcp_and_udp_first_fragments_only(
+            frame in proptest::collection::vec(any::<u8>(), 0..80),
+            header_len in prop_oneof![Just(20u16), Just(24), Just(60), 0u16..80],
+            protocol in prop_oneof![Just(ipv4::PROTO_TCP), Just(ipv4::PROTO_UDP), Just(1u8), Just(47), any::<u8>()],
+            frag_offset in prop_oneof![Just(0u16), 1u16..8192],
+            src in any::<u32>(),
+            dst in any::<u32>(),
+        ) {
+            let ip = ipv4::Repr { src, dst, header_len, protocol, frag_offset, ..Default::default() };
+            prop_assert_eq!(flow_hash(&frame, &ip), naive(&frame, &ip));
         }
-        _ => 0,
-    };
-    ecmp::flow_hash(ip.src, ip.dst, ports)
+    }
 }
