@@ -949,12 +949,11 @@ fn one_burst_mixing_tunnels_and_refusals() {
     assert_eq!(p.counters.drops[DropReason::TunnelUnknown as usize], 1);
 }
 
-/// Tunnel ingress keeps a passing source's /24 for the rest of its run of packets only where
-/// the FIB answers the same for the whole /24: a source in a /24 that a longer prefix
-/// splits is looked up on its own (a spoofed one between two that pass is refused), and a
-/// /24 that passed makes no source of another /24 pass.
+/// RPF within one burst from one tunnel, where ingress keeps the route set that passed: a
+/// spoofed source between passing ones is refused, in another /24 or in a longer prefix
+/// inside a passing /24.
 #[test]
-fn rpf_kept_per_24_only_where_the_fib_answers_for_all_of_it() {
+fn rpf_refuses_spoofed_sources_between_passing_ones() {
     let burst = |s: &Snapshot, last: [u8; 6], third: [u8; 6]| {
         let frames: Vec<VecBuf> = last
             .iter()

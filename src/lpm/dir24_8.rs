@@ -186,13 +186,6 @@ impl View<'_> {
         (v != NONE).then_some(v)
     }
 
-    /// Whether every address of `ip`'s /24 has `ip`'s answer (its tbl24 entry is not
-    /// extended): a caller may keep an answer per /24 (tunnel ingress's RPF, issue 14).
-    #[inline(always)]
-    pub fn whole_24(&self, ip: u32) -> bool {
-        self.tbl24[(ip >> 8) as usize].load(Ordering::Relaxed) & EXT == 0
-    }
-
     /// The value entry `e` leads to for `ip`, or [`NONE`]: entries hold `value + 1`, so one
     /// wrapping subtract turns a miss (0) into NONE.
     #[inline(always)]
@@ -271,16 +264,6 @@ mod tests {
     }
     fn ip(s: &str) -> u32 {
         u32::from(s.parse::<Ipv4Addr>().unwrap())
-    }
-
-    #[test]
-    fn whole_24_only_without_longer_prefixes() {
-        let t = Dir24_8::build(&[(p("10.0.0.0/8"), 1), (p("10.1.2.128/25"), 4)], 16).unwrap();
-        let v = t.view();
-        assert!(v.whole_24(ip("10.1.3.7")));
-        assert!(v.whole_24(ip("11.0.0.1")));
-        assert!(!v.whole_24(ip("10.1.2.1")));
-        assert!(!v.whole_24(ip("10.1.2.200")));
     }
 
     #[test]

@@ -49,10 +49,6 @@ struct Last<'s> {
     /// compare, not a walk over the set's candidates. Only passes are kept; `NO_SET` (never
     /// a set) before the first: a plain word, where an `Option` took a flag and a test more.
     rpf_set: u32,
-    /// The /24 (`src >> 8`) of a source that passed RPF where the FIB answers the same for
-    /// the whole /24: a burst's sources mostly share one, and a compare is cheaper than the
-    /// lookup and the set's compare (callgrind, issue 14). `NO_24` (above every /24) before.
-    rpf_24: u32,
     /// The tunnel's received packets and bytes not yet added to its counters: added when
     /// the tunnel changes and at the end of the pass, not per packet.
     rx: (u64, u64),
@@ -60,9 +56,6 @@ struct Last<'s> {
 
 /// Above every route set (a FIB value is below 2^31): `Last::rpf_set` before a pass.
 const NO_SET: u32 = u32::MAX;
-
-/// Above every /24 (`src >> 8` is below 2^24): `Last::rpf_24` before a pass.
-const NO_24: u32 = u32::MAX;
 
 /// A tunnel as ingress uses it.
 #[derive(Clone, Copy)]
@@ -76,7 +69,6 @@ impl<'s> Last<'s> {
         key: (0, 0, 0),
         tunnel: None,
         rpf_set: NO_SET,
-        rpf_24: NO_24,
         rx: (0, 0),
     };
 
@@ -97,7 +89,6 @@ impl<'s> Last<'s> {
                     key,
                     tunnel: Some(m),
                     rpf_set: NO_SET,
-                    rpf_24: NO_24,
                     rx: (0, 0),
                 };
                 Ok(m)
@@ -124,28 +115,15 @@ impl<'s> Last<'s> {
         if !m.tun.rpf {
             return snap.source_allowed_in(m.t, m.tun, src, fib);
         }
-        if src >> 8 == self.rpf_24 {
-            return true;
-        }
         let set = fib.lookup(src);
         if set == Some(self.rpf_set) {
-            self.pass_24(fib, src);
             return true;
         }
         let ok = snap.set_has_tunnel(set, m.t);
         if let (true, Some(set)) = (ok, set) {
             self.rpf_set = set;
-            self.pass_24(fib, src);
         }
         ok
-    }
-
-    /// Keeps `src`'s /24 as passing when the FIB answers the same for all of it.
-    #[inline(always)]
-    fn pass_24(&mut self, fib: View, src: u32) {
-        if fib.whole_24(src) {
-            self.rpf_24 = src >> 8;
-        }
     }
 }
 
