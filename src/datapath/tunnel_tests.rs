@@ -949,6 +949,38 @@ fn one_burst_mixing_tunnels_and_refusals() {
     assert_eq!(p.counters.drops[DropReason::TunnelUnknown as usize], 1);
 }
 
+/// RPF within one burst from one tunnel, where ingress keeps the route set that passed: a
+/// spoofed source between passing ones is refused, in another /24 or in a longer prefix
+/// inside a passing /24.
+#[test]
+fn rpf_refuses_spoofed_sources_between_passing_ones() {
+    let burst = |s: &Snapshot, last: [u8; 6], third: [u8; 6]| {
+        let frames: Vec<VecBuf> = last
+            .iter()
+            .zip(third)
+            .map(|(&l, t)| VecBuf::from_bytes(&gre(&inner_udp([192, 168, t, l], NET, 64, 20))))
+            .collect();
+        let mut b = frames;
+        let mut v = [Verdict::Drop(DropReason::NoRoute); 6];
+        Pipeline::new().process(s, 0, &mut b, &mut v);
+        v
+    };
+    const F: Verdict = Verdict::Forward(0);
+    const S: Verdict = Verdict::Drop(DropReason::TunnelSpoofedSource);
+    let whole = snapshot();
+    assert_eq!(
+        burst(&whole, [5, 6, 5, 7, 200, 9], [10, 10, 20, 10, 10, 21]),
+        [F, F, S, F, F, S]
+    );
+    let split = snapshot_with(&format!(
+        "{CFG}\n[[routes]]\nprefix = \"192.168.10.128/25\"\nnexthop = \"10.100.0.3\"\n"
+    ));
+    assert_eq!(
+        burst(&split, [5, 200, 6, 5, 7, 129], [10, 10, 10, 20, 10, 10]),
+        [F, S, F, S, F, S]
+    );
+}
+
 /// An ICMP error whose reply cannot leave (its tunnel's underlay MAC is unresolved) is one
 /// drop, counted once, against the tunnel the offending packet came from.
 #[test]

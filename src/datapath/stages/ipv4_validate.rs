@@ -28,9 +28,7 @@ pub fn one_plain(
         .last_chunk::<{ ipv4::MIN_HEADER_LEN }>()
         .unwrap_or(&[0; ipv4::MIN_HEADER_LEN]);
     let len = len.saturating_sub(ethernet::HEADER_LEN);
-    ipv4::Repr::parse20_into(ip, len, &mut c.ip)?;
-    let (src, dst) = ipv4::first_octets(ip);
-    martian_first(src, dst)?;
+    header20_into(ip, len, &mut c.ip)?;
     c.origin = Origin::Port(in_port);
     Ok(())
 }
@@ -58,6 +56,19 @@ pub fn parse_into(frame: &[u8], ip: &mut ipv4::Repr) -> Result<(), DropReason> {
 pub fn header_into(buf: &[u8], ip: &mut ipv4::Repr) -> Result<(), DropReason> {
     ipv4::Repr::parse_into(buf, ip)?;
     martian(ip)
+}
+
+/// `header_into` for a 20-byte header `h` whose first byte the caller found 0x45, starting a
+/// packet of `len` bytes (tunnel ingress's first look: no bounds or version test again).
+#[inline(always)]
+pub fn header20_into(
+    h: &[u8; ipv4::MIN_HEADER_LEN],
+    len: usize,
+    ip: &mut ipv4::Repr,
+) -> Result<(), DropReason> {
+    ipv4::Repr::parse20_into(h, len, ip)?;
+    let (src, dst) = ipv4::first_octets(h);
+    martian_first(src, dst)
 }
 
 /// Refuses martian addresses.
