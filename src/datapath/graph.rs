@@ -84,19 +84,15 @@ fn ingress<B: PacketBuf>(b: &mut Burst<B>, live: &mut Live) {
     let port = l2::port(b);
     let mut bytes = 0u64;
     for i in 0..b.pkts.len().min(BURST) {
+        b.cx[i].reset();
         let pkt = &b.pkts[i];
         let frame = pkt.as_ref();
         bytes += frame.len() as u64;
         let contiguous = pkt.is_contiguous();
-        // Plain IPv4 on a first look at its 34 bytes; anything else through `kind`. The
-        // context is reset where the header goes into it (the fields the header fills are
-        // not the ones reset): its address worked out once, not again after the frame reads.
+        // Plain IPv4 on a first look at its 34 bytes; anything else through `kind`.
         let r = if let Some(h) = l2::ipv4_plain(frame, contiguous, port) {
-            let c = &mut b.cx[i];
-            c.reset();
-            ipv4_validate::one_plain(h, frame.len(), c, b.in_port)
+            ipv4_validate::one_plain(h, frame.len(), &mut b.cx[i], b.in_port)
         } else {
-            b.cx[i].reset();
             match l2::kind(frame, contiguous, port) {
                 l2::Kind::Ipv4 => ipv4_validate::one(frame, &mut b.cx[i], b.in_port),
                 l2::Kind::Drop(r) => Err(r),
