@@ -61,8 +61,8 @@ impl Way {
         }
     }
 
-    /// Route set `set`'s gateway, when its packets may go directly; a set whose never do is
-    /// decided at once (`ready`).
+    /// Route set `set`'s gateway, when its packets may go directly; a set whose packets
+    /// never do is decided at once (`ready`).
     #[inline(never)]
     fn take(&mut self, snap: &Snapshot, set: u32) {
         self.set = set;
@@ -83,8 +83,8 @@ impl Way {
     /// Whether packet `c`, of a set not decided (`ready`), may go directly: then its set is
     /// decided. The checks in their order before `ready`: the set's hop, the hop checks,
     /// then the link layer (looked up, and a learned entry kept fresh, only for a packet
-    /// about to use it). In line: out of line, a call per packet of a set whose gateway is
-    /// not resolved cost ~15 (callgrind, encap path, before tunnel sets were decided too).
+    /// about to use it). In line: out of line it cost a call (~15) for each packet of a set
+    /// not decided yet (callgrind, encap path).
     #[inline(always)]
     fn settle(&mut self, snap: &Snapshot, c: &Ctx) -> bool {
         if c.set != self.set {
