@@ -96,6 +96,8 @@ pub struct Macs {
 }
 
 impl Macs {
+    /// No addresses (a placeholder never written).
+    pub const ZERO: Macs = Macs { head: 0, tail: 0 };
     #[inline(always)]
     pub fn write(&self, h: &mut [u8; 12]) {
         let (a, b) = h.split_at_mut(8);

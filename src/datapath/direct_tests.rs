@@ -260,3 +260,26 @@ fn a_plain_burst_goes_directly() {
     assert!(p.cx.iter().all(|c| c.nexthop.is_none()));
     same_both_ways(&[(0, frames)]);
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+    /// Bursts every packet of which goes directly, over runs of the two one-gateway sets
+    /// (two ports): the verdicts are handed out by the direct pass itself, no account pass
+    /// after it.
+    #[test]
+    fn all_direct_bursts_decide_as_the_general_way(
+        pkts in proptest::collection::vec((0usize..3, 0usize..2, any::<u8>()), 1..=32),
+        port in 0u16..2,
+    ) {
+        let frames: Vec<Vec<u8>> = pkts
+            .iter()
+            .map(|&(d, size, x)| frame(port, &udp([198, 51, 100, x], DSTS[d], 64, size * 300), 0))
+            .collect();
+        let (direct, _) = run(&[(port, frames.clone())], false);
+        prop_assert!(direct[0]
+            .verdicts
+            .iter()
+            .all(|v| matches!(v, Verdict::Forward(_))));
+        same_both_ways(&[(port, frames)]);
+    }
+}

@@ -211,9 +211,27 @@ pub fn decrement_ttl_in(hdr: &mut [u8]) {
     if w >> 24 == 0 {
         return ttl_wraps(b);
     }
+    b[8..12].copy_from_slice(&ttl_word_less_one(w).to_be_bytes());
+}
+
+/// `decrement_ttl_in` for a header whose TTL the caller found above 0 (the hop checks': above
+/// 1): no test for the wrap. Given a TTL of 0 it writes a wrong TTL and checksum, never
+/// anything beyond the header.
+#[inline(always)]
+pub fn decrement_live_ttl_in(hdr: &mut [u8]) {
+    let Some(b) = hdr.first_chunk_mut::<MIN_HEADER_LEN>() else {
+        return;
+    };
+    let w = u32::from_be_bytes([b[8], b[9], b[10], b[11]]);
+    b[8..12].copy_from_slice(&ttl_word_less_one(w).to_be_bytes());
+}
+
+/// The word TTL|protocol|checksum `w` (TTL above 0) with the TTL one lower, by the
+/// subtraction `decrement_ttl_in` explains.
+#[inline(always)]
+fn ttl_word_less_one(w: u32) -> u32 {
     let high = u32::from(w & 0xffff >= 0xfeff);
-    let w = w.wrapping_sub(0x00ff_ff00 + high * 0xffff);
-    b[8..12].copy_from_slice(&w.to_be_bytes());
+    w.wrapping_sub(0x00ff_ff00 + high * 0xffff)
 }
 
 /// `decrement_ttl_in` for a TTL of 0, which wraps to 255: the word rises by 0xff00
@@ -451,6 +469,13 @@ mod tests {
             let want = checksum::update16(be16(&hdr[10..12]), old, new);
             proptest::prop_assert_eq!(h[8], hdr[8].wrapping_sub(1));
             proptest::prop_assert_eq!(be16(&h[10..12]), want);
+            // Without the wrap test, the same for any TTL above 0.
+            let mut live = hdr;
+            live[8] = hdr[8].max(1);
+            let mut general = live;
+            decrement_live_ttl_in(&mut live);
+            decrement_ttl_in(&mut general);
+            proptest::prop_assert_eq!(live, general);
         }
     }
 
@@ -464,7 +489,12 @@ mod tests {
                 h[8] = ttl;
                 h[9] = PROTO_UDP;
                 h[10..12].copy_from_slice(&hc.to_be_bytes());
+                let mut live = h;
                 decrement_ttl_in(&mut h);
+                if ttl > 0 {
+                    decrement_live_ttl_in(&mut live);
+                    assert_eq!(live, h, "ttl {ttl} hc {hc:#x}");
+                }
                 let old = u16::from_be_bytes([ttl, PROTO_UDP]);
                 let new = u16::from_be_bytes([ttl.wrapping_sub(1), PROTO_UDP]);
                 assert_eq!(h[8], ttl.wrapping_sub(1));

@@ -55,16 +55,15 @@ pub fn ipv4_plain<'f>(
     contiguous: bool,
     port: Port,
 ) -> Option<&'f [u8; PLAIN_HEAD]> {
-    const TYPE_V4_IHL5: u32 = {
-        let [a, b] = ethernet::ETHERTYPE_IPV4.to_be_bytes();
-        u32::from_le_bytes([a, b, 0x45, 0])
-    };
     let h = frame.first_chunk::<PLAIN_HEAD>()?;
     let eight = u64::from_le_bytes([h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]]);
     // Shifted, not masked: a mask had the load split in two (callgrind).
     let to_us = eight << 16 == port.mac;
-    let ty = u32::from_le_bytes([h[12], h[13], h[14], 0]);
-    (contiguous & to_us & (ty == TYPE_V4_IHL5)).then_some(h)
+    // The ethertype and the version/IHL byte compared in place, each on its own: as one
+    // 3-byte word the load was split in two and joined (6 instructions, now 4; callgrind).
+    let v4 =
+        u16::from_ne_bytes([h[12], h[13]]) == ethernet::ETHERTYPE_IPV4.to_be() && h[14] == 0x45;
+    (contiguous & to_us & v4).then_some(h)
 }
 
 /// What the Ethernet header says to do with a frame.

@@ -39,16 +39,15 @@ pub fn edit_inner(snap: &Snapshot, counters: &mut Counters, frame: &mut [u8], c:
     }
 }
 
-/// `one` for a packet from a port toward a gateway or host on a port (no tunnel either side,
-/// so no MSS clamp: `clamp` finds no limit), with its route's note: the TTL, the Ethernet
-/// addresses (`L2Rewrite::macs`, made once for many packets), forwarded to `port`.
+/// `one`'s edits for a packet from a port toward a gateway or host on a port (no tunnel
+/// either side, so no MSS clamp: `clamp` finds no limit) whose TTL the hop checks found above
+/// 1: the TTL and the Ethernet addresses (`L2Rewrite::macs`, made once for many packets).
+/// The caller notes the route and sets the verdict.
 #[inline(always)]
-pub fn direct<B: PacketBuf>(b: &mut Burst<B>, i: usize, macs: &Macs, port: u16, nexthop: u32) {
+pub fn direct<B: PacketBuf>(b: &mut Burst<B>, i: usize, macs: &Macs) {
     let frame = b.pkts[i].as_mut();
-    ipv4::decrement_ttl_in(frame.get_mut(ethernet::HEADER_LEN..).unwrap_or(&mut []));
+    ipv4::decrement_live_ttl_in(frame.get_mut(ethernet::HEADER_LEN..).unwrap_or(&mut []));
     set_macs(frame, macs);
-    super::route::note(&mut b.cx[i], nexthop);
-    b.forward(i, port);
 }
 
 /// The new Ethernet addresses (`L2Rewrite::macs`), into a frame that holds a whole Ethernet
