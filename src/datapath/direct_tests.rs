@@ -283,3 +283,193 @@ proptest! {
         same_both_ways(&[(port, frames)]);
     }
 }
+
+/// `run` with each burst on its own snapshot (`cfgs[k]` for a burst `(k, port, frames)`), one
+/// pipeline for all: a route change between bursts.
+fn run_on(
+    cfgs: &[String],
+    bursts: &[(usize, u16, Vec<Vec<u8>>)],
+    general: bool,
+) -> (Vec<Seen>, Counters) {
+    graph::GENERAL_ONLY.with(|g| g.set(general));
+    let snaps: Vec<Snapshot> = cfgs
+        .iter()
+        .map(|c| {
+            let cfg = parse(c, &Host { cores: vec![0, 1] }).unwrap();
+            let macs: Vec<MacAddr> = cfg.ports.iter().map(|p| p.mac.unwrap()).collect();
+            Snapshot::build(&cfg, &macs, 1, None).unwrap()
+        })
+        .collect();
+    let mut p = Pipeline::new();
+    let mut seen = Vec::new();
+    for (k, port, frames) in bursts {
+        let mut bufs: Vec<VecBuf> = frames.iter().map(|f| VecBuf::from_bytes(f)).collect();
+        let mut v = vec![Verdict::Drop(DropReason::NoRoute); bufs.len()];
+        p.process(&snaps[*k % snaps.len()], *port, &mut bufs, &mut v);
+        seen.push(Seen {
+            verdicts: v,
+            bytes: bufs.iter().map(|b| b.as_ref().to_vec()).collect(),
+            notes: (0..frames.len()).map(|i| *p.note_at(i)).collect(),
+            arp_wants: p.take_arp_wants().collect(),
+        });
+    }
+    graph::GENERAL_ONLY.with(|g| g.set(false));
+    (seen, p.counters.clone())
+}
+
+/// `CFG` and the snapshots a route change moves it to: lan0's MTU lowered; 172.16.0.0/12 into
+/// the tunnel, toward the gateway resolved by ARP, or over ECMP; its gateway's static MAC gone.
+fn changed_cfgs() -> Vec<String> {
+    const R: &str = "prefix = \"172.16.0.0/12\"\nnexthop = \"10.0.0.9\"\n";
+    let swap = |from: &str, to: &str| {
+        let c = CFG.replace(from, to);
+        assert_ne!(c, CFG, "{from}");
+        c
+    };
+    vec![
+        CFG.to_string(),
+        swap("mtu = 1000", "mtu = 600"),
+        swap(R, "prefix = \"172.16.0.0/12\"\nnexthop = \"acme\"\n"),
+        swap(R, "prefix = \"172.16.0.0/12\"\nnexthop = \"10.0.0.3\"\n"),
+        swap(
+            R,
+            &format!("{R}\n[[routes]]\nprefix = \"172.16.0.0/12\"\nnexthop = \"192.0.2.254\"\n"),
+        ),
+        swap(
+            "ip = \"10.0.0.9\"\nmac = \"02:00:00:00:01:09\"\n",
+            "ip = \"10.0.0.9\"\n",
+        ),
+    ]
+}
+
+proptest! {
+    // Six snapshots a pipeline, built twice a case: few cases.
+    #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
+    /// A route change between bursts (each burst on one of `changed_cfgs`' snapshots, the
+    /// pipeline kept): nothing the direct way decided for one snapshot carries into a burst on
+    /// the next, and both ways decide, write and count alike.
+    #[test]
+    fn route_changes_between_bursts_decide_as_the_general_way(
+        bursts in proptest::collection::vec(
+            (0usize..6, 0u16..2, proptest::collection::vec((0u8..16, any::<u16>()), 1..=32)),
+            2..6,
+        )
+    ) {
+        let bursts: Vec<(usize, u16, Vec<Vec<u8>>)> = bursts
+            .into_iter()
+            .map(|(k, port, pkts)| {
+                let frames = pkts
+                    .into_iter()
+                    .map(|(kind, x)| packet(port, if kind >= 8 { 0 } else { kind }, x))
+                    .collect();
+                (k, port, frames)
+            })
+            .collect();
+        let cfgs = changed_cfgs();
+        let (direct, dc) = run_on(&cfgs, &bursts, false);
+        let (general, gc) = run_on(&cfgs, &bursts, true);
+        prop_assert_eq!(direct, general);
+        prop_assert!(dc == gc, "counters differ");
+    }
+}
+
+/// A burst every other packet of which goes directly, with one odd packet first, in the
+/// middle or last: an ICMP error to build (TTL 1, TTL 0, DF over lan0's MTU), a drop (no DF
+/// over the MTU, a bad checksum, a martian), a punt, an ARP reply, an unresolved host, ECMP,
+/// the tunnel, and the MTU's edge (exactly 1000 bytes goes directly, 1001 does not).
+#[test]
+fn one_odd_packet_in_a_direct_burst() {
+    let src = [198, 51, 100, 1];
+    let to_lan = [172, 16, 0, 1];
+    let mut bad_sum = frame(0, &udp(src, to_lan, 64, 18), 0);
+    bad_sum[24] ^= 0x11;
+    let odd: Vec<(Vec<u8>, bool)> = vec![
+        (frame(0, &udp(src, to_lan, 1, 18), 0), false),
+        (frame(0, &udp(src, to_lan, 0, 18), 0), false),
+        (frame(0, &udp(src, to_lan, 2, 18), 0), true),
+        (
+            frame(0, &ipv4(src, to_lan, 64, 17, true, &[7; 1100]), 0),
+            false,
+        ),
+        (
+            frame(0, &ipv4(src, to_lan, 64, 17, false, &[7; 1100]), 0),
+            false,
+        ),
+        (
+            frame(0, &ipv4(src, to_lan, 64, 17, true, &[7; 980]), 0),
+            true,
+        ),
+        (
+            frame(0, &ipv4(src, to_lan, 64, 17, true, &[7; 981]), 0),
+            false,
+        ),
+        (
+            frame(0, &ipv4(src, to_lan, 1, 17, true, &[7; 1100]), 0),
+            false,
+        ),
+        (bad_sum, false),
+        (frame(0, &udp(src, [224, 0, 0, 1], 64, 18), 0), false),
+        (frame(0, &udp(src, [10, 0, 0, 1], 64, 18), 0), false),
+        (packet(0, 7, 0), false),
+        (frame(0, &udp(src, [10, 0, 0, 7], 64, 18), 0), false),
+        (frame(0, &udp(src, [198, 18, 3, 4], 64, 18), 0), false),
+        (frame(0, &udp(src, [192, 168, 10, 5], 64, 18), 0), false),
+        (packet(0, 6, 2), false),
+    ];
+    // Every case a burst of its own, all on one snapshot (a snapshot a case was slow).
+    let mut bursts = Vec::new();
+    for (odd, _) in &odd {
+        for at in [0usize, 15, 31] {
+            let frames: Vec<Vec<u8>> = (0..32u8)
+                .map(|i| match usize::from(i) == at {
+                    true => odd.clone(),
+                    false => frame(0, &udp(src, [172, 16, i, 1], 64, 18), 0),
+                })
+                .collect();
+            bursts.push((0u16, frames));
+        }
+    }
+    let (direct, _) = run(&bursts, false);
+    for (k, seen) in direct.iter().enumerate() {
+        let (o, at) = (k / 3, [0usize, 15, 31][k % 3]);
+        for (i, v) in seen.verdicts.iter().enumerate() {
+            if i != at || odd[o].1 {
+                assert_eq!(*v, Verdict::Forward(1), "odd {o} at {at}: packet {i}");
+            } else {
+                assert_ne!(*v, Verdict::Forward(1), "odd {o} at {at}");
+            }
+        }
+    }
+    same_both_ways(&bursts);
+}
+
+/// The direct way's TTL edit without the wrap test: a TTL of 2 leaves as 1, 255 as 254, the
+/// header checksum right (etherparse's), at any checksum the header had.
+#[test]
+fn direct_ttl_edits_keep_the_checksum() {
+    let ttls = [2u8, 3, 128, 254, 255];
+    let frames: Vec<Vec<u8>> = ttls
+        .iter()
+        .flat_map(|&ttl| {
+            (0..64u8).map(move |i| {
+                frame(
+                    0,
+                    &udp([198, 51, 100, i], [172, 16, i, 255 - i], ttl, 18),
+                    0,
+                )
+            })
+        })
+        .collect();
+    let (seen, _) = run(&[(0, frames)], false);
+    for (k, out) in seen[0].bytes.iter().enumerate() {
+        let ttl = ttls[k / 64];
+        assert_eq!(seen[0].verdicts[k], Verdict::Forward(1));
+        let (h, _) = Ipv4Header::from_slice(&out[14..]).unwrap();
+        assert_eq!(h.time_to_live, ttl - 1);
+        assert_eq!(
+            h.header_checksum,
+            h.calc_header_checksum(),
+            "ttl {ttl}, packet {k}"
+        );
+    }
+}
