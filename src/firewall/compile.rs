@@ -1319,6 +1319,67 @@ mod tests {
         }
     }
 
+    /// Chains over four and five keys, from rule families whose classes differ in number per
+    /// key (so that the greedy order varies, and steps take the classes as either side, a
+    /// table transposed): chained, through the slot array, in bursts, and by the evaluator,
+    /// the same answers and skips.
+    #[test]
+    fn longer_chains_agree_with_the_evaluator() {
+        let mut chains = 0;
+        for (m, keys) in [(3u32, 4), (5, 4), (7, 5), (11, 5), (2, 5), (13, 4)] {
+            let rules: Vec<Rule> = (0..24u32)
+                .map(|i| {
+                    let mut e = format!(
+                        "ip.src in {{10.{}.0.0/16}} and tcp.dstport in {{{}..{}}} and \
+                         ip.dst in {{192.0.{}.0/24}} and ip.ttl gt {}",
+                        i % m,
+                        1000 + i * 13,
+                        1100 + i * 17,
+                        i % (m + 2),
+                        (i * m) % 200
+                    );
+                    if keys == 5 {
+                        e.push_str(&format!(" and tcp.srcport ne {}", i % (m * 2 + 1)));
+                    }
+                    let mut r = rule(&e);
+                    r.action = [Action::Allow, Action::Block, Action::Skip][(i % 3) as usize];
+                    r.phase = (i / 4) as u16;
+                    r
+                })
+                .collect();
+            let c = Classifier::new(&rules);
+            chains += usize::from(c.chain);
+            let mut slots = c.clone();
+            slots.chain = false;
+            let packets: Vec<Fields> = (0..600u32)
+                .map(|i| Fields {
+                    src: u32::from_be_bytes([10, (i % (m + 3)) as u8, 0, 1]),
+                    dst: u32::from_be_bytes([192, 0, (i % (m + 5)) as u8, 7]),
+                    proto: 6,
+                    ttl: (i * 37 % 256) as u8,
+                    tcp: Some(((i % 29) as u16, 990 + (i * 7 % 1800) as u16, 0)),
+                    ..Default::default()
+                })
+                .collect();
+            let mut want = Vec::new();
+            let mut all_slow = Vec::new();
+            for (j, p) in packets.iter().enumerate() {
+                let (mut fast, mut via_slots, mut slow) = (Vec::new(), Vec::new(), Vec::new());
+                want.push(decide(&rules, p, |r| slow.push(r)));
+                assert_eq!(c.classify_with(p, |r| fast.push(r)), want[j], "{m}: {p:?}");
+                assert_eq!(slots.classify_with(p, |r| via_slots.push(r)), want[j]);
+                assert_eq!(fast, slow);
+                assert_eq!(via_slots, slow);
+                all_slow.extend(slow.iter().map(|&r| (j, r)));
+            }
+            let (mut got, mut fast) = (vec![None; packets.len()], Vec::new());
+            c.classify_burst(&packets, &mut got, |j, r| fast.push((j, r)));
+            assert_eq!(got, want);
+            assert_eq!(fast, all_slow);
+        }
+        assert!(chains >= 3, "{chains} chains");
+    }
+
     #[test]
     fn deep_rules_fall_back_but_keep_their_place() {
         // 2^6 = 64 terms: over MAX_TERMS, so it stays with the evaluator.

@@ -186,6 +186,30 @@ mod tests {
         }
     }
 
+    /// At the byte's edge: the last member of a 256-member group (index 255) and of a
+    /// 257-member one (index 256, past a byte) take their slots; members of weight 0 none.
+    #[test]
+    fn the_last_members_at_the_byte_edge_are_picked() {
+        for n in [255usize, 256, 257] {
+            let m: Vec<(u64, u32)> = (0..n)
+                .map(|i| {
+                    (
+                        member_key(format!("gw{i}").as_bytes()),
+                        u32::from(i % 5 != 2) * 40,
+                    )
+                })
+                .collect();
+            let t = Table::build(&m);
+            let mut won = vec![0usize; n];
+            for s in 0..TABLE_SIZE as u32 {
+                won[t.member(s << (32 - TABLE_BITS))] += 1;
+            }
+            assert_eq!(won.iter().sum::<usize>(), TABLE_SIZE);
+            assert!(won[n - 1] > 0, "{n}: the last member has no slot");
+            assert!((0..n).filter(|i| i % 5 == 2).all(|i| won[i] == 0), "{n}");
+        }
+    }
+
     #[test]
     fn flow_hash_is_fixed_and_spreads() {
         // A fixed value: the same on every server and every run.

@@ -416,6 +416,66 @@ mod tests {
         assert_eq!(both(&o, ipv4::PROTO_IPIP, at + 4, o.len())[0].0, None);
     }
 
+    /// The shapes the first look must leave to the general way (GRE checksum, key, sequence
+    /// and version bits, another protocol; inner options, another version; an inner header
+    /// cut by the outer packet's end) and those it takes whatever the inner header holds
+    /// (its length past the outer packet or under 20, a bad checksum, a martian, padding
+    /// after the outer packet): wherever it takes one, the general way's strip, verdict and
+    /// fields.
+    #[test]
+    fn first_look_edges() {
+        let at = ethernet::HEADER_LEN + ipv4::MIN_HEADER_LEN;
+        let gre = ipv4::PROTO_GRE;
+        let ipip = ipv4::PROTO_IPIP;
+        let with = |f: fn(&mut Vec<u8>)| {
+            let mut p = inner(8);
+            f(&mut p);
+            p
+        };
+        let mut options = inner(8);
+        options[0] = 0x46;
+        options.splice(20..20, [1, 1, 1, 0]);
+        /// (GRE header, inner packet, cut from the outer packet's end, pad, protocol, taken)
+        type Case = (Vec<u8>, Vec<u8>, usize, usize, u8, bool);
+        let cases: Vec<Case> = vec![
+            (vec![0, 0, 8, 0], inner(8), 0, 0, gre, true),
+            (vec![0, 0, 8, 0], inner(8), 0, 6, gre, true),
+            (vec![], inner(8), 0, 6, ipip, true),
+            (vec![0x80, 0, 8, 0, 0, 0, 0, 0], inner(8), 0, 0, gre, false),
+            (vec![0x20, 0, 8, 0, 0, 0, 0, 7], inner(8), 0, 0, gre, false),
+            (vec![0x10, 0, 8, 0, 0, 0, 0, 1], inner(8), 0, 0, gre, false),
+            (
+                vec![0xb0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0, 7, 0, 0, 0, 1],
+                inner(8),
+                0,
+                0,
+                gre,
+                false,
+            ),
+            (vec![0, 1, 8, 0], inner(8), 0, 0, gre, false),
+            (vec![0, 0, 0x86, 0xdd], inner(8), 0, 0, gre, false),
+            (vec![0, 0, 8, 0], options.clone(), 0, 0, gre, false),
+            (vec![], options, 0, 0, ipip, false),
+            (vec![0, 0, 8, 0], with(|p| p[0] = 0x65), 0, 0, gre, false),
+            (vec![0, 0, 8, 0], inner(8), 12, 0, gre, false),
+            (vec![0, 0, 8, 0], inner(8), 8, 8, gre, true),
+            (vec![0, 0, 8, 0], inner(8), 4, 4, gre, true),
+            (vec![0, 0, 8, 0], with(|p| p[3] = 19), 0, 0, gre, true),
+            (vec![0, 0, 8, 0], with(|p| p[10] ^= 1), 0, 0, gre, true),
+            (vec![], with(|p| p[12] = 127), 0, 0, ipip, true),
+        ];
+        for (k, (g, p, cut, pad, proto, taken)) in cases.into_iter().enumerate() {
+            let mut f = frame(&g, &p);
+            let outer_end = f.len() - cut;
+            f.resize(f.len() + pad, 0xee);
+            let [look, general] = both(&f, proto, at, outer_end);
+            assert_eq!(look.0.is_some(), taken, "case {k}");
+            if taken {
+                assert_eq!(look, general, "case {k}");
+            }
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2048))]
         /// Wherever the first look strips a frame, it strips as the general way: the same
