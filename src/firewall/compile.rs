@@ -1214,14 +1214,7 @@ mod tests {
             prop_assert_eq!(bitsets.shape().0, 0);
             // A budget that runs out part way: some steps, then slots intersected.
             let partial = Classifier::with_budget(&rules, 600);
-            // Four-byte trie entries, the fallback where two do not fit.
-            let wide = super::super::trie::WIDE.with(|w| {
-                w.set(true);
-                let c = Classifier::new(&rules);
-                w.set(false);
-                c
-            });
-            for c in [tables, bitsets, partial, wide] {
+            for c in [tables, bitsets, partial] {
                 let mut all_slow = Vec::new();
                 let mut want = Vec::new();
                 for (j, p) in packets.iter().enumerate() {

@@ -6,35 +6,23 @@
 //! per boundary, so realistic prefixes and ports take one to three dependent loads, with no
 //! search.
 
-/// Entries, once read (sign-extended): a class `c` is `!c` (negative), a child the index of
-/// its node's head (`heads`). Two bytes each where every class and head index fits 15 bits
-/// (halves the roots' L1 footprint), else four.
-#[derive(Debug, Clone)]
-enum Nodes {
-    Narrow(Vec<u16>),
-    Wide(Vec<u32>),
-}
-/// A child node's head: its first entry (low 32 bits), the value bits below its index (bits
-/// 32..40: a shift reads them modulo 32 itself) and its index mask (from bit 40).
-const SHIFT_AT: u32 = 32;
-const MASK_AT: u32 = 40;
-const MAX_ENTRIES: usize = 1 << 22;
-/// Widest node: 4096 entries (8 or 16 KiB).
+/// An entry that is a class (the low 31 bits), not a child.
+const LEAF: u32 = 1 << 31;
+/// Child entries: the node's first entry (low 22 bits), its stride (4 bits), and the value
+/// bits below its index (5 bits).
+const OFFSET_BITS: u32 = 22;
+const STRIDE_AT: u32 = OFFSET_BITS;
+const SHIFT_AT: u32 = OFFSET_BITS + 4;
+const MAX_ENTRIES: usize = 1 << OFFSET_BITS;
+/// Widest node: 4096 entries (16 KiB).
 const MAX_STRIDE: u32 = 12;
 /// Levels a lookup walks at most: the root's 12 bits, then strides of at least 4 over the
 /// remaining 20 of a 32-bit value.
 const MAX_DEPTH: usize = 6;
 
-#[cfg(test)]
-thread_local! {
-    /// Tests: build four-byte entries even where two fit (the fallback's coverage).
-    pub static WIDE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
 #[derive(Debug, Clone)]
 pub struct Trie {
-    nodes: Nodes,
-    heads: Vec<u64>,
+    nodes: Vec<u32>,
     /// Value bits below the root's index.
     root_shift: u32,
     /// The largest value of the field's width (`class` clamps to it; the classifier's readers
@@ -48,7 +36,7 @@ impl Trie {
     /// `starts` (sorted, from 0) and have the classes `class`. None only if `class` holds a
     /// class of 2^31 or more.
     pub fn new(starts: &[u64], class: &[u32], width: u32) -> Option<Trie> {
-        if class.iter().any(|c| *c >= 1 << 31) {
+        if class.iter().any(|c| c & LEAF != 0) {
             return None;
         }
         // Neighbouring intervals of one class are one interval here.
@@ -88,51 +76,32 @@ impl Trie {
     /// value itself, needed only below the root.
     #[inline(always)]
     pub fn class_from_root(&self, i: usize, v: impl FnOnce() -> u32) -> u32 {
-        let e = self.entry(i);
+        let e = self.nodes.get(i).copied().unwrap_or(LEAF);
         // The root's entry, inline; the levels below it apart: with the loop inline the
         // classifier's per-key loop shuffled registers around it (callgrind, issue 14).
-        match e < 0 {
-            true => !e as u32,
-            false => self.below(e as u32, v()),
+        match e & LEAF != 0 {
+            true => e & !LEAF,
+            false => self.below(e, v()),
         }
     }
 
-    /// Entry `i`, sign-extended (an index past the end reads as class 0).
-    #[inline(always)]
-    fn entry(&self, i: usize) -> i32 {
-        match &self.nodes {
-            Nodes::Narrow(n) => n.get(i).copied().unwrap_or(!0) as i16 as i32,
-            Nodes::Wide(n) => n.get(i).copied().unwrap_or(!0) as i32,
-        }
-    }
-
-    /// The class of `v` from the root's entry `h` for it, a child's head index.
+    /// The class of `v` from the root's entry `e` for it, a child.
     #[inline(never)]
-    fn below(&self, mut h: u32, v: u32) -> u32 {
+    fn below(&self, mut e: u32, v: u32) -> u32 {
         for _ in 0..MAX_DEPTH {
-            let head = self.heads.get(h as usize).copied().unwrap_or(0);
-            let at = (head as u32)
-                .wrapping_add(v.wrapping_shr((head >> SHIFT_AT) as u32) & (head >> MASK_AT) as u32);
-            let e = self.entry(at as usize);
-            if e < 0 {
-                return !e as u32;
+            if e & LEAF != 0 {
+                break;
             }
-            h = e as u32;
+            let stride = (e >> STRIDE_AT) & 15;
+            let shift = e >> SHIFT_AT;
+            let at = (e & (MAX_ENTRIES as u32 - 1)) + ((v >> shift) & ((1 << stride) - 1));
+            e = self.nodes.get(at as usize).copied().unwrap_or(LEAF);
         }
-        0
-    }
-
-    /// Whether entries take two bytes.
-    #[cfg(test)]
-    pub fn narrow(&self) -> bool {
-        matches!(self.nodes, Nodes::Narrow(_))
+        e & !LEAF
     }
 
     pub fn bytes(&self) -> usize {
-        match &self.nodes {
-            Nodes::Narrow(n) => n.len() * 2,
-            Nodes::Wide(n) => n.len() * 4,
-        }
+        self.nodes.len() * 4
     }
 }
 
@@ -142,8 +111,7 @@ struct Builder<'a> {
     width: u32,
     /// log2 of the entries a child may spend per boundary inside it.
     extra: u32,
-    nodes: Vec<i32>,
-    heads: Vec<u64>,
+    nodes: Vec<u32>,
 }
 
 impl<'a> Builder<'a> {
@@ -154,7 +122,6 @@ impl<'a> Builder<'a> {
             width,
             extra,
             nodes: Vec::new(),
-            heads: Vec::new(),
         }
     }
 
@@ -167,20 +134,8 @@ impl<'a> Builder<'a> {
         let stride = self.width.min(MAX_STRIDE);
         let shift = self.width - stride;
         self.node(0, stride, shift)?;
-        let narrow = self.heads.len() <= 1 << 15
-            && self
-                .nodes
-                .iter()
-                .all(|&e| (-(1 << 15)..1 << 15).contains(&e));
-        #[cfg(test)]
-        let narrow = narrow && !WIDE.get();
-        let nodes = match narrow {
-            true => Nodes::Narrow(self.nodes.iter().map(|&e| e as u16).collect()),
-            false => Nodes::Wide(self.nodes.iter().map(|&e| e as u32).collect()),
-        };
         Some(Trie {
-            nodes,
-            heads: self.heads,
+            nodes: self.nodes,
             root_shift: shift,
             #[cfg(test)]
             max: (1u64 << self.width) - 1,
@@ -194,13 +149,13 @@ impl<'a> Builder<'a> {
         if first + (1 << stride) > MAX_ENTRIES {
             return None;
         }
-        self.nodes.resize(first + (1 << stride), !0);
+        self.nodes.resize(first + (1 << stride), LEAF);
         for i in 0..1u64 << stride {
             let lo = base + (i << shift);
             let hi = lo + (1u64 << shift) - 1;
             let (a, b) = (self.at(lo), self.at(hi));
             let e = if a == b {
-                !(self.class[a] as i32)
+                LEAF | self.class[a]
             } else {
                 // Boundaries inside the part: the finest one sets the stride that resolves
                 // them all, within ~2^extra entries per boundary.
@@ -212,10 +167,7 @@ impl<'a> Builder<'a> {
                 let room = (self.extra + (b - a + 1).ilog2()).max(4);
                 let s = (shift - tz.min(shift)).min(MAX_STRIDE).min(room).max(1);
                 let child = self.node(lo, s, shift - s)?;
-                self.heads.push(
-                    child as u64 | ((shift - s) as u64) << SHIFT_AT | ((1u64 << s) - 1) << MASK_AT,
-                );
-                self.heads.len() as i32 - 1
+                child as u32 | s << STRIDE_AT | (shift - s) << SHIFT_AT
             };
             self.nodes[first + i as usize] = e;
         }
@@ -251,21 +203,7 @@ mod tests {
             }
             // Classes repeat (a, b, a, c, ...), so merged neighbours are exercised too.
             let class: Vec<u32> = (0..starts.len() as u32).map(|i| i % 3 + i / 6).collect();
-            for wide in [false, true] {
-                let t = WIDE.with(|w| {
-                    w.set(wide);
-                    let t = Trie::new(&starts, &class, width).expect("builds");
-                    w.set(false);
-                    t
-                });
-                assert_eq!(t.narrow(), !wide);
-                finds_every_boundary(&t, &starts, &class, width);
-            }
-        }
-    }
-
-    fn finds_every_boundary(t: &Trie, starts: &[u64], class: &[u32], width: u32) {
-        {
+            let t = Trie::new(&starts, &class, width).expect("builds");
             let max = (1u64 << width) - 1;
             for (k, &s) in starts.iter().enumerate() {
                 for v in [s.saturating_sub(1), s, s + 1, s + 255, s + 256] {
@@ -280,19 +218,6 @@ mod tests {
             }
             assert_eq!(t.class(u64::MAX), *class.last().unwrap(), "clamped");
         }
-    }
-
-    /// Classes past 15 bits take four-byte entries, and still find their intervals.
-    #[test]
-    fn large_classes_fall_back_to_wide_entries() {
-        let starts: Vec<u64> = (0..4u64).map(|i| i << 20).collect();
-        for top in [(1 << 15) - 1, 1 << 15, (1 << 31) - 1] {
-            let class = vec![0, top, 5, top - 1];
-            let t = Trie::new(&starts, &class, 32).expect("builds");
-            assert_eq!(t.narrow(), top < 1 << 15);
-            finds_every_boundary(&t, &starts, &class, 32);
-        }
-        assert!(Trie::new(&starts, &[0, 1 << 31, 0, 0], 32).is_none());
     }
 
     /// Boundaries too many for wide nodes within the offsets fall back to narrow strides.
