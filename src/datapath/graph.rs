@@ -206,7 +206,8 @@ fn arr_route_to_hop_checks<B: PacketBuf>(b: &mut Burst<B>, i: usize, t: &crate::
 /// neighbor ─► rewrite ─► encap: every packet leaves here, so no compaction after. The link
 /// layer goes from `neighbor` to `rewrite` in registers; a packet for a tunnel goes with its
 /// underlay (`neighbor::underlay_of`) to `encap`, which makes `rewrite`'s edits too (one look
-/// at its buffer). Out of line, as `tunnel_ingress::run`: one call per burst.
+/// at its buffer). Out of line, as `tunnel_ingress::run`: one call per burst. The tunnels'
+/// tx counters are summed per underlay slot and added once at the end.
 #[inline(never)]
 fn leave<B: PacketBuf>(b: &mut Burst<B>, live: &Live) {
     let mut known = neighbor::Underlays::new();
@@ -219,6 +220,7 @@ fn leave<B: PacketBuf>(b: &mut Burst<B>, live: &Live) {
             rewrite::one(b, i, &l2);
         }
     }
+    known.flush(b.counters);
 }
 
 /// Runs `f` over the packets still in the burst, then takes out those that left.

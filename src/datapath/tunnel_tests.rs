@@ -520,12 +520,9 @@ fn frag_needed_for_df_and_drop_without() {
     assert_eq!(run1(&s, eth(WAN, UP, &fits)).0, Verdict::Forward(0));
 }
 
-/// The underlay is resolved once per burst and tunnel (`neighbor::Underlays`, four slots by
-/// tunnel index): a burst that goes back and forth between tunnels, two of them sharing a
-/// slot (0 and 4), with packets too big for the underlay port (but not for the tunnel)
-/// between them, gets exactly what each packet gets alone.
-#[test]
-fn underlays_resolved_once_per_burst_decide_as_packet_by_packet() {
+/// `CFG` with wan0's MTU at 1400 and three IP-in-IP tunnels more, c2 to c4, routed from
+/// 192.168.30.0/24 to 192.168.32.0/24; c4 (index 4) shares acme's underlay slot.
+fn five_tunnels_cfg() -> String {
     let mut cfg = CFG.replace(
         "address = \"192.0.2.1/24\"",
         "address = \"192.0.2.1/24\"\nmtu = 1400",
@@ -541,7 +538,16 @@ fn underlays_resolved_once_per_burst_decide_as_packet_by_packet() {
             30 + k
         );
     }
-    let s = snapshot_with(&cfg);
+    cfg
+}
+
+/// The underlay is resolved once per burst and tunnel (`neighbor::Underlays`, four slots by
+/// tunnel index): a burst that goes back and forth between tunnels, two of them sharing a
+/// slot (0 and 4), with packets too big for the underlay port (but not for the tunnel)
+/// between them, gets exactly what each packet gets alone.
+#[test]
+fn underlays_resolved_once_per_burst_decide_as_packet_by_packet() {
+    let s = snapshot_with(&five_tunnels_cfg());
     assert_eq!(s.tunnels[4].name, "c4", "shares acme's slot");
     let to = |net: u8, len: usize| eth(WAN, UP, &inner_udp(NET, [192, 168, net, 7], 64, len));
     let frames = [
@@ -590,6 +596,47 @@ fn underlays_resolved_once_per_burst_decide_as_packet_by_packet() {
         assert_eq!(*got.1, want.0, "packet {k}");
         if let Verdict::Forward(_) = want.0 {
             assert_eq!(got.0.as_ref(), &want.1[..], "packet {k}");
+        }
+    }
+}
+
+proptest::proptest! {
+    /// Tunnels' tx counters are summed per underlay slot and added when the slot changes
+    /// tunnel and at the end of the pass (`neighbor::Underlays::flush`): bursts mixing five
+    /// tunnels (two sharing a slot), with packets dropped for the underlay's MTU between
+    /// them, count against each tunnel exactly the packets and bytes that left into it.
+    #[test]
+    fn tunnel_tx_counted_exactly_in_mixed_bursts(
+        bursts in proptest::collection::vec(
+            proptest::collection::vec((0usize..5, 0usize..1400), 1..=BURST),
+            1..4,
+        ),
+    ) {
+        static SNAP: std::sync::OnceLock<Snapshot> = std::sync::OnceLock::new();
+        let s = SNAP.get_or_init(|| snapshot_with(&five_tunnels_cfg()));
+        let nets = [10u8, 20, 30, 31, 32];
+        let mut p = Pipeline::new();
+        let mut want = [(0u64, 0u64); 5];
+        for burst in &bursts {
+            let mut b: Vec<VecBuf> = burst
+                .iter()
+                .map(|&(t, len)| {
+                    let ip = inner_udp(NET, [192, 168, nets[t], 7], 64, len);
+                    VecBuf::from_bytes(&eth(WAN, UP, &ip))
+                })
+                .collect();
+            let mut v = vec![Verdict::Drop(DropReason::NoRoute); b.len()];
+            p.process(s, 0, &mut b, &mut v);
+            for (k, &(t, _)) in burst.iter().enumerate() {
+                if v[k] == Verdict::Forward(0) {
+                    want[t].0 += 1;
+                    want[t].1 += b[k].as_ref().len() as u64;
+                }
+            }
+        }
+        for (t, &(n, bytes)) in want.iter().enumerate() {
+            let tc = &p.counters.tunnels[s.tunnels[t].counter_slot];
+            proptest::prop_assert_eq!((tc.tx_packets, tc.tx_bytes), (n, bytes), "tunnel {}", t);
         }
     }
 }

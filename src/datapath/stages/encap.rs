@@ -22,7 +22,7 @@ use crate::wire::{ethernet, outer};
 /// Rewrites and encapsulates packet `i` toward its tunnel's underlay `u`; it leaves
 /// forwarded or dropped.
 #[inline(always)]
-pub fn one<B: PacketBuf>(b: &mut Burst<B>, i: usize, u: &Underlay) {
+pub fn one<B: PacketBuf>(b: &mut Burst<B>, i: usize, u: &mut Underlay) {
     match encap(b, i, u) {
         Ok(port) => b.forward(i, port),
         Err(r) => b.drop(i, r),
@@ -30,7 +30,7 @@ pub fn one<B: PacketBuf>(b: &mut Burst<B>, i: usize, u: &Underlay) {
 }
 
 #[inline(always)]
-fn encap<B: PacketBuf>(b: &mut Burst<B>, i: usize, u: &Underlay) -> Result<u16, DropReason> {
+fn encap<B: PacketBuf>(b: &mut Burst<B>, i: usize, u: &mut Underlay) -> Result<u16, DropReason> {
     let c = &mut b.cx[i];
     let pkt = &mut b.pkts[i];
     let overhead = usize::from(u.overhead);
@@ -62,10 +62,7 @@ fn encap<B: PacketBuf>(b: &mut Burst<B>, i: usize, u: &Underlay) -> Result<u16, 
     if padding > 0 {
         pkt.trim_back(padding);
     }
-    if let Some(tc) = b.counters.tunnels.get_mut(u.counter_slot) {
-        tc.tx_packets += 1;
-        tc.tx_bytes += frame_len as u64;
-    }
+    u.count_tx(frame_len);
     Ok(u.port())
 }
 

@@ -3,6 +3,7 @@
 //! modified, so a packet dropped for want of a MAC leaves untouched; an unresolved address
 //! is queued for the worker to ARP for.
 use crate::datapath::context::L2Rewrite;
+use crate::datapath::counters::Counters;
 use crate::datapath::pipeline::{Burst, State};
 use crate::datapath::verdict::DropReason;
 use crate::route::{ecmp, Gateway, NextHop, NhMac, Snapshot};
@@ -29,7 +30,11 @@ pub struct Underlay {
     /// The Ethernet header toward the underlay and the tunnel's outer headers.
     pub head: outer::Prebuilt,
     /// The tunnel's counters.
-    pub counter_slot: usize,
+    counter_slot: usize,
+    /// Packets and bytes sent into the tunnel and not yet added to its counters: added when
+    /// the slot takes another tunnel and at the end of the pass (`Underlays::flush`), not
+    /// per packet (a bounds test and a multiply by the counters' stride; callgrind).
+    tx: (u64, u64),
     /// Bytes the outer headers add (the tunnel's).
     pub overhead: u16,
 }
@@ -39,6 +44,23 @@ impl Underlay {
     #[inline(always)]
     pub fn port(&self) -> u16 {
         self.l2.port
+    }
+
+    /// Counts a packet of `len` bytes sent into the tunnel.
+    #[inline(always)]
+    pub fn count_tx(&mut self, len: usize) {
+        self.tx.0 += 1;
+        self.tx.1 += len as u64;
+    }
+
+    /// Adds the packets counted since the last flush to the tunnel's counters.
+    #[inline(always)]
+    fn flush(&mut self, counters: &mut Counters) {
+        if let Some(tc) = counters.tunnels.get_mut(self.counter_slot) {
+            tc.tx_packets += self.tx.0;
+            tc.tx_bytes += self.tx.1;
+        }
+        self.tx = (0, 0);
     }
 }
 
@@ -58,9 +80,20 @@ impl Underlays {
                 max_inner: 0,
                 head: outer::Prebuilt::EMPTY,
                 counter_slot: 0,
+                tx: (0, 0),
                 overhead: 0,
             }; 4]
         })
+    }
+
+    /// Adds what each slot counted to its tunnel's counters: at the end of the pass.
+    #[inline(always)]
+    pub fn flush(&mut self, counters: &mut Counters) {
+        if let Some(slots) = &mut self.0 {
+            for u in slots {
+                u.flush(counters);
+            }
+        }
     }
 }
 
@@ -94,9 +127,9 @@ pub fn underlay_of<'k, B>(
     i: usize,
     t: u16,
     known: &'k mut Underlays,
-) -> Option<&'k Underlay> {
+) -> Option<&'k mut Underlay> {
     let total = b.cx[i].ip.total_len.into();
-    match tunnel(b.snap, b.st, total, t, known) {
+    match tunnel(b.snap, b.st, b.counters, total, t, known) {
         Ok(u) => Some(u),
         Err(r) => {
             b.drop(i, r);
@@ -106,18 +139,21 @@ pub fn underlay_of<'k, B>(
 }
 
 /// Toward tunnel `t`, for an inner packet of `total` bytes: its underlay resolved once per
-/// pass.
+/// pass. The slot's previous tunnel's packets are counted before it gives the slot up.
 #[inline(always)]
 fn tunnel<'k>(
     snap: &Snapshot,
     st: &mut State,
+    counters: &mut Counters,
     total: usize,
     t: u16,
     known: &'k mut Underlays,
-) -> Result<&'k Underlay, DropReason> {
+) -> Result<&'k mut Underlay, DropReason> {
     let u = &mut known.slots()[usize::from(t) % 4];
     if u.tunnel != Some(t) {
-        *u = underlay(snap, st, t)?;
+        let new = underlay(snap, st, t)?;
+        u.flush(counters);
+        *u = new;
     }
     if total > u.max_inner {
         return Err(DropReason::MtuExceeded);
@@ -219,6 +255,7 @@ fn underlay(snap: &Snapshot, st: &mut State, t: u16) -> Result<Underlay, DropRea
         max_inner,
         head: tun.outer.prebuilt(&eth_header(&l2)),
         counter_slot: tun.counter_slot,
+        tx: (0, 0),
         overhead: tun.overhead,
     })
 }
