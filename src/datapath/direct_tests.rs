@@ -198,18 +198,23 @@ fn run(bursts: &[(u16, Vec<Vec<u8>>)], general: bool) -> (Vec<Seen>, Counters) {
     let mut p = Pipeline::new();
     let mut seen = Vec::new();
     for (port, frames) in bursts {
-        let mut bufs: Vec<VecBuf> = frames.iter().map(|f| VecBuf::from_bytes(f)).collect();
-        let mut v = vec![Verdict::Drop(DropReason::NoRoute); bufs.len()];
-        p.process(&snap, *port, &mut bufs, &mut v);
-        seen.push(Seen {
-            verdicts: v,
-            bytes: bufs.iter().map(|b| b.as_ref().to_vec()).collect(),
-            notes: (0..frames.len()).map(|i| *p.note_at(i)).collect(),
-            arp_wants: p.take_arp_wants().collect(),
-        });
+        seen.push(feed(&mut p, &snap, *port, frames));
     }
     graph::GENERAL_ONLY.with(|g| g.set(false));
     (seen, p.counters.clone())
+}
+
+/// One burst through `p` on `snap`, and what came of it.
+fn feed(p: &mut Pipeline, snap: &Snapshot, port: u16, frames: &[Vec<u8>]) -> Seen {
+    let mut bufs: Vec<VecBuf> = frames.iter().map(|f| VecBuf::from_bytes(f)).collect();
+    let mut v = vec![Verdict::Drop(DropReason::NoRoute); bufs.len()];
+    p.process(snap, port, &mut bufs, &mut v);
+    Seen {
+        verdicts: v,
+        bytes: bufs.iter().map(|b| b.as_ref().to_vec()).collect(),
+        notes: (0..frames.len()).map(|i| *p.note_at(i)).collect(),
+        arp_wants: p.take_arp_wants().collect(),
+    }
 }
 
 fn same_both_ways(bursts: &[(u16, Vec<Vec<u8>>)]) {
@@ -303,15 +308,7 @@ fn run_on(
     let mut p = Pipeline::new();
     let mut seen = Vec::new();
     for (k, port, frames) in bursts {
-        let mut bufs: Vec<VecBuf> = frames.iter().map(|f| VecBuf::from_bytes(f)).collect();
-        let mut v = vec![Verdict::Drop(DropReason::NoRoute); bufs.len()];
-        p.process(&snaps[*k % snaps.len()], *port, &mut bufs, &mut v);
-        seen.push(Seen {
-            verdicts: v,
-            bytes: bufs.iter().map(|b| b.as_ref().to_vec()).collect(),
-            notes: (0..frames.len()).map(|i| *p.note_at(i)).collect(),
-            arp_wants: p.take_arp_wants().collect(),
-        });
+        seen.push(feed(&mut p, &snaps[*k % snaps.len()], *port, frames));
     }
     graph::GENERAL_ONLY.with(|g| g.set(false));
     (seen, p.counters.clone())
