@@ -43,7 +43,7 @@ pub fn run<B: PacketBuf>(b: &mut Burst<B>, live: &Live) -> Live {
 /// not change within a burst.
 #[derive(Clone, Copy)]
 struct Last<'s> {
-    key: (u32, u32, u8),
+    key: Key,
     tunnel: Option<Matched<'s>>,
     /// A route set found to hold the tunnel (RPF): an inner source routed there passes on a
     /// compare, not a walk over the set's candidates. Only passes are kept; `NO_SET` (never
@@ -57,6 +57,30 @@ struct Last<'s> {
 /// Above every route set (a FIB value is below 2^31): `Last::rpf_set` before a pass.
 const NO_SET: u32 = u32::MAX;
 
+/// An outer header's (source, destination) as its 8 bytes lie in the frame, read as one
+/// word, and its protocol: the tunnel's key in one load and two compares (as three fields
+/// of the context it was three loads and compares, and the addresses a register pair held
+/// across the strip; callgrind, issue 14).
+type Key = (u64, u8);
+
+/// Where the outer header's source and destination lie in a frame.
+const ADDRS: usize = ethernet::HEADER_LEN + 12;
+
+/// The (source, destination) word of `Key` from the addresses as numbers.
+fn addrs_word(src: u32, dst: u32) -> u64 {
+    let (s, d) = (src.to_be_bytes(), dst.to_be_bytes());
+    u64::from_ne_bytes([s[0], s[1], s[2], s[3], d[0], d[1], d[2], d[3]])
+}
+
+/// `addrs_word` undone: (source, destination).
+fn addrs_of(word: u64) -> (u32, u32) {
+    let b = word.to_ne_bytes();
+    (
+        u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
+        u32::from_be_bytes([b[4], b[5], b[6], b[7]]),
+    )
+}
+
 /// A tunnel as ingress uses it.
 #[derive(Clone, Copy)]
 struct Matched<'s> {
@@ -66,7 +90,7 @@ struct Matched<'s> {
 
 impl<'s> Last<'s> {
     const NONE: Last<'static> = Last {
-        key: (0, 0, 0),
+        key: (0, 0),
         tunnel: None,
         rpf_set: NO_SET,
         rx: (0, 0),
@@ -78,12 +102,13 @@ impl<'s> Last<'s> {
         &mut self,
         snap: &'s Snapshot,
         counters: &mut Counters,
-        key: (u32, u32, u8),
+        key: Key,
     ) -> Result<Matched<'s>, DropReason> {
         match self.tunnel {
             Some(m) if self.key == key => Ok(m),
             _ => {
-                let m = tunnel_of(snap, key.0, key.1, key.2)?;
+                let (src, dst) = addrs_of(key.0);
+                let m = tunnel_of(snap, src, dst, key.1)?;
                 self.flush(counters);
                 *self = Last {
                     key,
@@ -150,7 +175,6 @@ fn ingress<'s, B: PacketBuf>(
     i: usize,
     last: &mut Last<'s>,
 ) -> Result<bool, DropReason> {
-    let proto = b.cx[i].ip.protocol;
     let m = decap(b, i, last)?;
     let inner = &b.cx[i].ip;
     let (src, dst) = (inner.src, inner.dst);
@@ -161,64 +185,98 @@ fn ingress<'s, B: PacketBuf>(
             return r.map(|()| false);
         }
     }
-    if proto == ipv4::PROTO_GRE && src == m.tun.local && dst == m.tun.remote {
+    // The tunnel's protocol is the outer header's (it is part of the key that found it).
+    if m.tun.proto == ipv4::PROTO_GRE && src == m.tun.local && dst == m.tun.remote {
         return Err(DropReason::GreKeepalive);
     }
     if !last.source_allowed(b.snap, b.fib, m, src) {
         return Err(DropReason::TunnelSpoofedSource);
     }
-    b.cx[i].origin = Origin::Tunnel(m.t);
     Ok(true)
 }
 
 /// Identifies the tunnel, strips the outer headers (leaving the Ethernet header in front of
 /// the inner packet: only its 14 bytes move, the payload stays) and reads the inner header
 /// into the packet's context. The buffer is taken once for all three: a second look cost
-/// ~17 instructions a packet (callgrind, issue 14).
+/// ~17 instructions a packet (callgrind, issue 14). The packet's origin is its tunnel from
+/// here on, dropped or not: no one reads a dropped packet's.
 #[inline(always)]
 fn decap<'s, B: PacketBuf>(
     b: &mut Burst<'s, B>,
     i: usize,
     last: &mut Last<'s>,
 ) -> Result<Matched<'s>, DropReason> {
-    let outer = &b.cx[i].ip;
-    let (proto, key) = (outer.protocol, (outer.src, outer.dst, outer.protocol));
-    // The outer header was validated: it and its payload lie within the frame.
-    let outer_end = ethernet::HEADER_LEN + usize::from(outer.total_len);
-    let header_end = ethernet::HEADER_LEN + usize::from(outer.header_len);
+    let proto = b.cx[i].ip.protocol;
     if proto != ipv4::PROTO_GRE && proto != ipv4::PROTO_IPIP {
         return Err(DropReason::AnycastNotTunnel);
     }
-    let m = last.tunnel(b.snap, b.counters, key)?;
-    b.cx[i].note.ingress_tunnel = Some(m.t);
     let pkt = &mut b.pkts[i];
     let frame = pkt.as_mut();
     let len = frame.len();
+    // The outer header was validated, so it lies within the frame.
+    let addrs = match frame.get(ADDRS..).and_then(|a| a.first_chunk()) {
+        Some(a) => u64::from_ne_bytes(*a),
+        None => addrs_word(b.cx[i].ip.src, b.cx[i].ip.dst),
+    };
+    let m = last.tunnel(b.snap, b.counters, (addrs, proto))?;
+    let c = &mut b.cx[i];
+    c.note.ingress_tunnel = Some(m.t);
+    c.origin = Origin::Tunnel(m.t);
     last.rx.0 += 1;
     last.rx.1 += len as u64;
+    // Read here, not first: held across the tunnel's match they were spilled (callgrind).
+    // The outer header was validated: it and its payload lie within the frame.
+    let outer_end = ethernet::HEADER_LEN + usize::from(c.ip.total_len);
+    let header_end = ethernet::HEADER_LEN + usize::from(c.ip.header_len);
     // The inner header goes into the context field by field as it is read (the outer header
     // is done with): held in registers across the strip, it was spilled and reloaded (~25
-    // instructions a packet), and returned whole and then stored, ~12 (callgrind). A packet
-    // dropped below leaves with some of its inner header there, which no one reads. Its
-    // verdict waits until the strip is done, which every packet gets, dropped or not.
-    let ip = &mut b.cx[i].ip;
-    let (shift, parsed) = match first_look(frame, proto, header_end, outer_end, ip) {
-        Some(done) => done,
-        None => general(frame, proto, header_end, outer_end, ip)?,
-    };
+    // instructions a packet), and returned whole and then stored, ~12 (callgrind).
+    match first_look(frame, proto, header_end, outer_end, &mut c.ip) {
+        Some(shift) => trim(pkt, shift, len, outer_end)?,
+        None => strip_general(pkt, proto, header_end, outer_end, &mut c.ip)?,
+    }
+    Ok(m)
+}
+
+/// The buffer's side of a strip: `shift` bytes off the front (the Ethernet header was
+/// moved up to the inner packet) and anything after the outer packet (Ethernet padding,
+/// not part of the inner one) off the back. `len`: the frame's length before.
+#[inline(always)]
+fn trim<B: PacketBuf>(
+    pkt: &mut B,
+    shift: usize,
+    len: usize,
+    outer_end: usize,
+) -> Result<(), DropReason> {
     if !pkt.trim_front(shift) {
         return Err(DropReason::GreMalformed);
     }
-    // Anything after the outer packet (Ethernet padding) is not part of the inner one.
     let extra = len.saturating_sub(outer_end);
     if extra > 0 {
         pkt.trim_back(extra);
     }
-    parsed?;
-    Ok(m)
+    Ok(())
 }
 
-/// What a strip does to a frame: the bytes to trim at the front (the Ethernet header was
+/// The strip of any frame `first_look` did not take, then the inner header's verdict, which
+/// waits until the strip is done: every packet gets it, dropped or not (but for a GRE
+/// header's reason: then nothing moved).
+#[inline(never)]
+fn strip_general<B: PacketBuf>(
+    pkt: &mut B,
+    proto: u8,
+    header_end: usize,
+    outer_end: usize,
+    ip: &mut ipv4::Repr,
+) -> Result<(), DropReason> {
+    let frame = pkt.as_mut();
+    let len = frame.len();
+    let (shift, parsed) = general(frame, proto, header_end, outer_end, ip)?;
+    trim(pkt, shift, len, outer_end)?;
+    parsed
+}
+
+/// What `general` does to a frame: the bytes to trim at the front (the Ethernet header was
 /// moved up to the inner packet), and the inner header's verdict (its fields are in the
 /// context either way).
 type Stripped = (usize, Result<(), DropReason>);
@@ -229,11 +287,14 @@ const LOOK: usize =
     ethernet::HEADER_LEN + ipv4::MIN_HEADER_LEN + gre::BASE_LEN + ipv4::MIN_HEADER_LEN;
 
 /// The strip of the common shapes (what anygate and most routers send): a 20-byte outer
-/// header, then GRE without flags carrying IPv4 or nothing (IP-in-IP), then a 20-byte inner
-/// header within the outer packet, all read at fixed offsets after one bounds test (the
-/// general way's bounds, offsets and version test were ~15 instructions a packet;
-/// callgrind, issue 14). None for any other frame, which `general` takes, so every drop
-/// reason and its order stay. `proto` is GRE or IP-in-IP; `outer_end` is within the frame.
+/// header, then GRE without flags carrying IPv4 or nothing (IP-in-IP), then a valid 20-byte
+/// inner header with no martian address within the outer packet, all read at fixed offsets
+/// after one bounds test (the general way's bounds, offsets and version test were ~15
+/// instructions a packet; callgrind, issue 14). Returns the bytes to trim at the front.
+/// None for any other frame, the frame untouched, which `general` takes, so every drop
+/// reason and its order stay: an inner header found bad is parsed again there, for its
+/// reason, rather than every packet carrying one (~8 instructions). `proto` is GRE or
+/// IP-in-IP; `outer_end` is within the frame.
 #[inline(always)]
 fn first_look(
     frame: &mut [u8],
@@ -241,7 +302,7 @@ fn first_look(
     header_end: usize,
     outer_end: usize,
     ip: &mut ipv4::Repr,
-) -> Option<Stripped> {
+) -> Option<usize> {
     const AT: usize = ethernet::HEADER_LEN + ipv4::MIN_HEADER_LEN;
     const BASIC: [u8; gre::BASE_LEN] = [0, 0, 0x08, 0x00];
     const _: () = assert!(gre::PROTO_IPV4 == 0x0800);
@@ -267,22 +328,25 @@ fn strip_at<const SHIFT: usize>(
     h: &mut [u8; LOOK],
     outer_end: usize,
     ip: &mut ipv4::Repr,
-) -> Option<Stripped> {
+) -> Option<usize> {
     let at = ethernet::HEADER_LEN + SHIFT;
     let inner = h.get(at..)?.first_chunk::<{ ipv4::MIN_HEADER_LEN }>()?;
     if inner[0] != 0x45 || outer_end < at + ipv4::MIN_HEADER_LEN {
         return None;
     }
-    let parsed = ipv4_validate::header20_into(inner, outer_end - at, ip);
+    // `ipv4_validate::header20_into`'s checks, as one test.
+    if !ipv4::Repr::parse20_ok_into(inner, outer_end - at, ip) || ipv4::either_martian(inner) {
+        return None;
+    }
     h.copy_within(..ethernet::HEADER_LEN, SHIFT);
-    Some((SHIFT, parsed))
+    Some(SHIFT)
 }
 
 /// The strip of any frame `first_look` did not take (outer options, GRE flags or another
-/// protocol, an inner header with options, truncation): the inner packet found after the
-/// GRE header, the Ethernet header moved up to it, then the inner header read (the move
-/// wrote only in front of it). Err: the GRE header's reason, nothing moved.
-#[inline(never)]
+/// protocol, an inner header with options, bad or martian, truncation): the inner packet
+/// found after the GRE header, the Ethernet header moved up to it, then the inner header
+/// read (the move wrote only in front of it). Err: the GRE header's reason, nothing moved.
+#[inline(always)]
 fn general(
     frame: &mut [u8],
     proto: u8,
@@ -389,7 +453,7 @@ mod tests {
         outer_end: usize,
     ) -> [(Option<Stripped>, Vec<u8>, ipv4::Repr); 2] {
         let (mut a, mut ia) = (f.to_vec(), ipv4::Repr::default());
-        let look = first_look(&mut a, proto, header_end, outer_end, &mut ia);
+        let look = first_look(&mut a, proto, header_end, outer_end, &mut ia).map(|s| (s, Ok(())));
         let (mut g, mut ig) = (f.to_vec(), ipv4::Repr::default());
         let gen = general(&mut g, proto, header_end, outer_end, &mut ig).ok();
         [(look, a, ia), (gen, g, ig)]
@@ -418,9 +482,9 @@ mod tests {
 
     /// The shapes the first look must leave to the general way (GRE checksum, key, sequence
     /// and version bits, another protocol; inner options, another version; an inner header
-    /// cut by the outer packet's end) and those it takes whatever the inner header holds
-    /// (its length past the outer packet or under 20, a bad checksum, a martian, padding
-    /// after the outer packet): wherever it takes one, the general way's strip, verdict and
+    /// cut by the outer packet's end; one the general way refuses: its length past the outer
+    /// packet or under 20, a bad checksum, a martian) and those it takes (with padding after
+    /// the outer packet): wherever it takes one, the general way's strip, verdict (Ok) and
     /// fields.
     #[test]
     fn first_look_edges() {
@@ -430,6 +494,14 @@ mod tests {
         let with = |f: fn(&mut Vec<u8>)| {
             let mut p = inner(8);
             f(&mut p);
+            p
+        };
+        // `with`, the header's checksum made right after the change.
+        let summed = |f: fn(&mut Vec<u8>)| {
+            let mut p = with(f);
+            p[10..12].copy_from_slice(&[0, 0]);
+            let c = crate::wire::checksum::checksum(&p[..ipv4::MIN_HEADER_LEN]);
+            p[10..12].copy_from_slice(&c.to_be_bytes());
             p
         };
         let mut options = inner(8);
@@ -458,11 +530,15 @@ mod tests {
             (vec![], options, 0, 0, ipip, false),
             (vec![0, 0, 8, 0], with(|p| p[0] = 0x65), 0, 0, gre, false),
             (vec![0, 0, 8, 0], inner(8), 12, 0, gre, false),
-            (vec![0, 0, 8, 0], inner(8), 8, 8, gre, true),
-            (vec![0, 0, 8, 0], inner(8), 4, 4, gre, true),
-            (vec![0, 0, 8, 0], with(|p| p[3] = 19), 0, 0, gre, true),
-            (vec![0, 0, 8, 0], with(|p| p[10] ^= 1), 0, 0, gre, true),
-            (vec![], with(|p| p[12] = 127), 0, 0, ipip, true),
+            (vec![0, 0, 8, 0], inner(8), 8, 8, gre, false),
+            (vec![0, 0, 8, 0], inner(8), 4, 4, gre, false),
+            (vec![0, 0, 8, 0], with(|p| p[3] = 19), 0, 0, gre, false),
+            (vec![0, 0, 8, 0], with(|p| p[10] ^= 1), 0, 0, gre, false),
+            (vec![], with(|p| p[12] = 127), 0, 0, ipip, false),
+            (vec![0, 0, 8, 0], summed(|p| p[12] = 0), 0, 0, gre, false),
+            (vec![], summed(|p| p[16] = 240), 0, 0, ipip, false),
+            (vec![], summed(|p| p[8] = 1), 0, 0, ipip, true),
+            (vec![0, 0, 8, 0], inner(8), 0, 3, gre, true),
         ];
         for (k, (g, p, cut, pad, proto, taken)) in cases.into_iter().enumerate() {
             let mut f = frame(&g, &p);
@@ -522,6 +598,9 @@ mod tests {
             let [look, gen] = both(&f, proto, header_end, outer_end);
             if look.0.is_some() {
                 prop_assert_eq!(look, gen);
+            } else {
+                // Declined, the frame is the general way's as it came.
+                prop_assert_eq!(look.1, f);
             }
         }
     }
