@@ -319,12 +319,15 @@ impl Repr {
     /// Every field but the header length and `ident`, unchecked.
     #[inline(always)]
     fn fields_into(h: &[u8; MIN_HEADER_LEN], out: &mut Repr) {
+        // The TTL and protocol read before any store: adjacent in the header and in `Repr`,
+        // they may go as one 2-byte move (a store between their loads kept them apart).
+        let (ttl, protocol) = (h[field::TTL], h[field::PROTO]);
+        out.ttl = ttl;
+        out.protocol = protocol;
         out.src = be32(&h[field::SRC]);
         out.dst = be32(&h[field::DST]);
         out.total_len = be16(&h[field::LEN]);
         out.tos = h[field::TOS];
-        out.ttl = h[field::TTL];
-        out.protocol = h[field::PROTO];
         // Flags and fragment offset read as one word for both fields.
         let frag = be16(&h[field::FLAGS_FRAG]);
         out.dont_frag = frag & 0x4000 != 0;
