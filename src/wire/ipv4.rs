@@ -558,7 +558,18 @@ mod tests {
             let first = h.first_chunk::<MIN_HEADER_LEN>().unwrap();
             let ok = Repr::parse20_ok_into(first, h.len(), &mut a);
             assert_eq!(Repr::parse20_into(first, h.len(), &mut b), r);
-            assert_eq!((ok, a), (r.is_ok(), b));
+            assert_eq!(ok, r.is_ok());
+            // After a failure the header length is the one field that may differ (no one
+            // reads a refused header's fields).
+            let a = if ok {
+                a
+            } else {
+                Repr {
+                    header_len: b.header_len,
+                    ..a
+                }
+            };
+            assert_eq!(a, b);
             if let Ok(whole) = whole {
                 assert_eq!(whole.ident, 0x1234);
                 assert_eq!(into, Repr { ident: 7, ..whole });

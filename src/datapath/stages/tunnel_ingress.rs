@@ -233,6 +233,8 @@ fn decap<'s, B: PacketBuf>(
     match first_look(frame, proto, outer_end, &mut c.ip) {
         Some(shift) => trim(pkt, shift, len, outer_end)?,
         None => {
+            // Still the outer header's length: the first look writes the context only past
+            // its test of a 20-byte outer header, and then writes 20.
             let header_end = ethernet::HEADER_LEN + usize::from(c.ip.header_len);
             strip_general(pkt, proto, header_end, outer_end, &mut c.ip)?
         }
@@ -430,7 +432,11 @@ mod tests {
     /// The key's address word is the frame's 8 bytes, and turns back into the addresses.
     #[test]
     fn the_address_word_is_the_frames() {
-        for (src, dst) in [(0xc633_6414, 0xcb00_710a), (1, u32::MAX), (0x0102_0304, 0)] {
+        for (src, dst) in [
+            (0xc633_6414u32, 0xcb00_710au32),
+            (1, u32::MAX),
+            (0x0102_0304, 0),
+        ] {
             let mut f = frame(&[0, 0, 8, 0], &inner(8));
             f[ADDRS..ADDRS + 4].copy_from_slice(&src.to_be_bytes());
             f[ADDRS + 4..ADDRS + 8].copy_from_slice(&dst.to_be_bytes());
