@@ -265,8 +265,9 @@ fn account<B>(b: &mut Burst<B>, verdicts: &mut [Verdict]) {
         icmp_error::settle(b);
     }
     let (snap, counters) = (b.snap, &mut *b.counters);
-    for (c, v) in b.cx.iter_mut().zip(verdicts) {
-        *v = *c.verdict.get_or_insert(Verdict::Drop(DropReason::NoRoute));
+    for (c, v) in b.cx.iter().zip(verdicts) {
+        // Read, not written back: nothing reads a context's verdict after this.
+        *v = c.verdict.unwrap_or(Verdict::Drop(DropReason::NoRoute));
         if let Verdict::Drop(r) = *v {
             count_drop(
                 counters,
