@@ -150,6 +150,10 @@ edge_endpoint = "203.0.113.10"
 interface_address = "10.100.0.2/31"
 
 [[routes]]
+prefix = "198.51.100.0/24"
+nexthop = "192.0.2.254"
+
+[[routes]]
 prefix = "192.168.0.0/16"
 nexthop = "acme"
 
@@ -253,6 +257,9 @@ nexthop = "192.0.2.254"
             let from_tunnel = run_one(&snap, 0, &eth_frame(wan, &tunnelled(remote, gre, &inner), padding));
             let from_port = run_one(&snap, 1, &eth_frame([2, 0, 0, 0, 1, 1], &inner, 0));
             prop_assert_eq!(from_tunnel, from_port);
+            if protocol == ipv4::PROTO_UDP {
+                prop_assert_eq!(from_tunnel.0, crate::datapath::Verdict::Forward(0));
+            }
         }
     }
 
