@@ -210,17 +210,40 @@ fn arr_route_to_hop_checks<B: PacketBuf>(b: &mut Burst<B>, i: usize, t: &crate::
 /// tx counters are summed per underlay slot and added once at the end.
 #[inline(never)]
 fn leave<B: PacketBuf>(b: &mut Burst<B>, live: &Live) {
-    let mut known = neighbor::Underlays::new();
-    for i in live.iter() {
+    let mut it = live.iter();
+    // Up to the first packet for a tunnel, which makes the underlays' slots: a burst with
+    // none never makes them, and the rest of the burst finds them made.
+    while let Some(i) = it.next() {
         if let Some(NextHop::Tunnel(t)) = b.cx[i].nexthop {
-            if let Some(u) = neighbor::underlay_of(b, i, t, &mut known) {
-                encap::one(b, i, u);
+            let mut known = neighbor::Underlays::new();
+            to_tunnel(b, i, t, &mut known);
+            for i in it.by_ref() {
+                match b.cx[i].nexthop {
+                    Some(NextHop::Tunnel(t)) => to_tunnel(b, i, t, &mut known),
+                    _ => to_port(b, i),
+                }
             }
-        } else if let Some(l2) = neighbor::one(b, i) {
-            rewrite::one(b, i, &l2);
+            known.flush(b.counters);
+            return;
         }
+        to_port(b, i);
     }
-    known.flush(b.counters);
+}
+
+/// neighbor ─► encap for packet `i`, toward tunnel `t`.
+#[inline(always)]
+fn to_tunnel<B: PacketBuf>(b: &mut Burst<B>, i: usize, t: u16, known: &mut neighbor::Underlays) {
+    if let Some(u) = neighbor::underlay_of(b, i, t, known) {
+        encap::one(b, i, u);
+    }
+}
+
+/// neighbor ─► rewrite for packet `i`, toward a gateway or host.
+#[inline(always)]
+fn to_port<B: PacketBuf>(b: &mut Burst<B>, i: usize) {
+    if let Some(l2) = neighbor::one(b, i) {
+        rewrite::one(b, i, &l2);
+    }
 }
 
 /// Runs `f` over the packets still in the burst, then takes out those that left.
@@ -242,8 +265,9 @@ fn account<B>(b: &mut Burst<B>, verdicts: &mut [Verdict]) {
         icmp_error::settle(b);
     }
     let (snap, counters) = (b.snap, &mut *b.counters);
-    for (c, v) in b.cx.iter_mut().zip(verdicts) {
-        *v = *c.verdict.get_or_insert(Verdict::Drop(DropReason::NoRoute));
+    for (c, v) in b.cx.iter().zip(verdicts) {
+        // Read, not written back: nothing reads a context's verdict after this.
+        *v = c.verdict.unwrap_or(Verdict::Drop(DropReason::NoRoute));
         if let Verdict::Drop(r) = *v {
             count_drop(
                 counters,

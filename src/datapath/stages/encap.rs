@@ -24,7 +24,9 @@ use crate::wire::{ethernet, outer};
 #[inline(always)]
 pub fn one<B: PacketBuf>(b: &mut Burst<B>, i: usize, u: &mut Underlay) {
     match encap(b, i, u) {
-        Ok(port) => b.forward(i, port),
+        // Not counted in `Burst::left`: `leave` is the burst's last pass, nothing compacts
+        // after it.
+        Ok(port) => b.cx[i].forward(port),
         Err(r) => b.drop(i, r),
     }
 }

@@ -15,15 +15,17 @@ use crate::wire::{ethernet, outer, MacAddr};
 /// its underlay's group, next hop, gateway MAC and port (~55 instructions per encapsulated
 /// packet, callgrind). Only resolutions that succeeded are kept, so a failure is found (and
 /// an unresolved gateway asked for) packet by packet as before; within one burst the
-/// snapshot does not change. The slots are filled at the burst's first tunnel next hop: a
-/// burst with none pays one store for them, not ~300 bytes of empty slots (callgrind).
-pub struct Underlays(Option<[Underlay; 4]>);
+/// snapshot does not change. Made at the burst's first tunnel next hop (`graph::leave`): a
+/// burst with none pays nothing for them, and a packet toward a tunnel no test whether they
+/// were made (an `Option` made on first use cost 3 instructions a packet; callgrind).
+pub struct Underlays([Underlay; 4]);
 
 /// A tunnel's underlay as this pass resolved it: what `encap` needs of it and of the tunnel,
 /// so that it looks at neither.
 #[derive(Clone, Copy)]
 pub struct Underlay {
-    tunnel: Option<u16>,
+    /// The tunnel, or `NO_TUNNEL`: one compare of a word (an `Option<u16>` took three).
+    tunnel: u32,
     l2: L2Rewrite,
     /// The largest inner packet the underlay port carries: its MTU less the tunnel overhead.
     max_inner: usize,
@@ -64,35 +66,35 @@ impl Underlay {
     }
 }
 
+/// Above every tunnel index (a `u16`): a slot that holds none.
+const NO_TUNNEL: u32 = u32::MAX;
+
 impl Underlays {
+    /// Four empty slots.
     #[inline(always)]
     pub fn new() -> Underlays {
-        Underlays(None)
-    }
-
-    /// The slots, empty at first.
-    #[inline(always)]
-    fn slots(&mut self) -> &mut [Underlay; 4] {
-        self.0.get_or_insert_with(|| {
+        Underlays(
             [Underlay {
-                tunnel: None,
-                l2: L2Rewrite::default(),
+                tunnel: NO_TUNNEL,
+                l2: L2Rewrite {
+                    dst: MacAddr([0; 6]),
+                    src: MacAddr([0; 6]),
+                    port: 0,
+                },
                 max_inner: 0,
                 head: outer::Prebuilt::EMPTY,
                 counter_slot: 0,
                 tx: (0, 0),
                 overhead: 0,
-            }; 4]
-        })
+            }; 4],
+        )
     }
 
     /// Adds what each slot counted to its tunnel's counters: at the end of the pass.
     #[inline(always)]
     pub fn flush(&mut self, counters: &mut Counters) {
-        if let Some(slots) = &mut self.0 {
-            for u in slots {
-                u.flush(counters);
-            }
+        for u in &mut self.0 {
+            u.flush(counters);
         }
     }
 }
@@ -120,7 +122,10 @@ pub fn one<B>(b: &mut Burst<B>, i: usize) -> Option<L2Rewrite> {
 }
 
 /// Packet `i`'s underlay toward its next hop, tunnel `t`, handed straight to `encap`; None
-/// when there is none (the packet leaves, dropped as `one` drops it).
+/// when there is none (the packet leaves, dropped as `one` drops it). The underlay is
+/// resolved once per pass; the slot's previous tunnel's packets are counted before it gives
+/// the slot up. The drops are made here, not returned as a `Result` for the caller to make
+/// (6 instructions a packet; callgrind).
 #[inline(always)]
 pub fn underlay_of<'k, B>(
     b: &mut Burst<B>,
@@ -128,37 +133,24 @@ pub fn underlay_of<'k, B>(
     t: u16,
     known: &'k mut Underlays,
 ) -> Option<&'k mut Underlay> {
-    let total = b.cx[i].ip.total_len.into();
-    match tunnel(b.snap, b.st, b.counters, total, t, known) {
-        Ok(u) => Some(u),
-        Err(r) => {
-            b.drop(i, r);
-            None
+    let u = &mut known.0[usize::from(t) % 4];
+    if u.tunnel != u32::from(t) {
+        match underlay(b.snap, b.st, t) {
+            Ok(new) => {
+                u.flush(b.counters);
+                *u = new;
+            }
+            Err(r) => {
+                b.drop(i, r);
+                return None;
+            }
         }
     }
-}
-
-/// Toward tunnel `t`, for an inner packet of `total` bytes: its underlay resolved once per
-/// pass. The slot's previous tunnel's packets are counted before it gives the slot up.
-#[inline(always)]
-fn tunnel<'k>(
-    snap: &Snapshot,
-    st: &mut State,
-    counters: &mut Counters,
-    total: usize,
-    t: u16,
-    known: &'k mut Underlays,
-) -> Result<&'k mut Underlay, DropReason> {
-    let u = &mut known.slots()[usize::from(t) % 4];
-    if u.tunnel != Some(t) {
-        let new = underlay(snap, st, t)?;
-        u.flush(counters);
-        *u = new;
+    if usize::from(b.cx[i].ip.total_len) > u.max_inner {
+        b.drop(i, DropReason::MtuExceeded);
+        return None;
     }
-    if total > u.max_inner {
-        return Err(DropReason::MtuExceeded);
-    }
-    Ok(u)
+    Some(u)
 }
 
 /// Toward a gateway, or why not yet. Inlined: on its own it costs a call and ~18
@@ -250,7 +242,7 @@ fn underlay(snap: &Snapshot, st: &mut State, t: u16) -> Result<Underlay, DropRea
         .and_then(|p| (p.mtu as usize).checked_sub(tun.overhead as usize))
         .ok_or(DropReason::MtuExceeded)?;
     Ok(Underlay {
-        tunnel: Some(t),
+        tunnel: u32::from(t),
         l2,
         max_inner,
         head: tun.outer.prebuilt(&eth_header(&l2)),

@@ -23,7 +23,8 @@ pub fn one<B: PacketBuf>(b: &mut Burst<B>, i: usize, l2: &L2Rewrite) {
         eth.set_dst(l2.dst);
         eth.set_src(l2.src);
     }
-    b.forward(i, l2.port);
+    // Not counted in `Burst::left`, as in `encap::one`.
+    c.forward(l2.port);
 }
 
 /// The edits to the packet's own headers in `frame` (from its Ethernet header on): the MSS
