@@ -93,11 +93,6 @@ fn ingress<B: PacketBuf>(b: &mut Burst<B>, live: &mut Live) -> [u32; BURST] {
     let mut start = 0;
     while start < n {
         let end = (start + lookup::AT_ONCE).min(n);
-        // The eight contexts cleared in a loop of their own: in the packets' loop the note's
-        // constant was loaded from memory for each (callgrind).
-        for c in b.cx.get_mut(start..end).unwrap_or_default() {
-            c.reset();
-        }
         for i in start..end {
             bytes += first(b, i, port);
         }
@@ -109,10 +104,10 @@ fn ingress<B: PacketBuf>(b: &mut Burst<B>, live: &mut Live) -> [u32; BURST] {
     sets
 }
 
-/// Packet `i`'s first checks (l2, ipv4_validate), its context just cleared; its length in
-/// bytes.
+/// Packet `i`'s first checks (l2, ipv4_validate); its length in bytes.
 #[inline(always)]
 fn first<B: PacketBuf>(b: &mut Burst<B>, i: usize, port: l2::Port) -> u64 {
+    b.cx[i].reset();
     let pkt = &b.pkts[i];
     let frame = pkt.as_ref();
     let len = frame.len() as u64;
@@ -156,7 +151,7 @@ fn route_pass<B: PacketBuf>(b: &mut Burst<B>, live: &mut Live, verdicts: &mut [V
     let mut general = 0;
     // The direct way's verdicts by position: no bounds test a packet, as `verdicts` needs.
     let mut out = [Verdict::Consumed; BURST];
-    let mut step = |b: &mut Burst<B>, i: usize| {
+    for i in live.iter() {
         let direct = if direct_on() {
             direct::one(b, i, &mut way)
         } else {
@@ -169,20 +164,10 @@ fn route_pass<B: PacketBuf>(b: &mut Burst<B>, live: &mut Live, verdicts: &mut [V
                 route_to_hop_checks(b, i);
             }
         }
-    };
-    let all = live.is_all(b.pkts.len());
-    if all {
-        // Every packet still in (plain traffic): by position, no index loaded per packet.
-        for i in 0..live.len().min(BURST) {
-            step(b, i);
-        }
-    } else {
-        for i in live.iter() {
-            step(b, i);
-        }
     }
     if general == 0 {
         // Every packet left, once each.
+        let all = live.is_all(b.pkts.len());
         if all {
             for (v, o) in verdicts.iter_mut().zip(&out) {
                 *v = *o;

@@ -2,7 +2,7 @@
 //! packet's context; martian addresses are refused.
 use crate::datapath::context::{Ctx, Origin};
 use crate::datapath::verdict::DropReason;
-use crate::wire::{checksum, ethernet, ipv4};
+use crate::wire::{ethernet, ipv4};
 
 /// The IPv4 header of a frame received on `in_port` into the packet's context `c`, or the
 /// reason to drop the packet.
@@ -33,32 +33,6 @@ pub fn one_plain(
     Ok(())
 }
 
-/// The fields `Repr::parse20_into` stores from a 20-byte header `h`, read as words that
-/// hold several: the addresses as one 8-byte word, length and ID as one 4-byte word, TTL and
-/// protocol as one 2-byte word, each stored as its fields (which lie side by side in `Repr`,
-/// so the stores may merge too). Where `parse20_into` took a load and a swap a field
-/// (callgrind, issue 14). The total length, for the checks.
-#[inline(always)]
-fn fields20_into(h: &[u8; ipv4::MIN_HEADER_LEN], ip: &mut ipv4::Repr) -> u16 {
-    let word = |at: usize| u32::from_be_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]);
-    let addrs = u64::from(word(12)) << 32 | u64::from(word(16));
-    ip.src = (addrs >> 32) as u32;
-    ip.dst = addrs as u32;
-    let len_id = word(2);
-    let total = (len_id >> 16) as u16;
-    ip.total_len = total;
-    ip.ident = len_id as u16;
-    ip.tos = h[1];
-    let ttl_proto = u16::from_le_bytes([h[8], h[9]]);
-    ip.ttl = ttl_proto as u8;
-    ip.protocol = (ttl_proto >> 8) as u8;
-    let frag = u16::from_be_bytes([h[6], h[7]]);
-    ip.dont_frag = frag & 0x4000 != 0;
-    ip.frag_offset = frag & 0x1fff;
-    ip.header_len = ipv4::MIN_HEADER_LEN as u16;
-    total
-}
-
 /// The IPv4 header after the Ethernet header of `frame`, valid and not martian.
 #[inline(always)]
 pub fn parse(frame: &[u8]) -> Result<ipv4::Repr, DropReason> {
@@ -85,22 +59,14 @@ pub fn header_into(buf: &[u8], ip: &mut ipv4::Repr) -> Result<(), DropReason> {
 }
 
 /// `header_into` for a 20-byte header `h` whose first byte the caller found 0x45, starting a
-/// packet of `len` bytes (the plain first look's and tunnel ingress's: no bounds or version
-/// test again). `Repr::parse20_into`'s answer and fields, read by `fields20_into`.
+/// packet of `len` bytes (tunnel ingress's first look: no bounds or version test again).
 #[inline(always)]
 pub fn header20_into(
     h: &[u8; ipv4::MIN_HEADER_LEN],
     len: usize,
     ip: &mut ipv4::Repr,
 ) -> Result<(), DropReason> {
-    let total = fields20_into(h, ip);
-    // `Repr::parse20_into`'s checks, in its order: the lengths, then the checksum.
-    if usize::from(total) < ipv4::MIN_HEADER_LEN || usize::from(total) > len {
-        return Err(DropReason::Ipv4BadLength);
-    }
-    if !checksum::verify20(h) {
-        return Err(DropReason::Ipv4BadChecksum);
-    }
+    ipv4::Repr::parse20_into(h, len, ip)?;
     let (src, dst) = ipv4::first_octets(h);
     martian_first(src, dst)
 }
@@ -128,10 +94,12 @@ fn martian_first(src: u8, dst: u8) -> Result<(), DropReason> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::checksum;
     use proptest::prelude::*;
 
     proptest! {
-        /// `one_plain` (its own reads of the fields) answers as `one` (`Repr::parse_into`)
+        /// `one_plain` (`Repr::parse20_into` on the first look's bytes) answers as `one`
+        /// (`Repr::parse_into`)
         /// for any 20-byte header after an Ethernet header, version/IHL 0x45, its checksum
         /// right or not, in a frame of any length from 34 bytes: the result, and on success
         /// every field and the origin.
