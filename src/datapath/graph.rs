@@ -44,9 +44,9 @@ use crate::route::NextHop;
 #[inline(always)]
 pub(super) fn run<B: PacketBuf>(b: &mut Burst<B>, verdicts: &mut [Verdict]) {
     let mut live = Live::first(b.pkts.len());
-    ingress(b, &mut live);
+    let sets = ingress(b, &mut live);
     punt::from_kernel(b, &live);
-    lookup::outer(b, &mut live);
+    lookup::outer(b, &mut live, &sets);
     if b.needs.decap {
         let decap = tunnel_ingress::run(b, &live);
         lookup::inner(b, &decap);
@@ -78,37 +78,58 @@ pub(super) fn run<B: PacketBuf>(b: &mut Burst<B>, verdicts: &mut [Verdict]) {
 
 /// l2 ─► ipv4_validate over the whole burst, every packet of which is still in (positions,
 /// not the live list), summing the received bytes on the way: one read of each buffer's
-/// bounds where there were three (callgrind, issue 14).
+/// bounds where there were three (callgrind, issue 14). Eight packets at a time, each eight's
+/// (outer) destinations looked up as they are read: the route sets by position, for
+/// `lookup::outer` (a lookup is pure, so made early it answers as made later; a packet that
+/// left here has its place's answer ignored). Was a pass of its own over the contexts, with
+/// prefetches ahead.
 #[inline(always)]
-fn ingress<B: PacketBuf>(b: &mut Burst<B>, live: &mut Live) {
+fn ingress<B: PacketBuf>(b: &mut Burst<B>, live: &mut Live) -> [u32; BURST] {
     let port = l2::port(b);
     let mut bytes = 0u64;
-    for i in 0..b.pkts.len().min(BURST) {
-        b.cx[i].reset();
-        let pkt = &b.pkts[i];
-        let frame = pkt.as_ref();
-        bytes += frame.len() as u64;
-        let contiguous = pkt.is_contiguous();
-        // Plain IPv4 on a first look at its 34 bytes; anything else through `kind`.
-        let r = if let Some(h) = l2::ipv4_plain(frame, contiguous, port) {
-            ipv4_validate::one_plain(h, frame.len(), &mut b.cx[i], b.in_port)
-        } else {
-            match l2::kind(frame, contiguous, port) {
-                l2::Kind::Ipv4 => ipv4_validate::one(frame, &mut b.cx[i], b.in_port),
-                l2::Kind::Drop(r) => Err(r),
-                l2::Kind::Arp => {
-                    let v = l2::arp(b, i);
-                    b.leave(i, v);
-                    continue;
-                }
-            }
-        };
-        if let Err(r) = r {
-            b.drop(i, r);
+    // Places past the burst's packets stay 0 (a route), for `lookup::outer`.
+    let mut sets = [0u32; BURST];
+    let n = b.pkts.len().min(BURST);
+    let mut start = 0;
+    while start < n {
+        let end = (start + lookup::AT_ONCE).min(n);
+        for i in start..end {
+            bytes += first(b, i, port);
         }
+        lookup::first(b, start, &mut sets[start..end]);
+        start = end;
     }
     l2::count_rx(b, bytes);
     b.compact(live);
+    sets
+}
+
+/// Packet `i`'s first checks (l2, ipv4_validate); its length in bytes.
+#[inline(always)]
+fn first<B: PacketBuf>(b: &mut Burst<B>, i: usize, port: l2::Port) -> u64 {
+    b.cx[i].reset();
+    let pkt = &b.pkts[i];
+    let frame = pkt.as_ref();
+    let len = frame.len() as u64;
+    let contiguous = pkt.is_contiguous();
+    // Plain IPv4 on a first look at its 34 bytes; anything else through `kind`.
+    let r = if let Some(h) = l2::ipv4_plain(frame, contiguous, port) {
+        ipv4_validate::one_plain(h, frame.len(), &mut b.cx[i], b.in_port)
+    } else {
+        match l2::kind(frame, contiguous, port) {
+            l2::Kind::Ipv4 => ipv4_validate::one(frame, &mut b.cx[i], b.in_port),
+            l2::Kind::Drop(r) => Err(r),
+            l2::Kind::Arp => {
+                let v = l2::arp(b, i);
+                b.leave(i, v);
+                return len;
+            }
+        }
+    };
+    if let Err(r) = r {
+        b.drop(i, r);
+    }
+    len
 }
 
 /// Packets anygate made, each into the tunnel `tunnels[i]`: the route's place is taken by

@@ -90,3 +90,49 @@ fn martian_first(src: u8, dst: u8) -> Result<(), DropReason> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::checksum;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// `one_plain` (`Repr::parse20_into` on the first look's bytes) answers as `one`
+        /// (`Repr::parse_into`)
+        /// for any 20-byte header after an Ethernet header, version/IHL 0x45, its checksum
+        /// right or not, in a frame of any length from 34 bytes: the result, and on success
+        /// every field and the origin.
+        #[test]
+        fn one_plain_is_one(
+            mut ip in proptest::array::uniform20(any::<u8>()),
+            fix in any::<bool>(),
+            fit in any::<bool>(),
+            len in 34usize..1600,
+        ) {
+            ip[0] = 0x45;
+            if fit {
+                // A total length the frame holds, from 20 up.
+                let total = 20 + u16::from_be_bytes([ip[2], ip[3]]) % (len as u16 - 33);
+                ip[2..4].copy_from_slice(&total.to_be_bytes());
+            }
+            if fix {
+                ip[10..12].fill(0);
+                let c = checksum::checksum(&ip);
+                ip[10..12].copy_from_slice(&c.to_be_bytes());
+            }
+            let mut frame = vec![0u8; len];
+            frame[12..14].copy_from_slice(&[0x08, 0x00]);
+            frame[14..34].copy_from_slice(&ip);
+            let (mut general, mut plain) = (Ctx::default(), Ctx::default());
+            let want = one(&frame, &mut general, 7);
+            let h = frame.first_chunk::<34>().unwrap();
+            let got = one_plain(h, frame.len(), &mut plain, 7);
+            prop_assert_eq!(got, want);
+            if got.is_ok() {
+                prop_assert_eq!(plain.ip, general.ip);
+                prop_assert_eq!(plain.origin, general.origin);
+            }
+        }
+    }
+}

@@ -1,5 +1,6 @@
-//! Route lookups over the burst: every destination at once through `lookup_bulk` (eight at a
-//! time, the next eight's table entries prefetched while these resolve).
+//! Route lookups over the burst: the outer destinations eight at a time as the first pass
+//! reads them (`first`), the inner ones all at once through `lookup_bulk` (eight at a time,
+//! the next eight's table entries prefetched while these resolve).
 use crate::datapath::context::Live;
 use crate::datapath::pipeline::Burst;
 use crate::datapath::verdict::DropReason;
@@ -7,18 +8,52 @@ use crate::datapath::BURST;
 use crate::packet::PacketBuf;
 use crate::route::{SET_ANYCAST, SET_LOCAL};
 
-/// Above every FIB value: no route.
+/// Above every FIB value: no route (what the FIB's lookups answer for a miss).
 const MISS: u32 = u32::MAX;
 
+/// Packets the first pass reads before it looks their destinations up: the eight table loads
+/// in flight together (`View::lookup8`).
+pub const AT_ONCE: usize = 8;
+
+/// The FIB values of the (outer) destinations of packets `start..` (as many as `sets` holds)
+/// into `sets`, which the first pass has just read into their contexts. A packet that left
+/// there gets a value too, from whatever its context holds: never read.
+#[inline(always)]
+pub fn first<B>(b: &Burst<B>, start: usize, sets: &mut [u32]) {
+    let cx = b.cx.get(start..).unwrap_or_default();
+    match <&mut [u32; AT_ONCE]>::try_from(&mut *sets) {
+        Ok(sets) => {
+            if let Some(cx) = cx.first_chunk::<AT_ONCE>() {
+                *sets = b.fib.lookup8(&std::array::from_fn(|k| cx[k].ip.dst));
+            }
+        }
+        Err(_) => {
+            for (s, c) in sets.iter_mut().zip(cx) {
+                *s = b.fib.value(c.ip.dst);
+            }
+        }
+    }
+}
+
 /// The route set of each packet's (outer) destination: a route, our anycast endpoints (for
-/// tunnel ingress), or ourselves (punt).
-pub fn outer<B: PacketBuf>(b: &mut Burst<B>, live: &mut Live) {
-    let sets = bulk(b, live);
+/// tunnel ingress), or ourselves (punt). `by_pos[i]` is packet `i`'s FIB value (`first`), 0
+/// past the burst's packets.
+pub fn outer<B: PacketBuf>(b: &mut Burst<B>, live: &mut Live, by_pos: &[u32; BURST]) {
+    let all = live.is_all(b.pkts.len());
+    let mut sets = *by_pos;
+    if !all {
+        // The packets still in, in order, as the loops below walk them; 0 past them.
+        let mut s = [0; BURST];
+        for (k, i) in live.iter().enumerate() {
+            s[k] = by_pos[i];
+        }
+        sets = s;
+    }
     // Mostly every set is a route: then each is stored and nothing else is done, which a
     // test of the whole burst at once says (the per-packet match was ~15 instructions a
     // packet on the plain path, callgrind, issue 14).
     if !any_special(&sets) {
-        if live.is_all(b.pkts.len()) {
+        if all {
             // By position: no index to load per packet.
             for (c, &set) in b.cx.iter_mut().zip(&sets).take(live.len()) {
                 c.set = set;
@@ -53,7 +88,7 @@ const _: () = assert!(SET_ANYCAST < SET_LOCAL && SET_LOCAL < MISS);
 
 /// Whether any of a burst's lookups found something other than a route. Over the whole
 /// fixed-size array, without an early exit, so that it compiles to a few vector compares;
-/// `bulk` leaves the places past the burst's packets at 0 (a route).
+/// the callers leave the places past the burst's packets at 0 (a route).
 #[inline(always)]
 fn any_special(sets: &[u32; BURST]) -> bool {
     sets.iter()
