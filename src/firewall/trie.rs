@@ -267,7 +267,10 @@ mod tests {
         let t = t.masked(0b1001);
         for i in 0..ROOT {
             let v = (i & 0b1001) as u64;
-            assert_eq!(t.class_from_root(i, || v as u32), class[starts.partition_point(|s| *s <= v) - 1]);
+            assert_eq!(
+                t.class_from_root(i, || v as u32),
+                class[starts.partition_point(|s| *s <= v) - 1]
+            );
         }
     }
 
