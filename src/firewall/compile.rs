@@ -208,10 +208,11 @@ struct Dim {
 
 impl Dim {
     fn new(reader: Reader, trie: Trie) -> Dim {
+        let root = reader.shifted(trie.root_shift());
         Dim {
-            root: reader.shifted(trie.root_shift()),
+            trie: trie.masked(root.mask()),
+            root,
             reader,
-            trie,
         }
     }
 
@@ -219,7 +220,7 @@ impl Dim {
     #[inline(always)]
     fn class_of(&self, p: &Packet) -> u32 {
         self.trie
-            .class_from_root(self.root.value(p) as usize, || self.reader.value(p) as u32)
+            .class_from_root(self.root.word(p) as usize, || self.reader.value(p) as u32)
     }
 }
 
@@ -258,7 +259,8 @@ impl Interner {
 /// narrow, it reads one without a test of the width per step (callgrind, issue 14).
 #[derive(Debug, Clone)]
 struct Entries {
-    narrow: Vec<u16>,
+    /// Shared with the chain's `Link`s.
+    narrow: std::sync::Arc<[u16]>,
     wide: Vec<u32>,
 }
 
@@ -270,7 +272,7 @@ impl Entries {
                 wide: Vec::new(),
             },
             false => Entries {
-                narrow: Vec::new(),
+                narrow: Vec::new().into(),
                 wide: v,
             },
         }
@@ -305,6 +307,16 @@ struct Cross {
     b: usize,
     nb: usize,
     table: Entries,
+}
+
+/// A step of a chain (`make_chain`): the key whose class crosses the classes so far, and
+/// the step's table (narrow). One list, not the keys and the steps zipped: per key, one
+/// pointer to step and no second length (callgrind, issue 14).
+#[derive(Debug, Clone)]
+struct Link {
+    dim: Dim,
+    nb: usize,
+    table: std::sync::Arc<[u16]>,
 }
 
 /// A slot left when the budget ran out: its classes' term bitsets (`words` each) and term
@@ -365,6 +377,9 @@ pub struct Classifier {
     narrow: bool,
     /// The steps are a chain (`make_chain`): step `k` crosses slot 0 with key `k + 1`.
     chain: bool,
+    /// The chain's steps after key 0, each with its key (copies sharing the tries and
+    /// tables), when `chain`.
+    links: Vec<Link>,
     /// Bytes of the cross-product tables, the live slots' sets and lists and the answers.
     table_bytes: usize,
     /// Bytes of the keys' tries.
@@ -437,6 +452,7 @@ impl Classifier {
             reads_ip: dims.iter().any(|d| d.reader.reads_ip()),
             narrow: false,
             chain: false,
+            links: Vec::new(),
             actions: rules.iter().map(|r| r.action).collect(),
             rules: rules.to_vec(),
             strings,
@@ -540,6 +556,15 @@ impl Classifier {
         self.dims = order.iter().filter_map(|&k| dims[k].take()).collect();
         self.last = chained.pop();
         self.cross = chained;
+        self.links = self.dims[1..]
+            .iter()
+            .zip(self.cross.iter().chain(&self.last))
+            .map(|(d, c)| Link {
+                dim: d.clone(),
+                nb: c.nb,
+                table: c.table.narrow.clone(),
+            })
+            .collect();
         true
     }
 
@@ -865,22 +890,30 @@ impl Classifier {
     /// next key's, step by step.
     #[inline(always)]
     fn chained(&self, p: &Packet) -> u32 {
-        let Some((first, rest)) = self.dims.split_first() else {
-            return 0;
-        };
-        let Some((key, rest)) = rest.split_last() else {
+        let Some(first) = self.dims.first() else {
             return 0;
         };
         let mut class = first.class_of(p);
-        for (d, c) in rest.iter().zip(&self.cross) {
-            class = c
-                .table
-                .narrow(class as usize * c.nb + d.class_of(p) as usize);
+        for l in &self.links {
+            let at = class as usize * l.nb + l.dim.class_of(p) as usize;
+            class = l.table.get(at).copied().unwrap_or(0) as u32;
         }
-        self.last.as_ref().map_or(0, |c| {
-            c.table
-                .narrow(class as usize * c.nb + key.class_of(p) as usize)
-        })
+        class
+    }
+
+    /// `classify_packet` where the steps are a chain (`make_chain`, the usual shape), None
+    /// otherwise: the caller builds no `fields` for the evaluator, as no rule is left to it
+    /// (its captures were stored per packet for nothing: callgrind, issue 14).
+    #[inline(always)]
+    pub fn classify_chained(
+        &self,
+        p: &Packet,
+        skipped: impl FnMut(usize),
+    ) -> Option<Option<(usize, Action)>> {
+        match self.chain {
+            true => Some(self.answered(self.chained(p), skipped)),
+            false => None,
+        }
     }
 
     /// Whether some key reads the IP header's protocol, lengths or TTL: when none does, a

@@ -273,6 +273,11 @@ impl Reader {
         self.word == IP
     }
 
+    /// The bits a read value may have.
+    pub fn mask(&self) -> u64 {
+        self.mask
+    }
+
     /// Read values below this are a packet's without the key.
     pub fn present(&self) -> u64 {
         self.present
@@ -301,6 +306,13 @@ impl Reader {
     #[inline(always)]
     pub fn value(&self, p: &Packet) -> u64 {
         (p.w[self.word % WORDS] >> self.shift) & self.mask
+    }
+
+    /// The key's word shifted to the key, unmasked: a trie's root reads its low bits
+    /// (`Trie::class_from_root`) through a reader `shifted` by its root shift.
+    #[inline(always)]
+    pub fn word(&self, p: &Packet) -> u64 {
+        p.w[self.word % WORDS] >> self.shift
     }
 
     /// This reader's value shifted right by `by` bits, read with one shift and mask

@@ -31,11 +31,13 @@ impl Direction {
     }
 }
 
-/// The firewall's answer to one crossing.
+/// The firewall's answer to one crossing, not yet counted.
 struct Judgement {
-    blocked: bool,
-    /// This answer, when the next crossing may reuse it.
-    reusable: Option<Judged>,
+    decided: Judged,
+    /// The frame's length, for the counters.
+    bytes: u64,
+    /// The next crossing may reuse this answer.
+    reusable: bool,
 }
 
 /// Judges packet `i` where it crosses a tunnel; false when it is blocked (it leaves).
@@ -55,56 +57,62 @@ fn crossings<B: PacketBuf>(b: &mut Burst<B>, i: usize) -> bool {
     if origin == Origin::Local {
         return true;
     }
-    // A packet crossing both ways is judged twice, but the second time may reuse the first
-    // (kept here, in registers: through the context it cost a store and a load, callgrind).
-    let mut judged = None;
+    // A packet crossing both ways is judged twice, but the second time may reuse the first:
+    // then both are counted at once, as a second evaluation would count it again (one
+    // update of the counters, not two, and no setup of a second judgement: callgrind,
+    // issue 14).
     if let Origin::Tunnel(t) = origin {
-        let j = filter(b, i, t, Direction::Ingress);
-        if j.blocked {
-            b.drop(i, DropReason::FirewallBlock);
-            return false;
+        if let Some(j) = filter(b, i, t, Direction::Ingress) {
+            let fw = &b.snap.firewall;
+            let action = j.decided.map_or(fw.default_action, |(_, a)| a);
+            // The egress tunnel only here: read before, it cost the decap and encap paths
+            // (that judge one crossing) ~5 instructions per packet (callgrind).
+            let egress = match b.cx[i].nexthop {
+                Some(NextHop::Tunnel(e)) if fw.egress && j.reusable => Some(e),
+                _ => None,
+            };
+            let both = action != Action::Block && egress.is_some();
+            settle(b, i, j.decided, 1 + both as u64, j.bytes);
+            if action == Action::Block {
+                b.drop(i, DropReason::FirewallBlock);
+                return false;
+            }
+            if both {
+                b.cx[i].note.egress_tunnel = egress;
+                return true;
+            }
         }
-        judged = j.reusable;
     }
     if let Some(NextHop::Tunnel(t)) = b.cx[i].nexthop {
         b.cx[i].note.egress_tunnel = Some(t);
-        let blocked = match judged {
-            // The first crossing's answer, reusable: counted again, as a second evaluation
-            // would count it, without the setup of one (callgrind, issue 14).
-            Some(d) if b.snap.firewall.egress => {
-                let bytes = b.pkts[i].as_ref().len() as u64;
-                settle(b, i, d, bytes) == Action::Block
+        if let Some(j) = filter(b, i, t, Direction::Egress) {
+            if settle(b, i, j.decided, 1, j.bytes) == Action::Block {
+                b.drop(i, DropReason::FirewallBlock);
+                return false;
             }
-            _ => filter(b, i, t, Direction::Egress).blocked,
-        };
-        if blocked {
-            b.drop(i, DropReason::FirewallBlock);
-            return false;
         }
     }
     true
 }
 
-/// Judges packet `i` crossing tunnel `t` in direction `dir` (a second crossing that may reuse
-/// the first's answer does so in `crossings`). The answer is reusable by the next crossing when no
-/// rule tests the tunnel or direction (the only fields that differ between crossings) and no
-/// skip rule matched (so counting the deciding rule again counts exactly what a second
-/// evaluation would). Inlined up to the test whether the firewall applies at all: a call
-/// that returned at once cost ~30 instructions per packet on the decap path (callgrind).
+/// Judges packet `i` crossing tunnel `t` in direction `dir`; None where the firewall does not
+/// apply there (or has nothing to do: no rule and the default allows). The answer is
+/// reusable by the next crossing when no rule tests the tunnel or direction (the only fields
+/// that differ between crossings) and no skip rule matched (so counting the deciding rule
+/// again counts exactly what a second evaluation would). Inlined up to the test whether the
+/// firewall applies at all: a call that returned at once cost ~30 instructions per packet on
+/// the decap path (callgrind).
 #[inline(always)]
-fn filter<B: PacketBuf>(b: &mut Burst<B>, i: usize, t: u16, dir: Direction) -> Judgement {
+fn filter<B: PacketBuf>(b: &mut Burst<B>, i: usize, t: u16, dir: Direction) -> Option<Judgement> {
     let fw = &b.snap.firewall;
     let applies = match dir {
         Direction::Ingress => fw.ingress,
         Direction::Egress => fw.egress,
     };
     if !applies || (fw.rules.is_empty() && fw.default_action == Action::Allow) {
-        return Judgement {
-            blocked: false,
-            reusable: None,
-        };
+        return None;
     }
-    judge(b, i, t, dir)
+    Some(judge(b, i, t, dir))
 }
 
 /// Inlined into the fused route pass: as a call, saving and restoring its registers cost
@@ -117,35 +125,56 @@ fn judge<B: PacketBuf>(b: &mut Burst<B>, i: usize, t: u16, dir: Direction) -> Ju
     let rules = &mut b.counters.rules;
     let mut skips = false;
     let per_crossing = snap.classifier.per_crossing();
-    // The tunnel's name and the direction only when some rule tests them (else no rule
-    // reads them), looked up out of line: inline, the strings were chosen for every packet.
-    let names = || match per_crossing {
-        true => crossing_names(snap, t, dir),
-        false => (None, None),
-    };
     let ip = &b.cx[i].ip;
     let mut p = packet(frame, ip, snap.classifier.reads_ip());
     if per_crossing {
         set_names(&mut p, snap, t, dir);
     }
     // Skip rules that matched on the way are counted too: they matched, they decided nothing.
-    let decided = snap.classifier.classify_packet(
-        &p,
+    // A closure each way, moved in: one shared by `&mut` was stored to the stack per packet.
+    let chained = snap.classifier.classify_chained(&p, |r| {
+        skips = true;
+        count_rule(rules, snap, r, 1, bytes)
+    });
+    let decided = match chained {
+        Some(d) => d,
+        None => classify(snap, &p, frame, ip, (t, dir), |r| {
+            skips = true;
+            count_rule(rules, snap, r, 1, bytes)
+        }),
+    };
+    Judgement {
+        decided,
+        bytes,
+        reusable: !skips && !per_crossing,
+    }
+}
+
+/// `judge`'s classification where the classifier's steps are not a chain (it may evaluate
+/// rules, over `fields`).
+#[inline(never)]
+fn classify(
+    snap: &Snapshot,
+    p: &Packet,
+    frame: &[u8],
+    ip: &ipv4::Repr,
+    (t, dir): (u16, Direction),
+    skipped: impl FnMut(usize),
+) -> Judged {
+    // The tunnel's name and the direction only when some rule tests them (else no rule
+    // reads them), looked up out of line: inline, the strings were chosen for every packet.
+    let names = || match snap.classifier.per_crossing() {
+        true => crossing_names(snap, t, dir),
+        false => (None, None),
+    };
+    snap.classifier.classify_packet(
+        p,
         || {
             let (tunnel, direction) = names();
             fields(frame, ip, tunnel, direction)
         },
-        |r| {
-            skips = true;
-            count_rule(rules, snap, r, bytes)
-        },
-    );
-    let action = settle(b, i, decided, bytes);
-    let reusable = !skips && !per_crossing;
-    Judgement {
-        blocked: action == Action::Block,
-        reusable: reusable.then_some(decided),
-    }
+        skipped,
+    )
 }
 
 /// The tunnel's name and the direction, for rules that test them.
@@ -165,27 +194,29 @@ fn set_names(p: &mut Packet, snap: &Snapshot, t: u16, dir: Direction) {
     p.set_strings(tunnel.map(id), direction.map(id));
 }
 
-/// Counts one packet of `bytes` for rule `r` (a rule without a counter slot is not counted).
+/// Counts `n` crossings of a packet of `bytes` for rule `r` (a rule without a counter slot is
+/// not counted).
 #[inline(always)]
-fn count_rule(rules: &mut [[u64; 2]], snap: &Snapshot, r: usize, bytes: u64) {
+fn count_rule(rules: &mut [[u64; 2]], snap: &Snapshot, r: usize, n: u64, bytes: u64) {
     if let Some(c) = rules.get_mut(snap.rule_slot(r)) {
-        c[0] += 1;
-        c[1] += bytes;
+        c[0] += n;
+        c[1] += n * bytes;
     }
 }
 
-/// Counts the deciding rule (or the default) for packet `i` of `bytes`; returns the action.
+/// Counts the deciding rule (or the default) for packet `i` of `bytes`, `n` times (once per
+/// crossing it decides); returns the action.
 #[inline(always)]
-fn settle<B>(b: &mut Burst<B>, i: usize, decided: Judged, bytes: u64) -> Action {
+fn settle<B>(b: &mut Burst<B>, i: usize, decided: Judged, n: u64, bytes: u64) -> Action {
     match decided {
         Some((r, a)) => {
-            count_rule(&mut b.counters.rules, b.snap, r, bytes);
+            count_rule(&mut b.counters.rules, b.snap, r, n, bytes);
             b.cx[i].note.rule = Some(r as u16);
             a
         }
         None => {
-            b.counters.firewall_default[0] += 1;
-            b.counters.firewall_default[1] += bytes;
+            b.counters.firewall_default[0] += n;
+            b.counters.firewall_default[1] += n * bytes;
             b.snap.firewall.default_action
         }
     }
