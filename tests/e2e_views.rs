@@ -9,7 +9,6 @@ use common::*;
 use etherparse::PacketBuilder;
 use serde_json::Value;
 use std::fs::File;
-use std::io::BufRead;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -88,19 +87,14 @@ fn live_views_agree_with_the_final_stats_and_clear_counters_resets_only_the_view
     let cfg = live_config(&d, "ag-views").replace("infinite_rx=1,", "")
         + "\n[[routes]]\nprefix = \"0.0.0.0/0\"\nnexthop = \"192.0.2.254\"\n";
     std::fs::write(d.p("views.toml"), cfg).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_anygate"))
+    let child = Command::new(env!("CARGO_BIN_EXE_anygate"))
         .args(["run", "--config", d.p("views.toml").to_str().unwrap()])
         .args(["--stats-json", "--log-format", "json"])
         .stdout(Stdio::piped())
         .stderr(File::create(d.p("stderr.log")).unwrap())
         .spawn()
         .unwrap();
-    let stdout = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let r = Running {
-        child,
-        stdout,
-        stderr_path: d.p("stderr.log"),
-    };
+    let r = Running::from_child(child, d.p("stderr.log"));
     // Served once the socket answers; settled once every frame was counted.
     let t = Instant::now();
     let mut v = Value::Null;

@@ -188,13 +188,16 @@ pub fn tshark_with(pcap: &Path, opts: &[&str], fields: &[&str]) -> Vec<Vec<Strin
 /// A running anygate whose stats (`--stats-json`) are read line by line from stdout.
 pub struct Running {
     pub child: Child,
-    pub stdout: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+    /// Its stdout's lines, read as they come by a thread of their own: a test busy with `ctl`
+    /// for seconds would otherwise leave the pipe (64 KiB, ~25 reports at ~2.5 KB) full, and
+    /// the management thread, blocked writing a report, would answer no request.
+    pub stdout: std::sync::mpsc::Receiver<std::io::Result<String>>,
     pub stderr_path: PathBuf,
 }
 
 impl Running {
     pub fn next_stats(&mut self) -> Value {
-        let line = self.stdout.next().expect("stats line").expect("read stats");
+        let line = self.stdout.recv().expect("stats line").expect("read stats");
         serde_json::from_str(&line).unwrap()
     }
     pub fn stderr(&self) -> String {
@@ -231,8 +234,7 @@ impl Drop for Running {
 impl Running {
     /// Starts `anygate run` on `cfg` with periodic JSON stats.
     pub fn start(cfg: &Path, interval: &str, stderr_path: PathBuf) -> Running {
-        use std::io::BufRead;
-        let mut child = Command::new(BIN)
+        let child = Command::new(BIN)
             .args([
                 "run",
                 "--config",
@@ -245,7 +247,21 @@ impl Running {
             .stderr(File::create(&stderr_path).unwrap())
             .spawn()
             .unwrap();
-        let stdout = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        Running::from_child(child, stderr_path)
+    }
+
+    /// Takes over `child`, started with its stdout piped: a thread reads its lines from now on.
+    pub fn from_child(mut child: Child, stderr_path: PathBuf) -> Running {
+        use std::io::BufRead;
+        let lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let (tx, stdout) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in lines {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
         Running {
             child,
             stdout,
@@ -257,7 +273,7 @@ impl Running {
     pub fn finish(mut self) -> Value {
         self.signal("-INT");
         let mut last = Value::Null;
-        for line in self.stdout.by_ref() {
+        for line in self.stdout.iter() {
             last = serde_json::from_str(&line.unwrap()).unwrap();
         }
         let status = self.child.wait().unwrap();
