@@ -385,3 +385,60 @@ fn health_change_seen_in_the_output_capture() {
         seq.len() - c
     );
 }
+
+/// Kills the engine when a test ends, passed or not.
+struct Engine(std::process::Child);
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A stats reader that stops reading costs reports, not answers: with stdout a pipe nobody
+/// reads (full after ~25 reports of ~2.5 KB), `ctl` is answered as before, and the log says
+/// why reports go missing. Before the stats writer thread, the management loop blocked in
+/// `write` and every request waited out the client's 30 s.
+#[test]
+fn an_unread_stats_pipe_stalls_no_ctl_answer() {
+    use std::time::{Duration, Instant};
+    let _g = lock();
+    let d = Dir::new();
+    write_pcap(&d.p("in.pcap"), &flows(16, |_| [10, 10, 10, 1]));
+    std::fs::write(d.p("ecmp.toml"), config(&d)).unwrap();
+    let _engine = Engine(
+        Command::new(BIN)
+            .args(["run", "--config", d.p("ecmp.toml").to_str().unwrap()])
+            .args(["--stats-interval", "0.1", "--stats-json"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(d.p("stderr.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let t0 = Instant::now();
+    loop {
+        let (ok, _, err) = ctl(&d, &["show", "stats"]);
+        if ok {
+            break;
+        }
+        let log = std::fs::read_to_string(d.p("stderr.log")).unwrap_or_default();
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "no answer: {err}\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Ten reports a second fill the pipe in under 3 s.
+    std::thread::sleep(Duration::from_secs(6));
+    for _ in 0..5 {
+        let t = Instant::now();
+        let (ok, reply, err) = ctl(&d, &["show", "tunnels"]);
+        assert!(ok, "{err}");
+        assert!(reply.is_object(), "{reply}");
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let log = std::fs::read_to_string(d.p("stderr.log")).unwrap();
+    assert!(log.contains("stats output is not being read"), "{log}");
+}

@@ -10,6 +10,7 @@ pub mod punt;
 pub mod reload;
 pub mod startup;
 pub mod stats;
+pub mod stats_out;
 
 use crate::config::{self, Config, Host};
 use crate::datapath::worker::{Stop, Worker};
@@ -195,10 +196,19 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
             health: tunnel_health(cfg, snap, checker),
         };
         if opts.stats_json {
-            println!("{}", r.to_json());
+            format!("{}\n", r.to_json())
         } else {
-            print!("{}", r.to_text());
+            r.to_text()
         }
+    };
+    // Periodic reports go through a writer thread: a reader that stops reading stdout costs
+    // reports, never the loop's time.
+    let mut stats_out = match opts.stats_interval {
+        Some(_) => Some(
+            stats_out::StatsOut::new(std::io::stdout())
+                .map_err(|e| format!("cannot start the stats writer thread: {e}"))?,
+        ),
+        None => None,
     };
 
     if let Some(c) = &mut control {
@@ -304,13 +314,26 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
         if let Some(iv) = opts.stats_interval {
             if last_stats.elapsed() >= iv {
                 last_stats = Instant::now();
-                report(&cfg, publisher.current(), &checker, false, None);
+                let r = report(&cfg, publisher.current(), &checker, false, None);
+                if let Some(out) = &mut stats_out {
+                    out.offer(r);
+                }
             }
         }
     }
 
     // It holds the pool: let the pool go when the ports do.
     drop(obs);
+    // The periodic reports still queued come before the final one.
+    if let Some(out) = stats_out.take() {
+        if out.dropped() > 0 {
+            log::warn!(
+                "{} periodic stats reports dropped: stdout was not read",
+                out.dropped()
+            );
+        }
+        out.finish();
+    }
     notify.send("STOPPING=1");
     let mut latency = crate::datapath::loop_histogram();
     for r in workers.join() {
