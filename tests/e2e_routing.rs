@@ -386,6 +386,22 @@ fn health_change_seen_in_the_output_capture() {
     );
 }
 
+/// The engine on 16 flows, ten JSON stats reports a second into a pipe the test holds (or
+/// closes).
+fn stats_piped() -> (Dir, std::process::Child) {
+    let d = Dir::new();
+    write_pcap(&d.p("in.pcap"), &flows(16, |_| [10, 10, 10, 1]));
+    std::fs::write(d.p("ecmp.toml"), config(&d)).unwrap();
+    let child = Command::new(BIN)
+        .args(["run", "--config", d.p("ecmp.toml").to_str().unwrap()])
+        .args(["--stats-interval", "0.1", "--stats-json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(d.p("stderr.log")).unwrap())
+        .spawn()
+        .unwrap();
+    (d, child)
+}
+
 /// Kills the engine when a test ends, passed or not.
 struct Engine(std::process::Child);
 
@@ -404,18 +420,8 @@ impl Drop for Engine {
 fn an_unread_stats_pipe_stalls_no_ctl_answer() {
     use std::time::{Duration, Instant};
     let _g = lock();
-    let d = Dir::new();
-    write_pcap(&d.p("in.pcap"), &flows(16, |_| [10, 10, 10, 1]));
-    std::fs::write(d.p("ecmp.toml"), config(&d)).unwrap();
-    let _engine = Engine(
-        Command::new(BIN)
-            .args(["run", "--config", d.p("ecmp.toml").to_str().unwrap()])
-            .args(["--stats-interval", "0.1", "--stats-json"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::fs::File::create(d.p("stderr.log")).unwrap())
-            .spawn()
-            .unwrap(),
-    );
+    let (d, child) = stats_piped();
+    let _engine = Engine(child);
     let t0 = Instant::now();
     loop {
         let (ok, _, err) = ctl(&d, &["show", "stats"]);
@@ -441,4 +447,37 @@ fn an_unread_stats_pipe_stalls_no_ctl_answer() {
     }
     let log = std::fs::read_to_string(d.p("stderr.log")).unwrap();
     assert!(log.contains("stats output is not being read"), "{log}");
+}
+
+/// A stats reader that goes away (stdout closed) ends nothing early and crashes nothing: the
+/// periodic reports stop, the final one is refused by the pipe, and a SIGINT still stops the
+/// engine cleanly (exit 0; `print!` used to panic there).
+#[test]
+fn a_closed_stats_pipe_is_not_a_crash() {
+    use std::time::Duration;
+    let _g = lock();
+    let (d, mut child) = stats_piped();
+    drop(child.stdout.take());
+    let engine = Engine(child);
+    let t0 = std::time::Instant::now();
+    while !ctl(&d, &["show", "stats"]).0 {
+        assert!(t0.elapsed() < Duration::from_secs(30), "no control socket");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let ok = Command::new("kill")
+        .args(["-INT", &engine.0.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let mut engine = engine;
+    let status = engine.0.wait().unwrap();
+    let log = std::fs::read_to_string(d.p("stderr.log")).unwrap();
+    assert!(status.success(), "{status:?}\n{log}");
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(
+        log.contains("final stats report could not be written"),
+        "{log}"
+    );
 }

@@ -373,10 +373,18 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
         latency: Some(latency),
         health: tunnel_health(&cfg, &last, &checker),
     };
-    if opts.stats_json {
-        println!("{}", r.to_json());
+    let text = if opts.stats_json {
+        format!("{}\n", r.to_json())
     } else {
-        print!("{}", r.to_text());
+        r.to_text()
+    };
+    // `print!` panics on a closed stdout (a reader that went away): say so and exit as usual.
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+            log::warn!("the final stats report could not be written to stdout: {e}");
+        }
     }
     drop(pool);
     drop(eal);

@@ -67,7 +67,7 @@ impl StatsOut {
                 self.dropped += 1;
                 if !self.behind {
                     log::warn!(
-                        "stats output is not being read: dropping periodic reports until it is \
+                        "stats output is not being read (or was closed): dropping periodic reports until it is \
                          (the management loop does not wait for it)"
                     );
                 }
