@@ -58,7 +58,8 @@ enum Cmd {
         #[arg(long, value_name = "MS")]
         exit_when_idle: Option<u64>,
         /// Print counters every S seconds, at least 0.1 (they are always printed on exit).
-        /// A periodic report that stdout is not ready to take is dropped, not waited for.
+        /// A periodic report that stdout is not ready to take is dropped, not waited for;
+        /// the final one is waited for at most 5 s.
         #[arg(long, value_name = "S")]
         stats_interval: Option<f64>,
         /// Print counters as one JSON object per line.

@@ -402,6 +402,27 @@ fn stats_piped() -> (Dir, std::process::Child) {
     (d, child)
 }
 
+/// Waits (at most 30 s) until the engine answers `ctl`.
+fn wait_for_ctl(d: &Dir) {
+    let t0 = std::time::Instant::now();
+    while !ctl(d, &["show", "stats"]).0 {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(30),
+            "no control socket"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+fn sigint(engine: &Engine) {
+    let ok = Command::new("kill")
+        .args(["-INT", &engine.0.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}
+
 /// Kills the engine when a test ends, passed or not.
 struct Engine(std::process::Child);
 
@@ -459,18 +480,9 @@ fn a_closed_stats_pipe_is_not_a_crash() {
     let (d, mut child) = stats_piped();
     drop(child.stdout.take());
     let engine = Engine(child);
-    let t0 = std::time::Instant::now();
-    while !ctl(&d, &["show", "stats"]).0 {
-        assert!(t0.elapsed() < Duration::from_secs(30), "no control socket");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_ctl(&d);
     std::thread::sleep(Duration::from_millis(500));
-    let ok = Command::new("kill")
-        .args(["-INT", &engine.0.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
+    sigint(&engine);
     let mut engine = engine;
     let status = engine.0.wait().unwrap();
     let log = std::fs::read_to_string(d.p("stderr.log")).unwrap();
@@ -480,4 +492,40 @@ fn a_closed_stats_pipe_is_not_a_crash() {
         log.contains("final stats report could not be written"),
         "{log}"
     );
+}
+
+/// A stats reader that stops reading does not hold a stop up: after SIGINT the engine waits
+/// `FINAL_WAIT` (5 s) for stdout to take the final report, says it gave up, and exits cleanly
+/// (it used to wait in the writer's join, and then in the final `print!`, as long as the
+/// reader did).
+#[test]
+fn an_unread_stats_pipe_does_not_hold_up_the_stop() {
+    use std::time::{Duration, Instant};
+    let _g = lock();
+    let (d, child) = stats_piped();
+    let mut engine = Engine(child);
+    wait_for_ctl(&d);
+    // Ten reports a second fill the pipe in under 3 s.
+    std::thread::sleep(Duration::from_secs(5));
+    sigint(&engine);
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = engine.0.try_wait().unwrap() {
+            break s;
+        }
+        let log = std::fs::read_to_string(d.p("stderr.log")).unwrap_or_default();
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "still running {:?} after SIGINT\n{log}",
+            t.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let log = std::fs::read_to_string(d.p("stderr.log")).unwrap();
+    assert!(status.success(), "{status:?}\n{log}");
+    assert!(
+        log.contains("final stats report was not written: stdout was not read within 5 s"),
+        "{log}"
+    );
+    assert!(!log.contains("panicked"), "{log}");
 }

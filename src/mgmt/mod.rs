@@ -324,15 +324,13 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
 
     // It holds the pool: let the pool go when the ports do.
     drop(obs);
-    // The periodic reports still queued come before the final one.
-    if let Some(out) = stats_out.take() {
+    if let Some(out) = &stats_out {
         if out.dropped() > 0 {
             log::warn!(
                 "{} periodic stats reports dropped: stdout was not read",
                 out.dropped()
             );
         }
-        out.finish();
     }
     notify.send("STOPPING=1");
     let mut latency = crate::datapath::loop_histogram();
@@ -378,13 +376,23 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
     } else {
         r.to_text()
     };
-    // `print!` panics on a closed stdout (a reader that went away): say so and exit as usual.
-    {
-        use std::io::Write;
-        let mut out = std::io::stdout().lock();
-        if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-            log::warn!("the final stats report could not be written to stdout: {e}");
+    // Behind the periodic reports still queued, by the writer thread: a reader that went
+    // quiet holds the stop up for `FINAL_WAIT`, not until it reads (`print!` would wait, and
+    // panic on a closed stdout).
+    let out = match stats_out.take() {
+        Some(out) => Ok(out),
+        None => stats_out::StatsOut::new(std::io::stdout()),
+    };
+    match out.map(|out| out.finish(text, stats_out::FINAL_WAIT)) {
+        Ok(stats_out::Finished::Written) => {}
+        Ok(stats_out::Finished::NotRead) => log::warn!(
+            "the final stats report was not written: stdout was not read within {} s",
+            stats_out::FINAL_WAIT.as_secs()
+        ),
+        Ok(stats_out::Finished::Failed(e)) => {
+            log::warn!("the final stats report could not be written to stdout: {e}")
         }
+        Err(e) => log::warn!("the final stats report could not be written: no writer thread: {e}"),
     }
     drop(pool);
     drop(eal);

@@ -5,18 +5,38 @@
 //! seconds and the loop sat in `write`, answering no `ctl` request, retiring no table and
 //! running no health check. Now the loop offers each report to a writer thread through a
 //! channel of `DEPTH`: an offer never waits, and a report the writer has no room for is
-//! dropped and counted (the next one carries the same counters, newer).
-use crossbeam::channel::{bounded, Sender, TrySendError};
+//! dropped and counted (the next one carries the same counters, newer). The final report
+//! goes the same way, behind the queued ones, and the exit waits for it only `FINAL_WAIT`:
+//! a stop (SIGTERM from systemd, say) is not held up by a reader that went quiet.
+use crossbeam::channel::{bounded, Receiver, SendTimeoutError, Sender, TrySendError};
 use std::io::Write;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 /// Reports that may wait for the writer. One being written plus two queued covers a reader
 /// that is slow for a moment; a stalled one loses reports, not the loop.
 const DEPTH: usize = 2;
 
+/// How long the exit waits for stdout to take the queued reports and the final one.
+pub const FINAL_WAIT: Duration = Duration::from_secs(5);
+
+/// What became of the final report.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Finished {
+    /// It and every report queued before it were written.
+    Written,
+    /// Stdout did not take them within the wait: the writer is left blocked (the process exit
+    /// ends it) and the report is lost.
+    NotRead,
+    /// Stdout refused a write (a closed pipe): the error.
+    Failed(String),
+}
+
 pub struct StatsOut {
     tx: Option<Sender<String>>,
     writer: Option<JoinHandle<()>>,
+    /// The writer's outcome, sent once when its channel ends or a write fails.
+    done: Receiver<Result<(), String>>,
     /// Reports dropped because the writer was behind, since the start.
     dropped: u64,
     /// Whether the last offer was dropped: the warning is logged once per stall, not per report.
@@ -27,23 +47,24 @@ impl StatsOut {
     /// A writer thread over `out` (stdout in `run`).
     pub fn new<W: Write + Send + 'static>(mut out: W) -> std::io::Result<StatsOut> {
         let (tx, rx) = bounded::<String>(DEPTH);
+        let (done_tx, done) = bounded(1);
         let writer = std::thread::Builder::new()
             .name("ag-stats".into())
             .spawn(move || {
+                let mut outcome = Ok(());
                 for report in rx {
                     // A closed stdout ends the writer; the loop's offers are then dropped.
-                    if out
-                        .write_all(report.as_bytes())
-                        .and_then(|()| out.flush())
-                        .is_err()
-                    {
+                    if let Err(e) = out.write_all(report.as_bytes()).and_then(|()| out.flush()) {
+                        outcome = Err(e.to_string());
                         break;
                     }
                 }
+                let _ = done_tx.send(outcome);
             })?;
         Ok(StatsOut {
             tx: Some(tx),
             writer: Some(writer),
+            done,
             dropped: 0,
             behind: false,
         })
@@ -81,15 +102,29 @@ impl StatsOut {
         self.dropped
     }
 
-    /// Waits until every queued report is written: for the final report, which follows them.
-    /// It waits as long as the reader does, as the final report's own write would.
-    pub fn finish(mut self) {
-        self.tx = None;
-        if let Some(w) = self.writer.take() {
-            if w.join().is_err() {
-                log::warn!("the stats writer thread panicked");
+    /// Queues `last` behind every queued report and waits until all are written, or `limit`
+    /// has passed, or stdout refused one.
+    pub fn finish(mut self, last: String, limit: Duration) -> Finished {
+        let deadline = Instant::now() + limit;
+        if let Some(tx) = self.tx.take() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if let Err(SendTimeoutError::Timeout(_)) = tx.send_timeout(last, left) {
+                return Finished::NotRead;
             }
+            // A disconnected channel: the writer stopped on an error, which `done` holds.
         }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let outcome = match self.done.recv_timeout(left) {
+            Ok(Ok(())) => Finished::Written,
+            Ok(Err(e)) => Finished::Failed(e),
+            Err(e) if e.is_timeout() => return Finished::NotRead,
+            Err(_) => Finished::Failed("the stats writer thread panicked".into()),
+        };
+        // It has sent its outcome, so the join is immediate.
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+        outcome
     }
 }
 
@@ -148,9 +183,55 @@ mod tests {
         assert_eq!(n[0], 0);
         assert!(n.windows(2).all(|w| w[0] < w[1]), "{lines:?}");
         assert!(out.offer("late\n".into()));
-        out.finish();
+        assert_eq!(out.finish("final\n".into(), FINAL_WAIT), Finished::Written);
         lines.push(String::from_utf8(got.recv().unwrap()).unwrap());
-        assert_eq!(lines.last().unwrap(), "late\n");
+        lines.push(String::from_utf8(got.recv().unwrap()).unwrap());
+        assert_eq!(lines[lines.len() - 2..], ["late\n", "final\n"]);
+    }
+
+    /// A reader that never comes back holds the exit up for the wait, not longer, whether
+    /// the final report found room in the queue or not.
+    #[test]
+    fn a_stalled_reader_holds_the_exit_only_for_the_wait() {
+        for queued in [0, 10] {
+            let (_token_tx, tokens) = bounded(1);
+            let (written, _got) = crossbeam::channel::unbounded();
+            let mut out = StatsOut::new(Gate { tokens, written }).unwrap();
+            for i in 0..queued {
+                out.offer(format!("report {i}\n"));
+            }
+            let t = Instant::now();
+            let limit = Duration::from_millis(300);
+            assert_eq!(out.finish("final\n".into(), limit), Finished::NotRead);
+            assert!(t.elapsed() >= limit, "{:?}", t.elapsed());
+            assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+        }
+    }
+
+    /// A refused write (a closed pipe) is reported with its error, at once.
+    #[test]
+    fn a_closed_output_fails_the_final_report() {
+        struct Closed;
+        impl Write for Closed {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                Err(std::io::ErrorKind::BrokenPipe.into())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        for queued in [0, 1] {
+            let mut out = StatsOut::new(Closed).unwrap();
+            for i in 0..queued {
+                out.offer(format!("report {i}\n"));
+            }
+            let t = Instant::now();
+            match out.finish("final\n".into(), FINAL_WAIT) {
+                Finished::Failed(e) => assert!(e.contains("broken pipe"), "{e}"),
+                other => panic!("{other:?}"),
+            }
+            assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+        }
     }
 
     #[test]
@@ -175,7 +256,8 @@ mod tests {
             }
             buf.extend_from_slice(format!("{i}\n").as_bytes());
         }
-        out.finish();
+        assert_eq!(out.finish("final\n".into(), FINAL_WAIT), Finished::Written);
+        buf.extend_from_slice(b"final\n");
         assert_eq!(*shared.lock().unwrap(), buf);
     }
 }
