@@ -21,6 +21,7 @@ pub mod firewall;
 pub mod health;
 pub mod limits;
 pub mod log_format;
+pub mod log_pipe;
 pub mod lpm;
 pub mod man;
 pub mod metrics;

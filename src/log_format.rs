@@ -1,8 +1,11 @@
 //! The log's two formats: env_logger's text lines (the default), or with `--log-format json`
 //! one JSON object per line for log shippers: `ts` (RFC 3339 UTC, milliseconds), `level`
 //! (ERROR, WARN, INFO, DEBUG, TRACE), `target` (the module that logged) and `msg`.
+use crate::log_pipe::{self, Pipe};
 use serde_json::json;
 use std::io::Write;
+use std::sync::OnceLock;
+use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum LogFormat {
@@ -11,9 +14,28 @@ pub enum LogFormat {
     Json,
 }
 
-/// Starts the logger: RUST_LOG sets the level (default info), logs go to stderr.
+/// The writer thread behind the logger (`log_pipe`), once `init` made it.
+static PIPE: OnceLock<Pipe> = OnceLock::new();
+
+/// Starts the logger: RUST_LOG sets the level (default info), logs go to stderr through a
+/// writer thread that no logging thread waits for (`log_pipe`).
 pub fn init(format: LogFormat) {
     let mut b = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    let drops = |n| log::warn!("{n} log records dropped: stderr was not read");
+    match Pipe::new(std::io::stderr(), log_pipe::DEPTH, drops) {
+        Ok(pipe) => {
+            b.target(env_logger::Target::Pipe(Box::new(pipe.end())));
+            let _ = PIPE.set(pipe);
+            // A panic's message goes to stderr directly: the records before it go first.
+            let report = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                flush(Duration::from_secs(1));
+                report(info)
+            }));
+        }
+        // No thread: log straight to stderr, as before.
+        Err(e) => eprintln!("anygate: no log writer thread ({e}); logging to stderr directly"),
+    }
     match format {
         LogFormat::Text => b.format_target(false),
         LogFormat::Json => b.format(|buf, r| {
@@ -27,6 +49,15 @@ pub fn init(format: LogFormat) {
         }),
     };
     b.init();
+}
+
+/// Waits until the log records queued so far reach stderr, at most `limit`: before the
+/// process exits, and before a direct write to stderr that must come after them.
+pub fn flush(limit: Duration) {
+    // Nothing to tell when it times out: stderr, the only place to say so, is not read.
+    if let Some(pipe) = PIPE.get() {
+        pipe.flush(limit);
+    }
 }
 
 /// One record as a JSON object (no newline).

@@ -434,6 +434,16 @@ fn ctl_capture(
 }
 
 fn main() -> ExitCode {
+    let code = cli_main();
+    // The log's writer thread may still hold records: let them out, for a bounded time.
+    anygate::log_format::flush(LOG_WAIT);
+    code
+}
+
+/// How long the exit, or an error printed after logged lines, waits for queued log records.
+const LOG_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn cli_main() -> ExitCode {
     let cli = Cli::parse();
     let log_format = match &cli.cmd {
         Cmd::Run { log_format, .. } => *log_format,
@@ -548,6 +558,8 @@ fn count(n: usize, what: &str) -> String {
 }
 
 fn fail(msg: &str) -> ExitCode {
+    // After the records logged before it, not among them.
+    anygate::log_format::flush(LOG_WAIT);
     eprintln!("anygate: {msg}");
     ExitCode::from(2)
 }
