@@ -3,7 +3,7 @@
 //! (ERROR, WARN, INFO, DEBUG, TRACE), `target` (the module that logged) and `msg`.
 use crate::log_pipe::{self, Pipe};
 use serde_json::json;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -21,6 +21,11 @@ static PIPE: OnceLock<Pipe> = OnceLock::new();
 /// writer thread that no logging thread waits for (`log_pipe`).
 pub fn init(format: LogFormat) {
     let mut b = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    // env_logger colours only its own stderr target: keep colours on a terminal through the
+    // pipe, unless RUST_LOG_STYLE says otherwise.
+    if std::env::var_os("RUST_LOG_STYLE").is_none() && std::io::stderr().is_terminal() {
+        b.write_style(env_logger::WriteStyle::Always);
+    }
     let drops = |n| log::warn!("{n} log records dropped: stderr was not read");
     match Pipe::new(std::io::stderr(), log_pipe::DEPTH, drops) {
         Ok(pipe) => {
@@ -29,8 +34,9 @@ pub fn init(format: LogFormat) {
             // A panic's message goes to stderr directly: the records before it go first.
             let report = std::panic::take_hook();
             std::panic::set_hook(Box::new(move |info| {
-                flush(Duration::from_secs(1));
-                report(info)
+                if flush(Duration::from_secs(1)) {
+                    report(info)
+                }
             }));
         }
         // No thread: log straight to stderr, as before.
@@ -52,11 +58,16 @@ pub fn init(format: LogFormat) {
 }
 
 /// Waits until the log records queued so far reach stderr, at most `limit`: before the
-/// process exits, and before a direct write to stderr that must come after them.
-pub fn flush(limit: Duration) {
-    // Nothing to tell when it times out: stderr, the only place to say so, is not read.
+/// process exits, and before a direct write to stderr that must come after them. False when
+/// stderr did not take them in time: a direct write would then block too.
+pub fn flush(limit: Duration) -> bool {
+    PIPE.get().is_none_or(|pipe| pipe.flush(limit))
+}
+
+/// Moves the log's writer thread onto `core` (the main lcore, after the EAL started).
+pub fn pin_writer(core: usize) {
     if let Some(pipe) = PIPE.get() {
-        pipe.flush(limit);
+        pipe.pin(core);
     }
 }
 

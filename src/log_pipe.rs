@@ -15,6 +15,8 @@ pub const DEPTH: usize = 4096;
 
 enum Msg {
     Record(Vec<u8>),
+    /// Moves the writer onto this core (the main lcore, once the EAL has pinned main there).
+    Pin(usize),
     /// Answered once every record queued before it is written.
     Flush(Sender<()>),
 }
@@ -56,6 +58,9 @@ impl Pipe {
                             // Nowhere to report a failed write to stderr; the next may pass.
                             let _ = out.write_all(&r);
                         }
+                        Msg::Pin(core) => {
+                            core_affinity::set_for_current(core_affinity::CoreId { id: core });
+                        }
                         Msg::Flush(done) => {
                             let _ = out.flush();
                             let _ = done.send(());
@@ -73,6 +78,14 @@ impl Pipe {
         }
     }
 
+    /// Moves the writer thread onto `core`: it is made before the EAL pins the main thread
+    /// and would otherwise be free to run on a worker's core.
+    pub fn pin(&self, core: usize) {
+        let _ = self
+            .tx
+            .send_timeout(Msg::Pin(core), Duration::from_millis(100));
+    }
+
     /// Waits until every record queued so far is written, at most `limit`; false if not.
     pub fn flush(&self, limit: Duration) -> bool {
         let deadline = Instant::now() + limit;
@@ -87,7 +100,8 @@ impl Pipe {
 
 impl Write for PipeEnd {
     fn write(&mut self, record: &[u8]) -> std::io::Result<usize> {
-        if self.tx.try_send(Msg::Record(record.to_vec())).is_err() {
+        // No copy for a record that will not fit.
+        if self.tx.is_full() || self.tx.try_send(Msg::Record(record.to_vec())).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
         Ok(record.len())
@@ -105,12 +119,14 @@ mod tests {
 
     /// A sink that writes only when the test lets it: each write waits for a token.
     struct Gate {
+        entered: Sender<()>,
         tokens: Receiver<()>,
         written: Arc<Mutex<Vec<u8>>>,
     }
 
     impl Write for Gate {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let _ = self.entered.try_send(());
             self.tokens
                 .recv()
                 .map_err(|_| std::io::Error::other("closed"))?;
@@ -125,11 +141,13 @@ mod tests {
     #[test]
     fn a_stalled_stderr_costs_records_not_time_and_the_count_is_told() {
         let (token_tx, tokens) = bounded(10_000);
+        let (entered, entered_rx) = bounded(1000);
         let written = Arc::new(Mutex::new(Vec::new()));
         let notes = Arc::new(Mutex::new(Vec::new()));
         let n2 = notes.clone();
         let pipe = Pipe::new(
             Gate {
+                entered,
                 tokens,
                 written: written.clone(),
             },
@@ -139,10 +157,8 @@ mod tests {
         .unwrap();
         let mut end = pipe.end();
         end.write_all(b"r0\n").unwrap();
-        // The writer takes it and waits in its write.
-        while !pipe.tx.is_empty() {
-            std::thread::yield_now();
-        }
+        // The writer takes it and waits in its write (after its drop-count swap).
+        entered_rx.recv().unwrap();
         let t = Instant::now();
         for i in 1..100 {
             end.write_all(format!("r{i}\n").as_bytes()).unwrap();
@@ -157,6 +173,7 @@ mod tests {
         for _ in 0..100 {
             token_tx.send(()).unwrap();
         }
+        assert!(pipe.flush(Duration::from_secs(5)));
         end.write_all(b"after\n").unwrap();
         assert!(pipe.flush(Duration::from_secs(5)));
         let text = String::from_utf8(written.lock().unwrap().clone()).unwrap();

@@ -396,6 +396,7 @@ fn ctl_trace(path: &Path, json: bool, req: anygate::ctl_proto::Request) -> ExitC
     match anygate::ctl::request(path, &req) {
         Ok(reply) if reply.ok => {
             print!("{}", anygate::ctl_tap::render_trace(&reply, json));
+            anygate::log_format::flush(LOG_WAIT);
             eprintln!("{}", anygate::ctl_tap::summary(&reply, "traced", want));
             ExitCode::SUCCESS
         }
@@ -429,6 +430,7 @@ fn ctl_capture(
         return fail(&e);
     }
     let what = format!("captured into {}", out.display());
+    anygate::log_format::flush(LOG_WAIT);
     eprintln!("{}", anygate::ctl_tap::summary(&reply, &what, want));
     ExitCode::SUCCESS
 }
@@ -539,6 +541,7 @@ fn cli_main() -> ExitCode {
             let stdout = std::io::stdout();
             match trace::trace(&cfg, &opts, &mut stdout.lock()) {
                 Ok(s) => {
+                    anygate::log_format::flush(LOG_WAIT);
                     eprintln!(
                         "{} packets: {} forwarded, {} dropped ({} answered with an ICMP error), \
                          {} health probe answers",
@@ -558,8 +561,10 @@ fn count(n: usize, what: &str) -> String {
 }
 
 fn fail(msg: &str) -> ExitCode {
-    // After the records logged before it, not among them.
-    anygate::log_format::flush(LOG_WAIT);
-    eprintln!("anygate: {msg}");
+    // After the records logged before it, not among them; and not at all into a stderr
+    // that does not take them (the write would block).
+    if anygate::log_format::flush(LOG_WAIT) {
+        eprintln!("anygate: {msg}");
+    }
     ExitCode::from(2)
 }

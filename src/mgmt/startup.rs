@@ -90,6 +90,10 @@ pub fn bring_up(cfg: &Config) -> Result<Dataplane, String> {
     let args = eal_args(cfg);
     log::info!("EAL arguments: {}", args[1..].join(" "));
     let eal = Eal::init(&args).map_err(|e| e.to_string())?;
+    // The EAL pinned this thread to the main lcore; the log's writer joins it there.
+    if let Some(&core) = core_affinity::get_core_ids().unwrap_or_default().first() {
+        crate::log_format::pin_writer(core.id);
+    }
     create_vdevs(&eal, cfg)?;
     let pool = Mempool::new(
         &eal,
