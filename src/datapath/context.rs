@@ -152,7 +152,8 @@ pub struct Ctx {
     /// The header being routed: the outer one, the inner one after decapsulation, the error's.
     pub ip: ipv4::Repr,
     pub origin: Origin,
-    /// The FIB value for `ip.dst`: a route-set id (or SET_LOCAL / SET_ANYCAST).
+    /// The FIB value for `ip.dst`: a route-set id (or SET_LOCAL / SET_ANYCAST; a packet
+    /// dropped for want of a route may hold the miss).
     pub set: u32,
     pub nexthop: Option<NextHop>,
     /// An ICMP error the hop checks asked for, and one being routed back.

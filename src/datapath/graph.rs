@@ -44,7 +44,10 @@ use crate::route::NextHop;
 #[inline(always)]
 pub(super) fn run<B: PacketBuf>(b: &mut Burst<B>, verdicts: &mut [Verdict]) {
     let mut live = Live::first(b.pkts.len());
-    let sets = ingress(b, &mut live);
+    // Places past the burst's packets stay 0 (a route), for `lookup::outer`. Filled in
+    // place: returned, the array was copied on its way out (callgrind).
+    let mut sets = [0u32; BURST];
+    ingress(b, &mut live, &mut sets);
     punt::from_kernel(b, &live);
     lookup::outer(b, &mut live, &sets);
     if b.needs.decap {
@@ -84,31 +87,36 @@ pub(super) fn run<B: PacketBuf>(b: &mut Burst<B>, verdicts: &mut [Verdict]) {
 /// left here has its place's answer ignored). Was a pass of its own over the contexts, with
 /// prefetches ahead.
 #[inline(always)]
-fn ingress<B: PacketBuf>(b: &mut Burst<B>, live: &mut Live) -> [u32; BURST] {
+fn ingress<B: PacketBuf>(b: &mut Burst<B>, live: &mut Live, sets: &mut [u32; BURST]) {
     let port = l2::port(b);
     let mut bytes = 0u64;
-    // Places past the burst's packets stay 0 (a route), for `lookup::outer`.
-    let mut sets = [0u32; BURST];
-    let n = b.pkts.len().min(BURST);
+    // The buffers held apart from the burst for the pass: `b.pkts`, in memory, may change
+    // (for all the compiler knows) at each ARP frame's call, so every `b.pkts[i]` loaded
+    // its length and tested the index again (3 a packet; callgrind).
+    let pkts = std::mem::take(&mut b.pkts);
+    let n = pkts.len().min(BURST);
     let mut start = 0;
     while start < n {
         let end = (start + lookup::AT_ONCE).min(n);
         for i in start..end {
-            bytes += first(b, i, port);
+            bytes += first(b, pkts, i, port);
         }
         lookup::first(b, start, &mut sets[start..end]);
         start = end;
     }
+    b.pkts = pkts;
     l2::count_rx(b, bytes);
     b.compact(live);
-    sets
 }
 
-/// Packet `i`'s first checks (l2, ipv4_validate); its length in bytes.
+/// Packet `i`'s first checks (l2, ipv4_validate); its length in bytes. `pkts` is the
+/// burst's buffers, taken out of `b` for the pass.
 #[inline(always)]
-fn first<B: PacketBuf>(b: &mut Burst<B>, i: usize, port: l2::Port) -> u64 {
+fn first<B: PacketBuf>(b: &mut Burst<B>, pkts: &mut [B], i: usize, port: l2::Port) -> u64 {
     b.cx[i].reset();
-    let pkt = &b.pkts[i];
+    let Some(pkt) = pkts.get_mut(i) else {
+        return 0;
+    };
     let frame = pkt.as_ref();
     let len = frame.len() as u64;
     let contiguous = pkt.is_contiguous();
@@ -120,7 +128,7 @@ fn first<B: PacketBuf>(b: &mut Burst<B>, i: usize, port: l2::Port) -> u64 {
             l2::Kind::Ipv4 => ipv4_validate::one(frame, &mut b.cx[i], b.in_port),
             l2::Kind::Drop(r) => Err(r),
             l2::Kind::Arp => {
-                let v = l2::arp(b, i);
+                let v = l2::arp(b, pkt, i);
                 b.leave(i, v);
                 return len;
             }
@@ -150,6 +158,8 @@ fn route_pass<B: PacketBuf>(b: &mut Burst<B>, live: &mut Live, verdicts: &mut [V
     let mut way = direct::Way::new();
     let mut general = 0;
     // The direct way's verdicts by position: no bounds test a packet, as `verdicts` needs.
+    // (Filled with `Consumed`, a tag byte a place: `Forward(0)` took two stores a place,
+    // the tag and the port, padding between; callgrind.)
     let mut out = [Verdict::Consumed; BURST];
     for i in live.iter() {
         let direct = if direct_on() {

@@ -68,10 +68,13 @@ fn check(b: &[u8]) -> Result<usize, Error> {
 #[inline(always)]
 fn check20(h: &[u8; MIN_HEADER_LEN], len: usize) -> Result<(), Error> {
     let total = be16(&h[field::LEN]) as usize;
-    if total < MIN_HEADER_LEN || total > len {
+    // `total < 20 || total > len` as one compare where `len` is known to be 20 or more (the
+    // callers took `h` from those bytes): below 20, `total - 20` wraps above any `len - 20`.
+    if len < MIN_HEADER_LEN || total.wrapping_sub(MIN_HEADER_LEN) > len - MIN_HEADER_LEN {
         return Err(Error::BadLength);
     }
-    if !checksum::verify20(h) {
+    // A total length of 20 or more: not every byte is 0.
+    if !checksum::verify20_nonzero(h) {
         return Err(Error::BadChecksum);
     }
     Ok(())
@@ -418,6 +421,29 @@ mod tests {
         h[10..12].copy_from_slice(&c.to_be_bytes());
         h.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
         h
+    }
+
+    /// `check20`'s one compare for the total length answers as `total < 20 || total > len`
+    /// (checksum right, so the length decides), for every total length near the edges and
+    /// buffer lengths from below 20 up.
+    #[test]
+    fn total_length_edges() {
+        for len in 0..48usize {
+            for total in (0..=48u16).chain([0xfffe, 0xffff]) {
+                let mut h = header();
+                h[2..4].copy_from_slice(&total.to_be_bytes());
+                h[10..12].fill(0);
+                let c = checksum::checksum(&h[..20]);
+                h[10..12].copy_from_slice(&c.to_be_bytes());
+                let first = h.first_chunk::<MIN_HEADER_LEN>().unwrap();
+                let want = if usize::from(total) < MIN_HEADER_LEN || usize::from(total) > len {
+                    Err(Error::BadLength)
+                } else {
+                    Ok(())
+                };
+                assert_eq!(check20(first, len), want, "len {len} total {total}");
+            }
+        }
     }
 
     #[test]

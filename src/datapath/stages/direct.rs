@@ -138,19 +138,29 @@ pub fn one<B: PacketBuf>(b: &mut Burst<B>, i: usize, way: &mut Way) -> Option<u1
     if !hop_checks::from_port(c) {
         return None;
     }
+    // `go` on each branch, not after both: joined, the context's address was worked out
+    // again after the settling branch's call (callgrind).
     if c.set == way.ready.set {
         if !hop_checks::passes(c, way.ready.mtu) {
             return None;
         }
-    } else if !way.settle(b.snap, c) {
-        return None;
+        Some(go(b, i, &way.ready))
+    } else if way.settle(b.snap, c) {
+        Some(go(b, i, &way.ready))
+    } else {
+        None
     }
-    let r = &way.ready;
+}
+
+/// Packet `i` of the set `r` is ready for, which passed the checks: noted, its verdict set,
+/// rewritten; its port.
+#[inline(always)]
+fn go<B: PacketBuf>(b: &mut Burst<B>, i: usize, r: &Ready) -> u16 {
     // The context first, at the address the checks used: after the frame's edits it was
     // worked out again (the compiler cannot tell the two apart; callgrind).
     let c = &mut b.cx[i];
     route::note(c, r.id);
     c.forward(r.port);
     rewrite::direct(b, i, &r.macs);
-    Some(r.port)
+    r.port
 }

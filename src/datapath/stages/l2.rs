@@ -109,13 +109,14 @@ pub fn kind(frame: &[u8], contiguous: bool, port: Port) -> Kind {
 
 /// Answers requests for the port's address, learns gateway MACs from any ARP they send,
 /// and the MACs of hosts on the port's subnet from ARP addressed to us (requests for our
-/// address, replies to ours).
-pub fn arp<B: PacketBuf>(b: &mut Burst<B>, i: usize) -> Verdict {
+/// address, replies to ours). `pkt` is packet `i`'s buffer (held apart from `b.pkts` by the
+/// first pass).
+pub fn arp<B: PacketBuf>(b: &mut Burst<B>, pkt: &mut B, i: usize) -> Verdict {
     let (snap, in_port) = (b.snap, b.in_port);
     let Some(port) = snap.ports.get(in_port as usize) else {
         return Verdict::Drop(DropReason::ArpMalformed);
     };
-    let (hdr, body) = b.pkts[i].as_mut().split_at_mut(ethernet::HEADER_LEN);
+    let (hdr, body) = pkt.as_mut().split_at_mut(ethernet::HEADER_LEN);
     let Some(mut a) = arp::Packet::new_checked(body) else {
         return Verdict::Drop(DropReason::ArpMalformed);
     };

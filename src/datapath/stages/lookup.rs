@@ -16,70 +16,53 @@ const MISS: u32 = u32::MAX;
 pub const AT_ONCE: usize = 8;
 
 /// The FIB values of the (outer) destinations of packets `start..` (as many as `sets` holds)
-/// into `sets`, which the first pass has just read into their contexts. A packet that left
-/// there gets a value too, from whatever its context holds: never read.
+/// into `sets` and the packets' contexts (`Ctx::set`), which the first pass has just read.
+/// A packet that left there gets a value too, from whatever its context holds: never read.
+/// Stored here, eight at a time, where `outer` stored each route's set again from `sets` in a
+/// loop of its own (~3 a packet, callgrind).
 #[inline(always)]
-pub fn first<B>(b: &Burst<B>, start: usize, sets: &mut [u32]) {
-    let cx = b.cx.get(start..).unwrap_or_default();
+pub fn first<B>(b: &mut Burst<B>, start: usize, sets: &mut [u32]) {
+    let cx = b.cx.get_mut(start..).unwrap_or_default();
     match <&mut [u32; AT_ONCE]>::try_from(&mut *sets) {
         Ok(sets) => {
-            if let Some(cx) = cx.first_chunk::<AT_ONCE>() {
+            if let Some(cx) = cx.first_chunk_mut::<AT_ONCE>() {
                 *sets = b.fib.lookup8(&std::array::from_fn(|k| cx[k].ip.dst));
+                for (c, &set) in cx.iter_mut().zip(sets.iter()) {
+                    c.set = set;
+                }
             }
         }
         Err(_) => {
             for (s, c) in sets.iter_mut().zip(cx) {
                 *s = b.fib.value(c.ip.dst);
+                c.set = *s;
             }
         }
     }
 }
 
-/// The route set of each packet's (outer) destination: a route, our anycast endpoints (for
-/// tunnel ingress), or ourselves (punt). `by_pos[i]` is packet `i`'s FIB value (`first`), 0
-/// past the burst's packets.
+/// What the route set of each packet's (outer) destination asks: a route (nothing more
+/// here), our anycast endpoints (tunnel ingress), ourselves (punt) or no route (a drop).
+/// `by_pos[i]` is packet `i`'s FIB value, in its context already (`first`); 0 past the
+/// burst's packets.
 pub fn outer<B: PacketBuf>(b: &mut Burst<B>, live: &mut Live, by_pos: &[u32; BURST]) {
-    let all = live.is_all(b.pkts.len());
-    let mut sets = *by_pos;
-    if !all {
-        // The packets still in, in order, as the loops below walk them; 0 past them.
-        let mut s = [0; BURST];
-        for (k, i) in live.iter().enumerate() {
-            s[k] = by_pos[i];
-        }
-        sets = s;
-    }
-    // Mostly every set is a route: then each is stored and nothing else is done, which a
-    // test of the whole burst at once says (the per-packet match was ~15 instructions a
-    // packet on the plain path, callgrind, issue 14).
-    if !any_special(&sets) {
-        if all {
-            // By position: no index to load per packet.
-            for (c, &set) in b.cx.iter_mut().zip(&sets).take(live.len()) {
-                c.set = set;
-            }
-        } else {
-            for (i, &set) in live.iter().zip(&sets) {
-                b.cx[i].set = set;
+    // Mostly every set is a route: then nothing is left to do, which a test of the whole
+    // burst at once says (the per-packet match was ~15 instructions a packet on the plain
+    // path, callgrind, issue 14). A left packet's place may hold anything, and sends the
+    // burst the long way (never wrong: the loop walks the packets still in).
+    if any_special(by_pos) {
+        // Gathered in a register, stored once: the burst's flags live in memory.
+        let mut decap = false;
+        for i in live.iter() {
+            match by_pos[i] {
+                MISS => b.drop(i, DropReason::NoRoute),
+                SET_LOCAL => super::punt::one(b, i),
+                set => decap |= set == SET_ANYCAST,
             }
         }
-        // Earlier passes' leavers (the kernel's packets, `punt::from_kernel`) go out here.
-        b.compact(live);
-        return;
+        b.needs.decap |= decap;
     }
-    // Gathered in a register, stored once: the burst's flags live in memory.
-    let mut decap = false;
-    for (i, &set) in live.iter().zip(&sets) {
-        match set {
-            MISS => b.drop(i, DropReason::NoRoute),
-            SET_LOCAL => super::punt::one(b, i),
-            set => {
-                decap |= set == SET_ANYCAST;
-                b.cx[i].set = set;
-            }
-        }
-    }
-    b.needs.decap |= decap;
+    // Earlier passes' leavers (the kernel's packets, `punt::from_kernel`) go out here.
     b.compact(live);
 }
 
