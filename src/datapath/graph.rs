@@ -289,8 +289,9 @@ fn each<B>(b: &mut Burst<B>, live: &mut Live, mut f: impl FnMut(&mut Burst<B>, u
 /// Settles the ICMP errors' fate, then hands out the verdicts and counts every drop under
 /// its reason. A packet no stage decided (never, by construction) is dropped as `no_route`
 /// here, so it is counted too and the accounting identity holds whatever a future stage
-/// forgets.
-#[inline(always)]
+/// forgets. Out of line, one call per burst: inlined into the pipeline its loop kept the
+/// verdicts' address and its bound on the stack (callgrind, issue 14).
+#[inline(never)]
 fn account<B>(b: &mut Burst<B>, verdicts: &mut [Verdict]) {
     if b.needs.icmp_error {
         icmp_error::settle(b);
