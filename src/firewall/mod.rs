@@ -10,6 +10,7 @@ pub mod compile;
 pub mod eval;
 mod key;
 pub mod lexer;
+mod minimize;
 pub mod parser;
 pub mod scheme;
 mod trie;
