@@ -10,7 +10,6 @@
 //! evaluator, in their place in the order.
 use super::eval::{eval, phase_end, Action, Fields, Rule};
 use super::key::{Key, Packet, Reader};
-use super::minimize;
 use super::parser::{CmpOp, Expr, Value};
 use super::scheme::Field;
 use super::trie::Trie;
@@ -225,13 +224,6 @@ impl Dim {
     }
 }
 
-/// A key's elementary intervals (`starts`, sorted from 0) and their classes: its trie is
-/// rebuilt from them when the chain's classes are merged (`Classifier::merged`).
-struct Bounds {
-    starts: Vec<u64>,
-    class: Vec<u32>,
-}
-
 /// Distinct term bitsets, `words` each, numbered in order of first appearance.
 struct Interner {
     words: usize,
@@ -442,13 +434,13 @@ impl Classifier {
                 None => fallback.push(i),
             }
         }
-        let (dims, classes, bounds) = match Classifier::dims(&terms) {
+        let (dims, classes) = match Classifier::dims(&terms) {
             Some(d) => d,
             None => {
                 // A key with more boundaries than a trie can hold: every rule is evaluated.
                 terms.clear();
                 fallback = (0..rules.len()).filter(|i| rules[*i].enabled).collect();
-                (Vec::new(), Vec::new(), Vec::new())
+                (Vec::new(), Vec::new())
             }
         };
         let words = terms.len().div_ceil(64).max(1);
@@ -489,8 +481,7 @@ impl Classifier {
         };
         c.tables(classes, budget);
         c.narrow = c.cross.iter().chain(&c.last).all(|x| x.table.is_narrow());
-        c.chain = c.make_chain(&bounds);
-        c.trie_bytes = c.dims.iter().map(|d| d.trie.bytes()).sum();
+        c.chain = c.make_chain();
         c
     }
 
@@ -498,10 +489,9 @@ impl Classifier {
     /// (always so for up to three keys), renames the slots so that the classes run through
     /// slot 0 and step `k` takes key `k + 1` (the keys reordered to match, a table transposed
     /// where its key is its first side): then `chained` runs the steps with the classes in a
-    /// register, no slot array to clear, store and index; then merges the chain's equivalent
-    /// classes (`merged`). False, and nothing changed, where the steps are not such a chain
-    /// (or some table is wide, or slots are left). `bounds`: each key's intervals.
-    fn make_chain(&mut self, bounds: &[Bounds]) -> bool {
+    /// register, no slot array to clear, store and index. False, and nothing changed, where
+    /// the steps are not such a chain (or some table is wide, or slots are left).
+    fn make_chain(&mut self) -> bool {
         let n = self.dims.len();
         let steps: Vec<&Cross> = self.cross.iter().chain(&self.last).collect();
         if !self.narrow
@@ -564,13 +554,6 @@ impl Classifier {
             .map(Some)
             .collect();
         self.dims = order.iter().filter_map(|&k| dims[k].take()).collect();
-        let bounds: Vec<&Bounds> = order.iter().filter_map(|&k| bounds.get(k)).collect();
-        if let Some((dims, steps)) = self.merged(&chained, &bounds) {
-            let bytes = |s: &[Cross]| s.iter().map(|x| x.table.bytes()).sum::<usize>();
-            self.table_bytes = self.table_bytes.saturating_sub(bytes(&chained)) + bytes(&steps);
-            self.dims = dims;
-            chained = steps;
-        }
         self.last = chained.pop();
         self.cross = chained;
         self.links = self.dims[1..]
@@ -585,58 +568,9 @@ impl Classifier {
         true
     }
 
-    /// The chain's keys and steps (`make_chain`'s, in its order, with `bounds` the keys'
-    /// intervals) with equivalent classes merged (`minimize`): smaller tables and tries, the
-    /// same answers. None, to keep them as they are, where a trie cannot be rebuilt.
-    fn merged(&self, steps: &[Cross], bounds: &[&Bounds]) -> Option<(Vec<Dim>, Vec<Cross>)> {
-        let tables = steps
-            .iter()
-            .map(|s| minimize::Table {
-                entries: (0..s.table.narrow.len())
-                    .map(|i| s.table.narrow(i))
-                    .collect(),
-                cols: s.nb,
-            })
-            .collect();
-        let m = minimize::chain(tables)?;
-        if bounds.len() != self.dims.len() || m.keys.len() != self.dims.len() {
-            return None;
-        }
-        let dims = self
-            .dims
-            .iter()
-            .zip(bounds)
-            .zip(&m.keys)
-            .map(|((d, b), map)| {
-                let class: Vec<u32> = b
-                    .class
-                    .iter()
-                    .map(|&c| map.get(c as usize).copied())
-                    .collect::<Option<_>>()?;
-                Trie::new(&b.starts, &class, d.reader.width()).map(|t| Dim::new(d.reader, t))
-            })
-            .collect::<Option<Vec<Dim>>>()?;
-        let steps: Vec<Cross> = m
-            .tables
-            .into_iter()
-            .enumerate()
-            .map(|(k, t)| Cross {
-                a: 0,
-                b: k + 1,
-                nb: t.cols,
-                table: Entries::new(t.entries),
-            })
-            .collect();
-        steps
-            .iter()
-            .all(|s| s.table.is_narrow())
-            .then_some((dims, steps))
-    }
-
-    /// Each key's trie, its classes' term bitsets and its intervals; None when a trie cannot
-    /// be built.
+    /// Each key's trie and its classes' term bitsets; None when a trie cannot be built.
     #[allow(clippy::type_complexity)]
-    fn dims(terms: &[(u16, Vec<Atom>)]) -> Option<(Vec<Dim>, Vec<Vec<u64>>, Vec<Bounds>)> {
+    fn dims(terms: &[(u16, Vec<Atom>)]) -> Option<(Vec<Dim>, Vec<Vec<u64>>)> {
         let words = terms.len().div_ceil(64).max(1);
         let mut keys: Vec<Key> = terms
             .iter()
@@ -646,7 +580,6 @@ impl Classifier {
         keys.dedup();
         let mut classes: Vec<Vec<u64>> = Vec::new();
         let mut dims = Vec::new();
-        let mut bounds = Vec::new();
         for key in keys {
             let reader = Reader::of(key);
             // Each term's condition on this key (all values when it has none), in the
@@ -700,9 +633,8 @@ impl Classifier {
             classes.push(ids.sets);
             let trie = Trie::new(&starts, &class, reader.width())?;
             dims.push(Dim::new(reader, trie));
-            bounds.push(Bounds { starts, class });
         }
-        Some((dims, classes, bounds))
+        Some((dims, classes))
     }
 
     /// The answer for a final class's term bitset: the first match decides, skip rules pass

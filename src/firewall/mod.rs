@@ -10,7 +10,6 @@ pub mod compile;
 pub mod eval;
 mod key;
 pub mod lexer;
-mod minimize;
 pub mod parser;
 pub mod scheme;
 mod trie;
