@@ -10,10 +10,6 @@ use std::sync::Arc;
 /// An entry that is a child, not a class (a class is the entry itself, below 2^31): a class
 /// read needs no mask, and the sign tells the two apart.
 const CHILD: u32 = 1 << 31;
-/// A root entry that is not a class below 2^15 but the index of a head: the four-byte entry
-/// (a child, or a larger class) at `nodes[index]`. Roots take two bytes an entry, half the
-/// cache lines of four: a root is the one node every packet reads for every key (issue 14).
-const HEAD: u16 = 1 << 15;
 /// Child entries: the node's first entry (low 22 bits), its stride (4 bits), and the value
 /// bits below its index (5 bits).
 const OFFSET_BITS: u32 = 22;
@@ -32,11 +28,9 @@ const MAX_DEPTH: usize = 6;
 
 #[derive(Debug, Clone)]
 pub struct Trie {
-    /// The root node, repeated to `ROOT` entries (shared by the classifier's copies): classes
-    /// below 2^15, or `HEAD | i` for the entry at `nodes[i]`.
-    root: Arc<[u16; ROOT]>,
-    /// The heads the root's entries index, then the nodes below the root (child offsets
-    /// count from the heads' first).
+    /// The root node, repeated to `ROOT` entries (shared by the classifier's copies).
+    root: Arc<[u32; ROOT]>,
+    /// The nodes below the root (child offsets count from here).
     nodes: Arc<[u32]>,
     /// Value bits below the root's index.
     root_shift: u32,
@@ -86,7 +80,7 @@ impl Trie {
     /// `i & mask`, so the bits between them, another field's, change nothing.
     pub fn masked(mut self, mask: u64) -> Trie {
         let m = mask as usize % ROOT;
-        let root: Vec<u16> = (0..ROOT).map(|i| self.root[i & m]).collect();
+        let root: Vec<u32> = (0..ROOT).map(|i| self.root[i & m]).collect();
         if let Ok(r) = root.try_into() {
             self.root = Arc::new(r);
         }
@@ -107,18 +101,15 @@ impl Trie {
         let e = self.root[i % ROOT];
         // The root's entry, inline; the levels below it apart: with the loop inline the
         // classifier's per-key loop shuffled registers around it (callgrind, issue 14).
-        match e & HEAD == 0 {
-            true => e as u32,
+        match e & CHILD == 0 {
+            true => e,
             false => self.below(e, v()),
         }
     }
 
-    /// The class of `v` from the root's entry `head` for it, a head's index.
+    /// The class of `v` from the root's entry `e` for it, a child.
     #[inline(never)]
-    fn below(&self, head: u16, v: u32) -> u32 {
-        let Some(&(mut e)) = self.nodes.get((head & !HEAD) as usize) else {
-            return 0;
-        };
+    fn below(&self, mut e: u32, v: u32) -> u32 {
         for _ in 0..MAX_DEPTH {
             // A class returns as it is, and a missing entry as class 0, each where it is
             // found: after the loop, they cost a mask and a zeroing per call (callgrind).
@@ -137,7 +128,7 @@ impl Trie {
     }
 
     pub fn bytes(&self) -> usize {
-        ROOT * 2 + self.nodes.len() * 4
+        (ROOT + self.nodes.len()) * 4
     }
 }
 
@@ -170,30 +161,14 @@ impl<'a> Builder<'a> {
         let stride = self.width.min(MAX_STRIDE);
         let shift = self.width - stride;
         self.node(0, stride, shift)?;
-        // The root apart, repeated, its entries past two bytes as heads; child offsets then
-        // count from the first head (no further than from the root's first entry: a root
-        // has no more heads than entries).
+        // The root apart, repeated; child offsets then count from the first node below it.
         let n = 1usize << stride;
-        let mut heads: Vec<u32> = Vec::new();
-        let mut head_of = std::collections::HashMap::new();
-        let mut root_entry = |e: u32| match u16::try_from(e) {
-            Ok(c) if c & HEAD == 0 => c,
-            _ => *head_of.entry(e).or_insert_with(|| {
-                heads.push(e);
-                HEAD | (heads.len() - 1) as u16
-            }),
-        };
-        let root: Vec<u16> = self.nodes[..n].iter().map(|&e| root_entry(e)).collect();
-        let moved = |e: u32| match e & CHILD == 0 {
+        let below = |e: u32| match e & CHILD == 0 {
             true => e,
-            false => e - n as u32 + heads.len() as u32,
+            false => e - n as u32,
         };
-        let nodes: Vec<u32> = heads
-            .iter()
-            .chain(&self.nodes[n..])
-            .map(|&e| moved(e))
-            .collect();
-        let root: Vec<u16> = (0..ROOT).map(|i| root[i % n]).collect();
+        let root: Vec<u32> = (0..ROOT).map(|i| below(self.nodes[i % n])).collect();
+        let nodes: Vec<u32> = self.nodes[n..].iter().map(|&e| below(e)).collect();
         Some(Trie {
             root: Arc::new(root.try_into().ok()?),
             nodes: nodes.into(),
@@ -302,22 +277,6 @@ mod tests {
                 class[starts.partition_point(|s| *s <= v) - 1]
             );
         }
-    }
-
-    /// Classes past two bytes in the root are read through its heads, as are children;
-    /// classes in the nodes below take four bytes as before.
-    #[test]
-    fn large_classes_in_the_root_read_through_heads() {
-        let starts: Vec<u64> = vec![0, 3, 5, 9, 0x1234, 0x1235, 0xfff0];
-        let class = vec![0, 40_000, 7, 70_000, 0x7fff, 0x8000, 1 << 30];
-        let t = Trie::new(&starts, &class, 16).expect("builds");
-        for (k, &s) in starts.iter().enumerate() {
-            for v in [s.saturating_sub(1), s, s + 1] {
-                let want = class[starts.partition_point(|x| *x <= v) - 1];
-                assert_eq!(t.class(v), want, "start {k} {s:#x}, value {v:#x}");
-            }
-        }
-        assert_eq!(t.class(0xffff), 1 << 30);
     }
 
     /// Boundaries too many for wide nodes within the offsets fall back to narrow strides.
