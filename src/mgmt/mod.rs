@@ -215,7 +215,10 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
         c.attach_taps(taps);
         c.start()?;
     }
-    // Every worker thread is running and the control socket answers: ready for systemd.
+    // Every worker thread is running and the control socket answers: ready for systemd. The
+    // start-up log goes first (its records wait on the log's writer thread), for a second at
+    // most: a stderr nobody reads does not hold readiness up.
+    crate::log_format::flush(std::time::Duration::from_secs(1));
     let notify = notify::Notifier::from_env();
     notify.send(&format!(
         "READY=1\nSTATUS=forwarding with {} workers",

@@ -218,6 +218,10 @@ fn read_request(mut s: &UnixStream, limits: &Limits) -> Result<Option<Vec<u8>>, 
 
 /// Writes the reply within the deadline; a client that does not read it in time loses it.
 fn write_reply(mut s: &UnixStream, reply: &Reply, uid: Option<u32>, limits: &Limits) {
+    // What the request logged (a reload's summary, say) reaches stderr before the client
+    // hears back, as when the log was written in place; for a moment at most, on this
+    // client's thread only, so a stderr nobody reads delays this reply and stalls nothing.
+    crate::log_format::flush(std::time::Duration::from_millis(200));
     let bytes = reply.to_line();
     let deadline = Instant::now() + limits.deadline;
     let mut sent = 0;
