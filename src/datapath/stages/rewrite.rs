@@ -35,8 +35,11 @@ pub fn edit_inner(snap: &Snapshot, counters: &mut Counters, frame: &mut [u8], c:
     if c.ip.protocol == ipv4::PROTO_TCP && c.ip.frag_offset == 0 {
         clamp(snap, counters, frame, c);
     }
+    // A packet not our own passed the hop checks, which hold back a TTL of 1 or less (an
+    // ICMP error replaces it, `Origin::Local`, or it is dropped): no test for the wrap
+    // (callgrind, issue 14; `direct` relies on the same).
     if c.origin != Origin::Local {
-        ipv4::decrement_ttl_in(frame.get_mut(ethernet::HEADER_LEN..).unwrap_or(&mut []));
+        ipv4::decrement_live_ttl_in(frame.get_mut(ethernet::HEADER_LEN..).unwrap_or(&mut []));
     }
 }
 
@@ -64,6 +67,16 @@ fn set_macs(frame: &mut [u8], macs: &Macs) {
 
 /// Lowers the MSS of a SYN or SYN-ACK that enters or leaves through a tunnel.
 fn clamp(snap: &Snapshot, counters: &mut Counters, frame: &mut [u8], c: &mut Ctx) {
+    let start = ethernet::HEADER_LEN + usize::from(c.ip.header_len);
+    let end = ethernet::HEADER_LEN + usize::from(c.ip.total_len);
+    let Some(seg) = frame.get_mut(start..end) else {
+        return;
+    };
+    // Most segments are not SYNs: their flags before the tunnels' limits (two look-ups).
+    // `clamp_mss` would leave them alone, and `note.mss` is None already.
+    if !tcp::is_syn(seg) {
+        return;
+    }
     let limit = |t: u16| snap.tunnels.get(t as usize).map_or(0, |t| t.mss_clamp);
     let ingress = if let Origin::Tunnel(t) = c.origin {
         limit(t)
@@ -82,11 +95,6 @@ fn clamp(snap: &Snapshot, counters: &mut Counters, frame: &mut [u8], c: &mut Ctx
     if max == 0 {
         return;
     }
-    let start = ethernet::HEADER_LEN + usize::from(c.ip.header_len);
-    let end = ethernet::HEADER_LEN + usize::from(c.ip.total_len);
-    let Some(seg) = frame.get_mut(start..end) else {
-        return;
-    };
     let r = tcp::clamp_mss(seg, max);
     c.note.mss = r.value();
     if let tcp::Mss::Clamped(..) = r {
