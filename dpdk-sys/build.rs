@@ -54,7 +54,7 @@ fn main() {
         .clang_args(extra.iter())
         .allowlist_function("rte_eal_.*|rte_eth_.*|rte_pktmbuf_.*|rte_mempool_.*|rte_lcore_.*")
         .allowlist_function("rte_thread_.*|rte_strerror|rte_dev_probe|rte_socket_id|ag_.*")
-        .allowlist_function("rte_get_main_lcore|rte_exit")
+        .allowlist_function("rte_get_main_lcore|rte_exit|rte_openlog_stream")
         .allowlist_type("rte_mbuf|rte_mempool|rte_eth_.*|rte_ether_addr")
         .allowlist_var("RTE_ETH_.*|RTE_MBUF_.*|RTE_MAX_.*|RTE_PKTMBUF_.*|RTE_ETHER_.*")
         .derive_default(true)

@@ -1,3 +1,9 @@
+/* fopencookie and open_memstream (ag_log_stream, ag_log_types). */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <stdio.h>
+#include <stdlib.h>
 #include <rte_ethdev.h>
 #include <rte_errno.h>
 #include <rte_lcore.h>
@@ -47,3 +53,50 @@ int ag_lock_holder(const char *path)
 
 #include <rte_version.h>
 const char *ag_version(void) { return rte_version(); }
+
+#include <rte_log.h>
+
+static ag_log_write_fn ag_log_sink;
+
+/* glibc calls this with the text of one rte_log call (or a piece of a long one), on the thread
+ * that logged: rte_vlog set that thread's level and type just before. Always "written": a
+ * short count would make stdio retry, and an error would stop the stream for good. */
+static ssize_t ag_log_cookie_write(void *cookie, const char *buf, size_t size)
+{
+	(void)cookie;
+	ag_log_sink(rte_log_cur_msg_loglevel(), rte_log_cur_msg_logtype(), rte_gettid(), buf, size);
+	return (ssize_t)size;
+}
+
+FILE *ag_log_stream(ag_log_write_fn sink)
+{
+	cookie_io_functions_t io = { .write = ag_log_cookie_write };
+	FILE *f;
+
+	ag_log_sink = sink;
+	f = fopencookie(NULL, "w", io);
+	if (f == NULL)
+		return NULL;
+	/* Unbuffered: each rte_log call reaches the write function at once (vfprintf formats it
+	 * into a helper buffer first, so in one call below BUFSIZ), not mixed into another
+	 * thread's in a shared buffer. */
+	setvbuf(f, NULL, _IONBF, 0);
+	return f;
+}
+
+char *ag_log_types(size_t *len)
+{
+	char *buf = NULL;
+	FILE *f = open_memstream(&buf, len);
+
+	if (f == NULL)
+		return NULL;
+	rte_log_dump(f);
+	if (fclose(f) != 0) {
+		free(buf);
+		return NULL;
+	}
+	return buf;
+}
+
+void ag_free(void *p) { free(p); }

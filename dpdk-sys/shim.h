@@ -3,6 +3,8 @@
 #ifndef ANYGATE_SHIM_H
 #define ANYGATE_SHIM_H
 #include <stdint.h>
+#include <stdio.h>
+#include <stddef.h>
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
 
@@ -33,4 +35,16 @@ int ag_lock_holder(const char *path);
 
 /* rte_version() is static inline in some DPDK releases: the running library's version string. */
 const char *ag_version(void);
+
+/* Not DPDK's: DPDK's log as calls of `sink(level, logtype, tid, text, len)`. The stream
+ * (for rte_openlog_stream) is unbuffered, so each rte_log call's text arrives at once, on the
+ * thread that logged (`tid`, rte_gettid), with the level and type of that call
+ * (rte_log_cur_msg_*). `sink` is kept for the process. NULL when glibc cannot make the
+ * stream. */
+typedef void (*ag_log_write_fn)(int level, int logtype, int tid, const char *text, size_t len);
+FILE *ag_log_stream(ag_log_write_fn sink);
+/* rte_log_dump's text ("id N: NAME, level is L" lines, the registered log types), malloc'd
+ * (free it with ag_free), its length in *len; NULL on failure. */
+char *ag_log_types(size_t *len);
+void ag_free(void *p);
 #endif

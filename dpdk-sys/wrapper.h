@@ -8,4 +8,5 @@
 #include <rte_cycles.h>
 #include <rte_dev.h>
 #include <rte_bus.h>
+#include <rte_log.h>
 #include "shim.h"

@@ -500,27 +500,10 @@ fn a_closed_stats_pipe_is_not_a_crash() {
 /// reader did).
 #[test]
 fn an_unread_stats_pipe_does_not_hold_up_the_stop() {
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
     let _g = lock();
-    let (d, child) = stats_piped();
-    let mut engine = Engine(child);
-    wait_for_ctl(&d);
-    // Ten reports a second fill the pipe in under 3 s.
-    std::thread::sleep(Duration::from_secs(5));
-    sigint(&engine);
-    let t = Instant::now();
-    let status = loop {
-        if let Some(s) = engine.0.try_wait().unwrap() {
-            break s;
-        }
-        let log = std::fs::read_to_string(d.p("stderr.log")).unwrap_or_default();
-        assert!(
-            t.elapsed() < Duration::from_secs(30),
-            "still running {:?} after SIGINT\n{log}",
-            t.elapsed()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let (d, mut engine) = stopping_with_stdout_full();
+    let status = exited_within(&mut engine, &d, Duration::from_secs(30));
     let log = std::fs::read_to_string(d.p("stderr.log")).unwrap();
     assert!(status.success(), "{status:?}\n{log}");
     assert!(
@@ -528,6 +511,39 @@ fn an_unread_stats_pipe_does_not_hold_up_the_stop() {
         "{log}"
     );
     assert!(!log.contains("panicked"), "{log}");
+}
+
+/// An engine printing stats into a pipe nobody reads, sent SIGINT once the pipe is full: its
+/// stop waits for the reader (`FINAL_WAIT`, 5 s).
+fn stopping_with_stdout_full() -> (Dir, Engine) {
+    let (d, child) = stats_piped();
+    let engine = Engine(child);
+    wait_for_ctl(&d);
+    // Ten reports a second fill the pipe in under 3 s.
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    sigint(&engine);
+    (d, engine)
+}
+
+/// Waits for the engine's exit, at most `limit` (then fails with its stderr log in `d`).
+fn exited_within(
+    engine: &mut Engine,
+    d: &Dir,
+    limit: std::time::Duration,
+) -> std::process::ExitStatus {
+    let t = std::time::Instant::now();
+    loop {
+        if let Some(s) = engine.0.try_wait().unwrap() {
+            return s;
+        }
+        let log = std::fs::read_to_string(d.p("stderr.log")).unwrap_or_default();
+        assert!(
+            t.elapsed() < limit,
+            "still running {:?} after SIGINT\n{log}",
+            t.elapsed()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// A log reader that stops reading does not stall the management loop: with stderr a pipe
@@ -588,4 +604,100 @@ fn an_unread_stderr_stalls_no_ctl_answer() {
     assert!(lines.iter().all(|l| l.len() > 200), "{log}");
     assert!(!log.contains("log records dropped"), "{log}");
     assert!(log.contains("signal received, stopping"), "{log}");
+}
+
+/// DPDK's own lines come through anygate's log: with the null and pcap drivers' INFO lines
+/// turned on (`--log-level`), the lines net_null writes when it is probed (after the EAL
+/// started) and closed (at exit) are JSON records with DPDK's level and log type, in their
+/// place among anygate's records (before the port's line; the last after the stop), RUST_LOG
+/// filters them as any target (pcap's INFO lines are held back), and the only lines on stderr
+/// that are not records are the EAL's start-up lines, before any DPDK record. They used to be
+/// written to fd 2 directly, unformatted and unfiltered.
+#[test]
+fn dpdk_lines_come_through_the_log_in_its_format() {
+    let _g = lock();
+    let d = Dir::new();
+    write_pcap(&d.p("in.pcap"), &flows(16, |_| [10, 10, 10, 1]));
+    let cfg = config(&d).replace(",infinite_rx=1", "").replace(
+        r#""lib.eal:warning"]"#,
+        r#""lib.eal:warning", "--log-level", "pmd.net.null:info", "--log-level", "pmd.net.pcap:info"]"#,
+    );
+    assert!(cfg.contains("pmd.net.null:info"), "{cfg}");
+    std::fs::write(d.p("dpdk-log.toml"), &cfg).unwrap();
+    let out = Command::new(BIN)
+        .args(["run", "--config", d.p("dpdk-log.toml").to_str().unwrap()])
+        .args(["--exit-when-idle", "400", "--log-format", "json"])
+        .env("RUST_LOG", "info,dpdk::pmd.net.pcap=warn")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{:?}\n{log}", out.status);
+    // (line number, record) for the JSON lines; the others are raw.
+    let (records, raw): (Vec<_>, Vec<_>) = log
+        .lines()
+        .enumerate()
+        .map(|(i, l)| (i, serde_json::from_str::<Value>(l).map_err(|_| l)))
+        .partition(|(_, r)| r.is_ok());
+    let records: Vec<(usize, Value)> = records.into_iter().map(|(i, r)| (i, r.unwrap())).collect();
+    let at = |want: &dyn Fn(&Value) -> bool| {
+        records
+            .iter()
+            .find(|(_, r)| want(r))
+            .map(|(i, _)| *i)
+            .unwrap_or_else(|| panic!("no such record\n{log}"))
+    };
+    let null = |r: &Value, what: &str| {
+        r["target"] == "dpdk::pmd.net.null"
+            && r["level"] == "INFO"
+            && r["msg"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("pmd.net.null: ") && m.contains(what))
+    };
+    let probe = at(&|r| null(r, "Initializing pmd_null for net_null0"));
+    let port = at(&|r| {
+        r["msg"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("port up0 "))
+    });
+    let idle = at(&|r| r["msg"].as_str().is_some_and(|m| m.contains("stopping")));
+    let close = at(&|r| null(r, "Closing null ethdev"));
+    assert!(probe < port && idle < close, "{log}");
+    let first_dpdk = at(&|r| {
+        r["target"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("dpdk::"))
+    });
+    assert!(raw.iter().all(|(i, _)| *i < first_dpdk), "{log}");
+    assert!(!log.contains("pmd_pcap"), "{log}");
+}
+
+/// A second SIGINT during a stop that waits (here up to 5 s for a stats reader that stopped
+/// reading) exits at once with status 130, after the records queued before it and a line
+/// saying so (it used to `_exit` in the signal handler, past the log's queue).
+#[test]
+fn a_second_sigint_exits_at_once_after_the_queued_records() {
+    use std::time::{Duration, Instant};
+    let _g = lock();
+    let (d, mut engine) = stopping_with_stdout_full();
+    let read = || std::fs::read_to_string(d.p("stderr.log")).unwrap_or_default();
+    let t = Instant::now();
+    while !read().contains("signal received, stopping") {
+        assert!(t.elapsed() < Duration::from_secs(10), "{}", read());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    sigint(&engine);
+    let t = Instant::now();
+    let status = exited_within(&mut engine, &d, Duration::from_secs(10));
+    let log = read();
+    assert_eq!(status.code(), Some(130), "{log}");
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "{:?}\n{log}",
+        t.elapsed()
+    );
+    assert!(
+        log.contains("second stop signal: exiting at once, without a clean stop"),
+        "{log}"
+    );
+    assert!(!log.contains("final stats report"), "{log}");
 }

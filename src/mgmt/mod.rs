@@ -49,6 +49,9 @@ pub enum Outcome {
     Leaked(u32),
 }
 
+/// How long a second stop signal waits for the queued log records before it exits.
+const SECOND_SIGNAL_LOG_WAIT: Duration = Duration::from_secs(1);
+
 struct Signals {
     hup: Arc<AtomicBool>,
     term: Arc<AtomicBool>,
@@ -60,11 +63,30 @@ impl Signals {
             hup: Arc::new(AtomicBool::new(false)),
             term: Arc::new(AtomicBool::new(false)),
         };
+        // A second SIGINT/SIGTERM while shutting down exits at once, after the log records
+        // queued so far (for `SECOND_SIGNAL_LOG_WAIT` at most); a third exits without them.
+        let second = Arc::new(AtomicBool::new(false));
         for sig in [SIGINT, SIGTERM] {
-            // A second SIGINT/SIGTERM while shutting down exits at once.
-            signal_hook::flag::register_conditional_shutdown(sig, 130, s.term.clone())
+            signal_hook::flag::register_conditional_shutdown(sig, 130, second.clone())
                 .map_err(|e| format!("signal {sig}: {e}"))?;
         }
+        let mut stops = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+            .map_err(|e| format!("signals: {e}"))?;
+        std::thread::Builder::new()
+            .name("ag-signal".into())
+            .spawn(move || {
+                // Two signals that come before this thread wakes count once: the next one
+                // exits, and the third at the latest.
+                for (n, _) in stops.forever().enumerate() {
+                    if n >= 1 {
+                        second.store(true, Ordering::SeqCst);
+                        log::warn!("second stop signal: exiting at once, without a clean stop");
+                        crate::log_format::flush(SECOND_SIGNAL_LOG_WAIT);
+                        signal_hook::low_level::exit(130);
+                    }
+                }
+            })
+            .map_err(|e| format!("cannot start the signal thread: {e}"))?;
         for (sig, flag) in [(SIGHUP, &s.hup), (SIGINT, &s.term), (SIGTERM, &s.term)] {
             signal_hook::flag::register(sig, flag.clone())
                 .map_err(|e| format!("signal {sig}: {e}"))?;
