@@ -7,9 +7,15 @@
 //! search.
 use std::sync::Arc;
 
-/// An entry that is a child, not a class (a class is the entry itself, below 2^31): a class
-/// read needs no mask, and the sign tells the two apart.
+/// An entry below the root that is a child, not a class (a class is the entry itself, below
+/// 2^31): a class read needs no mask, and the sign tells the two apart.
 const CHILD: u32 = 1 << 31;
+/// A root entry that is not a class (below 2^15) but `CHILD_OF_ROOT | k`: the root's `k`th
+/// child, whose node is `nodes[k << first_stride..]`. Every child of a root has the trie's one
+/// stride, so its place is its number, with no header to load: roots take two bytes an entry,
+/// half the cache lines of four (issue 14). Stride 0 makes each child a single four-byte
+/// entry, a class of 2^15 or more or a child of any stride (a head).
+const CHILD_OF_ROOT: u16 = 1 << 15;
 /// Child entries: the node's first entry (low 22 bits), its stride (4 bits), and the value
 /// bits below its index (5 bits).
 const OFFSET_BITS: u32 = 22;
@@ -22,18 +28,27 @@ const MAX_STRIDE: u32 = 12;
 /// low 12 bits of the field's word shifted, whatever the bits above the field hold (one mask
 /// by a constant, no bounds check: callgrind, issue 14).
 pub const ROOT: usize = 1 << MAX_STRIDE;
-/// Levels a lookup walks at most: the root's 12 bits, then strides of at least 4 over the
-/// remaining 20 of a 32-bit value.
+/// Levels a lookup walks below the root's children at most: strides of at least 4 over the
+/// remaining 20 bits of a 32-bit value.
 const MAX_DEPTH: usize = 6;
+/// A root's children may take this many times the entries that each at its own stride would
+/// (plus `SPARE`) before the trie's one stride for them is narrowed.
+const GROWTH: usize = 2;
+const SPARE: usize = 4096;
 
 #[derive(Debug, Clone)]
 pub struct Trie {
     /// The root node, repeated to `ROOT` entries (shared by the classifier's copies).
-    root: Arc<[u32; ROOT]>,
-    /// The nodes below the root (child offsets count from here).
+    root: Arc<[u16; ROOT]>,
+    /// The root's children, `1 << first_stride` entries each in their order, then the nodes
+    /// below them (child offsets count from the first).
     nodes: Arc<[u32]>,
     /// Value bits below the root's index.
     root_shift: u32,
+    /// The stride of every child of the root, the value bits below its index, and its mask.
+    first_stride: u32,
+    first_shift: u32,
+    first_mask: u32,
     /// The largest value of the field's width (`class` clamps to it; the classifier's readers
     /// read no larger one).
     #[cfg(test)]
@@ -60,7 +75,7 @@ impl Trie {
         // ~1 entry per boundary (at least 16 per node).
         [8, 0]
             .into_iter()
-            .find_map(|extra| Builder::new(&s, &c, width, extra).build())
+            .find_map(|extra| Builder::new(&s, &c, width, extra).best())
     }
 
     /// The class of value `v`, clamped to the field's width.
@@ -80,7 +95,7 @@ impl Trie {
     /// `i & mask`, so the bits between them, another field's, change nothing.
     pub fn masked(mut self, mask: u64) -> Trie {
         let m = mask as usize % ROOT;
-        let root: Vec<u32> = (0..ROOT).map(|i| self.root[i & m]).collect();
+        let root: Vec<u16> = (0..ROOT).map(|i| self.root[i & m]).collect();
         if let Ok(r) = root.try_into() {
             self.root = Arc::new(r);
         }
@@ -101,15 +116,20 @@ impl Trie {
         let e = self.root[i % ROOT];
         // The root's entry, inline; the levels below it apart: with the loop inline the
         // classifier's per-key loop shuffled registers around it (callgrind, issue 14).
-        match e & CHILD == 0 {
-            true => e,
+        match e & CHILD_OF_ROOT == 0 {
+            true => e as u32,
             false => self.below(e, v()),
         }
     }
 
     /// The class of `v` from the root's entry `e` for it, a child.
     #[inline(never)]
-    fn below(&self, mut e: u32, v: u32) -> u32 {
+    fn below(&self, e: u16, v: u32) -> u32 {
+        let k = (e & !CHILD_OF_ROOT) as u32;
+        let at = k << self.first_stride | (v >> self.first_shift) & self.first_mask;
+        let Some(&(mut e)) = self.nodes.get(at as usize) else {
+            return 0;
+        };
         for _ in 0..MAX_DEPTH {
             // A class returns as it is, and a missing entry as class 0, each where it is
             // found: after the loop, they cost a mask and a zeroing per call (callgrind).
@@ -128,7 +148,18 @@ impl Trie {
     }
 
     pub fn bytes(&self) -> usize {
-        (ROOT + self.nodes.len()) * 4
+        ROOT * 2 + self.nodes.len() * 4
+    }
+
+    /// Entries of the root's children (the front of `nodes`).
+    fn first_children(&self) -> usize {
+        self.root
+            .iter()
+            .filter(|e| *e & CHILD_OF_ROOT != 0)
+            .map(|e| (e & !CHILD_OF_ROOT) as usize + 1)
+            .max()
+            .unwrap_or(0)
+            << self.first_stride
     }
 }
 
@@ -157,22 +188,69 @@ impl<'a> Builder<'a> {
         self.starts.partition_point(|s| *s <= v).saturating_sub(1)
     }
 
-    fn build(mut self) -> Option<Trie> {
+    /// The trie whose root children share the widest stride that does not grow them past
+    /// `GROWTH` times their entries at their own strides (stride 0, a head each, is that).
+    fn best(self) -> Option<Trie> {
+        let heads = Builder {
+            nodes: Vec::new(),
+            ..self
+        }
+        .build(0)?;
+        let widest = heads.nodes[..heads.first_children()]
+            .iter()
+            .filter(|e| *e & CHILD != 0)
+            .map(|e| (e >> STRIDE_AT) & 15)
+            .max()
+            .unwrap_or(0);
+        let limit = heads.nodes.len() * GROWTH + SPARE;
+        (1..=widest)
+            .rev()
+            .filter_map(|s| {
+                Builder {
+                    nodes: Vec::new(),
+                    ..self
+                }
+                .build(s)
+            })
+            .find(|t| t.nodes.len() <= limit)
+            .or(Some(heads))
+    }
+
+    /// The trie whose root children all take stride `first` (at most the root's shift).
+    fn build(mut self, first: u32) -> Option<Trie> {
         let stride = self.width.min(MAX_STRIDE);
         let shift = self.width - stride;
-        self.node(0, stride, shift)?;
-        // The root apart, repeated; child offsets then count from the first node below it.
-        let n = 1usize << stride;
-        let below = |e: u32| match e & CHILD == 0 {
-            true => e,
-            false => e - n as u32,
-        };
-        let root: Vec<u32> = (0..ROOT).map(|i| below(self.nodes[i % n])).collect();
-        let nodes: Vec<u32> = self.nodes[n..].iter().map(|&e| below(e)).collect();
+        let first = first.min(shift);
+        // The root's entries: a class that fits, else the next child's number.
+        let mut children = Vec::new();
+        let mut root = Vec::with_capacity(1 << stride);
+        for i in 0..1u64 << stride {
+            let lo = i << shift;
+            let (a, b) = (self.at(lo), self.at(lo + (1u64 << shift) - 1));
+            match (a == b).then(|| u16::try_from(self.class[a])) {
+                Some(Ok(c)) if c & CHILD_OF_ROOT == 0 => root.push(c),
+                _ => {
+                    root.push(CHILD_OF_ROOT | u16::try_from(children.len()).ok()?);
+                    children.push(lo);
+                }
+            }
+        }
+        let size = children.len() << first;
+        if size > MAX_ENTRIES {
+            return None;
+        }
+        self.nodes.resize(size, 0);
+        for (k, &lo) in children.iter().enumerate() {
+            self.fill(k << first, lo, first, shift - first)?;
+        }
+        let root: Vec<u16> = (0..ROOT).map(|i| root[i % root.len()]).collect();
         Some(Trie {
             root: Arc::new(root.try_into().ok()?),
-            nodes: nodes.into(),
+            nodes: self.nodes.into(),
             root_shift: shift,
+            first_stride: first,
+            first_shift: shift - first,
+            first_mask: (1 << first) - 1,
             #[cfg(test)]
             max: (1u64 << self.width) - 1,
         })
@@ -186,6 +264,13 @@ impl<'a> Builder<'a> {
             return None;
         }
         self.nodes.resize(first + (1 << stride), 0);
+        self.fill(first, base, stride, shift)?;
+        Some(first)
+    }
+
+    /// Writes the node at `first` (its entries already there) for values
+    /// `base..base + 2^(stride + shift)`, appending its children.
+    fn fill(&mut self, first: usize, base: u64, stride: u32, shift: u32) -> Option<()> {
         for i in 0..1u64 << stride {
             let lo = base + (i << shift);
             let hi = lo + (1u64 << shift) - 1;
@@ -207,7 +292,7 @@ impl<'a> Builder<'a> {
             };
             self.nodes[first + i as usize] = e;
         }
-        Some(first)
+        Some(())
     }
 }
 
@@ -276,6 +361,70 @@ mod tests {
                 t.class_from_root(i, || v as u32),
                 class[starts.partition_point(|s| *s <= v) - 1]
             );
+        }
+    }
+
+    /// The interval model: the class of the last interval starting at or below `v`.
+    fn naive(starts: &[u64], class: &[u32], v: u64) -> u32 {
+        class[starts.partition_point(|s| *s <= v) - 1]
+    }
+
+    /// Classes past two bytes in the root are read through its children (one entry each at
+    /// stride 0, a node of one class at wider strides), as are children.
+    #[test]
+    fn large_classes_in_the_root_read_through_children() {
+        let starts: Vec<u64> = vec![0, 3, 5, 9, 0x1234, 0x1235, 0xfff0, 0x3_0000];
+        let class = vec![0, 40_000, 7, 70_000, 0x7fff, 0x8000, 1 << 30, 5];
+        for first in 0..=6 {
+            let b = Builder::new(&starts, &class, 18, 8);
+            let t = b.build(first).expect("builds");
+            assert_eq!(t.first_stride, first);
+            for (k, &s) in starts.iter().enumerate() {
+                for v in [s.saturating_sub(1), s, s + 1, s + 63, s + 64] {
+                    let want = naive(&starts, &class, v);
+                    assert_eq!(t.class(v), want, "stride {first}, start {k} {s:#x}, {v:#x}");
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 32, ..proptest::prelude::ProptestConfig::default()
+        })]
+        /// Whatever one stride the root's children take (and the one `Trie::new` picks), every
+        /// value near every boundary finds its interval's class.
+        #[test]
+        fn any_first_stride_finds_the_classes(
+            width in 1u32..=32,
+            raw in proptest::collection::vec((0u64..u64::MAX, 0u32..70_000), 1..60),
+            near in proptest::collection::vec(0u64..1 << 14, 8),
+        ) {
+            let max = (1u64 << width) - 1;
+            let mut points: Vec<(u64, u32)> = raw.iter().map(|&(a, c)| (a & max, c)).collect();
+            points.push((0, 1));
+            points.sort_unstable_by_key(|p| p.0);
+            points.dedup_by_key(|p| p.0);
+            let (starts, class): (Vec<u64>, Vec<u32>) = points.into_iter().unzip();
+            let shift = width - width.min(MAX_STRIDE);
+            let mut tries: Vec<Trie> = (0..=shift.min(MAX_STRIDE))
+                .filter_map(|s| Builder::new(&starts, &class, width, 8).build(s))
+                .collect();
+            tries.push(Trie::new(&starts, &class, width).expect("builds"));
+            for t in &tries {
+                for &s in &starts {
+                    for d in &near {
+                        for v in [s.saturating_sub(*d), s + d] {
+                            let v = v.min(max);
+                            proptest::prop_assert_eq!(
+                                t.class(v),
+                                naive(&starts, &class, v),
+                                "first stride {}, {:#x}", t.first_stride, v
+                            );
+                        }
+                    }
+                }
+            }
         }
     }
 
