@@ -63,8 +63,11 @@ static ag_log_write_fn ag_log_sink;
  * short count would make stdio retry, and an error would stop the stream for good. */
 static ssize_t ag_log_cookie_write(void *cookie, const char *buf, size_t size)
 {
+	ag_log_write_fn sink = __atomic_load_n(&ag_log_sink, __ATOMIC_ACQUIRE);
+
 	(void)cookie;
-	ag_log_sink(rte_log_cur_msg_loglevel(), rte_log_cur_msg_logtype(), rte_gettid(), buf, size);
+	if (sink != NULL)
+		sink(rte_log_cur_msg_loglevel(), rte_log_cur_msg_logtype(), rte_gettid(), buf, size);
 	return (ssize_t)size;
 }
 
@@ -73,12 +76,13 @@ FILE *ag_log_stream(ag_log_write_fn sink)
 	cookie_io_functions_t io = { .write = ag_log_cookie_write };
 	FILE *f;
 
-	ag_log_sink = sink;
+	/* Published before the stream exists: a thread that finds the stream finds the sink. */
+	__atomic_store_n(&ag_log_sink, sink, __ATOMIC_RELEASE);
 	f = fopencookie(NULL, "w", io);
 	if (f == NULL)
 		return NULL;
 	/* Unbuffered: each rte_log call reaches the write function at once (vfprintf formats it
-	 * into a helper buffer first, so in one call below BUFSIZ), not mixed into another
+	 * into a helper buffer first, so in one call when under BUFSIZ), not mixed into another
 	 * thread's in a shared buffer. */
 	setvbuf(f, NULL, _IONBF, 0);
 	return f;

@@ -21,10 +21,10 @@ a DIR-24-8 route table swapped by read-copy-update, a stateless firewall, one pi
 worker per [[workers]] entry. The configuration is described in anygate.toml(5).
 
 Signals: SIGHUP reloads the config file (as `anygate ctl reload`); SIGINT and SIGTERM stop \
-cleanly, a second one at once.
+cleanly, a second one at once (status 130).
 
 Exit status: 0 on success; 2 when a config, an argument or a request is refused; 3 when mbufs \
-did not come back to the pool at exit.
+did not come back to the pool at exit; 130 after a second stop signal.
 
 Environment: RUST_LOG sets the log level (default info; logs go to stderr). NOTIFY_SOCKET, set \
 by systemd for Type=notify, receives READY=1 once the workers poll, RELOADING=1 and READY=1 \

@@ -12,7 +12,9 @@
 //! record says so) and its rest, up to its newline, dropped. A piece without a newline waits
 //! for the rest of its line from the same thread; another thread's text first ends it.
 use super::{Eal, Error, Result};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard, Once, OnceLock};
+use std::time::Duration;
 
 /// The longest DPDK line kept whole, in bytes (DPDK's own lines are under 200).
 pub const LINE_MAX: usize = 1024;
@@ -22,10 +24,23 @@ static TARGETS: OnceLock<Vec<String>> = OnceLock::new();
 /// The line being assembled (pieces without a newline yet), shared by every thread that logs.
 static LINE: Mutex<Joiner> = Mutex::new(Joiner::new());
 static INSTALLED: Once = Once::new();
+/// Waits, bounded, for the records queued so far to be written (`log_format::flush`).
+static FLUSH: OnceLock<fn(Duration) -> bool> = OnceLock::new();
+/// Lines still to be flushed one by one after a critical one.
+static AFTER_CRITICAL: Tail = Tail(AtomicU32::new(0));
+/// How many lines after a critical one (`rte_panic`'s backtrace follows it) are flushed.
+const CRITICAL_TAIL: u32 = 64;
+/// The longest a critical line (and each of its tail) waits for stderr.
+const CRITICAL_WAIT: Duration = Duration::from_millis(500);
 
 /// Points DPDK's log at anygate's logger, once per process (later calls do nothing). DPDK
 /// lines written before it (the EAL's start-up) went to stderr as DPDK writes them.
-pub fn log_through_logger(_eal: &Eal) -> Result<()> {
+///
+/// `flush(limit)` waits at most `limit` for the log's queue: a CRIT, ALERT or EMERG line
+/// (`rte_panic`, `rte_exit`'s cause, before DPDK aborts or exits without our final flush)
+/// and the [`CRITICAL_TAIL`] lines after it (the backtrace) are written before DPDK goes on.
+pub fn log_through_logger(_eal: &Eal, flush: fn(Duration) -> bool) -> Result<()> {
+    let _ = FLUSH.set(flush);
     let mut result = Ok(());
     INSTALLED.call_once(|| result = install());
     result
@@ -120,6 +135,7 @@ unsafe extern "C" fn write(
 
 /// Logs one DPDK line.
 fn emit(level: i32, logtype: i32, text: &[u8], cut: bool) {
+    let critical = (1..=3).contains(&level);
     let level = level_of(level);
     if level > log::max_level() {
         return;
@@ -135,6 +151,29 @@ fn emit(level: i32, logtype: i32, text: &[u8], cut: bool) {
         log::log!(target: target, level, "{name}: {text} [cut at {LINE_MAX} bytes]");
     } else {
         log::log!(target: target, level, "{name}: {text}");
+    }
+    // DPDK may abort or exit right after: the line must be out first (bounded).
+    if AFTER_CRITICAL.flush_now(critical) {
+        if let Some(flush) = FLUSH.get() {
+            flush(CRITICAL_WAIT);
+        }
+    }
+}
+
+/// Counts down the lines flushed after a critical one.
+struct Tail(AtomicU32);
+
+impl Tail {
+    /// Whether the line just logged is flushed: a critical one, and the
+    /// [`CRITICAL_TAIL`] lines after the last critical one.
+    fn flush_now(&self, critical: bool) -> bool {
+        if critical {
+            self.0.store(CRITICAL_TAIL, Ordering::Relaxed);
+            return true;
+        }
+        self.0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok()
     }
 }
 
@@ -275,6 +314,19 @@ mod tests {
         assert_eq!(first.len(), LINE_MAX);
         assert_eq!(*first, long + &"y".repeat(10));
         assert_eq!(out[1], (7, 3, "next".into(), false));
+    }
+
+    #[test]
+    fn a_critical_line_and_the_lines_after_it_are_flushed() {
+        let t = Tail(AtomicU32::new(0));
+        assert!(!t.flush_now(false), "no critical line yet");
+        assert!(t.flush_now(true));
+        for i in 0..CRITICAL_TAIL {
+            assert!(t.flush_now(false), "line {i} of the tail");
+        }
+        assert!(!t.flush_now(false), "past the tail");
+        assert!(t.flush_now(true), "a new critical line starts it again");
+        assert!(t.flush_now(false));
     }
 
     #[test]

@@ -63,6 +63,11 @@ impl Signals {
             hup: Arc::new(AtomicBool::new(false)),
             term: Arc::new(AtomicBool::new(false)),
         };
+        // The stop flags first: a signal that the counting thread below sees has set them.
+        for (sig, flag) in [(SIGHUP, &s.hup), (SIGINT, &s.term), (SIGTERM, &s.term)] {
+            signal_hook::flag::register(sig, flag.clone())
+                .map_err(|e| format!("signal {sig}: {e}"))?;
+        }
         // A second SIGINT/SIGTERM while shutting down exits at once, after the log records
         // queued so far (for `SECOND_SIGNAL_LOG_WAIT` at most); a third exits without them.
         let second = Arc::new(AtomicBool::new(false));
@@ -87,10 +92,6 @@ impl Signals {
                 }
             })
             .map_err(|e| format!("cannot start the signal thread: {e}"))?;
-        for (sig, flag) in [(SIGHUP, &s.hup), (SIGINT, &s.term), (SIGTERM, &s.term)] {
-            signal_hook::flag::register(sig, flag.clone())
-                .map_err(|e| format!("signal {sig}: {e}"))?;
-        }
         Ok(s)
     }
 }

@@ -92,7 +92,7 @@ pub fn bring_up(cfg: &Config) -> Result<Dataplane, String> {
     let eal = Eal::init(&args).map_err(|e| e.to_string())?;
     // From here DPDK's own lines (drivers probed below, port set-up, link changes) go
     // through the log's queue in its format, not straight to stderr.
-    if let Err(e) = dpdk::log_through_logger(&eal) {
+    if let Err(e) = dpdk::log_through_logger(&eal, crate::log_format::flush) {
         log::warn!("DPDK's log stays on stderr: {e}");
     }
     // The EAL pinned this thread to the main lcore; the log's writer joins it there.
