@@ -1,9 +1,12 @@
-//! DPDK's own log (the EAL, drivers, mempool: `rte_log`) through anygate's. After
-//! `rte_eal_init`, DPDK writes to a stream (`rte_openlog_stream`) whose write function hands
+//! DPDK's own log (the EAL, drivers, mempool: `rte_log`) through anygate's. From before
+//! `rte_eal_init` on, DPDK writes to a stream (`rte_openlog_stream`) whose write function hands
 //! each line to the `log` crate, with DPDK's level and log type: it gets anygate's format, the
 //! RUST_LOG filter (target `dpdk::<log type>`, e.g. `dpdk::pmd.net.null`) and the log's
 //! bounded queue (`log_pipe`), instead of a direct write to fd 2 that an unread stderr blocks
-//! (and EAL's copy of each line to syslog).
+//! (and EAL's copy of each line to syslog). On DPDK 22.11 the stream may be set before
+//! `rte_eal_init`: `rte_log` writes to the stream set (`rte_logs.file`) whenever there is one,
+//! and the EAL's `eal_log_init` only replaces its default stream (stderr and syslog), used when
+//! none is set.
 //!
 //! The write function runs on whatever thread logged (the management thread, a `ctl`
 //! client's, DPDK's interrupt thread, a worker): it copies the text into a line buffer of
@@ -11,7 +14,7 @@
 //! logger queues or drops without waiting. A line longer than [`LINE_MAX`] is cut there (the
 //! record says so) and its rest, up to its newline, dropped. A piece without a newline waits
 //! for the rest of its line from the same thread; another thread's text first ends it.
-use super::{Eal, Error, Result};
+use super::{Error, Result};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard, Once, OnceLock};
 use std::time::Duration;
@@ -19,10 +22,12 @@ use std::time::Duration;
 /// The longest DPDK line kept whole, in bytes (DPDK's own lines are under 200).
 pub const LINE_MAX: usize = 1024;
 
-/// The log types DPDK had registered when the stream was installed, by id: `dpdk::<name>`.
-static TARGETS: OnceLock<Vec<String>> = OnceLock::new();
-/// The line being assembled (pieces without a newline yet), shared by every thread that logs.
-static LINE: Mutex<Joiner> = Mutex::new(Joiner::new());
+/// The line being assembled (pieces without a newline yet) and the log types' targets,
+/// shared by every thread that logs.
+static LINE: Mutex<Stream> = Mutex::new(Stream {
+    joiner: Joiner::new(),
+    targets: Targets(Vec::new()),
+});
 static INSTALLED: Once = Once::new();
 /// Waits, bounded, for the records queued so far to be written (`log_format::flush`).
 static FLUSH: OnceLock<fn(Duration) -> bool> = OnceLock::new();
@@ -33,13 +38,19 @@ const CRITICAL_TAIL: u32 = 64;
 /// The longest a critical line (and each of its tail) waits for stderr.
 const CRITICAL_WAIT: Duration = Duration::from_millis(500);
 
-/// Points DPDK's log at anygate's logger, once per process (later calls do nothing). DPDK
-/// lines written before it (the EAL's start-up) went to stderr as DPDK writes them.
+struct Stream {
+    joiner: Joiner,
+    targets: Targets,
+}
+
+/// Points DPDK's log at anygate's logger, once per process (later calls do nothing). Called
+/// before `rte_eal_init`, it takes the EAL's start-up lines too (its argument errors
+/// included); lines DPDK wrote before it went to stderr as DPDK writes them.
 ///
 /// `flush(limit)` waits at most `limit` for the log's queue: a CRIT, ALERT or EMERG line
 /// (`rte_panic`, `rte_exit`'s cause, before DPDK aborts or exits without our final flush)
 /// and the [`CRITICAL_TAIL`] lines after it (the backtrace) are written before DPDK goes on.
-pub fn log_through_logger(_eal: &Eal, flush: fn(Duration) -> bool) -> Result<()> {
+pub fn log_through_logger(flush: fn(Duration) -> bool) -> Result<()> {
     let _ = FLUSH.set(flush);
     let mut result = Ok(());
     INSTALLED.call_once(|| result = install());
@@ -47,9 +58,12 @@ pub fn log_through_logger(_eal: &Eal, flush: fn(Duration) -> bool) -> Result<()>
 }
 
 fn install() -> Result<()> {
-    let _ = TARGETS.set(targets(&registered_types()));
+    let mut stream = line();
+    // Types registered later (drivers loaded by `rte_eal_init`) are read when first used.
+    stream.targets.refresh(&registered_types());
     // The write function copies into this buffer and never grows it.
-    line().buf.reserve_exact(LINE_MAX);
+    stream.joiner.buf.reserve_exact(LINE_MAX);
+    drop(stream);
     // SAFETY: `write` is an `extern "C"` function with the shim's sink signature that stays
     // valid for the process; the shim only stores it and opens a stream calling it.
     let stream = unsafe { dpdk_sys::ag_log_stream(Some(write)) };
@@ -86,31 +100,53 @@ fn registered_types() -> String {
     text
 }
 
-/// The target for each log type id, from `rte_log_dump` lines (`id 3: lib.eal, level is
-/// info`); ids with no line get "dpdk".
-fn targets(dump: &str) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for l in dump.lines() {
-        let Some((id, rest)) = l.strip_prefix("id ").and_then(|r| r.split_once(": ")) else {
-            continue;
+/// The target of each log type id, `dpdk::<name>`, from `rte_log_dump` lines (`id 3: lib.eal,
+/// level is info`); ids with no line get "dpdk".
+struct Targets(Vec<String>);
+
+impl Targets {
+    /// Ids at or past this are not kept: DPDK's type table is small, and a corrupt id does not
+    /// make a huge vector.
+    const MAX: usize = 4096;
+
+    /// The target of type `id`. An id not seen yet (a type registered since the last read,
+    /// as by a driver `rte_eal_init` loads) reads the table again from `dump`, once: it
+    /// allocates then, never for an id already known.
+    fn get(&mut self, id: i32, dump: impl FnOnce() -> String) -> &str {
+        let Some(id) = usize::try_from(id).ok().filter(|&i| i < Self::MAX) else {
+            return "dpdk";
         };
-        let (Ok(id), Some((name, _))) = (id.parse::<usize>(), rest.rsplit_once(", level is "))
-        else {
-            continue;
-        };
-        // Bounded: DPDK's type table is small; a corrupt id does not make a huge vector.
-        if id >= 4096 {
-            continue;
+        if id >= self.0.len() {
+            self.refresh(&dump());
+            // Still unknown (no name in DPDK's table): "dpdk", without reading it again.
+            if self.0.len() <= id {
+                self.0.resize(id + 1, "dpdk".into());
+            }
         }
-        if out.len() <= id {
-            out.resize(id + 1, "dpdk".into());
-        }
-        out[id] = format!("dpdk::{name}");
+        &self.0[id]
     }
-    out
+
+    fn refresh(&mut self, dump: &str) {
+        for l in dump.lines() {
+            let Some((id, rest)) = l.strip_prefix("id ").and_then(|r| r.split_once(": ")) else {
+                continue;
+            };
+            let (Ok(id), Some((name, _))) = (id.parse::<usize>(), rest.rsplit_once(", level is "))
+            else {
+                continue;
+            };
+            if id >= Self::MAX {
+                continue;
+            }
+            if self.0.len() <= id {
+                self.0.resize(id + 1, "dpdk".into());
+            }
+            self.0[id] = format!("dpdk::{name}");
+        }
+    }
 }
 
-fn line() -> MutexGuard<'static, Joiner> {
+fn line() -> MutexGuard<'static, Stream> {
     // A panic while holding it leaves at worst a partial line.
     LINE.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -130,20 +166,25 @@ unsafe extern "C" fn write(
     // SAFETY: glibc passes the stream's write function `len` readable bytes at `text`, valid
     // for the call.
     let text = unsafe { std::slice::from_raw_parts(text.cast::<u8>(), len) };
-    line().write(thread, level, logtype, text, &mut emit);
+    let mut stream = line();
+    let Stream { joiner, targets } = &mut *stream;
+    joiner.write(
+        thread,
+        level,
+        logtype,
+        text,
+        &mut |level, logtype, text, cut| emit(targets, level, logtype, text, cut),
+    );
 }
 
 /// Logs one DPDK line.
-fn emit(level: i32, logtype: i32, text: &[u8], cut: bool) {
+fn emit(targets: &mut Targets, level: i32, logtype: i32, text: &[u8], cut: bool) {
     let critical = (1..=3).contains(&level);
     let level = level_of(level);
     if level > log::max_level() {
         return;
     }
-    let target = usize::try_from(logtype)
-        .ok()
-        .and_then(|t| TARGETS.get()?.get(t))
-        .map_or("dpdk", String::as_str);
+    let target = targets.get(logtype, registered_types);
     let name = target.strip_prefix("dpdk::").unwrap_or(target);
     let text = String::from_utf8_lossy(text);
     let text = text.trim_end();
@@ -344,9 +385,34 @@ mod tests {
     fn log_types_are_read_from_the_dump() {
         let dump = "global log level is debug\nid 0: lib.eal, level is info\n\
                     id 2: pmd.net.null, level is notice\nid 99999: x, level is info\n";
-        assert_eq!(
-            targets(dump),
-            vec!["dpdk::lib.eal", "dpdk", "dpdk::pmd.net.null"]
-        );
+        let mut t = Targets(Vec::new());
+        t.refresh(dump);
+        assert_eq!(t.0, vec!["dpdk::lib.eal", "dpdk", "dpdk::pmd.net.null"]);
+    }
+
+    #[test]
+    fn a_type_registered_after_the_first_read_is_found_by_reading_again_once() {
+        let first = "id 0: lib.eal, level is info\n";
+        let later = "id 0: lib.eal, level is info\nid 1: pmd.net.null, level is info\n";
+        let mut t = Targets(Vec::new());
+        t.refresh(first);
+        let reads = std::cell::Cell::new(0);
+        let dump = || {
+            reads.set(reads.get() + 1);
+            later.to_owned()
+        };
+        assert_eq!(t.get(0, dump), "dpdk::lib.eal");
+        assert_eq!(reads.get(), 0, "a known id reads nothing");
+        assert_eq!(t.get(1, dump), "dpdk::pmd.net.null");
+        assert_eq!(t.get(1, dump), "dpdk::pmd.net.null");
+        assert_eq!(reads.get(), 1, "a new id reads the table once");
+        // An id DPDK has no name for is read once, then known as "dpdk".
+        assert_eq!(t.get(7, dump), "dpdk");
+        assert_eq!(t.get(7, dump), "dpdk");
+        assert_eq!(reads.get(), 2);
+        // Negative and huge ids read nothing.
+        assert_eq!(t.get(-1, dump), "dpdk");
+        assert_eq!(t.get(i32::MAX, dump), "dpdk");
+        assert_eq!(reads.get(), 2);
     }
 }

@@ -89,12 +89,13 @@ fn settings(p: &PortConf) -> PortSettings {
 pub fn bring_up(cfg: &Config) -> Result<Dataplane, String> {
     let args = eal_args(cfg);
     log::info!("EAL arguments: {}", args[1..].join(" "));
-    let eal = Eal::init(&args).map_err(|e| e.to_string())?;
-    // From here DPDK's own lines (drivers probed below, port set-up, link changes) go
-    // through the log's queue in its format, not straight to stderr.
-    if let Err(e) = dpdk::log_through_logger(&eal, crate::log_format::flush) {
+    // From here DPDK's own lines (the EAL's start-up and argument errors, drivers probed
+    // below, port set-up, link changes) go through the log's queue in its format, not
+    // straight to stderr.
+    if let Err(e) = dpdk::log_through_logger(crate::log_format::flush) {
         log::warn!("DPDK's log stays on stderr: {e}");
     }
+    let eal = Eal::init(&args).map_err(|e| e.to_string())?;
     // The EAL pinned this thread to the main lcore; the log's writer joins it there.
     if let Some(&core) = core_affinity::get_core_ids().unwrap_or_default().first() {
         crate::log_format::pin_writer(core.id);
