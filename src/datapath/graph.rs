@@ -298,7 +298,13 @@ fn account<B>(b: &mut Burst<B>, verdicts: &mut [Verdict]) {
     }
     let (snap, counters) = (b.snap, &mut *b.counters);
     for (c, v) in b.cx.iter().zip(verdicts) {
-        // Read, not written back: nothing reads a context's verdict after this.
+        // Read, not written back: nothing reads a context's verdict after this. A forward
+        // is rebuilt from its port, one word stored: copied whole, the verdict went as its
+        // three parts, tag, reason and port (the byte between them is padding; callgrind).
+        if let Some(Verdict::Forward(port)) = c.verdict {
+            *v = Verdict::Forward(port);
+            continue;
+        }
         *v = c.verdict.unwrap_or(Verdict::Drop(DropReason::NoRoute));
         if let Verdict::Drop(r) = *v {
             count_drop(

@@ -81,6 +81,11 @@ impl State {
 
 /// One burst as the stages see it.
 pub struct Burst<'a, B> {
+    /// Crossings the firewall's default decided in this burst, and (`fw_default_bytes`) their
+    /// bytes: added to `counters.firewall_default` when the burst ends (`finish`). Declared
+    /// apart: side by side, the two adds per crossing were made as one vector add (7
+    /// instructions for 3; callgrind).
+    pub fw_default_packets: u64,
     pub snap: &'a Snapshot,
     pub fib: View<'a>,
     pub in_port: u16,
@@ -94,6 +99,7 @@ pub struct Burst<'a, B> {
     pub left: usize,
     /// What the burst holds, so a stage no packet needs is skipped with one test.
     pub needs: Needs,
+    pub fw_default_bytes: u64,
 }
 
 /// Set by the stages that find the work, read by `graph` before the stages that do it.
@@ -105,7 +111,36 @@ pub struct Needs {
     pub icmp_error: bool,
 }
 
-impl<B> Burst<'_, B> {
+impl<'a, B> Burst<'a, B> {
+    /// A burst of `pkts` received on `in_port`, nothing decided yet.
+    fn new(
+        snap: &'a Snapshot,
+        fib: View<'a>,
+        in_port: u16,
+        pkts: &'a mut [B],
+        p: &'a mut Pipeline,
+    ) -> Self {
+        Burst {
+            fw_default_packets: 0,
+            snap,
+            fib,
+            in_port,
+            pkts,
+            cx: &mut p.cx,
+            counters: &mut p.counters,
+            st: &mut p.st,
+            left: 0,
+            needs: Needs::default(),
+            fw_default_bytes: 0,
+        }
+    }
+
+    /// Adds what the burst counted apart to the counters: once, at its end.
+    fn finish(self) {
+        self.counters.firewall_default[0] += self.fw_default_packets;
+        self.counters.firewall_default[1] += self.fw_default_bytes;
+    }
+
     /// Packet `i` leaves the burst with verdict `v`.
     #[inline(always)]
     pub fn leave(&mut self, i: usize, v: Verdict) {
@@ -207,18 +242,9 @@ impl Pipeline {
         let fib = snap.fib.view();
         for (pkts, verdicts) in pkts.chunks_mut(BURST).zip(verdicts.chunks_mut(BURST)) {
             let n = pkts.len().min(verdicts.len());
-            let mut b = Burst {
-                snap,
-                fib,
-                in_port,
-                pkts: &mut pkts[..n],
-                cx: &mut self.cx,
-                counters: &mut self.counters,
-                st: &mut self.st,
-                left: 0,
-                needs: Needs::default(),
-            };
+            let mut b = Burst::new(snap, fib, in_port, &mut pkts[..n], self);
             graph::run(&mut b, &mut verdicts[..n]);
+            b.finish();
             self.n = n;
         }
     }
@@ -240,18 +266,9 @@ impl Pipeline {
             let n = pkts.len().min(verdicts.len());
             let tunnels = tunnels.get(k * BURST..).unwrap_or(&[]);
             self.cx[..n].iter_mut().for_each(Ctx::reset);
-            let mut b = Burst {
-                snap,
-                fib,
-                in_port: 0,
-                pkts: &mut pkts[..n],
-                cx: &mut self.cx,
-                counters: &mut self.counters,
-                st: &mut self.st,
-                left: 0,
-                needs: Needs::default(),
-            };
+            let mut b = Burst::new(snap, fib, 0, &mut pkts[..n], self);
             graph::run_local(&mut b, tunnels, &mut verdicts[..n]);
+            b.finish();
             self.n = n;
         }
     }

@@ -940,6 +940,30 @@ fn firewall_second_crossing_reuses_the_first_answer_only_when_it_must_agree() {
     );
 }
 
+/// A tunnel-to-tunnel packet whose TTL expires here, judged once for both crossings (the
+/// egress tunnel noted by the hop checks alone) or twice (noted by the firewall too): the same
+/// verdict, notes and counters, and the same as a live packet's egress tunnel.
+#[test]
+fn expired_tunnel_to_tunnel_packets_are_noted_alike_judged_once_or_twice() {
+    let fw = |rules: &str| snapshot_with(&format!("{CFG}\n[firewall]\nrules = [{rules}]\n"));
+    let base = r#"{ expression = "udp.dstport eq 53", action = "allow" }"#;
+    let forced = format!(
+        r#"{base}, {{ expression = "anygate.direction eq \"ingress\" and anygate.direction eq \"egress\"", action = "block" }}"#
+    );
+    let (reused, evaluated) = (fw(base), fw(&forced));
+    assert!(!reused.classifier.per_crossing() && evaluated.classifier.per_crossing());
+    let live = |ttl| gre(&inner_udp([192, 168, 10, 5], [192, 168, 20, 7], ttl, 40));
+    let (_, _, p) = run1(&reused, live(64));
+    assert_eq!(p.note().egress_tunnel, Some(1));
+    let (va, oa, a) = run1(&reused, live(1));
+    let (vb, ob, b) = run1(&evaluated, live(1));
+    assert_eq!((va, oa), (vb, ob));
+    assert_eq!(a.note().icmp, Some((11, 0)));
+    assert_eq!(a.note(), b.note());
+    assert_eq!(a.counters.tunnels, b.counters.tunnels);
+    assert_eq!(a.counters.firewall_default, b.counters.firewall_default);
+}
+
 /// Rules applied to ingress only: a tunnel-to-tunnel packet whose first answer is reusable is
 /// judged and counted once, on the way in; the second crossing neither counts nor blocks.
 #[test]

@@ -78,7 +78,7 @@ fn crossings<B: PacketBuf>(b: &mut Burst<B>, i: usize) -> bool {
                 return false;
             }
             if both {
-                b.cx[i].note.egress_tunnel = egress;
+                // The egress tunnel's note is `hop_checks::one`'s, which follows a pass.
                 return true;
             }
         }
@@ -215,8 +215,9 @@ fn settle<B>(b: &mut Burst<B>, i: usize, decided: Judged, n: u64, bytes: u64) ->
             a
         }
         None => {
-            b.counters.firewall_default[0] += n;
-            b.counters.firewall_default[1] += n * bytes;
+            // Added to `counters.firewall_default` at the burst's end (`Burst::finish`).
+            b.fw_default_packets += n;
+            b.fw_default_bytes += n * bytes;
             b.snap.firewall.default_action
         }
     }

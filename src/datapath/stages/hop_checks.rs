@@ -11,6 +11,11 @@ use crate::route::{Gateway, NextHop, Snapshot};
 pub fn one<B>(b: &mut Burst<B>, i: usize) {
     let c = &mut b.cx[i];
     let Some(nh) = c.nexthop else { return };
+    // Noted before the TTL test: a packet the firewall passed both ways at one judgement
+    // has it from here only, an expired one too (its ICMP error is counted against it).
+    if let NextHop::Tunnel(t) = nh {
+        c.note.egress_tunnel = Some(t);
+    }
     let local = c.origin == Origin::Local;
     if !local && c.ip.ttl <= 1 {
         c.error = Some(IcmpError::time_exceeded());
@@ -19,7 +24,6 @@ pub fn one<B>(b: &mut Burst<B>, i: usize) {
     }
     let (mtu, too_big) = match nh {
         NextHop::Tunnel(t) => {
-            c.note.egress_tunnel = Some(t);
             let mtu = b.snap.tunnels.get(t as usize).map_or(0, |t| t.mtu);
             (mtu, DropReason::TunnelMtuExceeded)
         }

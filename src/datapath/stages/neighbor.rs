@@ -24,6 +24,12 @@ pub struct Underlays([Underlay; 4]);
 /// so that it looks at neither.
 #[derive(Clone, Copy)]
 pub struct Underlay {
+    /// Packets sent into the tunnel and not yet added to its counters (`tx_bytes`, their
+    /// bytes): added when the slot takes another tunnel and at the end of the pass
+    /// (`Underlays::flush`), not per packet (a bounds test and a multiply by the counters'
+    /// stride; callgrind). Declared apart, so that they do not lie side by side: adjacent,
+    /// the two adds per packet were made as one vector add (5 instructions for 2; callgrind).
+    tx_packets: u64,
     /// The tunnel, or `NO_TUNNEL`: one compare of a word (an `Option<u16>` took three).
     tunnel: u32,
     l2: L2Rewrite,
@@ -33,10 +39,7 @@ pub struct Underlay {
     pub head: outer::Prebuilt,
     /// The tunnel's counters.
     counter_slot: usize,
-    /// Packets and bytes sent into the tunnel and not yet added to its counters: added when
-    /// the slot takes another tunnel and at the end of the pass (`Underlays::flush`), not
-    /// per packet (a bounds test and a multiply by the counters' stride; callgrind).
-    tx: (u64, u64),
+    tx_bytes: u64,
     /// Bytes the outer headers add (the tunnel's).
     pub overhead: u16,
 }
@@ -51,18 +54,19 @@ impl Underlay {
     /// Counts a packet of `len` bytes sent into the tunnel.
     #[inline(always)]
     pub fn count_tx(&mut self, len: usize) {
-        self.tx.0 += 1;
-        self.tx.1 += len as u64;
+        self.tx_packets += 1;
+        self.tx_bytes += len as u64;
     }
 
     /// Adds the packets counted since the last flush to the tunnel's counters.
     #[inline(always)]
     fn flush(&mut self, counters: &mut Counters) {
         if let Some(tc) = counters.tunnels.get_mut(self.counter_slot) {
-            tc.tx_packets += self.tx.0;
-            tc.tx_bytes += self.tx.1;
+            tc.tx_packets += self.tx_packets;
+            tc.tx_bytes += self.tx_bytes;
         }
-        self.tx = (0, 0);
+        self.tx_packets = 0;
+        self.tx_bytes = 0;
     }
 }
 
@@ -75,6 +79,7 @@ impl Underlays {
     pub fn new() -> Underlays {
         Underlays(
             [Underlay {
+                tx_packets: 0,
                 tunnel: NO_TUNNEL,
                 l2: L2Rewrite {
                     dst: MacAddr([0; 6]),
@@ -84,7 +89,7 @@ impl Underlays {
                 max_inner: 0,
                 head: outer::Prebuilt::EMPTY,
                 counter_slot: 0,
-                tx: (0, 0),
+                tx_bytes: 0,
                 overhead: 0,
             }; 4],
         )
