@@ -516,15 +516,21 @@ fn check_md5(key: &str, p: String, e: &mut Errs) -> Option<String> {
 /// The file's content less one trailing newline; read at load, never more than a key's size.
 fn read_password(path: &str) -> Result<String, String> {
     let f = std::fs::File::open(path).map_err(|err| format!("cannot read {path}: {err}"))?;
-    let mut s = String::new();
+    let mut b = Vec::new();
     f.take(MAX_MD5_LEN as u64 + 3)
-        .read_to_string(&mut s)
+        .read_to_end(&mut b)
         .map_err(|err| format!("cannot read {path}: {err}"))?;
-    let s = s
-        .strip_suffix('\n')
-        .map(|s| s.strip_suffix('\r').unwrap_or(s))
-        .unwrap_or(&s);
-    Ok(s.to_owned())
+    let b = b
+        .strip_suffix(b"\n")
+        .map(|s| s.strip_suffix(b"\r").unwrap_or(s))
+        .unwrap_or(&b);
+    // The size first: a file far too long is most likely the wrong file, text or not.
+    if b.len() > MAX_MD5_LEN {
+        return Err(format!(
+            "{path} holds more than {MAX_MD5_LEN} bytes; a TCP MD5 password is 1..={MAX_MD5_LEN} bytes"
+        ));
+    }
+    String::from_utf8(b.to_vec()).map_err(|_| format!("{path} is not UTF-8 text"))
 }
 
 #[cfg(test)]

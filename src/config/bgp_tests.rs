@@ -246,6 +246,20 @@ fn the_password_file_is_read_at_load_less_its_newline_and_bounded() {
     let (k, m) = refused(&with("[bgp]\nasn = 64512\n", &peer));
     assert_eq!(k, "tunnels[0].bgp.md5_password_file");
     assert!(m.contains("1..=80"), "{m}");
+    // The size is told before the encoding: a binary file is most likely the wrong file.
+    std::fs::write(&f, [0xffu8; 4096]).unwrap();
+    let (k, m) = refused(&with("[bgp]\nasn = 64512\n", &peer));
+    assert_eq!(k, "tunnels[0].bgp.md5_password_file");
+    assert_eq!(
+        m,
+        format!(
+            "{} holds more than 80 bytes; a TCP MD5 password is 1..=80 bytes",
+            f.display()
+        )
+    );
+    std::fs::write(&f, [0xffu8, 0xfe]).unwrap();
+    let (_, m) = refused(&with("[bgp]\nasn = 64512\n", &peer));
+    assert_eq!(m, format!("{} is not UTF-8 text", f.display()));
 }
 
 #[test]

@@ -32,6 +32,30 @@ const LONG_WITH_VALUE: &[&str] = &[
     "vfio-intr",
     "vfio-vf-token",
 ];
+/// EAL long options without a value, or with an optional one (`--syslog[=facility]`), so
+/// never taking the next argument. With `LONG_WITH_VALUE`, every long option DPDK 22.11's
+/// `eal_long_options` knows: anything else makes `rte_eal_init` fail with its usage text.
+const LONG_FLAGS: &[&str] = &[
+    "create-uio-dev",
+    "help",
+    "huge-unlink",
+    "huge-worker-stack",
+    "in-memory",
+    "legacy-mem",
+    "match-allocations",
+    "no-hpet",
+    "no-huge",
+    "no-pci",
+    "no-shconf",
+    "no-telemetry",
+    "single-file-segments",
+    "syslog",
+    "telemetry",
+    "vmware-tsc-map",
+];
+/// Of `LONG_FLAGS`, those that take no value at all (`--no-huge=1` is refused by getopt).
+const LONG_OPTIONAL_VALUE: &[&str] = &["huge-unlink", "huge-worker-stack", "syslog"];
+
 /// Options anygate derives from the config: `-l <main_core>`, and since it probes each port
 /// itself, the device lists.
 const MANAGED_SHORT: &str = "lcab";
@@ -108,13 +132,39 @@ pub(super) fn check_eal_args(args: &[String], e: &mut Errs) -> EalFacts {
                 Some((n, v)) => (n, Some(v)),
                 None => (long, None),
             };
+            if n.is_empty() {
+                // getopt stops there: anygate's own options, after these, would be ignored.
+                e.push(path, format!("`{a}` would end the EAL options; remove it"));
+                continue;
+            }
             // getopt_long takes any unambiguous abbreviation.
-            let mut candidates = LONG_WITH_VALUE.iter().filter(|o| o.starts_with(n));
-            let n = match (candidates.next(), candidates.next()) {
-                _ if LONG_WITH_VALUE.contains(&n) || n.is_empty() => n,
-                (Some(only), None) => only,
-                _ => n,
+            let all = || LONG_WITH_VALUE.iter().chain(LONG_FLAGS);
+            let candidates: Vec<&str> = all().copied().filter(|o| o.starts_with(n)).collect();
+            let n = match candidates[..] {
+                _ if all().any(|o| *o == n) => n,
+                [only] => only,
+                [] => {
+                    e.push(
+                        path,
+                        format!(
+                            "`--{n}` is not an EAL option of DPDK 22.11 (rte_eal_init would \
+                             refuse it)"
+                        ),
+                    );
+                    continue;
+                }
+                _ => {
+                    e.push(
+                        path,
+                        format!("`--{n}` is ambiguous: --{}", candidates.join(", --")),
+                    );
+                    continue;
+                }
             };
+            if v.is_some() && LONG_FLAGS.contains(&n) && !LONG_OPTIONAL_VALUE.contains(&n) {
+                e.push(path, format!("`--{n}` takes no value"));
+                continue;
+            }
             (format!("--{n}"), v, LONG_WITH_VALUE.contains(&n))
         } else if let Some(short) = a.strip_prefix('-').filter(|s| !s.is_empty()) {
             // Flags may be grouped (`-vl1`); the first option that takes a value ends the group
@@ -128,6 +178,16 @@ pub(super) fn check_eal_args(args: &[String], e: &mut Errs) -> EalFacts {
                 Some(c) if SHORT_WITH_VALUE.contains(c) => {
                     let v = rest.as_str();
                     (format!("-{c}"), (!v.is_empty()).then_some(v), true)
+                }
+                Some(c) if !SHORT_FLAGS.contains(c) => {
+                    e.push(
+                        path,
+                        format!(
+                            "`{a}`: `-{c}` is not an EAL option of DPDK 22.11 (rte_eal_init \
+                             would refuse it)"
+                        ),
+                    );
+                    continue;
                 }
                 _ => (a.to_owned(), None, false),
             }
@@ -202,10 +262,41 @@ pub fn is_pci(device: &str) -> bool {
             .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.')
 }
 
+/// A PCI address as the EAL reads it: the domain added when left out, hex in lower case
+/// (`01:00.0` and `0000:01:00.0` are one device). None for anything else.
+pub(super) fn normalized_pci(name: &str) -> Option<String> {
+    if !is_pci(name) {
+        return None;
+    }
+    let name = name.to_ascii_lowercase();
+    let (bus_dev, func) = name.rsplit_once('.')?;
+    let parts: Vec<&str> = bus_dev.split(':').collect();
+    let (domain, bus, dev) = match parts[..] {
+        [b, d] => ("0", b, d),
+        [dom, b, d] => (dom, b, d),
+        _ => return None,
+    };
+    let hex = |s: &str, max: u32| u32::from_str_radix(s, 16).ok().filter(|v| *v <= max);
+    Some(format!(
+        "{:04x}:{:02x}:{:02x}.{:x}",
+        hex(domain, 0xffff)?,
+        hex(bus, 0xff)?,
+        hex(dev, 0x1f)?,
+        hex(func, 7)?
+    ))
+}
+
 /// Checks `ports[i].device` (not empty) against the EAL arguments and the vdev drivers.
 pub(super) fn check_device(i: usize, device: &str, facts: &EalFacts, e: &mut Errs) {
     let path = format!("ports[{i}].device");
     if is_pci(device) {
+        let name = device.split(',').next().unwrap_or("");
+        if normalized_pci(name).is_none() {
+            e.push(
+                path.clone(),
+                format!("`{name}` is not a PCI address (DDDD:BB:DD.F or BB:DD.F, in hex)"),
+            );
+        }
         if let Some(k) = facts.no_pci {
             e.push(
                 path,
@@ -365,6 +456,54 @@ mod tests {
             errs(&["-m", "256", "512"]),
             vec!["dpdk.eal_args[2]: `512` is not an EAL option (a value without its option?)"]
         );
+    }
+
+    #[test]
+    fn options_this_dpdk_does_not_know_refused() {
+        // rte_eal_init would stop the start with its usage text.
+        assert_eq!(
+            errs(&["--no-huge", "--unknown-opt"]),
+            ["dpdk.eal_args[1]: `--unknown-opt` is not an EAL option of DPDK 22.11 (rte_eal_init would refuse it)"]
+        );
+        assert_eq!(
+            errs(&["-z"]),
+            ["dpdk.eal_args[0]: `-z`: `-z` is not an EAL option of DPDK 22.11 (rte_eal_init would refuse it)"]
+        );
+        assert_eq!(
+            errs(&["--huge"]),
+            ["dpdk.eal_args[0]: `--huge` is ambiguous: --huge-dir, --huge-unlink, --huge-worker-stack"]
+        );
+        assert_eq!(
+            errs(&["--no-huge=1"]),
+            ["dpdk.eal_args[0]: `--no-huge` takes no value"]
+        );
+        assert_eq!(
+            errs(&["--", "-m", "256"]),
+            ["dpdk.eal_args[0]: `--` would end the EAL options; remove it"]
+        );
+        // Abbreviations getopt accepts, and optional values.
+        assert_eq!(
+            errs(&[
+                "--in-mem",
+                "--syslog=daemon",
+                "--huge-unlink=never",
+                "-hv",
+                "--telemetry"
+            ]),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn pci_addresses_normalized() {
+        assert_eq!(normalized_pci("01:00.0").as_deref(), Some("0000:01:00.0"));
+        assert_eq!(
+            normalized_pci("0000:0A:1f.7").as_deref(),
+            Some("0000:0a:1f.7")
+        );
+        assert_eq!(normalized_pci("1:2:3:4.0"), None);
+        assert_eq!(normalized_pci("01:20.0"), None, "device is 0..=1f");
+        assert_eq!(normalized_pci("net_null0"), None);
     }
 
     #[test]

@@ -103,11 +103,16 @@ pub fn validate_health_checks(raw: &RawHealthChecks, e: &mut Errs) -> HealthChec
         ("interval_mid_ms", raw.interval_mid_ms),
         ("interval_high_ms", raw.interval_high_ms),
     ];
+    // Per rate: None when the file's value is refused (it has its own error), else whether
+    // the file gave it.
+    let mut usable = [Some(false); 3];
     for (i, (key, v)) in given.iter().enumerate() {
         let Some(v) = *v else { continue };
         if (MIN_INTERVAL_MS..=MAX_INTERVAL_MS).contains(&v) {
             c.interval_ms[i] = v;
+            usable[i] = Some(true);
         } else {
+            usable[i] = None;
             e.push(
                 format!("health_checks.{key}"),
                 format!("{v} is not in {MIN_INTERVAL_MS}..={MAX_INTERVAL_MS}"),
@@ -115,14 +120,33 @@ pub fn validate_health_checks(raw: &RawHealthChecks, e: &mut Errs) -> HealthChec
         }
     }
     // A higher rate probes at least as often as a lower one.
+    // Compared only where both values stand; a default is said to be one, and the error goes
+    // to the key the file gave.
     for i in 1..3 {
         let (a, b) = (c.interval_ms[i - 1], c.interval_ms[i]);
+        let (Some(a_given), Some(b_given)) = (usable[i - 1], usable[i]) else {
+            continue;
+        };
         if b > a {
-            let key = given[i].0;
-            let other = given[i - 1].0;
+            let (key, other, other_v, default) = if b_given || !a_given {
+                (given[i].0, given[i - 1].0, a, !a_given)
+            } else {
+                (given[i - 1].0, given[i].0, b, !b_given)
+            };
+            let other_v = if default {
+                format!("{other_v}, its default")
+            } else {
+                other_v.to_string()
+            };
+            let own = if key == given[i].0 { b } else { a };
+            let rel = if key == given[i].0 {
+                "longer"
+            } else {
+                "shorter"
+            };
             e.push(
                 format!("health_checks.{key}"),
-                format!("{b} is longer than {other} ({a}): a higher rate probes at least as often"),
+                format!("{own} is {rel} than {other} ({other_v}): a higher rate probes at least as often"),
             );
         }
     }
@@ -293,7 +317,24 @@ interface_address = "10.100.0.0/31"
         );
         assert_eq!(
             cfg("[health_checks]\ninterval_mid_ms = 20000\n").unwrap_err(),
-            ["health_checks.interval_mid_ms: 20000 is longer than interval_low_ms (10000): a higher rate probes at least as often"]
+            ["health_checks.interval_mid_ms: 20000 is longer than interval_low_ms (10000, its default): a higher rate probes at least as often"]
+        );
+        // A value refused on its own is compared with nothing; a default is said to be one.
+        assert_eq!(
+            cfg("[health_checks]\ninterval_mid_ms = 500\ninterval_high_ms = 10\n").unwrap_err(),
+            ["health_checks.interval_high_ms: 10 is not in 50..=60000"]
+        );
+        assert_eq!(
+            cfg("[health_checks]\ninterval_high_ms = 6000\n").unwrap_err(),
+            ["health_checks.interval_high_ms: 6000 is longer than interval_mid_ms (5000, its default): a higher rate probes at least as often"]
+        );
+        assert_eq!(
+            cfg("[health_checks]\ninterval_low_ms = 2000\n").unwrap_err(),
+            ["health_checks.interval_low_ms: 2000 is shorter than interval_mid_ms (5000, its default): a higher rate probes at least as often"]
+        );
+        assert_eq!(
+            cfg("[health_checks]\ninterval_mid_ms = 500\ninterval_high_ms = 600\n").unwrap_err(),
+            ["health_checks.interval_high_ms: 600 is longer than interval_mid_ms (500): a higher rate probes at least as often"]
         );
         let e = cfg("[health_checks]\nhold = 3\n").unwrap_err();
         assert!(e[0].contains("unknown field `hold`"), "{e:?}");

@@ -132,9 +132,23 @@ pub(super) fn check_route(
         let prefix = parse_prefix(&r.prefix)
             .map_err(|m| e.push(format!("{path}.prefix"), m))
             .ok();
-        let via = route_via(&r.nexthop, raw, cx)
-            .map_err(|m| e.push(format!("{path}.nexthop"), m))
-            .ok();
+        // A tunnel refused for its own keys has its error already: the routes through it
+        // are left out rather than each reported as naming no tunnel.
+        let mut refused_tunnel = false;
+        let via = match route_via(&r.nexthop, raw, cx) {
+            Ok(v) => Some(v),
+            Err(_) if raw.tunnels.iter().any(|t| t.name == r.nexthop) => {
+                refused_tunnel = true;
+                None
+            }
+            Err(m) => {
+                e.push(format!("{path}.nexthop"), m);
+                None
+            }
+        };
+        if let Some(why) = prefix.and_then(|p| unusable(p, raw, cx)) {
+            e.push(format!("{path}.prefix"), why);
+        }
         if let Some((j, port)) = prefix.and_then(|p| {
             cx.ports
                 .iter()
@@ -187,7 +201,7 @@ pub(super) fn check_route(
         }
         colos.sort();
         colos.dedup();
-        if e.0.len() > before {
+        if e.0.len() > before || refused_tunnel {
             return None;
         }
         let (Some(prefix), Some(via)) = (prefix, via) else {
@@ -205,6 +219,72 @@ pub(super) fn check_route(
             origin: RouteOrigin::Config,
         })
     }
+}
+
+/// Why a route for `p` could never carry a packet (None: it can).
+/// - Inside a tunnel's interface subnet: that subnet is routed through its tunnel implicitly
+///   (the customer router's address, and the inner sources the tunnel accepts); a route
+///   there would send it elsewhere or, through the same tunnel, only repeat it.
+/// - One of our own addresses (a port's, an anycast one) or a port subnet's network or
+///   broadcast address: those are answered or dropped here, before any route is looked at.
+/// - Only destinations never forwarded (0/8, 127/8, multicast, reserved).
+fn unusable(p: Prefix, raw: &RawConfig, cx: &Context) -> Option<String> {
+    if let Some(t) = cx
+        .tunnels
+        .iter()
+        .find(|t| t.interface_prefix().len <= p.len && t.interface_prefix().contains(p.addr))
+    {
+        let iface = t.interface_prefix();
+        let key = raw
+            .tunnels
+            .iter()
+            .position(|r| r.name == t.name)
+            .map_or(String::new(), |j| {
+                format!(" (tunnels[{j}].interface_address)")
+            });
+        let what = if iface == p { "is" } else { "is inside" };
+        return Some(format!(
+            "{p} {what} tunnel `{}`'s interface subnet {iface}{key}: it is routed through that \
+             tunnel implicitly and no route may take its addresses elsewhere",
+            t.name
+        ));
+    }
+    if p.len == 32 {
+        let a = p.addr;
+        let ip = std::net::Ipv4Addr::from(a);
+        if let Some((j, port)) = cx.ports.iter().enumerate().find(|(_, q)| q.addr == a) {
+            return Some(format!(
+                "{ip} is port `{}`'s own address (ports[{j}].address): packets to it are ours, \
+                 never routed",
+                port.name
+            ));
+        }
+        if cx.node.anycast.contains(&a) {
+            return Some(format!(
+                "{ip} is one of node.anycast_addresses: packets to it end tunnels here, never \
+                 routed"
+            ));
+        }
+        if let Some(port) = cx
+            .ports
+            .iter()
+            .find(|q| q.on_link(a) && is_subnet_edge(a, q.prefix_len))
+        {
+            return Some(format!(
+                "{ip} is the network or broadcast address of port `{}`'s subnet: never forwarded \
+                 to",
+                port.name
+            ));
+        }
+    }
+    let first = (p.addr >> 24) as u8;
+    let last = ((p.addr | !Prefix::mask(p.len)) >> 24) as u8;
+    if (first..=last).all(|o| crate::wire::ipv4::is_martian_dst(u32::from(o) << 24)) {
+        return Some(format!(
+            "{p} holds only destinations never forwarded (0/8, 127/8, multicast, reserved)"
+        ));
+    }
+    None
 }
 
 /// Resolves a route's `nexthop`: a tunnel name, a tunnel's customer-side interface address,

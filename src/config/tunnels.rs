@@ -124,6 +124,9 @@ fn control_group(raw: &RawConfig, e: &mut Errs) -> Option<String> {
     Some(g.clone())
 }
 
+/// The longest path a Unix socket binds to (Linux: 108 bytes of `sun_path`, NUL included).
+const MAX_SOCKET_PATH: usize = 107;
+
 pub fn validate_node(
     raw: &RawConfig,
     ports: &[PortConf],
@@ -165,6 +168,26 @@ pub fn validate_node(
                 None
             }
         });
+    let sock = &raw.node.control_socket;
+    if sock.len() > MAX_SOCKET_PATH {
+        // bind() would refuse it at start (sockaddr_un.sun_path is 108 bytes with its NUL).
+        e.push(
+            "node.control_socket",
+            format!(
+                "`{sock}` is {} bytes; a Unix socket path is at most {MAX_SOCKET_PATH}",
+                sock.len()
+            ),
+        );
+    } else if sock.contains('\0') {
+        e.push("node.control_socket", "contains a NUL byte");
+    }
+    if raw.node.colo.as_deref() == Some("") {
+        // As a route's `scope.colos` entry: a name that no scope can list.
+        e.push(
+            "node.colo",
+            "empty data center name (leave the key out for none)",
+        );
+    }
     NodeConf {
         anycast,
         icmp_errors_per_second: raw.node.icmp_errors_per_second,
@@ -197,11 +220,23 @@ pub fn validate_tunnels(
     for (i, t) in raw.tunnels.iter().enumerate() {
         let path = format!("tunnels[{i}]");
         let before = e.0.len();
+        // ASCII only: names are metric labels, log fields and ECMP hash input, and a name
+        // must read the same on every terminal and in every tool.
         if t.name.is_empty() || t.name.len() > 15 || !t.name.chars().all(|c| c.is_ascii_graphic()) {
             e.push(
                 format!("{path}.name"),
                 format!(
-                    "`{}` must be 1-15 printable characters without spaces",
+                    "`{}` must be 1-15 ASCII letters, digits or punctuation (no spaces)",
+                    t.name.escape_debug()
+                ),
+            );
+        } else if t.name.parse::<std::net::Ipv4Addr>().is_ok() {
+            // A route's nexthop names a tunnel or an address; this one would be both.
+            e.push(
+                format!("{path}.name"),
+                format!(
+                    "`{}` is an IPv4 address; a route's nexthop could not tell the tunnel from \
+                     the address",
                     t.name
                 ),
             );

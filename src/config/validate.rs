@@ -90,7 +90,7 @@ pub fn validate(raw: &RawConfig, host: &Host) -> Result<Config, ConfigErrors> {
     }
     let mut ports = Vec::new();
     let mut port_idx: HashMap<&str, u16> = HashMap::new();
-    let mut devices: HashMap<&str, usize> = HashMap::new();
+    let mut devices: HashMap<String, usize> = HashMap::new();
     for (i, p) in raw.ports.iter().enumerate() {
         let path = format!("ports[{i}]");
         if p.name.is_empty()
@@ -115,9 +115,11 @@ pub fn validate(raw: &RawConfig, host: &Host) -> Result<Config, ConfigErrors> {
             );
         }
         let dev_name = p.device.split(',').next().unwrap_or("");
+        // One PCI device has several spellings; the EAL takes them all for the same one.
+        let dev_key = super::eal::normalized_pci(dev_name).unwrap_or_else(|| dev_name.to_owned());
         if dev_name.is_empty() {
             e.push(format!("{path}.device"), "empty device");
-        } else if let Some(j) = devices.insert(dev_name, i) {
+        } else if let Some(j) = devices.insert(dev_key, i) {
             e.push(
                 format!("{path}.device"),
                 format!("device `{dev_name}` is already used by ports[{j}]"),
@@ -292,7 +294,13 @@ pub fn validate(raw: &RawConfig, host: &Host) -> Result<Config, ConfigErrors> {
         workers.push(WorkerConf { core: w.core, rx });
     }
     for (pi, p) in raw.ports.iter().enumerate() {
-        for q in 0..p.rx_queues {
+        // rx_queues out of range has its own error; its queues are not listed one by one.
+        let rx_queues = if (1..=64).contains(&p.rx_queues) {
+            p.rx_queues
+        } else {
+            0
+        };
+        for q in 0..rx_queues {
             if !polled.contains_key(&(pi as u16, q)) && !raw.workers.is_empty() {
                 e.push(
                     format!("ports[{pi}].rx_queues"),
@@ -927,5 +935,201 @@ nexthop = "10.0.0.2"
         )
         .unwrap();
         assert_eq!(a.restart_required(&c), vec!["[[ports]]"]);
+    }
+
+    /// GOOD plus tunnel T1 (interface 10.100.0.0/31) and one more route.
+    fn with_route(prefix: &str, nexthop: &str) -> String {
+        format!(
+            "{}\n[[routes]]\nprefix = \"{prefix}\"\nnexthop = \"{nexthop}\"\n",
+            with_tunnel(
+                "customer_endpoint = \"198.51.100.20\"\ninterface_address = \"10.100.0.0/31\""
+            )
+        )
+    }
+
+    fn ctl_route(prefix: &str, nexthop: &str) -> Result<(), String> {
+        let c = parse(&with_route("10.9.0.0/16", "T1"), &host()).unwrap();
+        let r = crate::config::RawRoute {
+            prefix: prefix.into(),
+            nexthop: nexthop.into(),
+            priority: 100,
+            weight: None,
+            description: String::new(),
+            scope: None,
+            source: Default::default(),
+        };
+        c.validate_route(&r).map(|_| ()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_tunnel_interface_subnet_stays_routed_through_its_tunnel() {
+        let why =
+            "tunnel `T1`'s interface subnet 10.100.0.0/31 (tunnels[0].interface_address): it \
+                   is routed through that tunnel implicitly and no route may take its addresses \
+                   elsewhere";
+        for (p, nh, what) in [
+            ("10.100.0.0/31", "192.0.2.254", "is"),
+            ("10.100.0.0/31", "T1", "is"),
+            ("10.100.0.1/32", "10.0.0.2", "is inside"),
+            ("10.100.0.0/32", "T1", "is inside"),
+        ] {
+            assert_eq!(
+                errors(&with_route(p, nh)),
+                [format!("routes[2].prefix: {p} {what} {why}")],
+                "{p} via {nh}"
+            );
+            // `ctl add-route` checks a route the same way, under the key `route`.
+            assert_eq!(
+                ctl_route(p, nh).unwrap_err(),
+                format!("route.prefix: {p} {what} {why}")
+            );
+        }
+        // A prefix around it leaves the subnet to the tunnel (longest match).
+        assert!(errors(&with_route("10.100.0.0/16", "10.0.0.2")).is_empty());
+        assert!(ctl_route("10.100.0.0/16", "10.0.0.2").is_ok());
+    }
+
+    #[test]
+    fn routes_that_could_never_carry_a_packet_refused() {
+        for (p, why) in [
+            (
+                "192.0.2.1/32",
+                "192.0.2.1 is port `wan0`'s own address (ports[0].address): packets to it are ours, never routed",
+            ),
+            (
+                "203.0.113.10/32",
+                "203.0.113.10 is one of node.anycast_addresses: packets to it end tunnels here, never routed",
+            ),
+            (
+                "10.0.0.255/32",
+                "10.0.0.255 is the network or broadcast address of port `lan0`'s subnet: never forwarded to",
+            ),
+            (
+                "224.0.0.0/3",
+                "224.0.0.0/3 holds only destinations never forwarded (0/8, 127/8, multicast, reserved)",
+            ),
+            (
+                "127.0.0.0/8",
+                "127.0.0.0/8 holds only destinations never forwarded (0/8, 127/8, multicast, reserved)",
+            ),
+        ] {
+            assert_eq!(
+                errors(&with_route(p, "10.0.0.2")),
+                [format!("routes[2].prefix: {why}")],
+                "{p}"
+            );
+            assert_eq!(
+                ctl_route(p, "10.0.0.2").unwrap_err(),
+                format!("route.prefix: {why}")
+            );
+        }
+        // Neighbour host routes and prefixes holding some forwardable space stay allowed.
+        for p in ["192.0.2.254/32", "10.0.0.7/32", "192.0.0.0/2", "0.0.0.0/0"] {
+            assert!(ctl_route(p, "10.0.0.2").is_ok(), "{p}");
+        }
+    }
+
+    #[test]
+    fn a_tunnel_named_like_an_address_refused() {
+        let t = with_tunnel(
+            "customer_endpoint = \"198.51.100.20\"\ninterface_address = \"10.100.0.0/31\"",
+        )
+        .replace("name = \"T1\"", "name = \"10.0.0.2\"");
+        assert_eq!(
+            errors(&t),
+            ["tunnels[0].name: `10.0.0.2` is an IPv4 address; a route's nexthop could not tell the tunnel from the address"]
+        );
+    }
+
+    #[test]
+    fn tunnel_names_are_ascii() {
+        let t = with_tunnel(
+            "customer_endpoint = \"198.51.100.20\"\ninterface_address = \"10.100.0.0/31\"",
+        );
+        for name in ["туннель", "a b", "tab\\t"] {
+            let e = errors(&t.replace("name = \"T1\"", &format!("name = \"{name}\"")));
+            assert_eq!(e.len(), 1, "{e:?}");
+            assert!(
+                e[0].starts_with("tunnels[0].name: `")
+                    && e[0].ends_with(
+                        "` must be 1-15 ASCII letters, digits or punctuation (no spaces)"
+                    ),
+                "{e:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn routes_through_a_refused_tunnel_add_no_errors_of_their_own() {
+        let t = with_route("10.9.0.0/16", "T1").replace("198.51.100.20", "198.51.100");
+        assert_eq!(
+            errors(&t),
+            ["tunnels[0].customer_endpoint: `198.51.100` is not an IPv4 address"]
+        );
+    }
+
+    #[test]
+    fn an_out_of_range_queue_count_is_one_error() {
+        let e = errors(&GOOD.replace(
+            "device = \"net_null0\"\n",
+            "device = \"net_null0\"\nrx_queues = 65\n",
+        ));
+        assert_eq!(e, ["ports[1].rx_queues: 65 is not in 1..=64"]);
+    }
+
+    #[test]
+    fn one_pci_device_in_two_spellings_refused() {
+        let two = |a: &str, b: &str| {
+            errors(&format!(
+                "{GOOD}\n[[ports]]\nname = \"p1\"\ndevice = \"{a}\"\naddress = \"10.1.0.1/24\"\n\
+                 [[ports]]\nname = \"p2\"\ndevice = \"{b}\"\naddress = \"10.2.0.1/24\"\n"
+            ))
+            .into_iter()
+            .filter(|m| m.contains(".device"))
+            .collect::<Vec<_>>()
+        };
+        for (a, b) in [
+            ("0000:01:00.0", "01:00.0"),
+            ("0000:0a:00.1", "0000:0A:00.1"),
+            ("01:00.0,rxq_cqe_comp_en=1", "0000:01:00.0"),
+        ] {
+            let name = b.split(',').next().unwrap();
+            assert_eq!(
+                two(a, b),
+                [format!(
+                    "ports[3].device: device `{name}` is already used by ports[2]"
+                )],
+                "{a} {b}"
+            );
+        }
+        assert!(two("0000:01:00.0", "0000:01:00.1").is_empty());
+        assert_eq!(
+            two("0000:01:00.0", "1:2:3:4.0"),
+            ["ports[3].device: `1:2:3:4.0` is not a PCI address (DDDD:BB:DD.F or BB:DD.F, in hex)"]
+        );
+    }
+
+    #[test]
+    fn a_control_socket_too_long_to_bind_refused() {
+        let node = |sock: &str| errors(&format!("{GOOD}\n[node]\ncontrol_socket = \"{sock}\"\n"));
+        let ok = format!("/run/{}", "s".repeat(102));
+        assert_eq!(ok.len(), 107);
+        assert!(node(&ok).is_empty());
+        let long = format!("{ok}x");
+        assert_eq!(
+            node(&long),
+            [format!(
+                "node.control_socket: `{long}` is 108 bytes; a Unix socket path is at most 107"
+            )]
+        );
+    }
+
+    #[test]
+    fn an_empty_colo_refused() {
+        assert_eq!(
+            errors(&format!("{GOOD}\n[node]\ncolo = \"\"\n")),
+            ["node.colo: empty data center name (leave the key out for none)"]
+        );
+        assert!(errors(&format!("{GOOD}\n[node]\ncolo = \"ams01\"\n")).is_empty());
     }
 }

@@ -107,7 +107,7 @@ pub fn load_for_reload(
     let fixed = next.restart_required(running);
     if !fixed.is_empty() {
         return Err(format!(
-            "{} changed; these need a restart ([node], [[tunnels]], [[neighbors]], [[routes]], [firewall], [health_checks], punt.rate and punt.burst reload live)",
+            "{} changed; these need a restart ([node] but control_socket and control_group, [[tunnels]], [[neighbors]], [[routes]], [firewall], [health_checks], [bgp], punt.rate and punt.burst reload live; [arr] until the ARR table is made)",
             fixed.join(", ")
         ));
     }

@@ -133,17 +133,50 @@ fn summary(what: &str, keys: &[&RouteKey]) -> String {
     s
 }
 
+/// The ARR flow table is made once, with `[arr]` as it was then (see README, `[arr]`): once it
+/// exists, a changed `[arr]` would be ignored, so the reload is refused, as `[metrics]` is.
+fn arr_unchanged(next: &Config, running: &Config) -> Result<(), String> {
+    if next.raw.arr == running.raw.arr {
+        return Ok(());
+    }
+    Err(
+        "[arr] changed; the ARR flow table already exists with the old [arr] (made when a \
+         tunnel first had automatic_return_routing): this needs a restart"
+            .into(),
+    )
+}
+
+/// Keys read at start only keep their running value in `next` (and its raw copy, so that
+/// such a change alone publishes nothing); a change is logged, against what actually runs.
+fn keep_start_only(next: &mut Config, running: &Config, who: &str) {
+    let (file, live) = (&next.node.control_socket, &running.node.control_socket);
+    if file != live {
+        log::warn!(
+            "reload ({who}): node.control_socket changed to `{file}`; the socket stays `{live}` until a restart"
+        );
+    }
+    let (file, live) = (&next.node.control_group, &running.node.control_group);
+    if file != live {
+        log::warn!(
+            "reload ({who}): node.control_group changed to {}; the socket keeps {} until a restart",
+            file.as_deref().map_or("none".into(), |g| format!("`{g}`")),
+            live.as_deref().map_or("none".into(), |g| format!("`{g}`"))
+        );
+    }
+    next.node.control_socket = running.node.control_socket.clone();
+    next.node.control_group = running.node.control_group.clone();
+    next.raw.node.control_socket = running.raw.node.control_socket.clone();
+    next.raw.node.control_group = running.raw.node.control_group.clone();
+}
+
 /// Reloads the config file; `who` names the trigger in the log.
 pub fn reload(plane: &mut Plane, discard_runtime: bool, who: &str) -> Result<Value, String> {
     let t = Instant::now();
     let mut next = super::load_for_reload(plane.config_path, plane.cfg, plane.host)?;
-    if next.node.control_socket != plane.cfg.node.control_socket {
-        log::warn!(
-            "reload ({who}): node.control_socket changed to `{}`; the socket stays `{}` until a restart",
-            next.node.control_socket,
-            plane.cfg.node.control_socket
-        );
+    if plane.publisher.current().arr.is_some() {
+        arr_unchanged(&next, plane.cfg)?;
     }
+    keep_start_only(&mut next, plane.cfg, who);
     let merged = merge_runtime(&mut next, plane.runtime, discard_runtime);
     // Learned routes stay, decided again under the new file (peers gone take theirs along).
     let (bgp_next, bgp_routes) = plane.bgp.reloaded(&next);
@@ -294,5 +327,121 @@ nexthop = "T1"
         assert!(m.kept.is_empty());
         assert_eq!(m.dropped.len(), 4);
         assert_eq!(next.routes.len(), 2);
+    }
+
+    #[test]
+    fn start_only_keys_keep_the_running_value_and_change_nothing() {
+        let host = Host { cores: vec![0, 1] };
+        let sock = |p: &str| {
+            CFG.replace(
+                "[node]\n",
+                &format!(
+                    "[node]\ncontrol_socket = \"{p}\"\ncontrol_group = \"g{}\"\n",
+                    p.len()
+                ),
+            )
+        };
+        let running = parse(&sock("/run/a.sock"), &host).unwrap();
+        let mut next = parse(&sock("/run/ab.sock"), &host).unwrap();
+        assert_ne!(next.raw, running.raw);
+        keep_start_only(&mut next, &running, "test");
+        // The live socket stays in the running config, so a reload back to the file's first
+        // value is no change, and one that changed only this publishes nothing.
+        assert_eq!(next.node.control_socket, "/run/a.sock");
+        assert_eq!(next.node.control_group.as_deref(), Some("g11"));
+        assert_eq!(next.raw, running.raw);
+    }
+
+    #[test]
+    fn arr_changes_refused_once_the_table_exists() {
+        let host = Host { cores: vec![0, 1] };
+        let running = parse(CFG, &host).unwrap();
+        let next = parse(&format!("{CFG}\n[arr]\nudp_timeout = 5\n"), &host).unwrap();
+        assert!(arr_unchanged(&running, &running).is_ok());
+        let e = arr_unchanged(&next, &running).unwrap_err();
+        assert!(e.starts_with("[arr] changed; "), "{e}");
+    }
+
+    /// Reloads `files` in turn into a running table made from the first, as SIGHUP does;
+    /// returns each reply.
+    fn reload_in_turn(files: &[String]) -> Vec<Result<Value, String>> {
+        use crate::route::Snapshot;
+        let host = Host { cores: vec![0, 1] };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("anygate.toml");
+        let mut cfg = parse(&files[0], &host).unwrap();
+        let macs: Vec<crate::wire::MacAddr> =
+            cfg.ports.iter().map(|_| Default::default()).collect();
+        let (snap, mut rib) = Snapshot::build_with_rib(&cfg, &macs, 1, None).unwrap();
+        let (mut publisher, _) = crate::rcu::new(Arc::new(snap), 0);
+        let counters = crate::datapath::SharedCounters::new(1);
+        let mut runtime = Vec::new();
+        let mut checker =
+            crate::health::checker::Checker::new(crate::dpdk::tsc_hz().max(1), crate::dpdk::tsc());
+        let mut obs = crate::mgmt::observe::Observe::new(None);
+        let mut bgp: crate::bgp::sync::Bgp = Default::default();
+        files[1..]
+            .iter()
+            .map(|text| {
+                std::fs::write(&path, text).unwrap();
+                let mut plane = Plane {
+                    cfg: &mut cfg,
+                    host: &host,
+                    macs: &macs,
+                    publisher: &mut publisher,
+                    rib: &mut rib,
+                    config_path: &path,
+                    counters: &counters,
+                    runtime: &mut runtime,
+                    checker: &mut checker,
+                    ports: &[],
+                    obs: &mut obs,
+                    bgp: &mut bgp,
+                };
+                reload(&mut plane, false, "test")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_start_only_change_alone_publishes_nothing_and_the_live_value_stays() {
+        let sock =
+            |p: &str| CFG.replace("[node]\n", &format!("[node]\ncontrol_socket = \"{p}\"\n"));
+        let r = reload_in_turn(&[
+            sock("/run/a.sock"),
+            sock("/run/b.sock"),
+            sock("/run/a.sock"),
+        ]);
+        for v in &r {
+            let v = v.as_ref().unwrap();
+            assert_eq!(v["changed"], false, "{v}");
+            assert_eq!(v["generation"], 1, "{v}");
+        }
+    }
+
+    #[test]
+    fn an_arr_change_is_refused_once_the_flow_table_exists() {
+        let arr = CFG.replace(
+            "interface_address = \"10.100.0.0/31\"\n",
+            "interface_address = \"10.100.0.0/31\"\nautomatic_return_routing = true\n",
+        );
+        assert_ne!(arr, CFG);
+        let r = reload_in_turn(&[
+            CFG.to_owned(),
+            // No table yet: [arr] is read when the first ARR tunnel makes it.
+            format!("{CFG}\n[arr]\nmax_flows = 2048\n"),
+            format!("{arr}\n[arr]\nmax_flows = 2048\n"),
+            format!("{arr}\n[arr]\nmax_flows = 4096\n"),
+            format!("{arr}\n[arr]\nmax_flows = 2048\nudp_timeout = 5\n"),
+        ]);
+        assert!(r[0].is_ok() && r[1].is_ok(), "{r:?}");
+        for e in &r[2..] {
+            assert!(
+                e.as_ref()
+                    .unwrap_err()
+                    .starts_with("[arr] changed; the ARR flow table already exists"),
+                "{e:?}"
+            );
+        }
     }
 }

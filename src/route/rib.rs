@@ -102,10 +102,14 @@ pub struct Rib {
     routes: HashMap<Prefix, Vec<RouteConf>>,
     /// Routes anygate adds itself (port subnets, tunnel interface subnets, neighbour /32s):
     /// used where no configured route for the same prefix is visible. Configured routes for a
-    /// port's own subnet are refused by validation, so connected routes always stand.
+    /// port's own subnet, or inside a tunnel's, are refused by validation, so connected and
+    /// tunnel interface routes always stand.
     implicit: HashMap<Prefix, Vec<Candidate>>,
     /// Our own addresses: never overridden by a route.
     special: HashMap<Prefix, u32>,
+    /// Tunnels' interface subnets: routed through their tunnel, whatever a route says (the
+    /// config and `ctl` refuse such routes; this keeps BGP's out too).
+    tunnel_subnets: Vec<Prefix>,
     set_ids: HashMap<Vec<Candidate>, u32>,
     node: NodeConf,
     gateways: HashMap<(u16, u32), u32>,
@@ -132,6 +136,7 @@ impl Rib {
             routes: HashMap::new(),
             implicit: HashMap::new(),
             special: HashMap::new(),
+            tunnel_subnets: cfg.tunnels.iter().map(|t| t.interface_prefix()).collect(),
             set_ids: HashMap::new(),
             node: cfg.node.clone(),
             gateways: gateways
@@ -267,9 +272,13 @@ impl Rib {
         p: Prefix,
         routes: &'a [RouteConf],
     ) -> Vec<(Candidate, Option<&'a RouteConf>)> {
+        let reserved = self
+            .tunnel_subnets
+            .iter()
+            .any(|s| s.len <= p.len && s.contains(p.addr));
         let configured: Vec<(Candidate, Option<&RouteConf>)> = routes
             .iter()
-            .filter(|r| r.visible(&self.node))
+            .filter(|r| !reserved && r.visible(&self.node))
             .filter_map(|r| Some((self.candidate(r)?, Some(r))))
             .collect();
         if configured.is_empty() {

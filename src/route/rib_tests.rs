@@ -287,7 +287,9 @@ const PREFIXES: [&str; 8] = [
     "10.1.2.200/32",
     "10.1.3.0/24",
     "172.16.0.0/12",
-    "10.255.0.2/31",
+    // Around T1's and T2's interface subnets (a route inside one is refused: see
+    // `a_tunnel_interface_subnet_stays_routed_through_its_tunnel_whatever_the_source`).
+    "10.255.0.0/16",
 ];
 
 proptest! {
@@ -428,4 +430,33 @@ fn route_set_ids_run_out_with_dead_sets_asks_for_a_renumbering_rebuild() {
     rib.apply(&[add(&c, "10.200.0.0/16", "T1", 1000)], &mut p)
         .unwrap();
     assert_eq!(route_of(p.current(), ip("10.200.0.1")).unwrap()[0].0, "T1");
+}
+
+#[test]
+fn a_tunnel_interface_subnet_stays_routed_through_its_tunnel_whatever_the_source() {
+    // The config and `ctl` refuse such routes; one that comes another way (BGP) is held but
+    // never replaces the tunnel's own route.
+    let (c, mut rib, mut p, _) = start("", 0);
+    let mut r = c.validate_route(&raw("10.1.0.0/16", "T2", 100)).unwrap();
+    for prefix in ["10.255.0.2/31", "10.255.0.3/32"] {
+        r.prefix = crate::config::parse_prefix(prefix).unwrap();
+        r.origin = crate::config::RouteOrigin::Bgp;
+        r.source = crate::config::RouteSource::Bgp;
+        rib.apply(&[Change::Add(r.clone())], &mut p).unwrap();
+        let s = p.current().clone();
+        assert_eq!(
+            route_of(&s, ip("10.255.0.3")),
+            Some(vec![("T1".into(), 1)]),
+            "{prefix}"
+        );
+    }
+    // A full rebuild with the same routes agrees.
+    let mut c2 = c.clone();
+    c2.routes.extend(
+        rib.routes()
+            .filter(|r| r.origin == crate::config::RouteOrigin::Bgp)
+            .cloned(),
+    );
+    let (s, _) = Snapshot::build_with_rib(&c2, &macs(&c2), 1, None).unwrap();
+    assert_eq!(route_of(&s, ip("10.255.0.3")), Some(vec![("T1".into(), 1)]));
 }

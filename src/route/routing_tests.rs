@@ -434,3 +434,23 @@ fn prefixes_with_the_same_routes_share_a_route_set() {
         "the shared set and T1's interface subnet"
     );
 }
+
+#[test]
+fn a_route_taking_a_customer_endpoint_into_a_tunnel_is_blamed_by_its_key() {
+    let text = config(
+        "allow_public_prefixes = true",
+        &route("198.51.100.0/24", 2, 100, ""),
+    );
+    let cfg = parse(&text, &Host { cores: vec![0, 1] }).unwrap();
+    let macs: Vec<MacAddr> = cfg.ports.iter().map(|p| p.mac.unwrap()).collect();
+    let e = Snapshot::build(&cfg, &macs, 1, None).err().unwrap();
+    let lines: Vec<&str> = e.lines().collect();
+    // Every tunnel's endpoint is in the /24: the one route is named once per tunnel.
+    assert_eq!(lines.len(), 5, "{e}");
+    assert_eq!(
+        lines[0],
+        "routes[1].prefix: 198.51.100.0/24 via T2 would take tunnel `T1`'s outer packets (to its \
+         customer_endpoint 198.51.100.1) into a tunnel; a customer endpoint must be reached \
+         through a port (route a prefix that leaves it out)"
+    );
+}

@@ -2,7 +2,7 @@ use super::ecmp;
 use super::select::{self, Candidate};
 use super::source_filter::SourceFilter;
 use super::ArpCache;
-use crate::config::{Config, Health, TunnelType, Via};
+use crate::config::{Config, Health, RouteOrigin, TunnelType, Via};
 use crate::datapath::{CounterSlots, Counters, SharedCounters};
 use crate::lpm::Dir24_8;
 use crate::wire::MacAddr;
@@ -223,6 +223,47 @@ pub struct Previous<'a> {
     pub counters: &'a Counters,
 }
 
+/// Why tunnel `i` has no route toward its customer endpoint through a port, blaming the
+/// routes that take it into a tunnel where there are some (`routes[7].prefix`), else the
+/// tunnel.
+fn no_underlay_error(cfg: &Config, rib: &super::Rib, i: usize) -> String {
+    let t = &cfg.tunnels[i];
+    let ep = Ipv4Addr::from(t.customer_endpoint);
+    let blamed: Vec<String> = rib
+        .matching_prefix(t.customer_endpoint)
+        .map(|p| rib.routes_of(p))
+        .unwrap_or_default()
+        .into_iter()
+        .flatten()
+        .filter(|r| matches!(r.via, Via::Tunnel(_)))
+        .map(|r| {
+            let via = rib.via_name(r.via);
+            match cfg.routes.iter().position(|x| x == r) {
+                Some(k) if r.origin == RouteOrigin::Config => format!(
+                    "routes[{k}].prefix: {} via {via} would take tunnel `{}`'s outer packets \
+                     (to its customer_endpoint {ep}) into a tunnel; a customer endpoint must be \
+                     reached through a port (route a prefix that leaves it out)",
+                    r.prefix, t.name
+                ),
+                _ => format!(
+                    "{} route {} via {via} would take tunnel `{}`'s outer packets (to its \
+                     customer_endpoint {ep}) into a tunnel",
+                    r.origin.name(),
+                    r.prefix,
+                    t.name
+                ),
+            }
+        })
+        .collect();
+    if !blamed.is_empty() {
+        return blamed.join("\n");
+    }
+    format!(
+        "tunnels[{i}].customer_endpoint: no route toward {ep} through a port (a route through a \
+         tunnel, or to our own address, cannot carry a tunnel)"
+    )
+}
+
 impl Snapshot {
     /// Builds a snapshot from a validated config. `port_macs` are the MACs the ports really
     /// have (from DPDK, or from the config in `trace`). Besides the configured routes, the
@@ -353,11 +394,7 @@ impl Snapshot {
                     set
                 }
                 _ => {
-                    no_underlay.push(format!(
-                        "tunnels[{i}].customer_endpoint: no route toward {} through a port (a \
-                         route through a tunnel, or to our own address, cannot carry a tunnel)",
-                        Ipv4Addr::from(t.customer_endpoint)
-                    ));
+                    no_underlay.push(no_underlay_error(cfg, &rib, i));
                     continue;
                 }
             };
