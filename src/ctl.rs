@@ -1,10 +1,10 @@
 //! `anygate ctl`: the client of the control socket. Sends one request (`crate::ctl_proto`),
 //! prints the answer as text (or as it came, with `--json`).
 use crate::config::{RawRoute, RawScope, RouteSource};
-use crate::ctl_proto::{Batch, HealthSetting, Reply, Request};
+use crate::ctl_proto::{Batch, HealthSetting, Reply, Request, MAX_REQUEST};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, ErrorKind, Write};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -14,24 +14,35 @@ const REPLY_WAIT: Duration = Duration::from_secs(40);
 
 /// Sends `req` to the socket at `path` and returns the reply.
 pub fn request(path: &Path, req: &Request) -> Result<Reply, String> {
+    let line = req.to_line();
+    // The server would read the first MiB and refuse the rest unread: say so here, with
+    // the size, rather than send it for nothing.
+    if line.len() > MAX_REQUEST + 1 {
+        return Err(format!(
+            "the request is {} bytes, more than the {MAX_REQUEST} the control socket takes; \
+             split it (an update-routes file into several)",
+            line.len() - 1
+        ));
+    }
     let stream = UnixStream::connect(path).map_err(|e| connect_error(path, &e))?;
     stream
         .set_read_timeout(Some(REPLY_WAIT))
         .map_err(|e| e.to_string())?;
     let mut w = &stream;
-    w.write_all(req.to_line().as_bytes())
-        .map_err(|e| format!("{}: sending the request: {e}", path.display()))?;
-    let mut line = String::new();
-    BufReader::new(&stream)
-        .read_line(&mut line)
-        .map_err(|e| format!("{}: reading the reply: {e}", path.display()))?;
-    if line.is_empty() {
-        return Err(format!(
+    // A server that refuses the request (too many clients, too long) answers and closes
+    // before reading it all: the write then fails, and the answer is what to report.
+    let sent = w.write_all(line.as_bytes());
+    let mut reply = String::new();
+    let read = BufReader::new(&stream).read_line(&mut reply);
+    match (sent, read) {
+        (_, Ok(n)) if n > 0 => Reply::parse(&reply).map(explain),
+        (Err(e), _) => Err(format!("{}: sending the request: {e}", path.display())),
+        (Ok(()), Err(e)) => Err(format!("{}: reading the reply: {e}", path.display())),
+        (Ok(()), Ok(_)) => Err(format!(
             "{}: anygate closed the connection without a reply",
             path.display()
-        ));
+        )),
     }
-    Reply::parse(&line).map(explain)
 }
 
 /// Why `connect` failed, in an operator's words.
@@ -47,9 +58,16 @@ fn connect_error(path: &Path, e: &std::io::Error) -> String {
             Err(_) => format!("{p}: permission denied (on a directory above the socket)"),
         },
         ErrorKind::NotFound => format!("is anygate running? no socket at {p}"),
-        ErrorKind::ConnectionRefused => {
-            format!("{p}: nobody answers on this socket: anygate is not running (a stale socket)")
-        }
+        ErrorKind::ConnectionRefused => match std::fs::metadata(path) {
+            // Linux refuses a connect to a file that is no socket the same way.
+            Ok(m) if !m.file_type().is_socket() => format!(
+                "{p}: not a socket but a {}: give the control socket's path (node.control_socket)",
+                if m.is_dir() { "directory" } else { "file" }
+            ),
+            _ => format!(
+                "{p}: nobody answers on this socket: anygate is not running (a stale socket)"
+            ),
+        },
         _ => format!("{p}: {e}"),
     }
 }
@@ -594,6 +612,65 @@ mod tests {
         .unwrap_err();
         assert!(
             e.ends_with("nobody answers on this socket: anygate is not running (a stale socket)"),
+            "{e}"
+        );
+    }
+
+    /// A regular file (or directory) where the socket should be is not "a stale socket".
+    #[test]
+    fn a_path_that_is_no_socket_is_named_so() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("ctl.sock");
+        std::fs::write(&f, "").unwrap();
+        let refused = std::io::Error::from(ErrorKind::ConnectionRefused);
+        for (p, what) in [(f.as_path(), "file"), (d.path(), "directory")] {
+            assert_eq!(
+                connect_error(p, &refused),
+                format!(
+                    "{}: not a socket but a {what}: give the control socket's path (node.control_socket)",
+                    p.display()
+                )
+            );
+        }
+        let e = request(&f, &Request::ShowStatus {}).unwrap_err();
+        assert!(e.contains("not a socket but a file"), "{e}");
+    }
+
+    /// A server that answers and closes without reading the request (too many clients, a
+    /// request too long) is heard: its answer, not the failed write's "Broken pipe".
+    #[test]
+    fn the_servers_refusal_is_read_even_when_the_request_could_not_be_sent() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("ctl.sock");
+        let l = std::os::unix::net::UnixListener::bind(&p).unwrap();
+        let server = std::thread::spawn(move || {
+            let (s, _) = l.accept().unwrap();
+            (&s).write_all(&Reply::error("too many clients (at most 16 at once)").to_line())
+                .unwrap();
+            // Closed unread: the client's pending write fails with EPIPE.
+        });
+        // Far more than the socket buffers hold, within the server's limit.
+        let big = Request::DelRoute {
+            prefix: "x".repeat(MAX_REQUEST - 100),
+            nexthop: "y".into(),
+        };
+        let r = request(&p, &big).unwrap();
+        server.join().unwrap();
+        assert_eq!(
+            r.error.as_deref(),
+            Some("too many clients (at most 16 at once)")
+        );
+        // Past the server's limit: refused here, without connecting, with the sizes.
+        let huge = Request::DelRoute {
+            prefix: "x".repeat(MAX_REQUEST + 1),
+            nexthop: "y".into(),
+        };
+        let e = request(&p, &huge).unwrap_err();
+        assert!(
+            e.starts_with("the request is ")
+                && e.contains(&format!(
+                    "more than the {MAX_REQUEST} the control socket takes"
+                )),
             "{e}"
         );
     }

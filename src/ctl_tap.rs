@@ -50,24 +50,48 @@ pub fn captured(reply: &Reply) -> Result<Vec<Captured>, String> {
 
 /// Writes `pkts` to `out`: pcapng with comments when `pcapng`, else pcap.
 pub fn write(out: &Path, pkts: &[Captured], pcapng: bool) -> Result<(), String> {
+    let f = File::create(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    write_to(f, out, pkts, pcapng)
+}
+
+/// Opens `out` for [`write_to`] before the capture is asked for, so that a path that cannot
+/// be written fails at once rather than after the wait, with the packets. An existing file
+/// is kept as it is until the packets came; `created` says whether this made it.
+pub fn open_out(out: &Path) -> Result<(File, bool), String> {
+    let existed = std::fs::symlink_metadata(out).is_ok();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        // Emptied only once the packets came (write_to).
+        .truncate(false)
+        .open(out)
+        .map_err(|e| format!("--out {}: {e}", out.display()))?;
+    Ok((f, !existed))
+}
+
+/// Writes `pkts` into `f`, opened by [`open_out`] on `out`: emptied first when a regular file.
+pub fn write_to(f: File, out: &Path, pkts: &[Captured], pcapng: bool) -> Result<(), String> {
     let at = |e: &dyn std::fmt::Display| format!("{}: {e}", out.display());
-    let f = File::create(out).map_err(|e| at(&e))?;
+    let pe = |e: pcap_file::PcapError| at(&crate::trace::pcap_error(&e));
+    if f.metadata().is_ok_and(|m| m.is_file()) {
+        f.set_len(0).map_err(|e| at(&e))?;
+    }
     if !pcapng {
-        let mut w = PcapWriter::new(f).map_err(|e| at(&e))?;
+        let mut w = PcapWriter::new(f).map_err(pe)?;
         for p in pkts {
             w.write_packet(&PcapPacket::new(p.time, p.orig_len, &p.data))
-                .map_err(|e| at(&e))?;
+                .map_err(pe)?;
         }
         return Ok(());
     }
-    let mut w = PcapNgWriter::new(f).map_err(|e| at(&e))?;
+    let mut w = PcapNgWriter::new(f).map_err(pe)?;
     let idb = InterfaceDescriptionBlock {
         linktype: DataLink::ETHERNET,
         snaplen: SNAP as u32,
         // The enhanced packet blocks carry nanoseconds.
         options: vec![InterfaceDescriptionOption::IfTsResol(9)],
     };
-    w.write_pcapng_block(idb).map_err(|e| at(&e))?;
+    w.write_pcapng_block(idb).map_err(pe)?;
     for p in pkts {
         let epb = EnhancedPacketBlock {
             interface_id: 0,
@@ -80,7 +104,7 @@ pub fn write(out: &Path, pkts: &[Captured], pcapng: bool) -> Result<(), String> 
                 .map(|c| EnhancedPacketOption::Comment(Cow::Borrowed(c)))
                 .collect(),
         };
-        w.write_pcapng_block(epb).map_err(|e| at(&e))?;
+        w.write_pcapng_block(epb).map_err(pe)?;
     }
     Ok(())
 }

@@ -4,6 +4,7 @@ use anygate::log_format::LogFormat;
 use anygate::mgmt::{self, Outcome, RunOptions};
 use anygate::trace::{self, TraceOptions};
 use clap::{CommandFactory, Parser, Subcommand};
+use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -24,7 +25,9 @@ Signals: SIGHUP reloads the config file (as `anygate ctl reload`); SIGINT and SI
 cleanly, a second one at once (status 130).
 
 Exit status: 0 on success; 2 when a config, an argument or a request is refused; 3 when mbufs \
-did not come back to the pool at exit; 130 after a second stop signal.
+did not come back to the pool at exit; 130 after a second stop signal; 141 when `check`, `ctl` \
+or `trace` finds its standard output closed (`| head`): it stops there quietly, as a command \
+killed by SIGPIPE does.
 
 Environment: RUST_LOG sets the log level (default info; logs go to stderr). NOTIFY_SOCKET, set \
 by systemd for Type=notify, receives READY=1 once the workers poll, RELOADING=1 and READY=1 \
@@ -60,7 +63,7 @@ enum Cmd {
         /// Print counters every S seconds, at least 0.1 (they are always printed on exit).
         /// A periodic report that stdout is not ready to take is dropped, not waited for;
         /// the final one is waited for at most 5 s.
-        #[arg(long, value_name = "S")]
+        #[arg(long, value_name = "S", allow_negative_numbers = true)]
         stats_interval: Option<f64>,
         /// Print counters as one JSON object per line.
         #[arg(long)]
@@ -96,10 +99,11 @@ enum Cmd {
         /// The config file (see anygate.toml(5)).
         #[arg(long)]
         config: PathBuf,
-        /// The capture to trace (pcap).
+        /// The capture to trace: pcap or pcapng, of Ethernet frames or raw IPv4 packets
+        /// (LINKTYPE_RAW, given an Ethernet header to the port); other link types are refused.
         #[arg(long)]
         pcap: PathBuf,
-        /// Write the forwarded packets, as rewritten, to this capture.
+        /// Write the forwarded packets, as rewritten, to this capture (pcap; not --pcap's file).
         #[arg(long)]
         out: Option<PathBuf>,
         /// One JSON object per packet.
@@ -116,38 +120,56 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum CtlCmd {
-    /// Show routes, tunnels or the firewall.
+    /// Show the route table, tunnels, firewall, stats, ports, neighbours, status, ARR flows
+    /// or BGP (read-only: also for node.control_group).
     Show {
         #[command(subcommand)]
         what: ShowWhat,
     },
     /// Set a tunnel's health by hand: healthy, degraded (+500000) or down (+1000000), which the
     /// health checks then leave alone; or auto, which hands it back to them.
-    SetHealth { tunnel: String, health: String },
+    SetHealth {
+        /// The tunnel's name.
+        tunnel: String,
+        /// healthy, degraded, down or auto.
+        health: String,
+    },
     /// Add a route; validated with the whole table, applied or refused whole.
     AddRoute {
+        /// The destination prefix (CIDR, no host bits), as `[[routes]] prefix`.
         #[arg(long)]
         prefix: String,
+        /// A tunnel name, a tunnel's customer-side address, a `[[neighbors]]` entry or an
+        /// address on a port's subnet, as `[[routes]] nexthop`.
         #[arg(long)]
         nexthop: String,
-        #[arg(long)]
+        /// Lower wins (default 100, the priority BGP routes enter with).
+        #[arg(long, value_name = "N", allow_negative_numbers = true,
+              value_parser = clap::value_parser!(u32).range(0..=i64::from(u32::MAX)))]
         priority: Option<u32>,
-        #[arg(long)]
+        /// The ECMP share, 1 to 256 (absent counts as 100).
+        #[arg(long, value_name = "W", allow_negative_numbers = true,
+              value_parser = clap::value_parser!(u16).range(1..=256))]
         weight: Option<u16>,
-        /// static or bgp.
+        /// static (the default) or bgp: at equal priority static wins.
         #[arg(long)]
         source: Option<String>,
+        /// Visible only in this region (repeatable; with --colo: either matches).
         #[arg(long)]
         region: Vec<String>,
+        /// Visible only in this colo (repeatable).
         #[arg(long)]
         colo: Vec<String>,
+        /// Free text, shown by `show routes`.
         #[arg(long)]
         description: Option<String>,
     },
     /// Remove the routes with this prefix and next hop, as written in the config.
     DelRoute {
+        /// The route's prefix, as added.
         #[arg(long)]
         prefix: String,
+        /// The route's next hop, as added (a tunnel name or an address).
         #[arg(long)]
         nexthop: String,
     },
@@ -185,7 +207,8 @@ enum CtlCmd {
     Capture {
         #[arg(long)]
         count: u32,
-        /// The file to write (pcap; pcapng with --drops-only).
+        /// The file to write (pcap; pcapng with --drops-only). Opened before the capture is
+        /// asked for: a path that cannot be written fails at once.
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
         /// Only packets received on this port.
@@ -365,18 +388,23 @@ fn ctl(socket: Option<PathBuf>, config: Option<PathBuf>, json: bool, action: Ctl
     };
     match reply {
         Ok(mut reply) if reply.ok => {
-            if json {
+            let text = if json {
                 // The views' `text` is their rendering, not a figure.
                 reply.body.remove("text");
-                println!("{}", reply.to_value());
+                format!("{}\n", reply.to_value())
             } else {
-                print!("{}", anygate::ctl::render(&reply.to_value()));
+                anygate::ctl::render(&reply.to_value())
+            };
+            match print(&text) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(code) => code,
             }
-            ExitCode::SUCCESS
         }
         Ok(reply) => {
             if json {
-                println!("{}", reply.to_value());
+                if let Err(code) = print(&format!("{}\n", reply.to_value())) {
+                    return code;
+                }
             }
             fail(&format!(
                 "refused: {}",
@@ -395,9 +423,11 @@ fn ctl_trace(path: &Path, json: bool, req: anygate::ctl_proto::Request) -> ExitC
     };
     match anygate::ctl::request(path, &req) {
         Ok(reply) if reply.ok => {
-            print!("{}", anygate::ctl_tap::render_trace(&reply, json));
+            if let Err(code) = print(&anygate::ctl_tap::render_trace(&reply, json)) {
+                return code;
+            }
             anygate::log_format::flush(LOG_WAIT);
-            eprintln!("{}", anygate::ctl_tap::summary(&reply, "traced", want));
+            note(&anygate::ctl_tap::summary(&reply, "traced", want));
             ExitCode::SUCCESS
         }
         Ok(reply) => fail(&format!(
@@ -419,19 +449,34 @@ fn ctl_capture(
         anygate::ctl_proto::Request::Capture { count, .. } => *count,
         _ => 0,
     };
-    let reply = match anygate::ctl::request(path, req) {
-        Ok(r) if r.ok => r,
-        Ok(r) => return fail(&format!("refused: {}", r.error.as_deref().unwrap_or("?"))),
+    // Opened before asking: a path that cannot be written fails now, not after the wait.
+    let (file, created) = match anygate::ctl_tap::open_out(out) {
+        Ok(f) => f,
         Err(e) => return fail(&e),
     };
-    let written =
-        anygate::ctl_tap::captured(&reply).and_then(|p| anygate::ctl_tap::write(out, &p, pcapng));
+    let reply = match anygate::ctl::request(path, req) {
+        Ok(r) if r.ok => Ok(r),
+        Ok(r) => Err(format!("refused: {}", r.error.as_deref().unwrap_or("?"))),
+        Err(e) => Err(e),
+    };
+    let reply = match reply {
+        Ok(r) => r,
+        Err(e) => {
+            // Leave no empty file behind a capture that did not happen.
+            if created {
+                let _ = std::fs::remove_file(out);
+            }
+            return fail(&e);
+        }
+    };
+    let written = anygate::ctl_tap::captured(&reply)
+        .and_then(|p| anygate::ctl_tap::write_to(file, out, &p, pcapng));
     if let Err(e) = written {
         return fail(&e);
     }
     let what = format!("captured into {}", out.display());
     anygate::log_format::flush(LOG_WAIT);
-    eprintln!("{}", anygate::ctl_tap::summary(&reply, &what, want));
+    note(&anygate::ctl_tap::summary(&reply, &what, want));
     ExitCode::SUCCESS
 }
 
@@ -460,13 +505,14 @@ fn cli_main() -> ExitCode {
             stats_json,
             ..
         } => {
-            let interval = match stats_interval.map(Duration::try_from_secs_f64) {
-                Some(Ok(d)) if d >= MIN_STATS_INTERVAL => Some(d),
-                Some(_) => {
+            let interval = match stats_interval.map(|s| (s, Duration::try_from_secs_f64(s))) {
+                Some((_, Ok(d))) if d >= MIN_STATS_INTERVAL => Some(d),
+                // `{:?}`: 1e300 as written, not as 301 digits.
+                Some((s, _)) => {
                     return fail(&format!(
-                        "--stats-interval: {} is not a number of seconds of at least {}",
-                        stats_interval.unwrap_or_default(),
-                        MIN_STATS_INTERVAL.as_secs_f64()
+                        "--stats-interval: {s:?} is not a number of seconds from {} to {:.1e}",
+                        MIN_STATS_INTERVAL.as_secs_f64(),
+                        u64::MAX as f64
                     ))
                 }
                 None => None,
@@ -485,8 +531,8 @@ fn cli_main() -> ExitCode {
         }
         Cmd::Check { config } => match anygate::preflight::preflight(&config, &Host::current()) {
             Ok(anygate::preflight::Checked { cfg: c, .. }) => {
-                println!(
-                    "{}: OK ({}, {}, {}, {})",
+                let mut text = format!(
+                    "{}: OK ({}, {}, {}, {})\n",
                     config.display(),
                     count(c.ports.len(), "port"),
                     count(c.workers.len(), "worker"),
@@ -495,9 +541,12 @@ fn cli_main() -> ExitCode {
                 );
                 // What sysfs tells about the PCI ports: present, bound, on the workers' node.
                 for n in anygate::pci::notes(&c, std::path::Path::new("/sys")) {
-                    println!("note: {n}");
+                    text += &format!("note: {n}\n");
                 }
-                ExitCode::SUCCESS
+                match print(&text) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(code) => code,
+                }
             }
             Err(e) => fail(&format!("{}: config refused\n{e}", config.display())),
         },
@@ -509,10 +558,11 @@ fn cli_main() -> ExitCode {
         } => ctl(socket, config, json, action),
         Cmd::Man { dir } => match anygate::man::write_all(&dir, Cli::command()) {
             Ok(pages) => {
-                for p in pages {
-                    println!("{}", p.display());
+                let list: String = pages.iter().map(|p| format!("{}\n", p.display())).collect();
+                match print(&list) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(code) => code,
                 }
-                ExitCode::SUCCESS
             }
             Err(e) => fail(&format!("{}: {e}", dir.display())),
         },
@@ -538,17 +588,18 @@ fn cli_main() -> ExitCode {
                 json,
                 in_port,
             };
-            let stdout = std::io::stdout();
-            match trace::trace(&cfg, &opts, &mut stdout.lock()) {
+            let mut stdout = Stdout::default();
+            match trace::trace(&cfg, &opts, &mut stdout) {
                 Ok(s) => {
                     anygate::log_format::flush(LOG_WAIT);
-                    eprintln!(
+                    note(&format!(
                         "{} packets: {} forwarded, {} dropped ({} answered with an ICMP error), \
                          {} health probe answers",
                         s.packets, s.forwarded, s.dropped, s.answered, s.probes
-                    );
+                    ));
                     ExitCode::SUCCESS
                 }
+                Err(_) if stdout.closed => ExitCode::from(STDOUT_CLOSED),
                 Err(e) => fail(&e),
             }
         }
@@ -564,7 +615,46 @@ fn fail(msg: &str) -> ExitCode {
     // After the records logged before it, not among them; and not at all into a stderr
     // that does not take them (the write would block).
     if anygate::log_format::flush(LOG_WAIT) {
-        eprintln!("anygate: {msg}");
+        note(&format!("anygate: {msg}"));
     }
     ExitCode::from(2)
+}
+
+/// The exit status when stdout was closed under us (`| head`): 128 + SIGPIPE, what a shell
+/// reports for a command the signal ended, as it ends most Unix tools (Rust ignores it).
+const STDOUT_CLOSED: u8 = 141;
+
+/// Stdout, remembering that its reader went away (the write failed with EPIPE).
+#[derive(Default)]
+struct Stdout {
+    closed: bool,
+}
+
+impl Write for Stdout {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let r = std::io::stdout().lock().write(buf);
+        self.closed |= r.as_ref().is_err_and(|e| e.kind() == ErrorKind::BrokenPipe);
+        r
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        let r = std::io::stdout().lock().flush();
+        self.closed |= r.as_ref().is_err_and(|e| e.kind() == ErrorKind::BrokenPipe);
+        r
+    }
+}
+
+/// Prints `text` on stdout; Err: the exit status, quietly STDOUT_CLOSED when nobody reads
+/// it any more, else after the error on stderr. `print!` would panic (and abort) instead.
+fn print(text: &str) -> Result<(), ExitCode> {
+    let mut out = Stdout::default();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(_) if out.closed => Err(ExitCode::from(STDOUT_CLOSED)),
+        Err(e) => Err(fail(&format!("writing to stdout: {e}"))),
+    }
+}
+
+/// A line on stderr; lost, rather than a panic, when stderr is closed.
+fn note(line: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }

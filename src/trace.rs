@@ -6,10 +6,14 @@ use crate::health::probe::Recognised;
 use crate::route::{Rib, Snapshot};
 use crate::wire::{ethernet, icmp, MacAddr};
 use pcap_file::pcap::{PcapPacket, PcapReader, PcapWriter};
+use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionOption;
+use pcap_file::pcapng::{Block, PcapNgReader};
+use pcap_file::{DataLink, PcapError};
 use serde_json::json;
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
+use std::time::Duration;
 
 pub struct TraceOptions<'a> {
     pub pcap: &'a Path,
@@ -52,21 +56,28 @@ pub fn trace(
             p.name
         );
     }
-    let (snap, rib) = Snapshot::build_with_rib(cfg, &port_macs(cfg), 1, None)?;
-    let f = File::open(opts.pcap).map_err(|e| format!("{}: {e}", opts.pcap.display()))?;
-    let mut reader = PcapReader::new(f).map_err(|e| format!("{}: {e}", opts.pcap.display()))?;
+    let macs = port_macs(cfg);
+    let (snap, rib) = Snapshot::build_with_rib(cfg, &macs, 1, None)?;
+    let at = |e: &dyn std::fmt::Display| format!("{}: {e}", opts.pcap.display());
+    let f = File::open(opts.pcap).map_err(|e| at(&e))?;
+    if let Some(out) = opts.out {
+        same_file(&f, out)?;
+    }
+    let mut reader =
+        Capture::open(f, macs.get(opts.in_port as usize).copied()).map_err(|e| at(&e))?;
     let mut writer = match opts.out {
         Some(p) => {
-            let f = File::create(p).map_err(|e| format!("{}: {e}", p.display()))?;
-            Some(PcapWriter::new(f).map_err(|e| format!("{}: {e}", p.display()))?)
+            let at = |e: &dyn std::fmt::Display| format!("{}: {e}", p.display());
+            let f = File::create(p).map_err(|e| at(&e))?;
+            Some(PcapWriter::new(f).map_err(|e| at(&pcap_error(&e)))?)
         }
         None => None,
     };
     let mut pipeline = Pipeline::new();
     let mut sum = TraceSummary::default();
     let mut index = 0u64;
-    while let Some(pkt) = reader.next_packet() {
-        let pkt = pkt.map_err(|e| format!("{}: packet {index}: {e}", opts.pcap.display()))?;
+    while let Some(pkt) = reader.next() {
+        let pkt = pkt.map_err(|e| at(&format!("packet {index}: {e}")))?;
         let mut buf = [VecBuf::from_bytes(&pkt.data)];
         let mut v = [Verdict::Forward(0)];
         // The capture's clock drives the ICMP rate limit, so a trace replays it faithfully.
@@ -100,7 +111,13 @@ pub fn trace(
                         buf[0].as_ref().len() as u32,
                         buf[0].as_ref(),
                     );
-                    w.write_packet(&p).map_err(|e| e.to_string())?;
+                    w.write_packet(&p).map_err(|e| {
+                        format!(
+                            "{}: {}",
+                            opts.out.unwrap_or(opts.pcap).display(),
+                            pcap_error(&e)
+                        )
+                    })?;
                 }
             }
             Verdict::Drop(_) | Verdict::Consumed => {}
@@ -108,6 +125,176 @@ pub fn trace(
         index += 1;
     }
     Ok(sum)
+}
+
+/// Refuses `--out` naming the capture being read: creating it would empty the input.
+fn same_file(input: &File, out: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let (Ok(i), Ok(o)) = (input.metadata(), std::fs::metadata(out)) else {
+        return Ok(());
+    };
+    if (i.dev(), i.ino()) == (o.dev(), o.ino()) {
+        return Err(format!(
+            "--out: {} is the capture being traced (--pcap); give another file",
+            out.display()
+        ));
+    }
+    Ok(())
+}
+
+/// pcap_file's error with the I/O error it wraps ("No space left on device", where its own
+/// text says "Error reading bytes" even of a write).
+pub fn pcap_error(e: &PcapError) -> String {
+    match e {
+        PcapError::IoError(io) => io.to_string(),
+        e => e.to_string(),
+    }
+}
+
+/// A packet of the capture, as the Ethernet frame the port would receive.
+struct Packet {
+    timestamp: Duration,
+    data: Vec<u8>,
+}
+
+/// The capture being traced: pcap, or pcapng (what `ctl capture --drops-only` writes), of
+/// Ethernet frames or raw IP packets (LINKTYPE_RAW, IPV4), which get an Ethernet header to
+/// the port's MAC. Other link types are refused: read as Ethernet they would be garbage.
+enum Capture {
+    Pcap(PcapReader<File>, Link),
+    Ng(PcapNgReader<File>, Option<MacAddr>),
+}
+
+#[derive(Clone, Copy)]
+enum Link {
+    Ethernet,
+    /// An IP packet without a link header, put in a frame to this MAC.
+    Raw(MacAddr),
+}
+
+/// pcapng's magic: the section header block's type.
+const PCAPNG_MAGIC: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
+
+impl Capture {
+    fn open(mut f: File, port_mac: Option<MacAddr>) -> Result<Capture, String> {
+        use std::io::{Read, Seek};
+        let mut magic = [0u8; 4];
+        let n = f.read(&mut magic).map_err(|e| e.to_string())?;
+        f.rewind().map_err(|e| e.to_string())?;
+        if n == 4 && magic == PCAPNG_MAGIC {
+            let r = PcapNgReader::new(f).map_err(|e| format!("pcapng: {}", pcap_error(&e)))?;
+            return Ok(Capture::Ng(r, port_mac));
+        }
+        let r = PcapReader::new(f)
+            .map_err(|e| format!("{} (neither pcap nor pcapng)", pcap_error(&e)))?;
+        let link = link(r.header().datalink, port_mac)?;
+        Ok(Capture::Pcap(r, link))
+    }
+
+    fn next(&mut self) -> Option<Result<Packet, String>> {
+        match self {
+            Capture::Pcap(r, link) => {
+                let link = *link;
+                r.next_packet().map(|p| {
+                    let p = p.map_err(|e| pcap_error(&e))?;
+                    Ok(Packet {
+                        timestamp: p.timestamp,
+                        data: frame(link, &p.data),
+                    })
+                })
+            }
+            Capture::Ng(r, mac) => loop {
+                // The block borrows the reader; its data is copied out (trace is offline).
+                let (iface, ticks, data) = match r.next_block()? {
+                    Err(e) => return Some(Err(pcap_error(&e))),
+                    Ok(Block::EnhancedPacket(b)) => {
+                        // pcap_file reads the timestamp's raw ticks as nanoseconds.
+                        let ticks = b.timestamp.as_nanos() as u64;
+                        (b.interface_id, ticks, b.data.into_owned())
+                    }
+                    Ok(Block::SimplePacket(b)) => (0, 0, b.data.into_owned()),
+                    Ok(Block::Packet(b)) => {
+                        (u32::from(b.interface_id), b.timestamp, b.data.into_owned())
+                    }
+                    Ok(_) => continue,
+                };
+                let Some(idb) = r.interfaces().get(iface as usize) else {
+                    return Some(Err(format!("no interface {iface} described before it")));
+                };
+                let link = match link(idb.linktype, *mac) {
+                    Ok(l) => l,
+                    Err(e) => return Some(Err(format!("interface {iface}: {e}"))),
+                };
+                return Some(Ok(Packet {
+                    timestamp: ng_time(&idb.options, ticks),
+                    data: frame(link, &data),
+                }));
+            },
+        }
+    }
+}
+
+/// How trace reads a link type, or why it cannot.
+fn link(l: DataLink, port_mac: Option<MacAddr>) -> Result<Link, String> {
+    match l {
+        DataLink::ETHERNET => Ok(Link::Ethernet),
+        // 12 and 14: DLT_RAW as some systems wrote it before LINKTYPE_RAW (101).
+        DataLink::RAW | DataLink::IPV4 | DataLink::Unknown(12) | DataLink::Unknown(14) => Ok(
+            Link::Raw(port_mac.unwrap_or(MacAddr([0x02, 0, 0, 0, 0, 1]))),
+        ),
+        other => Err(format!(
+            "link type {} ({other:?}): trace reads Ethernet frames (LINKTYPE_ETHERNET) and \
+             raw IPv4 packets (LINKTYPE_RAW) only",
+            u32::from(other)
+        )),
+    }
+}
+
+/// The frame the port receives: as captured, or a raw IP packet behind an Ethernet header
+/// from a stand-in MAC to the port's.
+fn frame(link: Link, data: &[u8]) -> Vec<u8> {
+    match link {
+        Link::Ethernet => data.to_vec(),
+        Link::Raw(dst) => {
+            let ethertype: u16 = match data.first().map(|b| b >> 4) {
+                Some(6) => ethernet::ETHERTYPE_IPV6,
+                _ => ethernet::ETHERTYPE_IPV4,
+            };
+            let mut f = Vec::with_capacity(14 + data.len());
+            f.extend_from_slice(&dst.0);
+            f.extend_from_slice(&RAW_SRC_MAC.0);
+            f.extend_from_slice(&ethertype.to_be_bytes());
+            f.extend_from_slice(data);
+            f
+        }
+    }
+}
+
+/// The source MAC of the frames made for raw IP packets.
+pub const RAW_SRC_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0xfe]);
+
+/// An enhanced packet block's time: `ticks` in the interface's resolution (if_tsresol:
+/// 10^-n or 2^-n seconds, microseconds when absent) from its if_tsoffset (seconds).
+fn ng_time(options: &[InterfaceDescriptionOption], ticks: u64) -> Duration {
+    let mut resol = 6u8;
+    let mut offset = 0u64;
+    for o in options {
+        match o {
+            InterfaceDescriptionOption::IfTsResol(r) => resol = *r,
+            InterfaceDescriptionOption::IfTsOffset(s) => offset = *s,
+            _ => {}
+        }
+    }
+    let ticks = u128::from(ticks);
+    let nanos = if resol & 0x80 != 0 {
+        (ticks * 1_000_000_000) >> (resol & 0x7f).min(127)
+    } else if resol <= 9 {
+        ticks * 10u128.pow(9 - u32::from(resol))
+    } else {
+        ticks / 10u128.pow(u32::from(resol.min(38)) - 9)
+    };
+    let nanos = nanos.saturating_add(u128::from(offset) * 1_000_000_000);
+    Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
 }
 
 /// One packet's story, as a line of text or a JSON object. Field names are stable. `data` is
@@ -466,5 +653,152 @@ nexthop = "192.0.2.254"
                 assert!(!lines[0].contains("arr"), "{}", lines[0]);
             }
         }
+    }
+
+    /// Traces the capture at `pcap` over CFG: the lines, or the error.
+    fn trace_file(pcap: &Path, out: Option<&Path>) -> Result<Vec<String>, String> {
+        let cfg = parse(CFG, &Host { cores: vec![0, 1] }).unwrap();
+        let opts = TraceOptions {
+            pcap,
+            out,
+            json: false,
+            in_port: 0,
+        };
+        let mut lines = Vec::new();
+        trace(&cfg, &opts, &mut lines)?;
+        Ok(String::from_utf8(lines)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect())
+    }
+
+    fn pcap_with(path: &Path, link: DataLink, frames: &[Vec<u8>]) {
+        let header = pcap_file::pcap::PcapHeader {
+            datalink: link,
+            ..Default::default()
+        };
+        let mut w = PcapWriter::with_header(File::create(path).unwrap(), header).unwrap();
+        for f in frames {
+            w.write_packet(&PcapPacket::new(Duration::ZERO, f.len() as u32, f))
+                .unwrap();
+        }
+    }
+
+    /// pcapng, as `ctl capture --drops-only` writes it (and tshark/dumpcap by default), is
+    /// read as pcap is; raw IP captures (LINKTYPE_RAW) get an Ethernet header to the port.
+    #[test]
+    fn pcapng_and_raw_ip_captures_trace_as_ethernet_pcap_does() {
+        use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
+        use pcap_file::pcapng::blocks::interface_description::InterfaceDescriptionBlock;
+        use pcap_file::pcapng::PcapNgWriter;
+        use std::borrow::Cow;
+        let d = tempfile::tempdir().unwrap();
+        let frames = [answer(42, 7), answer(43, 8)];
+        let pcap = d.path().join("in.pcap");
+        pcap_with(&pcap, DataLink::ETHERNET, &frames);
+        let want = trace_file(&pcap, None).unwrap();
+        assert_eq!(want.len(), 2);
+
+        let ng = d.path().join("in.pcapng");
+        let mut w = PcapNgWriter::new(File::create(&ng).unwrap()).unwrap();
+        w.write_pcapng_block(InterfaceDescriptionBlock {
+            linktype: DataLink::ETHERNET,
+            snaplen: 0,
+            options: vec![],
+        })
+        .unwrap();
+        for f in &frames {
+            w.write_pcapng_block(EnhancedPacketBlock {
+                interface_id: 0,
+                timestamp: Duration::ZERO,
+                original_len: f.len() as u32,
+                data: Cow::Borrowed(f),
+                options: vec![],
+            })
+            .unwrap();
+        }
+        drop(w);
+        assert_eq!(trace_file(&ng, None).unwrap(), want);
+
+        let raw = d.path().join("raw.pcap");
+        let ip: Vec<Vec<u8>> = frames.iter().map(|f| f[14..].to_vec()).collect();
+        pcap_with(&raw, DataLink::RAW, &ip);
+        assert_eq!(trace_file(&raw, None).unwrap(), want);
+        assert_eq!(
+            frame(Link::Raw(MacAddr([2, 0, 0, 0, 0, 1])), &ip[0])[..12],
+            {
+                let mut m = vec![2, 0, 0, 0, 0, 1];
+                m.extend_from_slice(&RAW_SRC_MAC.0);
+                m
+            }[..]
+        );
+    }
+
+    /// A link type read as Ethernet would be garbage: refused, naming it.
+    #[test]
+    fn other_link_types_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let sll = d.path().join("sll.pcap");
+        pcap_with(&sll, DataLink::LINUX_SLL, &[answer(42, 7)]);
+        let e = trace_file(&sll, None).unwrap_err();
+        assert!(
+            e.starts_with(&format!(
+                "{}: link type 113 (LINUX_SLL): trace reads Ethernet",
+                sll.display()
+            )),
+            "{e}"
+        );
+        let junk = d.path().join("junk");
+        std::fs::write(&junk, b"not a capture at all").unwrap();
+        let e = trace_file(&junk, None).unwrap_err();
+        assert!(e.ends_with("(neither pcap nor pcapng)"), "{e}");
+    }
+
+    /// `--out` naming the input (or a link to it) is refused before the input is emptied.
+    #[test]
+    fn out_naming_the_input_is_refused_and_the_input_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let pcap = d.path().join("in.pcap");
+        pcap_with(&pcap, DataLink::ETHERNET, &[answer(42, 7)]);
+        let len = std::fs::metadata(&pcap).unwrap().len();
+        let link = d.path().join("link.pcap");
+        std::fs::hard_link(&pcap, &link).unwrap();
+        for out in [&pcap, &link] {
+            let e = trace_file(&pcap, Some(out)).unwrap_err();
+            assert_eq!(
+                e,
+                format!(
+                    "--out: {} is the capture being traced (--pcap); give another file",
+                    out.display()
+                )
+            );
+        }
+        assert_eq!(std::fs::metadata(&pcap).unwrap().len(), len);
+        let other = d.path().join("out.pcap");
+        assert_eq!(trace_file(&pcap, Some(&other)).unwrap().len(), 1);
+        // A full disk says so, not pcap_file's "Error reading bytes".
+        if Path::new("/dev/full").exists() {
+            let e = trace_file(&pcap, Some(Path::new("/dev/full"))).unwrap_err();
+            assert!(e.starts_with("/dev/full: No space left on device"), "{e}");
+        }
+    }
+
+    /// pcapng timestamps are in the interface's if_tsresol (microseconds by default).
+    #[test]
+    fn pcapng_timestamps_follow_the_interface_resolution() {
+        use InterfaceDescriptionOption::{IfTsOffset, IfTsResol};
+        assert_eq!(ng_time(&[], 1_500_000), Duration::from_millis(1500));
+        assert_eq!(ng_time(&[IfTsResol(9)], 7), Duration::from_nanos(7));
+        assert_eq!(ng_time(&[IfTsResol(3)], 2), Duration::from_millis(2));
+        assert_eq!(ng_time(&[IfTsResol(12)], 5_000), Duration::from_nanos(5));
+        assert_eq!(
+            ng_time(&[IfTsResol(0x80 | 10)], 2048),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            ng_time(&[IfTsResol(6), IfTsOffset(10)], 1),
+            Duration::from_nanos(10_000_001_000)
+        );
     }
 }

@@ -46,7 +46,7 @@ drop_reasons! {
     Ipv4BadChecksum => "ipv4_bad_checksum": "IPv4 header checksum does not verify",
     Ipv4MartianSrc => "ipv4_martian_src": "source is 0/8, 127/8, multicast, reserved or broadcast",
     Ipv4MartianDst => "ipv4_martian_dst": "destination is 0/8, 127/8, multicast, reserved or broadcast",
-    LocalDestination => "local_destination": "addressed to one of our own port addresses",
+    LocalDestination => "local_destination": "addressed to one of our own addresses (port, tunnel interface, anycast) or to a port subnet's network or broadcast address",
     NoRoute => "no_route": "no route covers the destination",
     TtlExceeded => "ttl_exceeded": "TTL would reach zero (ICMP time-exceeded sent, rate-limited)",
     MtuExceeded => "mtu_exceeded": "larger than the egress port's MTU (ICMP frag-needed sent when DF is set)",

@@ -159,7 +159,14 @@ impl Observe {
             if self.links.len() <= i {
                 self.links.resize(i + 1, None);
             }
-            let name = cfg.ports.get(i).map_or("?", |p| p.name.as_str());
+            // The punt path's exception port follows the configured ones.
+            let name = match cfg.ports.get(i) {
+                Some(p) => p.name.clone(),
+                None if cfg.punt.enabled && i == cfg.ports.len() => {
+                    format!("{} (punt exception port)", cfg.punt.interface)
+                }
+                None => format!("#{i}"),
+            };
             match self.links[i] {
                 Some(old) if old.up == l.up => {}
                 None if l.up => out.push(format!("link: port {name} is up, {}", speed(&l))),
@@ -225,6 +232,29 @@ anycast_addresses = ["203.0.113.10"]
         assert_eq!(
             poll(up),
             ["link: port wan0 came up, 25000 Mbps full duplex"]
+        );
+    }
+
+    /// The punt path's exception port comes after the configured ports: named, not "?".
+    #[test]
+    fn the_punt_exception_port_is_named_in_link_events() {
+        let cfg = parse(
+            &format!("{CFG}\n[punt]\nenabled = true\ninterface = \"ag-punt\"\n"),
+            &Host { cores: vec![0, 1] },
+        )
+        .unwrap();
+        let mut o = Observe::new(None);
+        let up = LinkStatus {
+            up: true,
+            speed_mbps: 10_000,
+            full_duplex: true,
+        };
+        assert_eq!(
+            o.link_events(&cfg, [up, up].into_iter()),
+            [
+                "link: port wan0 is up, 10000 Mbps full duplex",
+                "link: port ag-punt (punt exception port) is up, 10000 Mbps full duplex"
+            ]
         );
     }
 

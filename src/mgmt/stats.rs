@@ -116,6 +116,9 @@ impl Report<'_> {
             "busy_cycles": c.busy_cycles,
             "tsc_hz": self.tsc_hz,
         });
+        // Both always present (schema 1 removes no key): null while nothing was measured
+        // (no busy loop, no packet received since start or `clear counters`).
+        v["loop_cycles"] = Value::Null;
         if let Some(l) = self.loop_cycles() {
             v["loop_cycles"] = json!({
                 "samples": l.samples, "p50": l.p[0], "p99": l.p[1], "p99_9": l.p[2],
@@ -124,9 +127,9 @@ impl Report<'_> {
                 v["loop_cycles"]["max"] = json!(max);
             }
         }
-        if let Some(cpp) = self.cycles_per_packet() {
-            v["cycles_per_packet"] = json!((cpp * 10.0).round() / 10.0);
-        }
+        v["cycles_per_packet"] = json!(self
+            .cycles_per_packet()
+            .map(|cpp| (cpp * 10.0).round() / 10.0));
         if self.cfg.tunnels.iter().any(|t| t.arr) {
             v["arr"] = json!({"learned": c.arr_learned, "refreshed": c.arr_refreshed,
                               "refused": c.arr_refused, "returned": c.arr_returned});

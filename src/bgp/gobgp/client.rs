@@ -53,10 +53,49 @@ pub async fn rpc<T>(
 fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
+    let mut last = s.clone();
     while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
+        let t = c.to_string();
+        // hyper's ConnectError and its io::Error both say "tcp connect error": once is enough.
+        if !last.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        last = t;
         cur = c.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chain;
+
+    #[derive(Debug)]
+    struct E(&'static str, Option<Box<E>>);
+    impl std::fmt::Display for E {
+        fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+    impl std::error::Error for E {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|e| e as _)
+        }
+    }
+
+    /// A cause saying what its wrapper already said is not repeated.
+    #[test]
+    fn a_repeated_cause_is_said_once() {
+        let refused = E("Connection refused (os error 111)", None);
+        let io = E("tcp connect error", Some(Box::new(refused)));
+        let e = E(
+            "transport error",
+            Some(Box::new(E("tcp connect error", Some(Box::new(io))))),
+        );
+        assert_eq!(
+            chain(&e),
+            "transport error: tcp connect error: Connection refused (os error 111)"
+        );
+    }
 }

@@ -496,3 +496,83 @@ fn route_set_ids_that_run_out_are_renumbered_by_a_rebuild() {
     assert_eq!(r["new_sets"], 1);
     assert_eq!(via(w.publisher.current(), "10.21.0.1"), "T1");
 }
+
+/// Schema 1 removes no key: what cannot be measured yet (no packet, no busy loop since the
+/// clear) is null, not missing.
+#[test]
+fn show_stats_keeps_every_key_before_traffic_and_after_a_clear() {
+    let mut w = World::new();
+    for (i, when) in [(1, "before traffic"), (2, "after clear counters")] {
+        let st = w.call(Request::ShowStats {}).get("stats").clone();
+        for k in [
+            "cycles_per_packet",
+            "loop_cycles",
+            "busy_loops",
+            "busy_cycles",
+        ] {
+            assert!(st.get(k).is_some(), "{k} missing {when}: {st}");
+        }
+        assert_eq!(st["cycles_per_packet"], Value::Null, "{when}");
+        assert_eq!(st["loop_cycles"], Value::Null, "{when}");
+        // Absolute counters: the view shows 10 more since the clear.
+        publish(&w, 10 * i);
+        let st = w.call(Request::ShowStats {}).get("stats").clone();
+        assert!(st["cycles_per_packet"].is_number(), "{st}");
+        assert_eq!(st["loop_cycles"]["samples"], 10);
+        assert!(w.call(Request::ClearCounters {}).ok);
+    }
+}
+
+fn show_routes(w: &mut World, q: &str) -> Reply {
+    w.call(Request::ShowRoutes {
+        prefix: Some(q.into()),
+        cursor: None,
+    })
+}
+
+/// A prefix whose only routes are scoped to other colos is not in this node's table: the
+/// query fails (ctl exits non-zero), naming the routes and where they are scoped.
+#[test]
+fn show_routes_for_a_prefix_scoped_elsewhere_fails_and_says_where() {
+    let text = format!(
+        "{CFG}\n[[routes]]\nprefix = \"10.83.0.0/16\"\nnexthop = \"T1\"\nscope = {{ colos = [\"ams9\"] }}\n"
+    );
+    let mut w = World::with(&text);
+    let r = show_routes(&mut w, "10.83.0.0/16");
+    assert!(!r.ok, "{r:?}");
+    let e = r.error.unwrap();
+    assert!(
+        e.starts_with(
+            "10.83.0.0/16 is not in the table here; its routes are via T1: not visible here"
+        ) && e.contains("ams9"),
+        "{e}"
+    );
+    let r = show_routes(&mut w, "10.84.0.0/16");
+    assert_eq!(r.error.as_deref(), Some("10.84.0.0/16 is not in the table"));
+    // The whole table still lists it among the routes scoped elsewhere.
+    let all = w.call(Request::ShowRoutes {
+        prefix: None,
+        cursor: None,
+    });
+    assert_eq!(all.get("invisible")[0]["prefix"], "10.83.0.0/16");
+}
+
+/// Our own /32s are named for what they are: a port's or a tunnel interface's address, or
+/// a port subnet's network or broadcast address.
+#[test]
+fn show_routes_names_our_own_addresses() {
+    let mut w = World::new();
+    for (q, want) in [
+        ("192.0.2.1/32", "own address (port wan0)"),
+        ("10.100.0.0/32", "own address (tunnel T1 interface)"),
+        (
+            "192.0.2.255/32",
+            "subnet network or broadcast address, not forwarded",
+        ),
+        ("203.0.113.10/32", "anycast tunnel endpoint"),
+    ] {
+        let r = show_routes(&mut w, q);
+        assert!(r.ok, "{q}: {r:?}");
+        assert_eq!(r.get("routes")[0]["local"], want, "{q}");
+    }
+}

@@ -144,7 +144,7 @@ fn serve(stream: UnixStream, uid: Option<u32>, jobs: &Sender<Job>, limits: &Limi
     };
     let reply = match Request::parse(&line) {
         Ok(request) if !may_change(uid) && !read_only(&request) => {
-            log::warn!("ctl ({}): refused: only show requests", who(uid));
+            log::warn!("{}", refused_line(uid, &request));
             Reply::error(format!(
                 "{} may only run show requests (node.control_group is read-only; changes need root or anygate's own user)",
                 who(uid)
@@ -157,6 +157,17 @@ fn serve(stream: UnixStream, uid: Option<u32>, jobs: &Sender<Job>, limits: &Limi
         }
     };
     write_reply(&stream, &reply, uid, limits)
+}
+
+/// The log line of a request refused to a read-only peer: who, and what it asked.
+fn refused_line(uid: Option<u32>, r: &Request) -> String {
+    let asked = r.change().unwrap_or_else(|| {
+        serde_json::to_value(r)
+            .ok()
+            .and_then(|v| v["cmd"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| "?".into())
+    });
+    format!("ctl ({}): {asked}: refused: only show requests", who(uid))
 }
 
 fn submit(request: Request, uid: Option<u32>, jobs: &Sender<Job>, limits: &Limits) -> Reply {
@@ -318,6 +329,24 @@ mod tests {
         ] {
             let r = Request::parse(line.as_bytes()).unwrap();
             assert_eq!(read_only(&r), ro, "{line}");
+        }
+    }
+
+    /// A refused request is logged with what it asked, as changes are.
+    #[test]
+    fn a_refused_request_is_logged_with_what_it_asked() {
+        for (line, want) in [
+            (
+                r#"{"version":1,"cmd":"set-health","tunnel":"t","health":"down"}"#,
+                "ctl (uid 1000): set-health t down: refused: only show requests",
+            ),
+            (
+                r#"{"version":1,"cmd":"trace","count":5}"#,
+                "ctl (uid 1000): trace: refused: only show requests",
+            ),
+        ] {
+            let r = Request::parse(line.as_bytes()).unwrap();
+            assert_eq!(refused_line(Some(1000), &r), want);
         }
     }
 

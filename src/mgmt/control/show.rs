@@ -76,14 +76,9 @@ pub fn routes(plane: &Plane, query: Option<&str>, cursor: Option<&str>) -> Resul
         .filter_map(|p| Some((*p, plane.rib.value(*p)?)))
     {
         if set == SET_LOCAL || set == SET_ANYCAST {
-            let what = if set == SET_ANYCAST {
-                "anycast tunnel endpoint"
-            } else if plane.cfg.ports.iter().any(|p| p.addr == prefix.addr) {
-                "own address"
-            } else {
-                "subnet network or broadcast address, not forwarded"
-            };
-            out.push(json!({"prefix": prefix.to_string(), "local": what}));
+            out.push(
+                json!({"prefix": prefix.to_string(), "local": local_label(plane.cfg, prefix, set)}),
+            );
             continue;
         }
         let (Some(cands), Some(group)) = (s.sets.get(set as usize), s.group(set)) else {
@@ -151,8 +146,26 @@ pub fn routes(plane: &Plane, query: Option<&str>, cursor: Option<&str>) -> Resul
                    "status": format!("not visible here: scoped to regions {regions:?} colos {:?}", r.colos)})
         })
         .collect();
-    if let (Some(p), true, true) = (only, out.is_empty(), invisible.is_empty()) {
-        return Err(format!("{p} is not in the table"));
+    if let (Some(p), true) = (only, out.is_empty()) {
+        // Routes scoped to other regions or colos are not in this node's table: say which,
+        // and still fail, as for a prefix nobody configured.
+        let scoped: Vec<String> = invisible
+            .iter()
+            .map(|r| {
+                format!(
+                    "via {}: {}",
+                    r["nexthop"].as_str().unwrap_or("?"),
+                    r["status"].as_str().unwrap_or("")
+                )
+            })
+            .collect();
+        if scoped.is_empty() {
+            return Err(format!("{p} is not in the table"));
+        }
+        return Err(format!(
+            "{p} is not in the table here; its routes are {}",
+            scoped.join("; ")
+        ));
     }
     let mut reply = json!({"generation": s.generation, "routes": out, "invisible": invisible});
     if let RouteQuery::Address(a) = query {
@@ -162,6 +175,21 @@ pub fn routes(plane: &Plane, query: Option<&str>, cursor: Option<&str>) -> Resul
         reply["cursor"] = json!(n.to_string());
     }
     Ok(reply)
+}
+
+/// What a local /32 is: an address of ours (a port's, a tunnel interface's, an anycast
+/// endpoint) or a subnet's network or broadcast address.
+fn local_label(cfg: &config::Config, prefix: Prefix, set: u32) -> String {
+    if set == SET_ANYCAST {
+        return "anycast tunnel endpoint".into();
+    }
+    if let Some(p) = cfg.ports.iter().find(|p| p.addr == prefix.addr) {
+        return format!("own address (port {})", p.name);
+    }
+    if let Some(t) = cfg.tunnels.iter().find(|t| t.local_addr == prefix.addr) {
+        return format!("own address (tunnel {} interface)", t.name);
+    }
+    "subnet network or broadcast address, not forwarded".into()
 }
 
 /// Listing order: longest prefix first, then by address.
