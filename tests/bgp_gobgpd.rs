@@ -6,11 +6,12 @@
 //! delta; killing BIRD keeps its paths stale for its restart time, then removes them; killing
 //! gobgpd gives Disconnected, restarting it Connected and the paths again; a reload and a new
 //! adapter leave the sessions alone; an events channel left full loses nothing for good; a
-//! new ASN restarts gobgpd's instance.
+//! stop withdraws our prefixes from the customer and leaves gobgpd without peers; a new ASN
+//! restarts gobgpd's instance.
 #[path = "common/bgp_lab.rs"]
 mod bgp_lab;
 
-use anygate::bgp::gobgp::spawn;
+use anygate::bgp::gobgp::{spawn, STOP_WITHIN};
 use anygate::bgp::{AsSegment, Desired, Event, PeerSpec, PeerStatus, ReceivedPath, SessionState};
 use anygate::lpm::Prefix;
 use bgp_lab::{customer, ours, Bird, BirdRoute, Lab, API};
@@ -247,7 +248,8 @@ fn gobgpd_adapter_against_bird() {
 
     let (dtx, drx) = bounded(4);
     let (etx, erx) = bounded(64);
-    let handle = lab.in_ours(|| spawn(drx, etx)).expect("spawn");
+    let (_stx, srx) = bounded(1);
+    let handle = lab.in_ours(|| spawn(drx, etx, srx)).expect("spawn");
     dtx.send(desired()).unwrap();
     let mut m = Model::new(erx);
 
@@ -403,7 +405,8 @@ fn gobgpd_adapter_against_bird() {
     // not block, and once read the model must hold the change.
     let (dtx, drx) = bounded(4);
     let (etx, erx) = bounded(2);
-    let handle = lab.in_ours(|| spawn(drx, etx)).expect("spawn");
+    let (stx, srx) = bounded(1);
+    let handle = lab.in_ours(|| spawn(drx, etx, srx)).expect("spawn");
     dtx.send(reload.clone()).unwrap();
     std::thread::sleep(Duration::from_secs(2));
     let mut b = bird_b();
@@ -446,7 +449,42 @@ fn gobgpd_adapter_against_bird() {
     );
     assert!(m.peer(1).is_none(), "a removed peer is still reported");
 
-    // Another ASN: gobgpd's instance is restarted with it.
+    // A stop: our prefixes (announced and A's extra) leave A's BIRD within seconds, and
+    // gobgpd is left with no peer and no path of ours; the thread ends within STOP_WITHIN.
+    bird_sees(&lab, 0, &[("10.96.0.0/24", true), ("10.97.0.0/24", true)]);
+    stx.send(()).unwrap();
+    let t = Instant::now();
+    while !handle.is_finished() {
+        assert!(t.elapsed() < STOP_WITHIN + Duration::from_secs(1), "no end");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    handle.join().expect("adapter thread");
+    let gone = |lab: &Lab| {
+        bird_route(lab, 0, "10.96.0.0/24").is_empty()
+            && bird_route(lab, 0, "10.97.0.0/24").is_empty()
+    };
+    while !gone(&lab) {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "our routes stayed at BIRD after the stop:\n{}\ngobgpd:\n{}",
+            lab.birdc(0, "show route all"),
+            tail(&lab.log("gobgpd.log"))
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let rib = lab.gobgp("global rib");
+    assert!(
+        !rib.contains("10.96.0.0/24") && !rib.contains("10.97.0.0/24"),
+        "{rib}"
+    );
+    let neighbors = lab.gobgp("neighbor");
+    assert!(!neighbors.contains(&customer(0).to_string()), "{neighbors}");
+
+    // Another ASN: gobgpd's instance is restarted with it (by a new adapter).
+    let (dtx, drx) = bounded(4);
+    let (etx, _erx) = bounded(64);
+    let (_stx, srx) = bounded(1);
+    let handle = lab.in_ours(|| spawn(drx, etx, srx)).expect("spawn");
     let mut other = reload;
     other.asn = 65001;
     dtx.send(other).unwrap();
@@ -480,7 +518,8 @@ fn ten_thousand_paths() {
     lab.start_bird(0, &b);
     let (dtx, drx) = bounded(4);
     let (etx, erx) = bounded(64);
-    let handle = lab.in_ours(|| spawn(drx, etx)).expect("spawn");
+    let (_stx, srx) = bounded(1);
+    let handle = lab.in_ours(|| spawn(drx, etx, srx)).expect("spawn");
     dtx.send(d.clone()).unwrap();
     let mut m = Model::new(erx);
     m.wait(&lab, "up", 30, |m| {
@@ -511,7 +550,8 @@ fn ten_thousand_paths() {
     handle.join().unwrap();
     let (dtx, drx) = bounded(4);
     let (etx, erx) = bounded(64);
-    let handle = lab.in_ours(|| spawn(drx, etx)).expect("spawn");
+    let (_stx, srx) = bounded(1);
+    let handle = lab.in_ours(|| spawn(drx, etx, srx)).expect("spawn");
     let t = Instant::now();
     dtx.send(d).unwrap();
     let mut m = Model::new(erx);

@@ -4,7 +4,8 @@
 //! routes` / `show bgp` prove each step: a wrong MD5 password gives no session; community and
 //! prepends select the route (30 over 50); a static route at 30 wins; 13335:60901 gives
 //! 501000; a withdrawal removes the route; a gobgpd restart loses no route and no packet; a killed BIRD's
-//! routes stay stale for its restart time (10 s here), then go. About 20 s. Needs root,
+//! routes stay stale for its restart time (10 s here), then go; the edge stopped withdraws our
+//! routes from BIRD and leaves gobgpd without peers. About 25 s. Needs root,
 //! gobgpd and bird2, as CI and these machines have (scripts/setup).
 mod common;
 
@@ -27,6 +28,9 @@ fn gobgpd_and_bird_through_the_data_plane() {
         "show bgp cust-a: ",
         " running stale 1",
         "(restart time 10 s): 10.50.0.0/24: cust-b 50 |",
+        "anygate E stopped: bgp: stopping: withdrew our ",
+        "route(s) of ours, none ",
+        "gobgpd has no peer",
         "netns bgp test: PASS",
     ] {
         assert!(text.contains(step), "missing `{step}`:\n{text}");

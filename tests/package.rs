@@ -26,7 +26,8 @@ fn run(cmd: &mut Command) -> (bool, String) {
 
 /// Builds the .deb from the test binary and extracts it over a root holding what a Debian
 /// system gives the units: its own unit files (sysinit.target, network-online.target, ...),
-/// /bin/kill and gobgpd. Returns (the .deb, the root).
+/// /bin/kill, /bin/sh and /bin/systemctl (anygate's ExecStopPost=) and gobgpd. Returns (the
+/// .deb, the root).
 fn build_and_extract(d: &Dir) -> (PathBuf, PathBuf) {
     // cargo-deb takes the binary from <target>/release: a target dir of our own holding the
     // binary the tests built, so nothing is rebuilt and the workspace's target is not locked.
@@ -52,7 +53,12 @@ fn build_and_extract(d: &Dir) -> (PathBuf, PathBuf) {
         .arg(root.join("lib/systemd/")));
     assert!(ok, "{out}");
     std::os::unix::fs::symlink("usr/bin", root.join("bin")).unwrap();
-    for tool in ["/usr/bin/kill", "/usr/bin/gobgpd"] {
+    for tool in [
+        "/usr/bin/kill",
+        "/usr/bin/sh",
+        "/usr/bin/systemctl",
+        "/usr/bin/gobgpd",
+    ] {
         std::fs::copy(tool, root.join(&tool[1..]))
             .unwrap_or_else(|e| panic!("{tool}: {e} (scripts/setup --package installs it)"));
     }
@@ -218,6 +224,19 @@ fn the_package_installs_units_man_pages_and_a_config_that_check() {
     let exec = unit.lines().find(|l| l.starts_with("ExecStart=")).unwrap();
     assert!(exec.contains("--api-hosts=127.0.0.1:50051"), "{exec}");
     assert!(!exec.contains("--config-file"), "{exec}");
+    // gobgpd never outlives anygate (it would announce for a dead data plane): it is bound to
+    // anygate's unit, which also stops it after a crash it is about to restart.
+    assert!(
+        unit.lines().any(|l| l == "BindsTo=anygate.service"),
+        "{unit}"
+    );
+    let main = std::fs::read_to_string(root.join("lib/systemd/system/anygate.service")).unwrap();
+    assert!(
+        main.lines().any(|l| l.starts_with("ExecStopPost=")
+            && l.contains("$$SERVICE_RESULT")
+            && l.contains("stop anygate-gobgpd.service")),
+        "{main}"
+    );
     assert!(!root
         .join("usr/share/doc/anygate/examples/gobgpd.toml")
         .exists());

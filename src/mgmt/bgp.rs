@@ -21,9 +21,11 @@ const RETRY: Duration = Duration::from_secs(1);
 pub struct Link {
     desired: Sender<Desired>,
     events: Receiver<Event>,
-    /// The adapter's thread: never joined (it may be waiting on gobgpd); it ends when the
-    /// sender goes.
-    _thread: std::thread::JoinHandle<()>,
+    /// Asks the adapter to withdraw our routes and end (`Link::stop`).
+    stop: Sender<()>,
+    /// The adapter's thread: never joined unbounded (it may be waiting on gobgpd); it ends
+    /// when the sender goes, or after a stop.
+    thread: std::thread::JoinHandle<()>,
     last_sent: Option<Desired>,
     /// The table generation the last `Desired` was built at.
     generation: u64,
@@ -40,6 +42,7 @@ impl Link {
         spawn: impl FnOnce(
             Receiver<Desired>,
             Sender<Event>,
+            Receiver<()>,
         ) -> std::io::Result<std::thread::JoinHandle<()>>,
     ) -> Result<Option<Link>, String> {
         if cfg.bgp.is_none() {
@@ -47,18 +50,43 @@ impl Link {
         }
         let (dtx, drx) = bounded(DESIRED_QUEUE);
         let (etx, erx) = bounded(EVENT_QUEUE);
-        let thread = spawn(drx, etx).map_err(|e| format!("bgp: cannot start the adapter: {e}"))?;
+        let (stx, srx) = bounded(1);
+        let thread =
+            spawn(drx, etx, srx).map_err(|e| format!("bgp: cannot start the adapter: {e}"))?;
         log::info!("bgp: adapter started");
         Ok(Some(Link {
             desired: dtx,
             events: erx,
-            _thread: thread,
+            stop: stx,
+            thread,
             last_sent: None,
             generation: 0,
             urgent: true,
             last_try: Instant::now(),
             last_retry: Instant::now(),
         }))
+    }
+
+    /// At a clean stop, before the workers stop: the adapter withdraws everything we announce
+    /// and deletes gobgpd's peers (and logs what it did), so that a data plane about to go
+    /// stops attracting traffic first. Waits `within` at most: a stuck gobgpd does not hold
+    /// the exit. True when the adapter finished in time.
+    pub fn stop(self, within: Duration) -> bool {
+        if self.stop.try_send(()).is_err() {
+            return self.thread.is_finished();
+        }
+        let until = Instant::now() + within;
+        while !self.thread.is_finished() {
+            if Instant::now() >= until {
+                log::warn!(
+                    "bgp: the adapter did not finish withdrawing within {} ms; stopping anyway",
+                    within.as_millis()
+                );
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        true
     }
 
     /// After a reload: the config may have changed peers; tell the adapter at once.

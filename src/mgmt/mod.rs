@@ -348,6 +348,11 @@ pub fn run(opts: &RunOptions) -> Result<Outcome, String> {
         }
     }
 
+    // First of all, while the workers still forward: stop attracting traffic (our BGP
+    // announcements withdrawn, gobgpd's peers deleted), bounded in time.
+    if let Some(l) = bgp_link.take() {
+        l.stop(crate::bgp::gobgp::STOP_WITHIN + std::time::Duration::from_millis(500));
+    }
     // It holds the pool: let the pool go when the ports do.
     drop(obs);
     if let Some(out) = &stats_out {

@@ -12,12 +12,16 @@
 //! not fit waits (deltas coalesce per prefix, a peer whose deltas are lost gets a whole
 //! `PeerPaths` later). Every call to gobgpd has a timeout; when one fails the connection is
 //! given up, `Disconnected` is reported once, and connecting is retried with a back-off of at
-//! most 2 s. The thread ends when the `Desired` sender is dropped.
+//! most 2 s. The thread ends when the `Desired` sender is dropped, leaving gobgpd as it is (a
+//! new adapter takes over without touching a session); told to stop (`stop`), it first
+//! withdraws everything we announce and deletes gobgpd's peers (`withdraw`), within
+//! `STOP_WITHIN`, whatever call was in flight.
 mod announce;
 mod client;
 mod configure;
 mod paths;
 mod peers;
+mod withdraw;
 
 use crate::bgp::{Desired, Event, ReceivedPath, SessionState};
 use crate::lpm::Prefix;
@@ -46,17 +50,31 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// A peer's pending delta beyond this many prefixes is dropped for a whole `PeerPaths`.
 const MAX_DELTA: usize = 100_000;
 
+/// The longest a stop spends withdrawing (a gobgpd that does not answer must not hold
+/// anygate's exit): the thread ends within it, plus a tick.
+pub const STOP_WITHIN: Duration = Duration::from_secs(2);
+
 /// Starts the adapter thread. It waits for the first `Desired`, then connects to `Desired::api`.
+/// A message on `stop` makes it withdraw our routes and delete gobgpd's peers, then end
+/// (`STOP_WITHIN`); a dropped `stop` sender is no request.
 pub fn spawn(
     desired: Receiver<Desired>,
     events: Sender<Event>,
+    stop: Receiver<()>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     std::thread::Builder::new()
         .name("bgp".into())
-        .spawn(move || rt.block_on(Adapter::new(desired, events).run()))
+        .spawn(move || {
+            rt.block_on(async move {
+                let mut a = Adapter::new(desired, events);
+                if a.run_until(&stop).await {
+                    a.withdraw().await;
+                }
+            })
+        })
 }
 
 /// Why a connection ended.
@@ -115,7 +133,46 @@ impl Adapter {
         }
     }
 
-    async fn run(mut self) {
+    /// Runs until the `Desired` sender goes (false) or `stop` asks (true: whatever call was
+    /// in flight is abandoned, checked every tick).
+    async fn run_until(&mut self, stop: &Receiver<()>) -> bool {
+        let run = self.run();
+        let mut run = std::pin::pin!(run);
+        loop {
+            if stop.try_recv().is_ok() {
+                return true;
+            }
+            if tokio::time::timeout(TICK, run.as_mut()).await.is_ok() {
+                return stop.try_recv().is_ok();
+            }
+        }
+    }
+
+    /// At a stop: our paths out of gobgpd and its peers deleted, within `STOP_WITHIN`, on a
+    /// connection of its own (the session's was abandoned mid-call, maybe).
+    async fn withdraw(&mut self) {
+        let Some(d) = self.want.as_ref() else {
+            log::debug!("bgp: stopping before gobgpd was configured: nothing to withdraw");
+            return;
+        };
+        let t = Instant::now();
+        let mut p = withdraw::Progress::default();
+        let r = match tokio::time::timeout(STOP_WITHIN, withdraw::all(d.api, &mut p)).await {
+            Ok(r) => r,
+            Err(_) => Err(format!("gobgpd did not finish within {STOP_WITHIN:?}")),
+        };
+        let what = p.describe(announce::originated(d).len());
+        let ms = t.elapsed().as_millis();
+        match r {
+            Ok(()) => log::info!("bgp: stopping: {what} ({ms} ms)"),
+            Err(e) => log::warn!(
+                "bgp: stopping: {what} ({ms} ms): {e}; under systemd, anygate-gobgpd.service \
+                 stops with anygate (BindsTo=), which ends its sessions"
+            ),
+        }
+    }
+
+    async fn run(&mut self) {
         let mut backoff = BACKOFF_MIN;
         loop {
             if !self.take_desired() {

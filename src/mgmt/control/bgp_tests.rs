@@ -90,7 +90,7 @@ impl World {
         // The fake adapter: hands its event sender to the test, forwards each Desired.
         let (fwd_tx, fwd_rx) = crossbeam::channel::unbounded();
         let mut events = None;
-        let link = Link::start(&cfg, |drx: Receiver<Desired>, etx| {
+        let link = Link::start(&cfg, |drx: Receiver<Desired>, etx, _stop| {
             events = Some(etx);
             std::thread::Builder::new().spawn(move || {
                 for d in drx.iter() {
@@ -172,6 +172,42 @@ fn path(prefix: &str, next_hop: [u8; 4], as_path: &[u32], communities: &[u32]) -
         stale: false,
         path_id: 0,
     }
+}
+
+/// `Link::stop` asks the adapter to withdraw and waits for it to end, but not for ever.
+#[test]
+fn stop_asks_the_adapter_and_waits_for_it_within_a_bound() {
+    let cfg = parse(CFG, &Host { cores: vec![0, 1] }).unwrap();
+    // An adapter that ends once asked to stop.
+    let link = Link::start(&cfg, move |_d, _e, stop: Receiver<()>| {
+        std::thread::Builder::new().spawn(move || {
+            let _ = stop.recv();
+        })
+    })
+    .unwrap()
+    .unwrap();
+    assert!(
+        link.stop(Duration::from_secs(10)),
+        "the adapter did not end"
+    );
+    // One stuck in a call to gobgpd: the stop goes on after the bound.
+    let (hold_tx, hold_rx) = crossbeam::channel::bounded::<()>(0);
+    let link = Link::start(&cfg, move |_d, _e, stop: Receiver<()>| {
+        std::thread::Builder::new().spawn(move || {
+            let _stop = stop;
+            let _ = hold_rx.recv();
+        })
+    })
+    .unwrap()
+    .unwrap();
+    let t = std::time::Instant::now();
+    assert!(!link.stop(Duration::from_millis(200)));
+    let waited = t.elapsed();
+    assert!(
+        waited >= Duration::from_millis(200) && waited < Duration::from_secs(2),
+        "{waited:?}"
+    );
+    drop(hold_tx);
 }
 
 /// The next Desired the fake adapter got.
