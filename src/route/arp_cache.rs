@@ -16,6 +16,10 @@ pub mod ageing;
 /// Zero means unresolved; 00:00:00:00:00:00 is never a valid neighbour.
 const UNRESOLVED: u64 = 0;
 
+/// `confirmed` of a host cell holding a `[[neighbors]]` MAC (`pin_host`): ARP never
+/// overwrites it, ageing never expires it, and `neighbors` leaves it to the config's list.
+const PINNED: u32 = u32::MAX;
+
 /// The widest connected subnet: its hosts are resolved through a table indexed by host
 /// number, 2^(32 - len) entries of 16 bytes (1 MiB at /16).
 pub const WIDEST_CONNECTED: u8 = 16;
@@ -40,9 +44,13 @@ impl Cell {
     }
 
     /// Stores a MAC learned at `now`; true when it changed. The same MAC again only
-    /// renews the confirmation.
+    /// renews the confirmation; a pinned (static) entry stays as configured.
     fn write(&self, mac: MacAddr, now: u32) -> bool {
-        if self.confirmed.load(Ordering::Relaxed) != now {
+        let confirmed = self.confirmed.load(Ordering::Relaxed);
+        if confirmed == PINNED {
+            return false;
+        }
+        if confirmed != now {
             self.confirmed.store(now, Ordering::Relaxed);
         }
         let v = mac.to_u64();
@@ -59,6 +67,10 @@ impl Cell {
         if self.used.load(Ordering::Relaxed) != now {
             self.used.store(now, Ordering::Relaxed);
         }
+    }
+
+    fn pinned(&self) -> bool {
+        self.confirmed.load(Ordering::Relaxed) == PINNED
     }
 
     fn copy_from(&self, o: &Cell) {
@@ -175,8 +187,20 @@ impl ArpCache {
         self.host_cell(port, ip).is_some_and(|c| c.write(mac, now))
     }
 
+    /// Holds `[[neighbors]]` MAC `mac` for `ip` in `port`'s host table, if the port has one
+    /// and `ip` is on it: ARP from that address then teaches nothing (no learned duplicate of
+    /// a static neighbour, no "moved" when another host claims its address). Before the cache
+    /// is published (after `inherit`).
+    pub fn pin_host(&self, port: u16, ip: u32, mac: MacAddr) {
+        if let Some(c) = self.host_cell(port, ip) {
+            c.mac.store(mac.to_u64(), Ordering::Relaxed);
+            c.confirmed.store(PINNED, Ordering::Relaxed);
+            c.used.store(0, Ordering::Relaxed);
+        }
+    }
+
     /// Carries resolved entries, their ages and the clock over from the previous snapshot's
-    /// cache.
+    /// cache (not its pins: the new config's are pinned afresh).
     pub fn inherit(&self, old: &ArpCache) {
         self.clock.store(old.now(), Ordering::Relaxed);
         for (i, k) in self.keys.iter().enumerate() {
@@ -187,7 +211,10 @@ impl ArpCache {
         for (port, s) in self.subnets.iter().enumerate() {
             let Some(s) = s else { continue };
             for (h, cell) in s.cells.iter().enumerate() {
-                if let Some(c) = old.host_cell(port as u16, s.net | h as u32) {
+                if let Some(c) = old
+                    .host_cell(port as u16, s.net | h as u32)
+                    .filter(|c| !c.pinned())
+                {
                     cell.copy_from(c);
                 }
             }
@@ -204,7 +231,9 @@ impl ArpCache {
 
     /// Hosts learned on connected subnets: (port, ip) and MAC.
     pub fn hosts(&self) -> impl Iterator<Item = ((u16, u32), MacAddr)> + '_ {
-        self.host_cells().filter_map(|(k, c)| Some((k, c.read()?)))
+        self.host_cells()
+            .filter(|(_, c)| !c.pinned())
+            .filter_map(|(k, c)| Some((k, c.read()?)))
     }
 
     /// Every host cell of every connected subnet with its (port, ip).
@@ -314,5 +343,38 @@ mod tests {
         b.inherit(&a);
         assert_eq!(b.host(0, 0x0a00_004d), Some(m));
         assert_eq!(b.hosts().count(), 1);
+    }
+
+    #[test]
+    fn a_pinned_static_mac_is_never_learned_over_listed_or_inherited() {
+        // 10.0.0.9 is a `[[neighbors]]` MAC on port 0's 10.0.0.1/24.
+        let a = ArpCache::with_subnets(vec![], &[(0x0a00_0001, 24)]);
+        let fixed = MacAddr([2, 0, 0, 0, 0, 9]);
+        let other = MacAddr([2, 0, 0, 0, 0, 0x66]);
+        a.pin_host(0, 0x0a00_0009, fixed);
+        a.set_clock(5);
+        assert!(
+            !a.set_host(0, 0x0a00_0009, other),
+            "ARP taught a static address"
+        );
+        assert_eq!(a.host(0, 0x0a00_0009), Some(fixed));
+        assert_eq!(a.hosts().count(), 0);
+        assert!(a.neighbors(5).is_empty(), "listed as a learned entry too");
+        let mut swept = Vec::new();
+        a.sweep(5 + 10 * ageing::REACHABLE_S, |e| swept.push(e));
+        assert!(swept.is_empty(), "a static MAC aged: {swept:?}");
+        assert_eq!(a.host(0, 0x0a00_0009), Some(fixed));
+        // A reload without the neighbour: the pin does not carry over, ARP may learn it.
+        let b = ArpCache::with_subnets(vec![], &[(0x0a00_0001, 24)]);
+        b.inherit(&a);
+        assert_eq!(b.host(0, 0x0a00_0009), None);
+        assert!(b.set_host(0, 0x0a00_0009, other));
+        // Pinned again over a learned entry: the configured MAC wins.
+        b.pin_host(0, 0x0a00_0009, fixed);
+        assert_eq!(b.host(0, 0x0a00_0009), Some(fixed));
+        // Off the subnet, or a port without a table: nothing to pin, nothing to learn.
+        a.pin_host(0, 0x0b00_0009, fixed);
+        a.pin_host(3, 0x0a00_0009, fixed);
+        assert!(!a.set_host(0, 0x0b00_0009, other));
     }
 }

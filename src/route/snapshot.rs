@@ -338,6 +338,11 @@ impl Snapshot {
         if let Some(prev) = previous {
             arp.inherit(&prev.arp);
         }
+        for n in &cfg.neighbors {
+            if let Some(mac) = n.mac {
+                arp.pin_host(n.port, n.ip, mac);
+            }
+        }
         let mut nexthops: Vec<NextHop> = gateways
             .iter()
             .map(|&(port, ip)| {

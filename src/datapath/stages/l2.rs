@@ -246,4 +246,50 @@ mod tests {
         }
         assert!(ipv4_plain(&f, false, port).is_none());
     }
+
+    /// ARP from a `[[neighbors]]` address with a static MAC teaches nothing: no learned
+    /// entry beside the static one (or "moved" when another MAC claims the address), and
+    /// the configured MAC keeps forwarding; another host on the subnet is learned as usual.
+    #[test]
+    fn arp_from_a_static_neighbour_teaches_nothing() {
+        use crate::datapath::{Pipeline, VecBuf};
+        // The demo: wan0 192.0.2.1/24 (MAC `MAC`), upstream 192.0.2.254 at ..:fe, static.
+        let cfg = crate::config::parse(
+            include_str!("../../../config/demo.toml"),
+            &crate::config::Host { cores: vec![0, 1] },
+        )
+        .unwrap();
+        let macs: Vec<MacAddr> = cfg.ports.iter().map(|p| p.mac.unwrap()).collect();
+        assert_eq!(macs[0], MacAddr(MAC));
+        let snap = crate::route::Snapshot::build(&cfg, &macs, 1, None).unwrap();
+        let fixed = MacAddr([2, 0, 0, 0, 0, 0xfe]);
+        let other = MacAddr([2, 0, 0, 0, 0, 0x66]);
+        // A reply to our address, and a request for it, each from `ip` at `mac`.
+        let from = |mac: MacAddr, ip: u32, op: u16| {
+            let mut f = vec![0u8; 60];
+            arp::write_request(&mut f, mac, ip, 0xc000_0201).unwrap();
+            f[..6].copy_from_slice(&MAC);
+            f[20..22].copy_from_slice(&op.to_be_bytes());
+            f
+        };
+        let mut p = Pipeline::new();
+        for op in [arp::OP_REPLY, arp::OP_REQUEST] {
+            let mut bufs = [VecBuf::from_bytes(&from(other, 0xc000_02fe, op))];
+            let mut v = [Verdict::Drop(DropReason::NoRoute)];
+            p.process(&snap, 0, &mut bufs, &mut v);
+        }
+        assert_eq!(
+            p.counters.arp_learned, 0,
+            "learned a static neighbour's address"
+        );
+        assert_eq!(snap.arp.host(0, 0xc000_02fe), Some(fixed));
+        let listed = snap.arp.neighbors(1);
+        assert!(!listed.iter().any(|n| n.ip == 0xc000_02fe), "{listed:?}");
+        // Any other host is learned.
+        let mut bufs = [VecBuf::from_bytes(&from(other, 0xc000_0242, arp::OP_REPLY))];
+        let mut v = [Verdict::Drop(DropReason::NoRoute)];
+        p.process(&snap, 0, &mut bufs, &mut v);
+        assert_eq!(p.counters.arp_learned, 1);
+        assert_eq!(snap.arp.host(0, 0xc000_0242), Some(other));
+    }
 }

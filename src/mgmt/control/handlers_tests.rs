@@ -280,12 +280,21 @@ fn show_neighbors_lists_static_learned_and_unresolved_entries() {
     arp.set_clock(5);
     let m = MacAddr([2, 0, 0, 0, 0, 0x42]);
     assert!(arp.set_host(0, 0xc000_0242, m)); // 192.0.2.66, a host on wan0's subnet
+                                              // ARP from the static neighbour's address with another MAC teaches nothing.
+    assert!(!arp.set_host(0, 0xc000_02fd, m));
     arp.set_clock(12);
     let r = w.call(Request::ShowNeighbors {});
     assert!(r.ok, "{r:?}");
     assert_eq!(r.get("reachable_s"), 300);
     let n = r.get("neighbors").as_array().unwrap().clone();
     let find = |a: &str| n.iter().find(|e| e["address"] == a).cloned().unwrap();
+    for a in ["192.0.2.253", "192.0.2.66", "192.0.2.254"] {
+        assert_eq!(
+            n.iter().filter(|e| e["address"] == a).count(),
+            1,
+            "{a}: {n:?}"
+        );
+    }
     assert_eq!(
         find("192.0.2.253"),
         json!({"address": "192.0.2.253", "mac": "02:00:00:00:00:fd", "port": "wan0",

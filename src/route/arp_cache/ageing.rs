@@ -69,6 +69,9 @@ impl ArpCache {
                 continue;
             }
             let confirmed = c.confirmed.load(Ordering::Relaxed);
+            if confirmed == super::PINNED {
+                continue;
+            }
             if confirmed == 0 {
                 c.confirmed.store(now, Ordering::Relaxed);
                 continue;
@@ -98,10 +101,12 @@ impl ArpCache {
         }
     }
 
-    /// Resolved entries, and gateways still unresolved, in (port, ip) order per kind.
+    /// Resolved entries, and gateways still unresolved, in (port, ip) order per kind; not
+    /// the pinned `[[neighbors]]` MACs (the config lists those).
     pub fn neighbors(&self, now: u32) -> Vec<Neighbor> {
         let since = |t: u32| (t != 0).then(|| now.saturating_sub(t));
         self.all_cells()
+            .filter(|(_, _, c)| !c.pinned())
             .filter_map(|((port, ip), gateway, c)| {
                 let mac = c.read();
                 (gateway || mac.is_some()).then(|| Neighbor {
