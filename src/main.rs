@@ -50,9 +50,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Run the data plane until SIGINT or SIGTERM. SIGHUP reloads the config file: [node],
-    /// [[tunnels]], [[neighbors]], [[routes]] and [firewall] change live; a file that changes
-    /// [dpdk], [[ports]] or [[workers]] is refused, and so is an invalid one.
+    /// Run the data plane until SIGINT or SIGTERM. SIGHUP reloads the config file: [node]
+    /// (control_socket and control_group keep their values until a restart), [[tunnels]], [[neighbors]], [[routes]],
+    /// [firewall], [health_checks], [bgp], punt.rate and punt.burst change live; a file that
+    /// changes anything else ([dpdk], [[ports]], [[workers]], [metrics], [arr] once its table
+    /// exists) is refused, and so is an invalid one.
     Run {
         /// The config file (see anygate.toml(5)).
         #[arg(long)]
