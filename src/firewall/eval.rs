@@ -222,6 +222,13 @@ mod tests {
             ("tcp.flags.syn and tcp.flags.ack", true),
             ("tcp.flags.fin", false),
             ("tcp.flags eq 0x12", true),
+            // Wireshark's comparisons of a boolean with 0 or 1.
+            ("tcp.flags.syn == 1", true),
+            ("tcp.flags.syn eq 0", false),
+            ("tcp.flags.fin == 0", true),
+            ("tcp.flags.fin != 1", true),
+            ("tcp.flags.fin ne 0", false),
+            ("tcp == 1 and udp == 0", true),
             ("ip.len eq 60 && ip.hdr_len eq 20 && ip.ttl eq 64", true),
         ] {
             assert_eq!(m(e, &p), want, "{e}");
@@ -281,8 +288,16 @@ mod tests {
             "column 13: unknown protocol name \"tcpx\""
         );
         assert_eq!(
-            e("tcp.flags.syn eq 1"),
-            "column 15: `tcp.flags.syn` is true or false on its own; it takes no comparison"
+            e("tcp.flags.syn lt 1"),
+            "column 15: `tcp.flags.syn` is true or false: only eq and ne apply"
+        );
+        assert_eq!(
+            e("tcp.flags.syn eq 2"),
+            "column 18: `tcp.flags.syn` compares only with 0 or 1, found number 2"
+        );
+        assert_eq!(
+            e("tcp == \"x\""),
+            "column 8: `tcp` compares only with 0 or 1, found string \"x\""
         );
         assert_eq!(
             e("tcp.dstport in {10..5}"),

@@ -387,9 +387,7 @@ impl Parser<'_> {
             ));
         };
         if field.kind() == Type::Bool {
-            return self.fail(format!(
-                "`{name}` is true or false on its own; it takes no comparison"
-            ));
+            return self.flag_compared(field, name, op);
         }
         if field.kind() == Type::Str && !matches!(op, CmpOp::Eq | CmpOp::Ne) {
             return self.fail(format!("`{name}` is a string: only eq and ne apply"));
@@ -417,6 +415,39 @@ impl Parser<'_> {
         }
         self.pos += 1;
         Ok(Expr::Cmp(field, op, value))
+    }
+
+    /// A boolean field compared with 0 or 1, as Wireshark allows (`tcp.flags.syn == 1`),
+    /// written as the field on its own: `== 1` and `!= 0` test it set, `== 0` and `!= 1` test
+    /// it clear on a packet that has it (a TCP flag on a TCP packet), as a comparison with an
+    /// absent field never matches.
+    fn flag_compared(&mut self, field: Field, name: &str, op: CmpOp) -> Result<Expr, ParseError> {
+        let set = match op {
+            CmpOp::Eq | CmpOp::Ne => matches!(op, CmpOp::Eq),
+            _ => return self.fail(format!("`{name}` is true or false: only eq and ne apply")),
+        };
+        self.pos += 1;
+        let col = self.col();
+        let set = match self.peek() {
+            Some(Tok::Int(1)) => set,
+            Some(Tok::Int(0)) => !set,
+            _ => {
+                return Err(ParseError {
+                    column: col,
+                    msg: format!("`{name}` compares only with 0 or 1, found {}", self.found()),
+                })
+            }
+        };
+        self.pos += 1;
+        let has = Expr::Has(field);
+        Ok(match (set, field) {
+            (true, _) => has,
+            (false, Field::TcpFlag(_)) => Expr::And(
+                Box::new(Expr::Has(Field::Tcp)),
+                Box::new(Expr::Not(Box::new(has))),
+            ),
+            (false, _) => Expr::Not(Box::new(has)),
+        })
     }
 
     /// A single value for a comparison with `field`.

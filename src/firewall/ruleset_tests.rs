@@ -268,3 +268,30 @@ fn skip_with_an_interpreted_rule() {
         &[("the interpreted rule never decides alone", t, Some(2))],
     );
 }
+
+/// A boolean compared with 0 or 1, as Wireshark writes it: the same as the field on its own
+/// (or its negation on a packet that has it); a TCP flag's comparison never matches a packet
+/// without TCP. Evaluator and classifier alike.
+#[test]
+fn booleans_compared_with_zero_or_one() {
+    use Action::Block;
+    let r = rules(&[
+        ("tcp.flags.syn == 1 and tcp.flags.ack eq 0", Block),
+        ("tcp.flags.syn != 1 and tcp.dstport eq 22", Block),
+        ("udp == 1 and udp.dstport eq 53", Block),
+        ("icmp eq 0 and ip.proto eq 47", Block),
+    ]);
+    check(
+        &r,
+        &[
+            ("SYN", tcp([10, 0, 0, 1], 1, 80, SYN), Some(0)),
+            ("SYN-ACK", tcp([10, 0, 0, 1], 1, 80, SYN | ACK), None),
+            ("ACK to 22", tcp([10, 0, 0, 1], 1, 22, ACK), Some(1)),
+            ("SYN to 22", tcp([10, 0, 0, 1], 1, 22, SYN), Some(0)),
+            ("UDP to 22", udp([10, 0, 0, 1], 1, 22), None),
+            ("UDP to 53", udp([10, 0, 0, 1], 1, 53), Some(2)),
+            ("GRE", packet([10, 0, 0, 1], 47), Some(3)),
+            ("ICMP", icmp([10, 0, 0, 1], 8), None),
+        ],
+    );
+}
