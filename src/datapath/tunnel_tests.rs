@@ -1239,3 +1239,21 @@ mod counter_reload;
 
 #[path = "firewall_burst_tests.rs"]
 mod firewall_burst;
+
+/// Review 12 reproduction (fails today): a non-first fragment of a GRE packet (outer offset
+/// not zero) holds no GRE header, yet it is decapsulated and its "inner packet" forwarded.
+/// An outer fragment must be dropped under a named reason (or reassembled), never parsed.
+#[test]
+#[ignore = "review 12 reproduction: outer fragments are decapsulated"]
+fn review12_an_outer_non_first_fragment_is_never_decapsulated() {
+    let s = snapshot();
+    let inner = inner_udp([192, 168, 10, 5], NET, 64, 100);
+    let mut frame = gre(&inner);
+    // Outer fragment offset 100 (800 bytes), MF clear: the last fragment of a GRE packet.
+    frame[14 + 6..14 + 8].copy_from_slice(&100u16.to_be_bytes());
+    frame[14 + 10..14 + 12].copy_from_slice(&[0, 0]);
+    let c = crate::wire::checksum::checksum(&frame[14..34]);
+    frame[14 + 10..14 + 12].copy_from_slice(&c.to_be_bytes());
+    let (v, _, _) = run1(&s, frame);
+    assert!(matches!(v, Verdict::Drop(_)), "{v:?}");
+}

@@ -446,3 +446,51 @@ fn first_probes_of_512_tunnels_are_spread_over_the_interval() {
     let max = per_tick.iter().max().unwrap();
     assert!(*max <= 16, "{max} tunnels in one 10 ms tick");
 }
+
+/// Review 12 reproduction (fails today): a bidirectional check's answer is taken from any
+/// tunnel, not only the probed one. Another customer, who sees the node id and the
+/// sequence numbers (one counter for all tunnels) in its own probes, can answer a dead
+/// tunnel's probes through its own tunnel and keep it healthy (traffic black-holed).
+#[test]
+#[ignore = "review 12 reproduction: answers are not tied to the probed tunnel"]
+fn review12_an_answer_through_another_tunnel_is_not_taken() {
+    let mut r = Rig::new(&[("T1", ""), ("T2", "")]);
+    for _ in 0..10 {
+        r.step(10);
+    }
+    let t1 = r.ck.entries.iter().find(|e| e.name == "T1").unwrap().id;
+    let t2_index = r.ck.entries.iter().find(|e| e.name == "T2").unwrap().index;
+    let (&seq, _) = r.ck.pending.iter().find(|(_, p)| p.entry == t1).unwrap();
+    r.rings[0]
+        .answers
+        .push(Answer {
+            seq,
+            via_tunnel: Some(t2_index),
+            tsc: r.now,
+        })
+        .unwrap();
+    r.step(10);
+    assert_eq!(r.view("T1").answered, 0, "T1's probe answered through T2");
+}
+
+/// Review 12 reproduction (fails today): an answer the worker received within the timeout
+/// is judged by when the management thread reads it. A management stall longer than
+/// `probe_timeout_ms` (a reload of a large table took 15 s) turns answered probes into
+/// losses: two such stalls within 5 minutes degrade every tunnel (+500000) at once.
+#[test]
+#[ignore = "review 12 reproduction: lateness judged at read time, not receipt"]
+fn review12_an_answer_received_in_time_but_read_late_counts_as_answered() {
+    let mut r = Rig::new(&[("T1", "")]);
+    for _ in 0..10 {
+        r.step(10);
+    }
+    assert_eq!(
+        r.answer("T1", 3).len(),
+        1,
+        "received 3 ms after it was sent"
+    );
+    // The management thread comes back 300 ms later (timeout 200 ms).
+    r.step(300);
+    let v = r.view("T1");
+    assert_eq!((v.answered, v.lost), (1, 0));
+}

@@ -342,4 +342,15 @@ mod tests {
             assert_eq!(clamp_first(&mut s, 1000), None, "{opts:?}");
         }
     }
+
+    /// Review 12 reproduction (fails today): a SYN with two MSS options keeps the second
+    /// above the clamp; Linux takes the last MSS option it parses, so the clamp is void.
+    #[test]
+    #[ignore = "review 12 reproduction: only the first MSS option is clamped"]
+    fn review12_every_mss_option_is_clamped() {
+        let mut s = syn(&[2, 4, 0x05, 0xb4, 2, 4, 0x05, 0xdc], 0x02); // MSS 1460, MSS 1500
+        clamp_mss(&mut s, 1436);
+        assert!(valid(&s));
+        assert_eq!(&s[24..28], &[2, 4, 0x05, 0x9c], "the second MSS option");
+    }
 }

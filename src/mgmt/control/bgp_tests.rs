@@ -415,3 +415,25 @@ fn a_key_the_table_refuses_holds_no_other_back() {
     assert_eq!(c.as_array().unwrap().len(), 65);
     assert!(!w.bgp.has_pending());
 }
+
+/// Review 12 reproduction (fails today): nothing ties a peer to the prefixes it may
+/// announce. The port peer (another customer, AS 65100) announces a /17 inside T1's
+/// customer's 10.50.0.0/16; the longer prefix wins whatever the priorities, so half of
+/// that customer's traffic goes to the other customer (and, through the reverse-path
+/// check, a tunnel peer would also gain the right to send from those sources).
+#[test]
+#[ignore = "review 12 reproduction: no per-peer prefix filter"]
+fn review12_a_peer_cannot_take_another_customers_prefix() {
+    let (mut w, events, _desired) = World::new();
+    w.tick();
+    events.send(Event::Connected).unwrap();
+    events
+        .send(Event::PeerPaths {
+            peer: Ipv4Addr::new(192, 0, 2, 9),
+            paths: vec![path("10.50.0.0/17", [192, 0, 2, 20], &[65100], &[])],
+        })
+        .unwrap();
+    w.tick();
+    let r = w.route("10.50.1.1");
+    assert_eq!(r["group"][0]["nexthop"], "T1", "{r}");
+}
